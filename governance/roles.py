@@ -1,0 +1,35 @@
+"""The portal's roles, held as Django groups (created by a data migration)."""
+
+from __future__ import annotations
+
+ML_ENGINEERS = "ml-engineers"
+STEWARDS = "stewards"
+LEGAL = "legal"
+SECURITY = "security"
+COMPLIANCE = "compliance"
+
+REVIEW_ROLES = (LEGAL, SECURITY, COMPLIANCE)
+ALL_ROLES = (ML_ENGINEERS, STEWARDS, *REVIEW_ROLES)
+
+DESCRIPTIONS = {
+    ML_ENGINEERS: "may launch fine-tunes on models approved for them",
+    STEWARDS: "import and publish models, edit metadata, manage licenses and risks",
+    LEGAL: "reviews reuse requests for license and contract terms",
+    SECURITY: "reviews reuse requests for security exposure",
+    COMPLIANCE: "reviews reuse requests for data protection and policy",
+}
+
+
+def user_roles(user) -> set[str]:
+    """Role names the user holds; empty for anonymous users."""
+    if not getattr(user, "is_authenticated", False):
+        return set()
+    cached = getattr(user, "_portal_roles", None)
+    if cached is None:
+        cached = set(user.groups.filter(name__in=ALL_ROLES).values_list("name", flat=True))
+        user._portal_roles = cached
+    return cached
+
+
+def has_role(user, role: str) -> bool:
+    return role in user_roles(user)

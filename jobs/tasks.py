@@ -1,0 +1,20 @@
+"""Celery tasks: thin wrappers that take ids and call services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+from jobs.services import job_execute
+
+
+@shared_task(
+    bind=True,
+    name="jobs.run_job",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=settings.JOB_TIME_LIMIT_S,
+    soft_time_limit=settings.JOB_TIME_LIMIT_S - 60,
+)
+def run_job(self, job_id: int) -> str:
+    return job_execute(job_id=job_id, worker=self.request.hostname)

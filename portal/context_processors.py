@@ -1,0 +1,43 @@
+"""Template context shared by every page."""
+
+from __future__ import annotations
+
+from django.urls import NoReverseMatch, reverse
+
+from governance.roles import REVIEW_ROLES, user_roles
+
+# (label, url name, who sees it). A section appears once its URL exists, so the
+# bar never links to a page that is not there.
+NAV = (
+    ("Catalogue", "zoo:catalogue", "user"),
+    ("Datasets", "zoo:datasets", "user"),
+    ("Jobs", "jobs:list", "user"),
+    ("Requests", "governance:requests", "user"),
+    ("Reviews", "governance:reviews", "reviewer"),
+    ("Audit", "governance:audit", "user"),
+    ("Admin", "admin:index", "staff"),
+)
+
+
+def _visible(user, who: str) -> bool:
+    if who == "staff":
+        return user.is_staff
+    if who == "reviewer":
+        return user.is_superuser or bool(user_roles(user) & set(REVIEW_ROLES))
+    return True
+
+
+def navigation(request) -> dict:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"nav_items": [], "user_roles": []}
+    items = []
+    for label, name, who in NAV:
+        if not _visible(user, who):
+            continue
+        try:
+            url = reverse(name)
+        except NoReverseMatch:
+            continue
+        items.append({"label": label, "url": url, "active": request.path.startswith(url)})
+    return {"nav_items": items, "user_roles": sorted(user_roles(user))}

@@ -1,0 +1,170 @@
+"""Strict readers for settings that come from the environment.
+
+A typo in a deployment variable should stop the process at start-up with a
+message naming the variable, not surface later as a confusing failure, so
+every reader here refuses values it does not understand.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_UNSET = object()
+
+
+def _raw(name: str, default: object) -> str | object:
+    value = os.environ.get(name)
+    if value is None:
+        if default is _UNSET:
+            raise ImproperlyConfigured(f"Environment variable {name} is required.")
+        return default
+    return value.strip()
+
+
+def env_str(name: str, default: str | object = _UNSET) -> str:
+    return _raw(name, default)  # type: ignore[return-value]
+
+
+def env_bool(name: str, default: bool | object = _UNSET) -> bool:
+    value = _raw(name, default)
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean (use true/false, 1/0, yes/no).")
+
+
+def env_int(name: str, default: int | object = _UNSET, *, minimum: int | None = None) -> int:
+    value = _raw(name, default)
+    if isinstance(value, int):
+        number = value
+    else:
+        try:
+            number = int(str(value))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}={value!r} is not an integer.") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name}={number} is below the minimum of {minimum}.")
+    return number
+
+
+def env_list(name: str, default: list[str] | object = _UNSET) -> list[str]:
+    value = _raw(name, default)
+    if isinstance(value, list):
+        return value
+    return [item.strip() for item in str(value).split(",") if item.strip()]
+
+
+def parse_database_url(url: str, *, base_dir: Path) -> dict:
+    """Turn ``postgres://user:pass@host:port/name`` or ``sqlite:///path`` into DATABASES['default'].
+
+    Relative SQLite paths are taken from ``base_dir`` so the embedded default
+    works from any working directory.
+    """
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.query))
+    if parts.scheme == "sqlite":
+        raw_path = unquote(parts.path)
+        if parts.netloc:
+            raise ImproperlyConfigured(
+                f"DATABASE_URL {url!r}: use sqlite:///relative/path or sqlite:////absolute/path."
+            )
+        path = raw_path[1:] if raw_path.startswith("/") else raw_path
+        if not path:
+            raise ImproperlyConfigured("DATABASE_URL for SQLite needs a file path.")
+        db_path = Path(path) if Path(path).is_absolute() else base_dir / path
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(db_path),
+            # The web server and the worker share the file: wait for locks instead
+            # of failing, and let readers proceed while one process writes.
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    if parts.scheme in {"postgres", "postgresql", "pgsql"}:
+        name = unquote(parts.path.lstrip("/"))
+        if not name:
+            raise ImproperlyConfigured(f"DATABASE_URL {_redact(url)!r} names no database.")
+        conn_max_age = options.pop("conn_max_age", "60")
+        try:
+            max_age = int(conn_max_age)
+        except ValueError:
+            raise ImproperlyConfigured("DATABASE_URL conn_max_age must be an integer.") from None
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "CONN_MAX_AGE": max_age,
+            "CONN_HEALTH_CHECKS": True,
+            "OPTIONS": options,
+        }
+    raise ImproperlyConfigured(
+        f"DATABASE_URL scheme {parts.scheme!r} is not supported (use postgres:// or sqlite:///)."
+    )
+
+
+def parse_email_url(url: str) -> dict:
+    """Map EMAIL_URL onto Django's email settings.
+
+    ``smtp://user:pass@host:587?tls=true``, ``smtps://…`` (implicit TLS),
+    ``console://``, ``locmem://``, ``dummy://`` or ``file:///path``.
+    """
+    parts = urlsplit(url)
+    options = {k.lower(): v for k, v in parse_qsl(parts.query)}
+    backends = {
+        "console": "django.core.mail.backends.console.EmailBackend",
+        "locmem": "django.core.mail.backends.locmem.EmailBackend",
+        "dummy": "django.core.mail.backends.dummy.EmailBackend",
+        "file": "django.core.mail.backends.filebased.EmailBackend",
+    }
+    if parts.scheme in backends:
+        settings = {"EMAIL_BACKEND": backends[parts.scheme]}
+        if parts.scheme == "file":
+            if not parts.path:
+                raise ImproperlyConfigured("EMAIL_URL file:// needs a folder path.")
+            settings["EMAIL_FILE_PATH"] = unquote(parts.path)
+        return settings
+    if parts.scheme in {"smtp", "smtps"}:
+        if not parts.hostname:
+            raise ImproperlyConfigured(f"EMAIL_URL {_redact(url)!r} names no host.")
+        tls = options.get("tls", "false").lower() in _TRUE
+        return {
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_HOST": parts.hostname,
+            "EMAIL_PORT": parts.port or (465 if parts.scheme == "smtps" else 25),
+            "EMAIL_HOST_USER": unquote(parts.username or ""),
+            "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
+            "EMAIL_USE_SSL": parts.scheme == "smtps",
+            "EMAIL_USE_TLS": tls and parts.scheme == "smtp",
+        }
+    raise ImproperlyConfigured(
+        f"EMAIL_URL scheme {parts.scheme!r} is not supported "
+        "(smtp, smtps, console, locmem, dummy or file)."
+    )
+
+
+def _redact(url: str) -> str:
+    """Hide a password before a URL goes into an error message or a health answer."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+redact_url = _redact

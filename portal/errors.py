@@ -1,0 +1,73 @@
+"""One domain error type, mapped to HTTP in one place.
+
+Services raise ``PortalError`` subclasses with a message meant for the person
+at the keyboard; the API handler and the HTML middleware below turn them into
+responses, so no view needs its own try/except and no user sees a traceback.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class PortalError(Exception):
+    """A refusal or failure with a message fit to show the user."""
+
+    status_code = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(PortalError):
+    """Missing, or not visible to this user: the two answer alike so ids leak nothing."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class Forbidden(PortalError):
+    status_code = 403
+    code = "forbidden"
+
+
+class Conflict(PortalError):
+    """The object is no longer in the state the action needs (someone else acted first)."""
+
+    status_code = 409
+    code = "conflict"
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, PortalError):
+        body = {"detail": exc.message, "code": exc.code}
+        if exc.field:
+            body["field"] = exc.field
+        return Response(body, status=exc.status_code)
+    return exception_handler(exc, context)
+
+
+class PortalErrorMiddleware:
+    """Render a PortalError raised by an HTML view as a page with the right status."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        if not isinstance(exc, PortalError):
+            return None
+        return render(
+            request,
+            "portal/error.html",
+            {"message": exc.message, "status": exc.status_code},
+            status=exc.status_code,
+        )
