@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 # The suite talks to the real services; override these to point elsewhere.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal
-TEST_BROKER_URL ?= redis://127.0.0.1:6379/0
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: run test lint format install clean-var
 

@@ -74,7 +74,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return Response(JobSerializer(job).data)
 
     @extend_schema(request=WorkerCheckInput, responses={201: JobSerializer})
-    @action(detail=False, methods=["post"], url_path="worker-check", permission_classes=[IsAdminUser])
+    @action(
+        detail=False, methods=["post"], url_path="worker-check", permission_classes=[IsAdminUser]
+    )
     def worker_check(self, request: Request) -> Response:
         data = WorkerCheckInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -67,7 +67,9 @@ class Job(models.Model):
                 name="job_progress_between_0_and_1",
             ),
             models.CheckConstraint(
-                condition=models.Q(status__in=["queued", "running", "succeeded", "failed", "cancelled"]),
+                condition=models.Q(
+                    status__in=["queued", "running", "succeeded", "failed", "cancelled"]
+                ),
                 name="job_status_valid",
             ),
         ]

@@ -64,9 +64,7 @@ class JobContext:
 
     def progress(self, fraction: float | None = None, *, stage: str | None = None) -> None:
         """Record progress and renew the lease; stop the handler if the job was cancelled."""
-        if not job_report(
-            job_id=self.job_id, attempt=self.attempt, progress=fraction, stage=stage
-        ):
+        if not job_report(job_id=self.job_id, attempt=self.attempt, progress=fraction, stage=stage):
             raise JobCancelled
         if fraction is not None:
             self._last_progress = fraction
@@ -111,9 +109,7 @@ def job_claim(*, job_id: int, worker: str, device: str) -> int | None:
     finished, cancelled, held by a live worker, out of attempts, or deleted.
     """
     now = timezone.now()
-    claimable = Q(status=Job.Status.QUEUED) | Q(
-        status=Job.Status.RUNNING, lease_expires_at__lt=now
-    )
+    claimable = Q(status=Job.Status.QUEUED) | Q(status=Job.Status.RUNNING, lease_expires_at__lt=now)
     with transaction.atomic():
         taken = (
             Job.objects.filter(claimable, pk=job_id, cancel_requested=False)
@@ -228,9 +224,7 @@ def job_execute(*, job_id: int, worker: str | None = None) -> str:
     from jobs.ml.device import describe_device
 
     device = describe_device()
-    attempt = job_claim(
-        job_id=job_id, worker=worker or socket.gethostname(), device=device
-    )
+    attempt = job_claim(job_id=job_id, worker=worker or socket.gethostname(), device=device)
     if attempt is None:
         return "skipped"
     if handler is None:

@@ -25,3 +25,22 @@ def check_broker(timeout: float = 2.0) -> str | None:
     except Exception as exc:
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
     return None
+
+
+class HealthzMiddleware:
+    """Answer /healthz ahead of host validation and HTTPS redirects.
+
+    Container and load-balancer probes reach the server by its internal
+    address, which is rightly absent from ALLOWED_HOSTS; the health answer
+    carries nothing that host checking protects.
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path == "/healthz":
+            from portal.views import healthz
+
+            return healthz(request)
+        return self.get_response(request)

@@ -37,7 +37,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--allow-production",
             action="store_true",
-            help="Run even with DEBUG off (the demo password is public: never on a real deployment).",
+            help="Run even with DEBUG off (the demo password is public: never in production).",
         )
 
     def handle(self, *args, allow_production: bool = False, **options) -> None:
@@ -49,7 +49,7 @@ class Command(BaseCommand):
         password = os.environ.get("DEMO_PASSWORD", DEFAULT_PASSWORD)
         with transaction.atomic():
             rows = seed_users(password)
-        self.stdout.write(self.style.SUCCESS("Demo accounts (password for all: %s)" % password))
+        self.stdout.write(self.style.SUCCESS(f"Demo accounts (password for all: {password})"))
         for username, role, staff in rows:
             label = role or ("administrator" if staff else "no role")
             self.stdout.write(f"  {username:<8} {label}")
@@ -60,7 +60,9 @@ def seed_users(password: str) -> list[tuple[str, str | None, bool]]:
     groups = {g.name: g for g in Group.objects.filter(name__in=roles.ALL_ROLES)}
     missing = set(roles.ALL_ROLES) - set(groups)
     if missing:
-        raise CommandError(f"Role groups missing ({', '.join(sorted(missing))}): run migrate first.")
+        raise CommandError(
+            f"Role groups missing ({', '.join(sorted(missing))}): run migrate first."
+        )
     rows = []
     for username, full_name, role, staff in DEMO_USERS:
         first, last = full_name.split(" ", 1)

@@ -57,7 +57,9 @@ class Command(BaseCommand):
             while not stopping:
                 for name, proc in children.items():
                     if proc.poll() is not None:
-                        self.stderr.write(f"The {name} process exited ({proc.returncode}); stopping.")
+                        self.stderr.write(
+                            f"The {name} process exited ({proc.returncode}); stopping."
+                        )
                         exit_code = proc.returncode or 1
                         stopping = True
                         break

@@ -1,0 +1,97 @@
+"""Shared fixtures: named personas, the real services, a real Celery worker.
+
+The suite needs PostgreSQL and Redis. When either is unreachable it stops at
+once with a message saying which and how to point at it; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+
+from tests.factories import UserFactory
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        pytest.exit(
+            "The suite runs against PostgreSQL. Run `make test`, or set "
+            "DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal (and DEBUG=1).",
+            returncode=3,
+        )
+    broker = urlsplit(settings.CELERY_BROKER_URL)
+    if broker.scheme != "redis":
+        pytest.exit(
+            "The suite runs its workers against Redis. Run `make test`, or set "
+            "CELERY_BROKER_URL=redis://127.0.0.1:6379/15.",
+            returncode=3,
+        )
+    import psycopg
+    import redis
+
+    try:
+        psycopg.connect(
+            host=db["HOST"] or None,
+            port=db["PORT"] or None,
+            user=db["USER"] or None,
+            password=db["PASSWORD"] or None,
+            dbname="postgres",
+            connect_timeout=3,
+        ).close()
+    except psycopg.Error as exc:
+        pytest.exit(
+            f"PostgreSQL is unreachable at {db['HOST'] or 'the local socket'}:{db['PORT'] or 5432} "
+            f"({str(exc).strip().splitlines()[0]}). Start it, or set TEST_DATABASE_URL.",
+            returncode=3,
+        )
+    try:
+        redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        pytest.exit(
+            f"Redis is unreachable at {broker.hostname}:{broker.port or 6379} ({exc}). "
+            "Start it, or set TEST_BROKER_URL.",
+            returncode=3,
+        )
+
+
+@pytest.fixture
+def alice(db):
+    """An ML engineer: launches probes and fine-tunes."""
+    return UserFactory(username="alice", roles=["ml-engineers"])
+
+
+@pytest.fixture
+def bob(db):
+    """A signed-in user with no role."""
+    return UserFactory(username="bob")
+
+
+@pytest.fixture
+def admin_user(db):
+    return UserFactory(username="root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def celery_worker(transactional_db):
+    """A real Celery worker, in a thread of this process, consuming from Redis.
+
+    Tests using it need committed data (transactional_db) because the worker
+    reads through its own database connection.
+    """
+    from celery.contrib.testing.worker import start_worker
+
+    from portal.celery import app
+
+    app.control.purge()
+    with start_worker(
+        app,
+        pool="solo",
+        concurrency=1,
+        perform_ping_check=False,
+        queues=["default", "gpu"],
+        shutdown_timeout=30,
+    ) as worker:
+        yield worker

@@ -1,0 +1,95 @@
+"""The embedded default that ``make run`` uses: SQLite plus the on-disk broker.
+
+Boots ``manage.py serve`` (web server and worker) as a subprocess with no
+database or broker server, runs a job through it, and stops it with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def embedded_env(tmp_path):
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "CELERY_"))}
+    return {
+        **keep,
+        "DEBUG": "1",
+        "PORTAL_VAR_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/portal.sqlite3",
+        "CELERY_BROKER_URL": "filesystem://",
+        "CELERY_BROKER_FOLDER": str(tmp_path / "broker"),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _manage(env, *args, timeout=180):
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_embedded_portal_serves_runs_a_job_and_stops_on_ctrl_c(embedded_env, tmp_path):
+    migrated = _manage(embedded_env, "migrate", "--noinput")
+    assert migrated.returncode == 0, migrated.stderr
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("w")
+    serve = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=embedded_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        health = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and health is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    health = json.load(r)
+            except OSError:
+                time.sleep(0.5)
+        assert health == {"status": "ok", "database": "ok", "broker": "ok"}
+
+        checked = _manage(embedded_env, "check_workers", "--timeout", "90")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "answered on cpu" in checked.stdout
+        assert (tmp_path / "portal.sqlite3").exists()
+
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(timeout=40) == 0
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+        log.close()
+    output = (tmp_path / "serve.log").read_text()
+    assert "Stopped web server and worker." in output
+    leftovers = subprocess.run(
+        ["pgrep", "-f", f"embedded@127.0.0.1:{port}"], capture_output=True, check=False
+    )
+    assert leftovers.stdout == b"", "the worker outlived the serve command"

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import authenticate, get_user_model
+from django.core.management import CommandError, call_command
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_creates_one_user_per_role_and_is_idempotent(settings, capsys):
+    settings.DEBUG = True
+    call_command("seed_demo")
+    call_command("seed_demo")
+
+    User = get_user_model()
+    assert User.objects.filter(username__in=["alice", "sam", "lena", "sean", "cora"]).count() == 5
+    assert User.objects.count() == 7
+    roles = {u.username: set(u.groups.values_list("name", flat=True)) for u in User.objects.all()}
+    assert roles["lena"] == {"legal"}
+    assert roles["sam"] == {"stewards"}
+    assert roles["bob"] == set()
+    assert User.objects.get(username="admin").is_superuser
+    out = capsys.readouterr().out
+    assert "zoo-demo-2026" in out
+    assert authenticate(username="sean", password="zoo-demo-2026") is not None
+
+
+def test_seed_demo_refuses_with_debug_off(settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="published password"):
+        call_command("seed_demo")
+    assert not get_user_model().objects.exists()
+
+
+def test_roles_exist_as_groups_after_migrate():
+    from django.contrib.auth.models import Group
+
+    names = set(Group.objects.values_list("name", flat=True))
+    assert {"ml-engineers", "stewards", "legal", "security", "compliance"} <= names
