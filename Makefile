@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 # The suite talks to the real services; override these to point elsewhere.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: run test lint format install clean-var
 
@@ -26,7 +28,7 @@ run: export DEBUG = 1
 run: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
-	$(PY) manage.py serve
+	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
 test: export DEBUG = 1
 test: export DATABASE_URL = $(TEST_DATABASE_URL)
