@@ -95,6 +95,9 @@ DATABASES = {
         env_str("DATABASE_URL", "sqlite:///var/portal.sqlite3"), base_dir=BASE_DIR
     )
 }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A fresh checkout has no var/ yet; SQLite creates the file but not its folder.
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [

@@ -33,10 +33,10 @@ def embedded_env(tmp_path):
     return {
         **keep,
         "DEBUG": "1",
-        "PORTAL_VAR_DIR": str(tmp_path),
-        "DATABASE_URL": f"sqlite:///{tmp_path}/portal.sqlite3",
+        # Nothing under var/ exists yet, as in a fresh checkout.
+        "PORTAL_VAR_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/var/portal.sqlite3",
         "CELERY_BROKER_URL": "filesystem://",
-        "CELERY_BROKER_FOLDER": str(tmp_path / "broker"),
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -79,7 +79,8 @@ def test_embedded_portal_serves_runs_a_job_and_stops_on_ctrl_c(embedded_env, tmp
         checked = _manage(embedded_env, "check_workers", "--timeout", "90")
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "answered on cpu" in checked.stdout
-        assert (tmp_path / "portal.sqlite3").exists()
+        assert (tmp_path / "var" / "portal.sqlite3").exists()
+        assert any((tmp_path / "var" / "broker").iterdir())
 
         serve.send_signal(signal.SIGINT)
         assert serve.wait(timeout=40) == 0
