@@ -11,3 +11,69 @@ class WorkerCheckForm(forms.Form):
     require_gpu = forms.BooleanField(
         required=False, help_text="Fail unless the worker that answers has a CUDA device."
     )
+
+
+class ImportForm(forms.Form):
+    """One form for the three ways a model enters the catalogue."""
+
+    SOURCES = [
+        ("hub", "Hugging Face Hub repository"),
+        ("folder", "Folder on the server"),
+        ("archive", "Uploaded archive (.zip or .tar.gz)"),
+    ]
+    source = forms.ChoiceField(choices=SOURCES, widget=forms.RadioSelect, initial="hub")
+    hub_repo_id = forms.CharField(
+        required=False,
+        label="Hub repository",
+        max_length=193,
+        help_text="e.g. sentence-transformers/all-MiniLM-L6-v2",
+    )
+    revision = forms.CharField(
+        required=False,
+        max_length=100,
+        initial="main",
+        help_text="Branch, tag or commit; it is pinned to a commit at import.",
+    )
+    folder = forms.CharField(
+        required=False,
+        max_length=1000,
+        help_text="An absolute path under an allowed import folder.",
+    )
+    archive = forms.FileField(required=False)
+    repo_id = forms.CharField(
+        required=False,
+        label="Catalogue id",
+        max_length=193,
+        help_text="namespace/name in the catalogue; for Hub imports it defaults to the Hub id.",
+    )
+
+    def clean(self):
+        from zoo.models import repo_id_validator
+
+        data = super().clean()
+        source = data.get("source")
+        repo_id = (data.get("repo_id") or "").strip()
+        if source == "hub":
+            hub = (data.get("hub_repo_id") or "").strip()
+            if not hub:
+                self.add_error("hub_repo_id", "Name the Hub repository to import.")
+            else:
+                try:
+                    repo_id_validator(hub)
+                except forms.ValidationError as exc:
+                    self.add_error("hub_repo_id", exc)
+            repo_id = repo_id or hub
+            data["revision"] = (data.get("revision") or "main").strip()
+        elif source == "folder" and not data.get("folder"):
+            self.add_error("folder", "Give the folder's path on the server.")
+        elif source == "archive" and not data.get("archive"):
+            self.add_error("archive", "Choose an archive to upload.")
+        if source in ("folder", "archive") and not repo_id:
+            self.add_error("repo_id", "Give the model an id in the catalogue (namespace/name).")
+        elif repo_id:
+            try:
+                repo_id_validator(repo_id)
+            except forms.ValidationError as exc:
+                self.add_error("repo_id", exc)
+        data["repo_id"] = repo_id
+        return data

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
@@ -9,10 +10,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from jobs.forms import WorkerCheckForm
+from jobs.forms import ImportForm, WorkerCheckForm
 from jobs.models import Job
 from jobs.selectors import can_cancel, get_job_for_user, jobs_visible_to
-from jobs.services import job_cancel, job_create
+from jobs.services import import_launch, job_cancel, job_create
+from portal.errors import Forbidden, PortalError
+from zoo.selectors import is_steward
 
 
 @login_required
@@ -71,3 +74,33 @@ def worker_check(request: HttpRequest) -> HttpResponse:
         )
     messages.success(request, f"Worker check queued on '{job.queue}'.")
     return redirect("jobs:detail", pk=job.pk)
+
+
+@login_required
+def import_model(request: HttpRequest) -> HttpResponse:
+    if not is_steward(request.user):
+        raise Forbidden("Only stewards may import models.")
+    form = ImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            with transaction.atomic():
+                job = import_launch(
+                    actor=request.user,
+                    source=data["source"],
+                    repo_id=data["repo_id"],
+                    hub_repo_id=data.get("hub_repo_id", ""),
+                    revision=data.get("revision", ""),
+                    folder=data.get("folder", ""),
+                    upload=data.get("archive"),
+                )
+        except PortalError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, f"Import queued as job #{job.pk}.")
+            return redirect("jobs:detail", pk=job.pk)
+    return render(
+        request,
+        "jobs/import.html",
+        {"form": form, "import_roots": settings.IMPORT_ROOTS, "hf_endpoint": settings.HF_ENDPOINT},
+    )

@@ -209,6 +209,16 @@ CELERY_BROKER_FOLDER = Path(env_str("CELERY_BROKER_FOLDER", str(VAR_DIR / "broke
 
 HF_ENDPOINT = env_str("HF_ENDPOINT", "https://huggingface.co")
 
+# --- catalogue imports ---------------------------------------------------------
+# Server folders a steward may import from; nothing outside them is readable.
+IMPORT_ROOTS = [Path(p) for p in env_list("IMPORT_ROOTS", [str(VAR_DIR / "imports")])]
+IMPORT_STAGING_DIR = Path(env_str("IMPORT_STAGING_DIR", str(VAR_DIR / "staging")))
+IMPORT_MAX_FILES = env_int("IMPORT_MAX_FILES", 2000, minimum=1)
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 20 * 2**30, minimum=1)
+IMPORT_MAX_RATIO = env_int("IMPORT_MAX_RATIO", 200, minimum=1)
+# Uploaded archives larger than this are refused before they are stored.
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 2 * 2**30, minimum=1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

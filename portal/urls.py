@@ -5,11 +5,17 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
-from jobs.api import JobViewSet
+from jobs import views as jobs_views
+from jobs.api import ImportViewSet, JobViewSet
 from portal import views
+from zoo.api import ArtifactViewSet, CatalogModelViewSet, ModelVersionViewSet
 
 router = DefaultRouter()
+router.register("models", CatalogModelViewSet, basename="model")
+router.register("versions", ModelVersionViewSet, basename="version")
+router.register("artifacts", ArtifactViewSet, basename="artifact")
 router.register("jobs", JobViewSet, basename="job")
+router.register("imports", ImportViewSet, basename="import")
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -17,6 +23,8 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("jobs/", include("jobs.urls")),
+    path("catalogue/import/", jobs_views.import_model, name="import"),
+    path("catalogue/", include("zoo.urls")),
     path("admin/", admin.site.urls),
     path("api/", include(router.urls)),
     path("api/auth/token/", obtain_auth_token, name="api-token"),

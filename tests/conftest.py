@@ -70,6 +70,12 @@ def bob(db):
 
 
 @pytest.fixture
+def sam(db):
+    """A steward: imports, publishes and edits catalogue entries."""
+    return UserFactory(username="sam", roles=["stewards"])
+
+
+@pytest.fixture
 def admin_user(db):
     return UserFactory(username="root", is_staff=True, is_superuser=True)
 

@@ -4,6 +4,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
+from governance.models import License
 from jobs.models import Job
 
 PASSWORD = "correct-horse-battery"
@@ -32,3 +33,40 @@ class JobFactory(factory.django.DjangoModelFactory):
 
     kind = Job.Kind.WORKER_CHECK
     requested_by = factory.SubFactory(UserFactory)
+
+
+class CatalogModelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "zoo.CatalogModel"
+
+    repo_id = factory.Sequence(lambda n: f"acme/model-{n}")
+    title = factory.LazyAttribute(lambda m: m.repo_id.split("/")[1].replace("-", " ").title())
+    summary = "A sentence encoder for support tickets."
+    modality = "text"
+    task = "feature-extraction"
+    status = "available"
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "zoo.ModelVersion"
+
+    model = factory.SubFactory(CatalogModelFactory)
+    revision = factory.Sequence(lambda n: f"{n:040x}")
+    label = factory.Sequence(lambda n: f"v{n + 1}")
+    license = factory.LazyFunction(lambda: License.objects.get(spdx_id="apache-2.0"))
+    source = "folder"
+
+
+class ArtifactFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "zoo.Artifact"
+
+    version = factory.SubFactory(ModelVersionFactory)
+    path = factory.Sequence(lambda n: f"file-{n}.safetensors")
+    size = 1024
+    sha256 = factory.Sequence(lambda n: f"{n:064x}")
+    git_sha1 = factory.Sequence(lambda n: f"{n:040x}")
+    format = "safetensors"
+    scan_status = "clean"
+    blob_name = factory.LazyAttribute(lambda a: f"blobs/sha256/{a.sha256}")

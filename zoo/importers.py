@@ -1,0 +1,503 @@
+"""Bring model files into the catalogue: from the Hub, a server folder, or an uploaded archive.
+
+Every path ends in ``ingest``: each file is copied into a private staging
+folder while it is hashed (so the bytes hashed are the bytes stored), checked
+against what the source promised, scanned, and only then stored by content
+hash. Database rows are written in one transaction at the very end, so a
+refusal at any step leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from governance.models import License
+from portal.errors import PortalError
+from zoo import safety, storage
+from zoo.cards import CardError, CardInfo, parse_card
+from zoo.models import Artifact, CatalogModel, ModelVersion
+from zoo.services import catalog_model_refresh_search, version_block_reasons
+
+logger = logging.getLogger(__name__)
+
+Report = Callable[[float, str], None]
+
+
+class ImportRefused(PortalError):
+    """An import that cannot go ahead, with the reason for the steward."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the source says a file is; checked against the bytes actually received."""
+
+    size: int | None = None
+    sha256: str | None = None
+    git_sha1: str | None = None
+
+
+def limits() -> safety.Limits:
+    return safety.Limits(
+        max_files=settings.IMPORT_MAX_FILES,
+        max_total_bytes=settings.IMPORT_MAX_BYTES,
+        max_ratio=settings.IMPORT_MAX_RATIO,
+        max_file_bytes=settings.IMPORT_MAX_BYTES,
+    )
+
+
+def _no_report(fraction: float, stage: str) -> None:
+    return None
+
+
+def _staging_dir() -> Path:
+    root = Path(settings.IMPORT_STAGING_DIR)
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="import-", dir=root))
+
+
+def find_version(repo_id: str, revision: str) -> ModelVersion | None:
+    return (
+        ModelVersion.objects.select_related("model", "license")
+        .filter(model__repo_id=repo_id, revision=revision)
+        .first()
+    )
+
+
+# --- sources ------------------------------------------------------------------
+
+
+def import_from_hub(
+    *,
+    hub_repo_id: str,
+    revision: str = "main",
+    repo_id: str | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+    actor=None,
+    report: Report = _no_report,
+) -> tuple[ModelVersion, bool]:
+    """Import one pinned revision of a Hub repository. Returns (version, created)."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    endpoint = endpoint or settings.HF_ENDPOINT
+    repo_id = repo_id or hub_repo_id
+    api = HfApi(endpoint=endpoint, token=token or False)
+    report(0.02, f"Resolving {hub_repo_id}@{revision}")
+    try:
+        info = api.model_info(hub_repo_id, revision=revision, files_metadata=True)
+    except GatedRepoError:
+        raise ImportRefused(
+            f"{hub_repo_id} is gated: an access token with access is needed."
+        ) from None
+    except RepositoryNotFoundError:
+        raise ImportRefused(f"There is no model {hub_repo_id} at {endpoint}.") from None
+    except RevisionNotFoundError:
+        raise ImportRefused(f"{hub_repo_id} has no revision {revision!r}.") from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise ImportRefused(f"The hub at {endpoint} did not answer properly: {exc}") from None
+    except Exception as exc:  # httpx transport errors are not OSErrors
+        if type(exc).__module__.startswith(("httpx", "httpcore", "requests")):
+            raise ImportRefused(f"The hub at {endpoint} could not be reached: {exc}") from None
+        raise
+    commit = info.sha
+    existing = find_version(repo_id, commit)
+    if existing:
+        return existing, False
+    expected: dict[str, Expected] = {}
+    total = 0
+    for sibling in info.siblings or []:
+        lfs = getattr(sibling, "lfs", None)
+        # For LFS files the Hub's blob id hashes the pointer, not the content:
+        # those are checked by their sha256, the others by their git blob id.
+        expected[sibling.rfilename] = Expected(
+            size=sibling.size,
+            sha256=getattr(lfs, "sha256", None) if lfs else None,
+            git_sha1=None if lfs else sibling.blob_id,
+        )
+        total += sibling.size or 0
+    cap = limits()
+    if len(expected) > cap.max_files:
+        raise ImportRefused(
+            f"{hub_repo_id} has {len(expected)} files; the limit is {cap.max_files}."
+        )
+    if total > cap.max_total_bytes:
+        raise ImportRefused(
+            f"{hub_repo_id} holds {total:,} bytes; the limit is {cap.max_total_bytes:,}."
+        )
+    staging = _staging_dir()
+    try:
+        report(0.05, "Downloading files")
+        snapshot = staging / "snapshot"
+        try:
+            snapshot_download(
+                hub_repo_id,
+                revision=commit,
+                endpoint=endpoint,
+                token=token or False,
+                local_dir=snapshot,
+                cache_dir=staging / "cache",
+            )
+        except Exception as exc:
+            raise ImportRefused(f"Downloading {hub_repo_id}@{commit[:10]} failed: {exc}") from None
+        files = _checked(lambda: safety.check_folder(snapshot, limits=cap))
+        missing = set(expected) - {f.as_posix() for f in files}
+        if missing:
+            raise ImportRefused(f"The download lacks {', '.join(sorted(missing)[:5])}.")
+        return ingest(
+            root=snapshot,
+            files=files,
+            repo_id=repo_id,
+            revision=commit,
+            source=ModelVersion.Source.HUB,
+            source_repo=f"{endpoint.rstrip('/')}/{hub_repo_id}",
+            source_revision=revision,
+            expected=expected,
+            actor=actor,
+            report=report,
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def import_from_folder(
+    *, folder: Path, repo_id: str, actor=None, report: Report = _no_report
+) -> tuple[ModelVersion, bool]:
+    """Import the files of a folder on the server (one the settings allow)."""
+    if not folder.is_dir():
+        raise ImportRefused(f"{folder} is not a folder on the server.")
+    files = _checked(lambda: safety.check_folder(folder, limits=limits()))
+    return ingest(
+        root=folder,
+        files=files,
+        repo_id=repo_id,
+        revision=None,
+        source=ModelVersion.Source.FOLDER,
+        source_repo=str(folder),
+        source_revision="",
+        expected=None,
+        actor=actor,
+        report=report,
+    )
+
+
+def import_from_archive(
+    *, archive: Path, repo_id: str, original_name: str = "", actor=None, report: Report = _no_report
+) -> tuple[ModelVersion, bool]:
+    """Import an uploaded .zip or .tar.gz after checking every member before extracting any."""
+    staging = _staging_dir()
+    try:
+        report(0.02, "Checking the archive")
+        extracted = staging / "files"
+        extracted.mkdir()
+        _checked(lambda: safety.extract_archive(archive, extracted, limits=limits()))
+        files = _checked(lambda: safety.check_folder(extracted, limits=limits()))
+        root = extracted
+        # An archive of one top folder holding the model: import that folder's contents.
+        tops = {f.parts[0] for f in files}
+        if len(tops) == 1 and all(len(f.parts) > 1 for f in files):
+            root = extracted / tops.pop()
+            files = [Path(*f.parts[1:]) for f in files]
+        return ingest(
+            root=root,
+            files=files,
+            repo_id=repo_id,
+            revision=None,
+            source=ModelVersion.Source.ARCHIVE,
+            source_repo=original_name or archive.name,
+            source_revision="",
+            expected=None,
+            actor=actor,
+            report=report,
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _checked(func):
+    try:
+        return func()
+    except safety.UnsafeContent as exc:
+        raise ImportRefused(exc.message) from None
+
+
+# --- the common path ---------------------------------------------------------
+
+
+@dataclass
+class _Staged:
+    path: str
+    staged: Path
+    digest: safety.FileDigest
+    fmt: str
+    scan: safety.ScanReport
+
+
+def content_revision(entries: list[tuple[str, str]]) -> str:
+    """A 40-hex revision for a local import: sha1 over the sorted (path, sha256) list."""
+    manifest = "".join(f"{path}\0{sha}\n" for path, sha in sorted(entries))
+    return hashlib.sha1(manifest.encode(), usedforsecurity=False).hexdigest()
+
+
+def ingest(
+    *,
+    root: Path,
+    files: list[Path],
+    repo_id: str,
+    revision: str | None,
+    source: str,
+    source_repo: str,
+    source_revision: str,
+    expected: dict[str, Expected] | None,
+    actor,
+    report: Report,
+) -> tuple[ModelVersion, bool]:
+    if not files:
+        raise ImportRefused("There are no files to import.")
+    CatalogModel._meta.get_field("repo_id").run_validators(repo_id)
+    staging = _staging_dir()
+    try:
+        staged: list[_Staged] = []
+        for index, rel in enumerate(files):
+            name = rel.as_posix()
+            report(0.1 + 0.7 * index / len(files), f"Hashing and scanning {name}")
+            target = staging / f"{index:06d}"
+            with target.open("xb") as out:
+                digest = _checked(lambda rel=rel, out=out: safety.copy_with_digest(root / rel, out))
+            if expected is not None:
+                _verify(name, digest, expected.get(name))
+            fmt = safety.classify_format(name)
+            staged.append(_Staged(name, target, digest, fmt, safety.scan_file(target, fmt)))
+        card = _read_card(staged)
+        revision = revision or content_revision([(s.path, s.digest.sha256) for s in staged])
+        existing = find_version(repo_id, revision)
+        if existing:
+            return existing, False
+        report(0.85, "Storing files")
+        blob_names = {s.path: storage.store_blob(s.staged, s.digest.sha256) for s in staged}
+        report(0.95, "Recording the version")
+        try:
+            with transaction.atomic():
+                version = _record(
+                    staged=staged,
+                    blob_names=blob_names,
+                    card=card,
+                    repo_id=repo_id,
+                    revision=revision,
+                    source=source,
+                    source_repo=source_repo,
+                    source_revision=source_revision,
+                    actor=actor,
+                )
+        except IntegrityError:
+            # Another import of the same revision finished first: same result.
+            existing = find_version(repo_id, revision)
+            if existing is None:
+                raise
+            return existing, False
+        return version, True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _verify(name: str, digest: safety.FileDigest, promised: Expected | None) -> None:
+    if promised is None:
+        raise ImportRefused(f"{name} arrived but the source did not list it.")
+    problems = []
+    if promised.size is not None and promised.size != digest.size:
+        problems.append(f"size {digest.size:,} instead of {promised.size:,}")
+    if promised.sha256 and promised.sha256 != digest.sha256:
+        problems.append("sha256 differs from the source's")
+    if promised.git_sha1 and promised.git_sha1 != digest.git_sha1:
+        problems.append("git blob id differs from the source's")
+    if problems:
+        raise ImportRefused(
+            f"{name} does not match what the source promised ({'; '.join(problems)}); "
+            "it may have changed during the import. Nothing was imported."
+        )
+
+
+def _read_card(staged: list[_Staged]) -> CardInfo | None:
+    readme = next((s for s in staged if s.path.lower() == "readme.md"), None)
+    if readme is None:
+        return None
+    if readme.digest.size > 2 * 2**20:
+        raise ImportRefused("README.md is larger than 2 MiB; that is not a model card.")
+    try:
+        text = readme.staged.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ImportRefused("README.md is not UTF-8 text.") from None
+    try:
+        return parse_card(text)
+    except CardError as exc:
+        raise ImportRefused(f"README.md: {exc}") from None
+
+
+def _config(staged: list[_Staged]) -> dict:
+    config = next((s for s in staged if s.path == "config.json"), None)
+    if config is None or config.digest.size > 2**20:
+        return {}
+    try:
+        data = json.loads(config.staged.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _parameter_count(staged: list[_Staged]) -> int | None:
+    total = 0
+    found = False
+    for s in staged:
+        if s.fmt == Artifact.Format.SAFETENSORS and not s.scan.blocks:
+            count = safety.safetensors_parameter_count(s.staged)
+            if count is not None:
+                total += count
+                found = True
+    return total if found else None
+
+
+def _resolve_license(card: CardInfo | None) -> tuple[License, str]:
+    stated = card.license if card else None
+    if stated:
+        found = License.objects.filter(spdx_id=stated).first()
+        if found:
+            return found, stated
+    return License.objects.get(spdx_id="unknown"), stated or ""
+
+
+def _record(
+    *,
+    staged: list[_Staged],
+    blob_names: dict[str, str],
+    card: CardInfo | None,
+    repo_id: str,
+    revision: str,
+    source: str,
+    source_repo: str,
+    source_revision: str,
+    actor,
+) -> ModelVersion:
+    card = card or CardInfo()
+    config = _config(staged)
+    architectures = config.get("architectures")
+    architecture = (
+        str(architectures[0])
+        if isinstance(architectures, list) and architectures
+        else str(config.get("model_type") or "")
+    )
+    model, created = CatalogModel.objects.select_for_update().get_or_create(
+        repo_id=repo_id,
+        defaults={
+            "title": str(card.metadata.get("model_name") or repo_id.split("/", 1)[1])[:200],
+            "summary": card.summary,
+            "modality": card.modality,
+            "task": (card.pipeline_tag or "")[:64],
+            "architecture": architecture[:100],
+            "domain_tags": card.tags[:50],
+            "owner": actor,
+            "status": CatalogModel.Status.DRAFT,
+        },
+    )
+    parent = None
+    if card.base_models:
+        parent = (
+            ModelVersion.objects.filter(model__repo_id=card.base_models[0])
+            .order_by("-created_at")
+            .first()
+        )
+    is_adapter = any(s.path == "adapter_config.json" for s in staged)
+    kind = (
+        ModelVersion.Kind.ADAPTER
+        if is_adapter
+        else ModelVersion.Kind.FINETUNED
+        if card.base_models
+        else ModelVersion.Kind.BASE
+    )
+    license_obj, license_raw = _resolve_license(card)
+    label = f"v{model.versions.count() + 1}"
+    version = ModelVersion(
+        model=model,
+        revision=revision,
+        label=label,
+        parent=parent,
+        kind=kind,
+        license=license_obj,
+        license_raw=license_raw[:200],
+        source=source,
+        source_repo=source_repo[:300],
+        source_revision=source_revision[:100],
+        provenance={
+            "datasets": card.datasets,
+            "languages": card.languages,
+            "library_name": card.library_name,
+            "base_model": card.base_models,
+            "paper": card.metadata.get("paper") or card.metadata.get("arxiv"),
+        },
+        card_markdown=card.body,
+        card_metadata=card.metadata,
+        metrics=_model_index_metrics(card.metadata),
+        total_size=sum(s.digest.size for s in staged),
+        file_count=len(staged),
+        created_by=actor,
+    )
+    version.save()
+    Artifact.objects.bulk_create(
+        [
+            Artifact(
+                version=version,
+                path=s.path,
+                size=s.digest.size,
+                sha256=s.digest.sha256,
+                git_sha1=s.digest.git_sha1,
+                format=s.fmt,
+                scan_status=s.scan.status,
+                scan_findings=s.scan.findings,
+                blob_name=blob_names[s.path],
+            )
+            for s in staged
+        ]
+    )
+    reasons = version_block_reasons(version)
+    if reasons:
+        version.status = ModelVersion.Status.BLOCKED
+        version.block_reasons = reasons
+        version.save(update_fields=["status", "block_reasons"])
+    count = _parameter_count(staged)
+    if count is not None and (created or model.parameter_count is None):
+        model.parameter_count = count
+        model.save(update_fields=["parameter_count", "updated_at"])
+    catalog_model_refresh_search(model=model)
+    return version
+
+
+def _model_index_metrics(metadata: dict) -> dict:
+    """Flatten a card's model-index into {dataset: {metric: value}}, best effort."""
+    out: dict = {}
+    index = metadata.get("model-index")
+    if not isinstance(index, list):
+        return out
+    for entry in index:
+        for result in (entry or {}).get("results", []) if isinstance(entry, dict) else []:
+            if not isinstance(result, dict):
+                continue
+            dataset = (result.get("dataset") or {}).get("name") or "unnamed"
+            for metric in result.get("metrics", []) or []:
+                if isinstance(metric, dict) and "value" in metric:
+                    name = str(metric.get("name") or metric.get("type") or "metric")
+                    out.setdefault(str(dataset), {})[name] = metric["value"]
+    return out

@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+
+from governance.models import License
+
+repo_id_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$",
+    "Use namespace/name: letters, digits, '.', '_' or '-', "
+    "each part starting with a letter or digit.",
+)
+revision_validator = RegexValidator(r"^[0-9a-f]{40}$", "A revision is 40 lower-case hex digits.")
+
+
+class CatalogModel(models.Model):
+    """One entry users browse: a repo-style id whose pinned versions sit underneath."""
+
+    class Modality(models.TextChoices):
+        TEXT = "text", "Text"
+        VISION = "vision", "Vision"
+        AUDIO = "audio", "Audio"
+        TABULAR = "tabular", "Tabular"
+        MULTIMODAL = "multimodal", "Multimodal"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        AVAILABLE = "available", "Available"
+        DEPRECATED = "deprecated", "Deprecated"
+        BLOCKED = "blocked", "Blocked"
+
+    repo_id = models.CharField(max_length=193, unique=True, validators=[repo_id_validator])
+    title = models.CharField(max_length=200)
+    summary = models.TextField(blank=True)
+    modality = models.CharField(max_length=12, choices=Modality.choices, default=Modality.TEXT)
+    task = models.CharField(
+        max_length=64, blank=True, help_text="Pipeline tag, e.g. text-classification."
+    )
+    architecture = models.CharField(max_length=100, blank=True)
+    parameter_count = models.BigIntegerField(null=True, blank=True)
+    domain_tags = models.JSONField(default=list, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT)
+    status_reason = models.TextField(blank=True)
+    # Name, summary, tags and card text in one column, kept by the services; on
+    # PostgreSQL a generated tsvector column over it carries the GIN index.
+    search_document = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["repo_id"]
+        indexes = [
+            models.Index(fields=["status", "modality"], name="catalog_status_modality"),
+            models.Index(fields=["task"], name="catalog_task"),
+            models.Index(fields=["-updated_at"], name="catalog_recent"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["draft", "available", "deprecated", "blocked"]),
+                name="catalogmodel_status_valid",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.repo_id
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("zoo:model", kwargs={"namespace": self.namespace, "name": self.name})
+
+    @property
+    def namespace(self) -> str:
+        return self.repo_id.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.repo_id.split("/", 1)[1]
+
+
+class ModelVersion(models.Model):
+    """A pinned, immutable revision of a catalogue model: its files never change."""
+
+    class Kind(models.TextChoices):
+        BASE = "base", "Base"
+        FINETUNED = "finetuned", "Fine-tuned"
+        ADAPTER = "adapter", "Adapter"
+
+    class Source(models.TextChoices):
+        HUB = "hub", "Hugging Face Hub"
+        FOLDER = "folder", "Server folder"
+        ARCHIVE = "archive", "Uploaded archive"
+        FINETUNE = "finetune", "Fine-tune job"
+
+    class Status(models.TextChoices):
+        AVAILABLE = "available", "Available"
+        BLOCKED = "blocked", "Blocked"
+
+    # Fields fixed at import; the rest is metadata stewards may correct.
+    PINNED = ("model_id", "revision", "parent_id", "kind", "source", "total_size", "file_count")
+
+    model = models.ForeignKey(CatalogModel, on_delete=models.PROTECT, related_name="versions")
+    revision = models.CharField(
+        max_length=40,
+        validators=[revision_validator],
+        help_text="Hub commit sha, or a content hash over the files for local imports.",
+    )
+    label = models.CharField(max_length=40, help_text="Human label, v1, v2… in import order.")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.BASE)
+    license = models.ForeignKey(License, on_delete=models.PROTECT, related_name="versions")
+    license_raw = models.CharField(
+        max_length=200, blank=True, help_text="The license as the card stated it."
+    )
+    source = models.CharField(max_length=10, choices=Source.choices)
+    source_repo = models.CharField(max_length=300, blank=True)
+    source_revision = models.CharField(max_length=100, blank=True)
+    provenance = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="datasets, training data, paper, languages, library, base model as stated.",
+    )
+    bias_notes = models.TextField(blank=True)
+    limitations = models.TextField(blank=True)
+    card_markdown = models.TextField(blank=True)
+    card_metadata = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    total_size = models.BigIntegerField(default=0)
+    file_count = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.AVAILABLE)
+    block_reasons = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model_id", "-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "revision"], name="version_unique_revision"),
+            models.UniqueConstraint(fields=["model", "label"], name="version_unique_label"),
+            models.CheckConstraint(
+                condition=~models.Q(parent=models.F("id")), name="version_not_own_parent"
+            ),
+        ]
+        indexes = [models.Index(fields=["model", "-created_at"], name="version_model_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.model.repo_id}@{self.revision[:10]}"
+
+    def save(self, *args, **kwargs) -> None:
+        pinned = getattr(self, "_pinned", None)
+        if pinned:
+            changed = [f for f, v in pinned.items() if getattr(self, f) != v]
+            if changed:
+                raise ValidationError(
+                    f"A version is immutable; cannot change {', '.join(changed)}."
+                )
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._pinned = {f: getattr(instance, f) for f in cls.PINNED if f in instance.__dict__}
+        return instance
+
+    @property
+    def is_blocked(self) -> bool:
+        return self.status == self.Status.BLOCKED
+
+
+class Artifact(models.Model):
+    """One file of a version, stored once by content hash and never overwritten."""
+
+    class Format(models.TextChoices):
+        SAFETENSORS = "safetensors", "safetensors"
+        PICKLE = "pickle", "pickle"
+        ONNX = "onnx", "ONNX"
+        CONFIG = "config", "config"
+        TOKENIZER = "tokenizer", "tokenizer"
+        OTHER = "other", "other"
+
+    class Scan(models.TextChoices):
+        CLEAN = "clean", "Clean"
+        DANGEROUS = "dangerous", "Dangerous"
+        UNSCANNABLE = "unscannable", "Unscannable"
+        NOT_APPLICABLE = "not_applicable", "Not scanned (not code-bearing)"
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="artifacts")
+    path = models.CharField(max_length=500)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    git_sha1 = models.CharField(max_length=40, help_text="Git blob id, as the Hub reports it.")
+    format = models.CharField(max_length=12, choices=Format.choices)
+    scan_status = models.CharField(max_length=16, choices=Scan.choices)
+    scan_findings = models.JSONField(default=list, blank=True)
+    blob_name = models.CharField(max_length=200, help_text="Name in the artifact storage.")
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "path"], name="artifact_unique_path")
+        ]
+        indexes = [models.Index(fields=["sha256"], name="artifact_sha256")]
+
+    def __str__(self) -> str:
+        return self.path
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ValidationError("Artifacts are immutable once recorded.")
+        super().save(*args, **kwargs)
+
+    @property
+    def blocks(self) -> bool:
+        return self.scan_status in (self.Scan.DANGEROUS, self.Scan.UNSCANNABLE)

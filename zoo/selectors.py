@@ -1,0 +1,164 @@
+"""Read queries over the catalogue, shared by the HTML views and the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVectorField
+from django.db import connection
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
+
+from governance.roles import STEWARDS, has_role
+from portal.errors import NotFound
+from zoo.models import Artifact, CatalogModel, ModelVersion
+
+
+def is_steward(user) -> bool:
+    return bool(user.is_authenticated and (user.is_superuser or has_role(user, STEWARDS)))
+
+
+def models_visible_to(user) -> QuerySet[CatalogModel]:
+    """Stewards see drafts too; everyone signed in sees published, deprecated and blocked models."""
+    if not user.is_authenticated:
+        return CatalogModel.objects.none()
+    qs = CatalogModel.objects.all()
+    if is_steward(user):
+        return qs
+    return qs.exclude(status=CatalogModel.Status.DRAFT)
+
+
+def versions_visible_to(user) -> QuerySet[ModelVersion]:
+    models = models_visible_to(user)
+    return ModelVersion.objects.filter(model__in=models.values("pk"))
+
+
+def artifacts_visible_to(user) -> QuerySet[Artifact]:
+    return Artifact.objects.filter(version__in=versions_visible_to(user).values("pk"))
+
+
+def get_model_for_user(user, repo_id: str) -> CatalogModel:
+    model = models_visible_to(user).filter(repo_id=repo_id).first()
+    if model is None:
+        raise NotFound(f"No model {repo_id} in the catalogue.")
+    return model
+
+
+@dataclass
+class CatalogueQuery:
+    """The search box and filters of the catalogue page (and the API's query string)."""
+
+    q: str = ""
+    modality: str = ""
+    task: str = ""
+    license_category: str = ""
+    commercial: str = ""  # "yes", "no" or ""
+    status: str = ""
+    domain: str = ""
+    sort: str = ""  # relevance (with q), name, recent, params
+
+
+def _latest_version() -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(model=OuterRef("pk")).order_by("-created_at", "-id")
+
+
+def with_latest_license(qs: QuerySet[CatalogModel]) -> QuerySet[CatalogModel]:
+    latest = _latest_version()
+    return qs.annotate(
+        license_spdx=Subquery(latest.values("license__spdx_id")[:1]),
+        license_category=Subquery(latest.values("license__category")[:1]),
+        latest_label=Subquery(latest.values("label")[:1]),
+    )
+
+
+def filter_text(qs: QuerySet[CatalogModel], text: str) -> tuple[QuerySet[CatalogModel], bool]:
+    """Full-text match (PostgreSQL, ranked) or word-by-word substring match elsewhere."""
+    text = text.strip()
+    if not text:
+        return qs, False
+    if connection.vendor == "postgresql":
+        ts_query = SearchQuery(text, search_type="websearch", config="english")
+        vector = RawSQL("zoo_catalogmodel.search_vector", [], output_field=SearchVectorField())
+        return qs.annotate(sv=vector).filter(sv=ts_query).annotate(
+            rank=SearchRank(vector, ts_query)
+        ), True
+    for word in text.split()[:8]:
+        qs = qs.filter(search_document__icontains=word)
+    return qs, False
+
+
+def filter_domain(qs: QuerySet[CatalogModel], tag: str) -> QuerySet[CatalogModel]:
+    if connection.vendor == "postgresql":
+        return qs.filter(domain_tags__contains=[tag])
+    return qs.filter(domain_tags__icontains=f'"{tag}"')
+
+
+def filter_license_category(qs: QuerySet[CatalogModel], category: str) -> QuerySet[CatalogModel]:
+    return qs.filter(
+        Exists(ModelVersion.objects.filter(model=OuterRef("pk"), license__category=category))
+    )
+
+
+def filter_commercial(qs: QuerySet[CatalogModel], allowed: bool) -> QuerySet[CatalogModel]:
+    return qs.filter(
+        Exists(ModelVersion.objects.filter(model=OuterRef("pk"), license__commercial_use=allowed))
+    )
+
+
+def search_catalogue(user, query: CatalogueQuery) -> QuerySet[CatalogModel]:
+    qs, ranked = filter_text(models_visible_to(user), query.q)
+    if query.modality:
+        qs = qs.filter(modality=query.modality)
+    if query.task:
+        qs = qs.filter(task=query.task)
+    if query.status:
+        qs = qs.filter(status=query.status)
+    if query.domain:
+        qs = filter_domain(qs, query.domain)
+    if query.license_category:
+        qs = filter_license_category(qs, query.license_category)
+    if query.commercial in ("yes", "no"):
+        qs = filter_commercial(qs, query.commercial == "yes")
+    qs = with_latest_license(qs)
+    order = {
+        "name": ["repo_id"],
+        "recent": ["-updated_at", "repo_id"],
+        "params": [F("parameter_count").desc(nulls_last=True), "repo_id"],
+    }.get(query.sort)
+    if order is None:
+        order = ["-rank", "repo_id"] if ranked else ["repo_id"]
+    return qs.order_by(*order)
+
+
+def lineage(version: ModelVersion) -> dict:
+    """Ancestors (oldest first) and direct descendants of a version."""
+    ancestors = []
+    node = version.parent
+    seen = {version.pk}
+    while node is not None and node.pk not in seen and len(ancestors) < 20:
+        ancestors.append(node)
+        seen.add(node.pk)
+        node = (
+            ModelVersion.objects.select_related("model", "parent").filter(pk=node.parent_id).first()
+            if node.parent_id
+            else None
+        )
+    children = list(version.children.select_related("model", "license").order_by("-created_at"))
+    return {"ancestors": list(reversed(ancestors)), "children": children}
+
+
+def task_choices() -> list[str]:
+    return list(
+        CatalogModel.objects.exclude(task="")
+        .values_list("task", flat=True)
+        .distinct()
+        .order_by("task")
+    )
+
+
+def recent_models(user, limit: int = 5) -> QuerySet[CatalogModel]:
+    return with_latest_license(models_visible_to(user)).order_by("-updated_at")[:limit]
+
+
+def blocked_versions(user) -> QuerySet[ModelVersion]:
+    return versions_visible_to(user).filter(Q(status=ModelVersion.Status.BLOCKED))
