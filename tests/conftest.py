@@ -57,6 +57,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
+@pytest.fixture(autouse=True)
+def _private_storage(settings, tmp_path):
+    """Each test stores artifacts and staging files in its own folder."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.IMPORT_STAGING_DIR = tmp_path / "staging"
+    settings.IMPORT_ROOTS = [tmp_path / "imports"]
+    (tmp_path / "imports").mkdir()
+
+
 @pytest.fixture
 def alice(db):
     """An ML engineer: launches probes and fine-tunes."""

@@ -39,8 +39,13 @@ class Command(BaseCommand):
             action="store_true",
             help="Run even with DEBUG off (the demo password is public: never in production).",
         )
+        parser.add_argument(
+            "--users-only", action="store_true", help="Create the accounts but not the catalogue."
+        )
 
-    def handle(self, *args, allow_production: bool = False, **options) -> None:
+    def handle(
+        self, *args, allow_production: bool = False, users_only: bool = False, **options
+    ) -> None:
         if not settings.DEBUG and not allow_production:
             raise CommandError(
                 "seed_demo creates accounts with a published password; it runs only with "
@@ -53,6 +58,15 @@ class Command(BaseCommand):
         for username, role, staff in rows:
             label = role or ("administrator" if staff else "no role")
             self.stdout.write(f"  {username:<8} {label}")
+        if users_only:
+            return
+        from zoo.demo import seed_catalogue
+
+        steward = get_user_model().objects.get(username="sam")
+        for version, created in seed_catalogue(steward):
+            state = "imported" if created else "already present"
+            blocked = f" (blocked: {' '.join(version.block_reasons)})" if version.is_blocked else ""
+            self.stdout.write(f"  {version.model.repo_id} {version.label} {state}{blocked}")
 
 
 def seed_users(password: str) -> list[tuple[str, str | None, bool]]:

@@ -1,0 +1,901 @@
+"""zoo.safety against hostile input built on the spot: archives, folders, pickles, headers.
+
+Nothing here needs the database; every file lives under tmp_path. Malicious
+pickles are written with pickle.dumps (which runs nothing) and are never
+loaded: the payloads touch a marker file, so a scan that unpickled one would
+be caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import stat
+import struct
+import subprocess
+import sys
+import tarfile
+import types
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file as save_numpy
+from safetensors.torch import save_file as save_torch
+
+from zoo import safety
+from zoo.safety import Limits, UnsafeContent
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SMALL = Limits(max_files=50, max_total_bytes=64 * 2**20, max_ratio=50, max_file_bytes=64 * 2**20)
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+def make_zip(path: Path, members, *, compression=zipfile.ZIP_DEFLATED) -> Path:
+    """members: (name or ZipInfo, bytes) pairs, written in order."""
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return path
+
+
+def entry(name: str, data: bytes = b"", *, kind=tarfile.REGTYPE, linkname: str = ""):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    return info, data
+
+
+def make_tgz(path: Path, entries) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for info, data in entries:
+            tf.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return path
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under folder by relative posix path; links would show up as errors."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def refuse_cleanly(archive: Path, tmp_path: Path, match: str, limits: Limits = SMALL) -> str:
+    """Both entry points refuse, and a refused extraction leaves dest empty and nothing outside."""
+    with pytest.raises(UnsafeContent, match=match) as inspected:
+        safety.inspect_archive(archive, limits=limits)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(UnsafeContent, match=match):
+        safety.extract_archive(archive, dest, limits=limits)
+    assert list(dest.iterdir()) == []
+    assert not (tmp_path / "evil").exists()
+    return inspected.value.message
+
+
+def patch_zip(data: bytes, name: str, *, local: dict[int, bytes], central: dict[int, bytes]):
+    """Overwrite fields of one member's local header and central directory entry."""
+    raw = bytearray(data)
+    encoded = name.encode()
+    at = raw.index(b"PK\x03\x04")
+    while raw[at + 30 : at + 30 + len(encoded)] != encoded:
+        at = raw.index(b"PK\x03\x04", at + 1)
+    for offset, value in local.items():
+        raw[at + offset : at + offset + len(value)] = value
+    at = raw.index(b"PK\x01\x02")
+    while raw[at + 46 : at + 46 + len(encoded)] != encoded:
+        at = raw.index(b"PK\x01\x02", at + 1)
+    for offset, value in central.items():
+        raw[at + offset : at + offset + len(value)] = value
+    return bytes(raw)
+
+
+class Payload:
+    """Pickles to a call of os.system; dumping it is harmless, loading it would run the command."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+# --- the module itself -------------------------------------------------------
+
+
+def test_imports_without_django():
+    code = (
+        "import sys, zoo.safety; "
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'django'], 'django imported'"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_unsafe_content_carries_its_message():
+    exc = UnsafeContent("archive member ../x escapes the folder")
+    assert exc.message == "archive member ../x escapes the folder"
+    assert str(exc) == exc.message
+
+
+# --- archives: good ones -----------------------------------------------------
+
+
+def test_good_zip_is_listed_and_extracts_byte_identical(tmp_path):
+    weights = os.urandom(300_000)
+    members = [
+        ("model/", b""),
+        ("model/config.json", b'{"hidden": 8}'),
+        ("model/weights/part-1.bin", weights),
+        ("model/empty.txt", b""),
+        ("README.md", b"# hi\n"),
+    ]
+    archive = make_zip(tmp_path / "upload.bin", members)  # the name does not matter
+    expected = [(name, len(data)) for name, data in members if not name.endswith("/")]
+
+    assert safety.inspect_archive(archive, limits=SMALL) == expected
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    written = safety.extract_archive(archive, dest, limits=SMALL)
+    assert written == sorted(dest / name for name, _ in expected)
+    assert tree(dest) == {name: data for name, data in members if not name.endswith("/")}
+
+
+def test_good_tgz_with_dot_prefixes_extracts_byte_identical(tmp_path):
+    blob = os.urandom(200_000)
+    archive = make_tgz(
+        tmp_path / "model.tgz",
+        [
+            entry(".", kind=tarfile.DIRTYPE),
+            entry("./model", kind=tarfile.DIRTYPE),
+            entry("./model/config.json", b"{}"),
+            entry("./model/pytorch_model.bin", blob),
+            entry("./model/sub/vocab.txt", b"a\nb\n"),
+        ],
+    )
+    assert safety.inspect_archive(archive, limits=SMALL) == [
+        ("model/config.json", 2),
+        ("model/pytorch_model.bin", len(blob)),
+        ("model/sub/vocab.txt", 4),
+    ]
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    written = safety.extract_archive(archive, dest, limits=SMALL)
+    assert [p.relative_to(dest).as_posix() for p in written] == [
+        "model/config.json",
+        "model/pytorch_model.bin",
+        "model/sub/vocab.txt",
+    ]
+    assert tree(dest) == {
+        "model/config.json": b"{}",
+        "model/pytorch_model.bin": blob,
+        "model/sub/vocab.txt": b"a\nb\n",
+    }
+
+
+def test_extract_wants_an_empty_folder_and_leaves_a_full_one_alone(tmp_path):
+    archive = make_zip(tmp_path / "a.zip", [("x.txt", b"x")])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "mine.txt").write_text("keep")
+    with pytest.raises(ValueError, match="not empty"):
+        safety.extract_archive(archive, dest, limits=SMALL)
+    assert tree(dest) == {"mine.txt": b"keep"}
+
+
+# --- archives: names ---------------------------------------------------------
+
+BAD_NAMES = [
+    ("../evil", "escapes the folder"),
+    ("a/../../evil", "escapes the folder"),
+    ("/etc/x", "absolute path"),
+    ("C:/x", "names a drive"),
+    ("a\\..\\..\\evil", "backslashes"),
+    ("a//b", "empty path component"),
+    ("bad\nname", "control characters"),
+]
+
+
+@pytest.mark.parametrize(("name", "match"), BAD_NAMES)
+def test_zip_member_names_that_leave_the_folder_are_refused(tmp_path, name, match):
+    archive = make_zip(tmp_path / "a.zip", [("ok.txt", b"fine"), (name, b"evil")])
+    message = refuse_cleanly(archive, tmp_path, match)
+    assert "archive member" in message
+
+
+@pytest.mark.parametrize(("name", "match"), BAD_NAMES)
+def test_tar_member_names_that_leave_the_folder_are_refused(tmp_path, name, match):
+    archive = make_tgz(tmp_path / "a.tgz", [entry("ok.txt", b"fine"), entry(name, b"evil")])
+    refuse_cleanly(archive, tmp_path, match)
+
+
+def test_empty_member_name_is_refused(tmp_path):
+    archive = make_tgz(tmp_path / "a.tgz", [entry("", b"x")])
+    refuse_cleanly(archive, tmp_path, "empty name")
+
+
+def test_duplicate_zip_members_are_refused(tmp_path):
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        archive = make_zip(tmp_path / "a.zip", [("a.txt", b"one"), ("a.txt", b"two")])
+    refuse_cleanly(archive, tmp_path, "a.txt appears more than once")
+
+
+def test_duplicate_tar_members_after_normalising_are_refused(tmp_path):
+    archive = make_tgz(tmp_path / "a.tgz", [entry("a.txt", b"one"), entry("./a.txt", b"two")])
+    refuse_cleanly(archive, tmp_path, "a.txt appears more than once")
+
+
+def test_a_path_that_is_both_file_and_folder_is_refused(tmp_path):
+    archive = make_zip(tmp_path / "a.zip", [("a", b"file"), ("a/b", b"inside")])
+    refuse_cleanly(archive, tmp_path, "both a file and a folder")
+
+
+# --- archives: member types --------------------------------------------------
+
+
+def test_zip_symlink_member_is_refused(tmp_path):
+    link = zipfile.ZipInfo("model/link")
+    link.create_system = 3
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    archive = make_zip(tmp_path / "a.zip", [(link, b"/etc/passwd")])
+    refuse_cleanly(archive, tmp_path, "model/link is a symbolic link")
+
+
+def test_zip_device_member_is_refused(tmp_path):
+    device = zipfile.ZipInfo("dev")
+    device.create_system = 3
+    device.external_attr = (stat.S_IFCHR | 0o666) << 16
+    archive = make_zip(tmp_path / "a.zip", [(device, b"")])
+    refuse_cleanly(archive, tmp_path, "special file")
+
+
+@pytest.mark.parametrize(
+    ("kind", "linkname", "match"),
+    [
+        (tarfile.SYMTYPE, "/etc/passwd", "is a symbolic link"),
+        (tarfile.LNKTYPE, "ok.txt", "is a hard link"),
+        (tarfile.FIFOTYPE, "", "is a device or pipe"),
+        (tarfile.CHRTYPE, "", "is a device or pipe"),
+        (tarfile.BLKTYPE, "", "is a device or pipe"),
+    ],
+)
+def test_tar_links_and_special_members_are_refused(tmp_path, kind, linkname, match):
+    archive = make_tgz(
+        tmp_path / "a.tgz",
+        [entry("ok.txt", b"fine"), entry("special", kind=kind, linkname=linkname)],
+    )
+    refuse_cleanly(archive, tmp_path, f"special {match}")
+
+
+def test_encrypted_zip_member_is_refused(tmp_path):
+    data = make_zip(tmp_path / "plain.zip", [("secret.txt", b"hidden")]).read_bytes()
+    flags = struct.pack("<H", 0x1)
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(patch_zip(data, "secret.txt", local={6: flags}, central={8: flags}))
+    refuse_cleanly(archive, tmp_path, "secret.txt is encrypted")
+
+
+# --- archives: limits and bombs ----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["zip", "tgz"])
+def test_too_many_files_are_refused(tmp_path, kind):
+    names = [f"f{i}.txt" for i in range(4)]
+    if kind == "zip":
+        archive = make_zip(tmp_path / "a.zip", [(n, b"x") for n in names])
+    else:
+        archive = make_tgz(tmp_path / "a.tgz", [entry(n, b"x") for n in names])
+    assert len(safety.inspect_archive(archive, limits=Limits(max_files=4))) == 4
+    refuse_cleanly(archive, tmp_path, "more than 3 files", Limits(max_files=3))
+
+
+def test_zip_bomb_member_is_refused_by_its_ratio(tmp_path):
+    archive = make_zip(tmp_path / "bomb.zip", [("zeros.bin", bytes(50 * 2**20))])
+    assert archive.stat().st_size < 2**20
+    message = refuse_cleanly(archive, tmp_path, "expands more than 50 times")
+    assert message.startswith("archive member zeros.bin")
+
+
+def test_zip_of_many_small_compressible_members_is_refused_as_a_whole(tmp_path):
+    # Each member is too small for its own ratio to be judged; together they are a bomb.
+    members = [(f"z{i}.bin", bytes(256 * 2**10)) for i in range(40)]
+    archive = make_zip(tmp_path / "many.zip", members)
+    message = refuse_cleanly(archive, tmp_path, "expands more than 50 times")
+    assert message.startswith("the archive expands")
+
+
+def test_zip_within_the_ratio_is_accepted(tmp_path):
+    archive = make_zip(tmp_path / "ok.zip", [("noise.bin", os.urandom(2 * 2**20))])
+    assert safety.inspect_archive(archive, limits=SMALL) == [("noise.bin", 2 * 2**20)]
+
+
+def test_tgz_bomb_is_refused_at_its_header_before_later_members(tmp_path):
+    # If the walk went on past the bomb it would meet '../evil' and say so instead.
+    archive = make_tgz(
+        tmp_path / "bomb.tgz", [entry("zeros.bin", bytes(32 * 2**20)), entry("../evil", b"x")]
+    )
+    refuse_cleanly(archive, tmp_path, "the archive expands more than 50 times its size")
+
+
+def test_tgz_of_folder_headers_alone_is_refused_by_the_decompression_cap(tmp_path):
+    archive = make_tgz(
+        tmp_path / "headers.tgz",
+        [entry(f"d{i:05d}", kind=tarfile.DIRTYPE) for i in range(5000)],
+    )
+    limits = Limits(max_ratio=5)
+    refuse_cleanly(archive, tmp_path, "expands more than 5 times its size", limits)
+
+
+@pytest.mark.parametrize(
+    ("limits", "match"),
+    [
+        (Limits(max_total_bytes=2 * 2**20), "expands to more than 2.0 MiB"),
+        (Limits(max_file_bytes=2**20), "big.bin is 3.0 MiB; the limit is 1.0 MiB"),
+    ],
+)
+def test_declared_sizes_over_the_limits_are_refused(tmp_path, limits, match):
+    noise = os.urandom(3 * 2**20)
+    zipped = make_zip(tmp_path / "a.zip", [("big.bin", noise)], compression=zipfile.ZIP_STORED)
+    tarred = make_tgz(tmp_path / "a.tgz", [entry("big.bin", noise)])
+    for archive, sub in ((zipped, "z"), (tarred, "t")):
+        (tmp_path / sub).mkdir()
+        refuse_cleanly(archive, tmp_path / sub, match, limits)
+
+
+# --- archives: damage and lies -----------------------------------------------
+
+
+def test_zip_header_understating_its_data_is_caught_while_extracting(tmp_path):
+    real = bytes(range(256)) * 40  # 10,240 bytes
+    data = make_zip(
+        tmp_path / "plain.zip",
+        [("first.txt", b"written before the lie is found"), ("liar.txt", real)],
+        compression=zipfile.ZIP_STORED,
+    ).read_bytes()
+    small = struct.pack("<I", 100)
+    archive = tmp_path / "liar.zip"
+    archive.write_bytes(patch_zip(data, "liar.txt", local={22: small}, central={24: small}))
+    # The headers are consistent with each other, so inspection cannot tell...
+    assert ("liar.txt", 100) in safety.inspect_archive(archive, limits=SMALL)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    # ...but the bytes do not match the header, and first.txt is cleaned away.
+    with pytest.raises(UnsafeContent, match=r"liar\.txt could not be read"):
+        safety.extract_archive(archive, dest, limits=SMALL)
+    assert list(dest.iterdir()) == []
+
+
+def test_zip_header_overstating_its_data_is_caught_while_extracting(tmp_path):
+    data = make_zip(
+        tmp_path / "plain.zip", [("liar.txt", b"x" * 1000)], compression=zipfile.ZIP_STORED
+    ).read_bytes()
+    big = struct.pack("<I", 1500)
+    archive = tmp_path / "liar.zip"
+    archive.write_bytes(patch_zip(data, "liar.txt", local={22: big}, central={24: big}))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(UnsafeContent, match=r"liar\.txt holds less data than its header declares"):
+        safety.extract_archive(archive, dest, limits=SMALL)
+    assert list(dest.iterdir()) == []
+
+
+def test_truncated_tgz_leaves_nothing_behind(tmp_path):
+    whole = make_tgz(
+        tmp_path / "whole.tgz",
+        [entry("a.bin", os.urandom(100_000)), entry("b.bin", os.urandom(100_000))],
+    ).read_bytes()
+    archive = tmp_path / "cut.tgz"
+    archive.write_bytes(whole[: len(whole) * 3 // 4])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(UnsafeContent, match=r"damaged|could not be read"):
+        safety.extract_archive(archive, dest, limits=SMALL)
+    assert list(dest.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"just some text, not an archive", "not a .zip or .tar.gz archive"),
+        (b"", "not a .zip or .tar.gz archive"),
+        (b"PK\x03\x04 and then nothing sensible", "the archive is damaged"),
+        (b"\x1f\x8b\x08\x00garbage after a gzip magic", "the archive is damaged"),
+    ],
+)
+def test_things_that_are_not_good_archives_are_refused(tmp_path, content, match):
+    archive = tmp_path / "upload.zip"
+    archive.write_bytes(content)
+    refuse_cleanly(archive, tmp_path, match)
+
+
+def test_uncompressed_tar_is_not_accepted(tmp_path):
+    archive = tmp_path / "model.tar"
+    with tarfile.open(archive, "w") as tf:
+        info, data = entry("a.txt", b"x")
+        tf.addfile(info, io.BytesIO(data))
+    refuse_cleanly(archive, tmp_path, "not a .zip or .tar.gz archive")
+
+
+# --- folders -----------------------------------------------------------------
+
+
+def make_model_folder(root: Path) -> Path:
+    (root / "sub" / ".git").mkdir(parents=True)
+    (root / ".git").mkdir()
+    (root / ".cache" / "huggingface").mkdir(parents=True)
+    (root / "config.json").write_text("{}")
+    (root / "sub" / "model.safetensors").write_bytes(b"x" * 10)
+    (root / "sub" / ".git" / "kept").write_text("only the top-level .git is skipped")
+    (root / ".git" / "HEAD").write_text("ref: refs/heads/main")
+    (root / ".cache" / "huggingface" / "download").write_text("metadata")
+    return root
+
+
+def test_check_folder_lists_regular_files_and_skips_top_level_metadata(tmp_path):
+    root = make_model_folder(tmp_path / "model")
+    assert safety.check_folder(root, limits=SMALL) == [
+        Path("config.json"),
+        Path("sub/.git/kept"),
+        Path("sub/model.safetensors"),
+    ]
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "config.json", "/etc"])
+def test_check_folder_refuses_symlinks(tmp_path, target):
+    root = make_model_folder(tmp_path / "model")
+    (root / "sub" / "sneaky").symlink_to(target)
+    with pytest.raises(UnsafeContent, match="sub/sneaky is a symbolic link"):
+        safety.check_folder(root, limits=SMALL)
+
+
+def test_check_folder_refuses_a_root_that_is_a_symlink(tmp_path):
+    root = make_model_folder(tmp_path / "model")
+    (tmp_path / "alias").symlink_to(root)
+    with pytest.raises(UnsafeContent, match="alias is a symbolic link"):
+        safety.check_folder(tmp_path / "alias", limits=SMALL)
+
+
+def test_check_folder_refuses_a_fifo(tmp_path):
+    root = make_model_folder(tmp_path / "model")
+    os.mkfifo(root / "pipe")
+    with pytest.raises(UnsafeContent, match="pipe is a device, pipe, socket or other special"):
+        safety.check_folder(root, limits=SMALL)
+
+
+def test_check_folder_refuses_hard_links(tmp_path):
+    root = make_model_folder(tmp_path / "model")
+    os.link(root / "config.json", tmp_path / "elsewhere.json")
+    with pytest.raises(UnsafeContent, match=r"config\.json has other hard links"):
+        safety.check_folder(root, limits=SMALL)
+
+
+@pytest.mark.parametrize(
+    ("limits", "match"),
+    [
+        (Limits(max_files=2), "more than 2 files"),
+        (Limits(max_file_bytes=5), "sub/model.safetensors is 10 bytes; the limit is 5 bytes"),
+        (Limits(max_total_bytes=11), "holds more than 11 bytes"),
+    ],
+)
+def test_check_folder_limits(tmp_path, limits, match):
+    root = make_model_folder(tmp_path / "model")
+    with pytest.raises(UnsafeContent, match=match):
+        safety.check_folder(root, limits=limits)
+
+
+# --- digests -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 250_001])
+def test_digest_file_matches_hashlib_and_git(tmp_path, size):
+    path = tmp_path / "blob.bin"
+    content = os.urandom(size)
+    path.write_bytes(content)
+    git = subprocess.run(
+        ["git", "hash-object", str(path)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+    digest = safety.digest_file(path, chunk=1000)
+
+    assert digest == safety.FileDigest(
+        size=size, sha256=hashlib.sha256(content).hexdigest(), git_sha1=git
+    )
+
+
+def test_copy_with_digest_copies_and_hashes_in_one_pass(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(300_000))
+    dst = io.BytesIO()
+    digest = safety.copy_with_digest(src, dst, chunk=4096)
+    assert dst.getvalue() == src.read_bytes()
+    assert digest == safety.digest_file(src)
+
+
+class Saboteur(io.BytesIO):
+    """A destination whose first write changes the source behind the copy's back."""
+
+    def __init__(self, sabotage):
+        super().__init__()
+        self.sabotage = sabotage
+
+    def write(self, data):
+        if self.sabotage:
+            self.sabotage()
+            self.sabotage = None
+        return super().write(data)
+
+
+def _append(src: Path):
+    with src.open("ab") as fh:
+        fh.write(b"more")
+
+
+def _touch_later(src: Path):
+    st = os.stat(src)
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+
+def _replace_same_size_same_mtime(src: Path):
+    st = os.stat(src)
+    other = src.with_name("other")
+    other.write_bytes(b"y" * st.st_size)
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(other, src)
+
+
+@pytest.mark.parametrize("change", [_append, _touch_later, _replace_same_size_same_mtime])
+def test_copy_with_digest_notices_a_file_changing_mid_copy(tmp_path, change):
+    src = tmp_path / "weights.bin"
+    src.write_bytes(b"x" * 50_000)
+    dst = Saboteur(lambda: change(src))
+    with pytest.raises(UnsafeContent, match=r"weights\.bin changed while it was being imported"):
+        safety.copy_with_digest(src, dst, chunk=1024)
+
+
+def test_copy_with_digest_refuses_a_symlink(tmp_path):
+    (tmp_path / "real").write_bytes(b"x")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(UnsafeContent, match="link is a symbolic link"):
+        safety.copy_with_digest(tmp_path / "link", io.BytesIO())
+
+
+# --- formats -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("model.safetensors", "safetensors"),
+        ("sub/Model-00001-of-00002.SAFETENSORS", "safetensors"),
+        ("pytorch_model.bin", "pickle"),
+        ("training_args.bin", "pickle"),
+        ("ckpt/model.pt", "pickle"),
+        ("model.pth", "pickle"),
+        ("state.pkl", "pickle"),
+        ("state.pickle", "pickle"),
+        ("last.ckpt", "pickle"),
+        ("clf.joblib", "pickle"),
+        ("array.npy", "other"),
+        ("arrays.npz", "other"),
+        ("model.onnx", "onnx"),
+        ("tokenizer.json", "tokenizer"),
+        ("tokenizer_config.json", "tokenizer"),
+        ("vocab.txt", "tokenizer"),
+        ("vocab.json", "tokenizer"),
+        ("merges.txt", "tokenizer"),
+        ("special_tokens_map.json", "tokenizer"),
+        ("spiece.model", "tokenizer"),
+        ("sentencepiece.bpe.model", "tokenizer"),
+        ("tokenizer.model", "tokenizer"),
+        ("cl100k_base.tiktoken", "tokenizer"),
+        ("config.json", "config"),
+        ("generation_config.json", "config"),
+        ("preprocessor_config.json", "config"),
+        ("model.safetensors.index.json", "config"),
+        ("adapter_config.json", "config"),
+        ("params.yaml", "config"),
+        ("hparams.yml", "config"),
+        ("README.md", "other"),
+        ("LICENSE", "other"),
+        ("tf_model.h5", "other"),
+    ],
+)
+def test_classify_format(name, fmt):
+    assert safety.classify_format(name) == fmt
+    assert fmt in safety.FORMATS
+
+
+# --- scanning pickles --------------------------------------------------------
+
+
+@pytest.fixture
+def marker(tmp_path):
+    path = tmp_path / "pwned"
+    yield path
+    assert not path.exists(), "a scan executed a pickle"
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_pickle_calling_os_system_is_dangerous(tmp_path, marker, protocol):
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps(Payload(f"touch {marker}"), protocol=protocol))
+
+    report = safety.scan_file(path, "pickle")
+
+    assert report.status == "dangerous"
+    assert report.blocks
+    assert {"module": os.name, "name": "system", "safety": "dangerous"} in report.findings
+    json.dumps(report.findings)
+
+
+def test_pickle_of_an_unknown_global_blocks_in_strict_mode(tmp_path, monkeypatch):
+    module = types.ModuleType("mypkg.evil")
+
+    class Thing:
+        pass
+
+    Thing.__module__ = "mypkg.evil"
+    Thing.__qualname__ = "Thing"
+    module.Thing = Thing
+    monkeypatch.setitem(sys.modules, "mypkg", types.ModuleType("mypkg"))
+    monkeypatch.setitem(sys.modules, "mypkg.evil", module)
+    path = tmp_path / "thing.pkl"
+    path.write_bytes(pickle.dumps(Thing(), protocol=4))
+
+    report = safety.scan_file(path, "pickle")
+
+    assert report.status == "dangerous"
+    assert {"module": "mypkg.evil", "name": "Thing", "safety": "suspicious"} in report.findings
+
+
+def test_hand_written_global_opcode_is_seen(tmp_path):
+    path = tmp_path / "proto0.pkl"
+    path.write_bytes(b"cmypkg.evil\nThing\n)R.")  # GLOBAL, EMPTY_TUPLE, REDUCE, STOP
+    report = safety.scan_file(path, "pickle")
+    assert report.findings == [{"module": "mypkg.evil", "name": "Thing", "safety": "suspicious"}]
+
+
+def test_extension_registry_opcode_is_dangerous(tmp_path):
+    path = tmp_path / "ext.pkl"
+    path.write_bytes(b"\x80\x02\x82\x05)R.")  # PROTO 2, EXT1 5, EMPTY_TUPLE, REDUCE, STOP
+    report = safety.scan_file(path, "pickle")
+    assert report.status == "dangerous"
+    assert report.findings[0]["module"] == "copyreg"
+
+
+def test_plain_data_pickles_are_clean(tmp_path):
+    path = tmp_path / "data.pkl"
+    path.write_bytes(pickle.dumps({"a": [1, 2.5, "x", b"y"], "b": (None, True)}, protocol=4))
+    assert safety.scan_file(path, "pickle") == safety.ScanReport("clean", [])
+    path.write_bytes(pickle.dumps(np.arange(6).reshape(2, 3)))
+    assert safety.scan_file(path, "pickle").status == "clean"
+
+
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip-format", "legacy-format"])
+def test_torch_state_dict_is_clean(tmp_path, zipped):
+    path = tmp_path / "model.pt"
+    torch.save(torch.nn.Linear(4, 3).state_dict(), path, _use_new_zipfile_serialization=zipped)
+    assert safety.scan_file(path, "pickle") == safety.ScanReport("clean", [])
+
+
+def test_zip_format_torch_file_with_malicious_data_pkl_is_dangerous(tmp_path, marker):
+    good = tmp_path / "good.pt"
+    torch.save(torch.nn.Linear(4, 3).state_dict(), good)
+    evil = tmp_path / "evil.bin"  # no telling name: pytorch_model.bin-style
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(evil, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("/data.pkl"):
+                data = pickle.dumps(Payload(f"touch {marker}"), protocol=2)
+            dst.writestr(info, data)
+
+    report = safety.scan_file(evil, "pickle")
+
+    assert report.status == "dangerous"
+    finding = report.findings[0]
+    assert (finding["module"], finding["name"]) == (os.name, "system")
+    assert finding["file"].endswith("data.pkl")
+
+
+def test_malicious_pickle_followed_by_a_zip_is_still_seen(tmp_path, marker):
+    # pickle.load reads the pickle at the start; a scanner that trusts the zip
+    # directory at the end would only look at the harmless member.
+    decoy = io.BytesIO()
+    with zipfile.ZipFile(decoy, "w") as zf:
+        zf.writestr("harmless.txt", "nothing here")
+    path = tmp_path / "polyglot.pkl"
+    path.write_bytes(pickle.dumps(Payload(f"touch {marker}")) + decoy.getvalue())
+
+    report = safety.scan_file(path, "pickle")
+
+    assert report.status == "dangerous"
+    assert report.findings[0]["name"] == "system"
+
+
+def test_tar_format_torch_file_is_unscannable(tmp_path, marker):
+    # torch.load tries a tar archive first and unpickles its members.
+    path = tmp_path / "ancient.pt"
+    with tarfile.open(path, "w") as tf:
+        payload = pickle.dumps(Payload(f"touch {marker}"))
+        info = tarfile.TarInfo("pickle")
+        info.size = len(payload)
+        tf.addfile(info, io.BytesIO(payload))
+    report = safety.scan_file(path, "pickle")
+    assert report.status == "unscannable"
+    assert "tar archive" in report.findings[0]["message"]
+
+
+def _torch_bytes() -> bytes:
+    buffer = io.BytesIO()
+    torch.save(torch.nn.Linear(4, 3).state_dict(), buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"\x00garbage" * 20, id="garbage"),
+        pytest.param(b"GGUF\x03\x00\x00\x00" + bytes(64), id="not-a-pickle"),
+        pytest.param(pickle.dumps({"a": 1})[:-3], id="truncated-pickle"),
+        pytest.param(pickle.dumps({"a": 1}) + b"trailing junk", id="trailing-junk"),
+        pytest.param(b"\x80\x04\x8e" + (2**62).to_bytes(8, "little") + b"x", id="huge-length"),
+        pytest.param(_torch_bytes()[:1500], id="truncated-torch-zip"),
+    ],
+)
+def test_files_that_do_not_parse_are_unscannable(tmp_path, content):
+    path = tmp_path / "weights.bin"
+    path.write_bytes(content)
+    report = safety.scan_file(path, "pickle")
+    assert report.status == "unscannable"
+    assert report.blocks
+    assert all("message" in finding for finding in report.findings)
+
+
+def test_scan_judges_bytes_not_the_name(tmp_path, marker):
+    path = tmp_path / "000001"  # how the importer stages files
+    path.write_bytes(pickle.dumps(Payload(f"touch {marker}")))
+    assert safety.scan_file(path, "pickle").status == "dangerous"
+
+
+# --- scanning safetensors ----------------------------------------------------
+
+
+def test_valid_safetensors_are_clean(tmp_path):
+    from_numpy = tmp_path / "a.safetensors"
+    save_numpy({"w": np.ones((3, 4), np.float32), "b": np.arange(5, dtype=np.int64)}, from_numpy)
+    from_torch = tmp_path / "b.safetensors"
+    save_torch(torch.nn.Linear(4, 3).state_dict(), from_torch, metadata={"format": "pt"})
+    for path in (from_numpy, from_torch):
+        assert safety.scan_file(path, "safetensors") == safety.ScanReport("clean", [])
+    assert safety.safetensors_parameter_count(from_numpy) == 17
+    assert safety.safetensors_parameter_count(from_torch) == 15
+
+
+def safetensors_bytes(header, data: bytes = b"", *, length: int | None = None) -> bytes:
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(raw) if length is None else length) + raw + data
+
+
+def f32(shape, offsets):
+    return {"dtype": "F32", "shape": shape, "data_offsets": offsets}
+
+
+ONE = {"a": f32([2], [0, 8])}
+BAD_SAFETENSORS = {
+    "header-past-end": (safetensors_bytes(ONE, bytes(8), length=10_000), "longer than itself"),
+    "header-too-large": (safetensors_bytes(ONE, bytes(8), length=200_000_000), "limit is 100 MB"),
+    "too-short": (b"\x01\x02", "too short"),
+    "bad-json": (safetensors_bytes(b'{"a": ', b""), "not valid JSON"),
+    "not-utf8": (safetensors_bytes(b'{"\xff": 1}'), "not UTF-8"),
+    "not-an-object": (safetensors_bytes(b"[]"), "not a JSON object"),
+    "nan": (safetensors_bytes(b'{"__metadata__": {"k": NaN}}'), "not valid JSON"),
+    "overlap": (
+        safetensors_bytes({"a": f32([2], [0, 8]), "b": f32([2], [4, 12])}, bytes(12)),
+        "'a' and 'b' overlap",
+    ),
+    "wrong-length": (
+        safetensors_bytes({"a": f32([3], [0, 8])}, bytes(8)),
+        "takes 8 bytes but its dtype and shape need 12",
+    ),
+    "end-past-data": (safetensors_bytes({"a": f32([4], [0, 16])}, bytes(8)), "past the end"),
+    "unknown-dtype": (
+        safetensors_bytes({"a": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}),
+        "unknown dtype",
+    ),
+    "negative-shape": (safetensors_bytes({"a": f32([-2], [0, 8])}, bytes(8)), "non-negative"),
+    "metadata-not-strings": (
+        safetensors_bytes({"__metadata__": {"k": 1}, **ONE}, bytes(8)),
+        "__metadata__ is not a map of strings",
+    ),
+    "gap": (
+        safetensors_bytes({"a": f32([1], [0, 4]), "b": f32([1], [8, 12])}, bytes(12)),
+        "4 bytes before tensor 'b' belong to no tensor",
+    ),
+    "trailing-bytes": (safetensors_bytes(ONE, bytes(16)), "8 bytes at the end belong to no"),
+    "half-byte": (
+        safetensors_bytes({"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 2]}}, bytes(2)),
+        "need 1.5",
+    ),
+}
+# Stricter than the safetensors library, which accepts these two.
+STRICTER = {
+    "duplicate-key": (
+        safetensors_bytes(
+            b'{"a": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}, '
+            b'"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+            bytes(8),
+        ),
+        "duplicate key",
+    ),
+    "extra-key": (safetensors_bytes({"a": {**f32([2], [0, 8]), "x": 1}}, bytes(8)), "exactly"),
+}
+
+
+@pytest.mark.parametrize(("content", "match"), BAD_SAFETENSORS.values(), ids=BAD_SAFETENSORS)
+def test_corrupt_safetensors_are_unscannable_as_the_library_agrees(tmp_path, content, match):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(content)
+
+    report = safety.scan_file(path, "safetensors")
+
+    assert report.status == "unscannable"
+    assert match in report.findings[0]["message"]
+    assert safety.safetensors_parameter_count(path) is None
+    with pytest.raises(SafetensorError, match="header"), safe_open(path, "np"):
+        pass
+
+
+@pytest.mark.parametrize(("content", "match"), STRICTER.values(), ids=STRICTER)
+def test_ambiguous_safetensors_headers_are_unscannable(tmp_path, content, match):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(content)
+    report = safety.scan_file(path, "safetensors")
+    assert report.status == "unscannable"
+    assert match in report.findings[0]["message"]
+
+
+def test_sub_byte_dtypes_that_fill_whole_bytes_are_fine(tmp_path):
+    path = tmp_path / "model.safetensors"
+    header = {"a": {"dtype": "F4", "shape": [2, 2], "data_offsets": [0, 2]}}
+    path.write_bytes(safetensors_bytes(header, bytes(2)))
+    assert safety.scan_file(path, "safetensors").status == "clean"
+    assert safety.safetensors_parameter_count(path) == 4
+
+
+# --- other formats and the report --------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "config", "tokenizer", "other"])
+def test_formats_without_code_are_not_scanned(tmp_path, fmt, marker):
+    path = tmp_path / "file"
+    path.write_bytes(pickle.dumps(Payload(f"touch {marker}")))  # even this: not read
+    assert safety.scan_file(path, fmt) == safety.ScanReport("not_applicable", [])
+
+
+def test_unknown_format_is_a_programming_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown format"):
+        safety.scan_file(tmp_path / "x", "gguf")
+
+
+@pytest.mark.parametrize(
+    ("status", "blocks"),
+    [("clean", False), ("not_applicable", False), ("dangerous", True), ("unscannable", True)],
+)
+def test_report_blocks(status, blocks):
+    assert safety.ScanReport(status, []).blocks is blocks

