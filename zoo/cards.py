@@ -8,6 +8,7 @@ it is rendered, then sanitized with nh3 (no scripts, no event handlers, no
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,9 @@ PIPELINE_MODALITY = {
 }
 
 
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+
+
 class CardError(ValueError):
     """The card's YAML header cannot be read."""
 
@@ -73,9 +77,12 @@ class CardInfo:
     def summary(self) -> str:
         """The first paragraph of prose in the body, for the catalogue listing."""
         for block in self.body.split("\n\n"):
-            text = block.strip()
-            if text and not text.startswith(("#", "<", "|", "```", "-", "*", "!")):
-                return " ".join(text.split())[:500]
+            lines = [line for line in block.strip().splitlines() if not line.startswith("#")]
+            text = "\n".join(lines).strip()
+            if not text or "```" in text or text.startswith(("<", "|", "-", "*", "!", ">")):
+                continue
+            text = _LINK.sub(r"\1", text)
+            return " ".join(text.split())[:500]
         return ""
 
 

@@ -38,6 +38,12 @@ class CatalogueFilterForm(forms.Form):
         ],
     )
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The filters sit in one row without visible labels; screen readers still get them.
+        for name, field in self.fields.items():
+            field.widget.attrs.setdefault("aria-label", field.label or name.title())
+
 
 class ModelEditForm(forms.ModelForm):
     domain_tags = forms.CharField(

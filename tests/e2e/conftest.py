@@ -42,3 +42,18 @@ def page(browser):
     page.set_default_timeout(15000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def sign_in(page, live_server):
+    """Sign a persona in through the real login form."""
+    from tests.factories import PASSWORD
+
+    def _sign_in(username: str) -> None:
+        page.goto(f"{live_server.url}/accounts/login/")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{live_server.url}/")
+
+    return _sign_in

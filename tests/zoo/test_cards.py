@@ -58,3 +58,11 @@ def test_hostile_markdown_is_rendered_harmless():
     assert '<a href="https://example.com" rel="noopener noreferrer nofollow">ok link</a>' in html
     assert "<table>" in html
     assert "<h1>Hi</h1>" in html
+
+
+def test_summary_skips_headings_code_and_unwraps_links():
+    card = parse_card(
+        "# all-MiniLM-L6-v2\nThis is a [sentence-transformers](https://www.SBERT.net) model: "
+        "it maps sentences.\n\n## Usage\n\n```\npip install x\n```\n"
+    )
+    assert card.summary == "This is a sentence-transformers model: it maps sentences."

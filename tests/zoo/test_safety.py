@@ -8,6 +8,7 @@ be caught.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -240,9 +241,18 @@ def test_duplicate_tar_members_after_normalising_are_refused(tmp_path):
     refuse_cleanly(archive, tmp_path, "a.txt appears more than once")
 
 
-def test_a_path_that_is_both_file_and_folder_is_refused(tmp_path):
-    archive = make_zip(tmp_path / "a.zip", [("a", b"file"), ("a/b", b"inside")])
-    refuse_cleanly(archive, tmp_path, "both a file and a folder")
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [entry("a", b"file"), entry("a/b", b"inside")],
+        [entry("a/b", b"inside"), entry("a", b"file")],
+        [entry("a", b"file"), entry("a", kind=tarfile.DIRTYPE)],
+    ],
+    ids=["file-then-child", "child-then-file", "file-then-folder-entry"],
+)
+def test_a_path_that_is_both_file_and_folder_is_refused(tmp_path, entries):
+    archive = make_tgz(tmp_path / "a.tgz", entries)
+    refuse_cleanly(archive, tmp_path, "a is both a file and a folder")
 
 
 # --- archives: member types --------------------------------------------------
@@ -339,6 +349,28 @@ def test_tgz_of_folder_headers_alone_is_refused_by_the_decompression_cap(tmp_pat
     )
     limits = Limits(max_ratio=5)
     refuse_cleanly(archive, tmp_path, "expands more than 5 times its size", limits)
+
+
+def test_tgz_header_bomb_is_not_decompressed_in_full(tmp_path, monkeypatch):
+    # A 32 MiB PAX record is read whole by tarfile before it yields any member,
+    # so only a cap under tarfile stops it early.
+    info, data = entry("a.txt", b"x")
+    info.pax_headers = {"comment": "0" * (32 * 2**20)}
+    archive = tmp_path / "pax.tgz"
+    with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as tf:
+        tf.addfile(info, io.BytesIO(data))
+    inflated = 0
+    real_read = gzip.GzipFile.read
+
+    def counting_read(self, size=-1):
+        nonlocal inflated
+        chunk = real_read(self, size)
+        inflated += len(chunk)
+        return chunk
+
+    monkeypatch.setattr(gzip.GzipFile, "read", counting_read)
+    refuse_cleanly(archive, tmp_path, "expands more than 5 times its size", Limits(max_ratio=5))
+    assert inflated < 2 * 2 * 2**20  # two passes at most, each stopped near the 1 MiB floor
 
 
 @pytest.mark.parametrize(
@@ -567,6 +599,13 @@ def test_copy_with_digest_notices_a_file_changing_mid_copy(tmp_path, change):
         safety.copy_with_digest(src, dst, chunk=1024)
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_copy_with_digest_refuses_a_file_that_yields_other_than_its_size():
+    # /proc files stat as empty but read as text: the bytes do not add up.
+    with pytest.raises(UnsafeContent, match="status changed while it was being imported"):
+        safety.copy_with_digest(Path("/proc/self/status"), io.BytesIO())
+
+
 def test_copy_with_digest_refuses_a_symlink(tmp_path):
     (tmp_path / "real").write_bytes(b"x")
     (tmp_path / "link").symlink_to(tmp_path / "real")
@@ -725,6 +764,16 @@ def test_malicious_pickle_followed_by_a_zip_is_still_seen(tmp_path, marker):
 
     assert report.status == "dangerous"
     assert report.findings[0]["name"] == "system"
+
+
+def test_malicious_pickle_cut_short_is_still_dangerous(tmp_path, marker):
+    # Loading runs the call before it reaches the missing STOP.
+    path = tmp_path / "cut.pkl"
+    path.write_bytes(pickle.dumps(Payload(f"touch {marker}"), protocol=2)[:-1])
+    report = safety.scan_file(path, "pickle")
+    assert report.status == "dangerous"
+    assert report.findings[0]["name"] == "system"
+    assert "not a complete pickle" in report.findings[1]["message"]
 
 
 def test_tar_format_torch_file_is_unscannable(tmp_path, marker):
