@@ -57,6 +57,32 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
+def _reseed() -> None:
+    """Re-run the data migrations' seeds (roles, licenses) with the live app registry."""
+    import importlib
+
+    from django.apps import apps
+
+    for module, func in [
+        ("governance.migrations.0001_roles", "create_roles"),
+        ("governance.migrations.0003_seed_licenses", "seed"),
+    ]:
+        getattr(importlib.import_module(module), func)(apps, None)
+
+
+@pytest.fixture(autouse=True)
+def _seed_rows_after_flush(request):
+    """Transactional tests flush every table afterwards, seeded rows included; put them back."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = bool(marker and marker.kwargs.get("transaction")) or any(
+        name in request.fixturenames
+        for name in ("transactional_db", "live_server", "celery_worker")
+    )
+    if transactional:
+        request.getfixturevalue("transactional_db")
+        _reseed()
+
+
 @pytest.fixture(autouse=True)
 def _private_storage(settings, tmp_path):
     """Each test stores artifacts and staging files in its own folder."""
@@ -64,6 +90,9 @@ def _private_storage(settings, tmp_path):
     settings.IMPORT_STAGING_DIR = tmp_path / "staging"
     settings.IMPORT_ROOTS = [tmp_path / "imports"]
     (tmp_path / "imports").mkdir()
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 @pytest.fixture

@@ -151,7 +151,10 @@ class ModelVersion(models.Model):
                 condition=~models.Q(parent=models.F("id")), name="version_not_own_parent"
             ),
         ]
-        indexes = [models.Index(fields=["model", "-created_at"], name="version_model_recent")]
+        indexes = [
+            models.Index(fields=["model", "-created_at"], name="version_model_recent"),
+            models.Index(fields=["-created_at", "-id"], name="version_recent"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.model.repo_id}@{self.revision[:10]}"

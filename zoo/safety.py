@@ -65,6 +65,8 @@ class UnsafeContent(Exception):
 
 @dataclass(frozen=True)
 class Limits:
+    """Caps on what one import may bring in; every check below refuses past them."""
+
     max_files: int = 10_000
     max_total_bytes: int = 20 * 2**30
     # uncompressed/compressed, per zip member and for the archive as a whole
@@ -306,6 +308,42 @@ class _Budget:
         return data
 
 
+# Extended headers (PAX records, GNU long names) are read whole and parsed by
+# tarfile before it hands over the member they describe. Before CPython
+# 3.11.10 that parsing is quadratic in the record's length (CVE-2024-6232), so
+# their size is capped, singly and per archive. Legitimate ones hold a path
+# and a few times and attributes.
+_TAR_EXTENSIONS = frozenset(
+    {
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+    }
+)
+_MAX_TAR_EXTENSION = 8 << 10
+_MAX_TAR_EXTENSIONS = 4 << 20
+
+
+def _guarded_tarinfo() -> type[tarfile.TarInfo]:
+    """A TarInfo class that refuses oversized extended headers before tarfile reads them."""
+    seen = 0
+
+    class GuardedTarInfo(tarfile.TarInfo):
+        def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+            nonlocal seen
+            if self.type in _TAR_EXTENSIONS:
+                seen += self.size
+                if self.size > _MAX_TAR_EXTENSION or seen > _MAX_TAR_EXTENSIONS:
+                    raise UnsafeContent(
+                        "the archive has oversized extended (PAX or long-name) headers"
+                    )
+            return super()._proc_member(tar)
+
+    return GuardedTarInfo
+
+
 def _tar_members(
     fh: IO[bytes], limits: Limits, archive_bytes: int
 ) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str]]:
@@ -318,7 +356,7 @@ def _tar_members(
     import gzip
 
     fh.seek(0)
-    cap = 2**62
+    cap = max(_RATIO_FLOOR, int(archive_bytes * limits.max_ratio))
     budget = _Budget(
         gzip.GzipFile(fileobj=fh, mode="rb"),
         cap,
@@ -326,7 +364,7 @@ def _tar_members(
     )
     tally = _Tally(limits, archive_bytes)
     try:
-        with tarfile.open(fileobj=budget, mode="r|") as tar:
+        with tarfile.open(fileobj=budget, mode="r|", tarinfo=_guarded_tarinfo()) as tar:
             for member in tar:
                 shown = _show(member.name)
                 if member.issym():
@@ -349,8 +387,8 @@ def _tar_members(
                 yield tar, member, rel
     except UnsafeContent:
         raise
-    except _READ_ERRORS as exc:
-        raise UnsafeContent(f"the archive is damaged: {exc}") from None
+    except Exception as exc:  # tarfile's parsing of hostile headers can fail in any way
+        raise UnsafeContent(f"the archive is damaged: {exc or type(exc).__name__}") from None
 
 
 # --- public archive API -------------------------------------------------------
@@ -578,13 +616,19 @@ def _hash_stream(
         sha256.update(data)
         git.update(data)
         if sink is not None:
-            view = memoryview(data)
-            while view:
-                sent = sink.write(view)
-                if sent is None:  # a raw stream that took nothing yet would return None
-                    continue
-                view = view[sent:]
+            _write_all(sink, data)
     return count, FileDigest(size=size, sha256=sha256.hexdigest(), git_sha1=git.hexdigest())
+
+
+def _write_all(sink: BinaryIO, data: bytes) -> None:
+    sent = sink.write(data)
+    # Buffered files take everything; a raw file may take part, and a
+    # file-like whose write returns None is taken to have taken it all.
+    while sent is not None and sent < len(data):
+        if sent <= 0:
+            raise OSError(errno.EIO, "the destination accepted no bytes")
+        data = data[sent:]
+        sent = sink.write(data)
 
 
 def digest_file(path: Path, *, chunk: int = 1 << 20) -> FileDigest:
@@ -673,6 +717,8 @@ def classify_format(relative_path: str) -> str:
 
 @dataclass(frozen=True)
 class ScanReport:
+    """The verdict on one file; 'dangerous' and 'unscannable' files may not be used."""
+
     status: str  # 'clean' | 'dangerous' | 'unscannable' | 'not_applicable'
     # JSON-serialisable. A global: module, name, safety (picklescan's rating) and, for a
     # member of a zip-format file, file. A problem: message and perhaps file.
@@ -888,11 +934,14 @@ def _scan_pickle_stream(
 
 
 def _is_tar(fh: IO[bytes]) -> bool:
+    """Whether the file opens as a tar archive, as torch.load would try first."""
     fh.seek(0)
     try:
-        with tarfile.open(fileobj=fh, mode="r:"):
+        with tarfile.open(fileobj=fh, mode="r:", tarinfo=_guarded_tarinfo()):
             return True
-    except (tarfile.TarError, EOFError, ValueError, OSError):
+    except UnsafeContent:
+        return True  # a valid tar header announcing an oversized extension: a tar
+    except Exception:  # anything else tarfile trips over means it is not one
         return False
     finally:
         fh.seek(0)

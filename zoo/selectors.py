@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVectorField
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
@@ -71,12 +72,16 @@ def with_latest_license(qs: QuerySet[CatalogModel]) -> QuerySet[CatalogModel]:
     )
 
 
+def _use_full_text() -> bool:
+    return connection.vendor == "postgresql"
+
+
 def filter_text(qs: QuerySet[CatalogModel], text: str) -> tuple[QuerySet[CatalogModel], bool]:
     """Full-text match (PostgreSQL, ranked) or word-by-word substring match elsewhere."""
     text = text.strip()
     if not text:
         return qs, False
-    if connection.vendor == "postgresql":
+    if _use_full_text():
         ts_query = SearchQuery(text, search_type="websearch", config="english")
         vector = RawSQL("zoo_catalogmodel.search_vector", [], output_field=SearchVectorField())
         return qs.annotate(sv=vector).filter(sv=ts_query).annotate(
@@ -148,11 +153,16 @@ def lineage(version: ModelVersion) -> dict:
 
 
 def task_choices() -> list[str]:
-    return list(
-        CatalogModel.objects.exclude(task="")
-        .values_list("task", flat=True)
-        .distinct()
-        .order_by("task")
+    """Tasks present in the catalogue, for the filter; cached since they change only on import."""
+    return cache.get_or_set(
+        "zoo:task-choices",
+        lambda: list(
+            CatalogModel.objects.exclude(task="")
+            .values_list("task", flat=True)
+            .distinct()
+            .order_by("task")
+        ),
+        timeout=300,
     )
 
 

@@ -50,3 +50,10 @@ def test_a_misspelt_boolean_stops_start_up_naming_the_variable():
     result = _manage("check", env={**PRODUCTION_ENV, "DEBUG": "flase"})
     assert result.returncode != 0
     assert "DEBUG='flase' is not a boolean" in result.stderr
+
+
+def test_collectstatic_builds_the_production_manifest(tmp_path):
+    env = {**PRODUCTION_ENV, "STATIC_ROOT": str(tmp_path / "static")}
+    result = _manage("collectstatic", "--noinput", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "static" / "staticfiles.json").exists()

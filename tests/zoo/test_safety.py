@@ -64,7 +64,7 @@ def make_tgz(path: Path, entries) -> Path:
 
 
 def tree(folder: Path) -> dict[str, bytes]:
-    """Every file under folder by relative posix path; links would show up as errors."""
+    """Every file under folder, by relative posix path."""
     return {
         p.relative_to(folder).as_posix(): p.read_bytes()
         for p in sorted(folder.rglob("*"))
@@ -100,6 +100,21 @@ def patch_zip(data: bytes, name: str, *, local: dict[int, bytes], central: dict[
     for offset, value in central.items():
         raw[at + offset : at + offset + len(value)] = value
     return bytes(raw)
+
+
+@pytest.fixture
+def inflated(monkeypatch):
+    """Counts the bytes gzip hands out, to show a bomb was not decompressed in full."""
+    count = [0]
+    real_read = gzip.GzipFile.read
+
+    def counting_read(self, size=-1):
+        chunk = real_read(self, size)
+        count[0] += len(chunk)
+        return chunk
+
+    monkeypatch.setattr(gzip.GzipFile, "read", counting_read)
+    return count
 
 
 class Payload:
@@ -167,22 +182,22 @@ def test_good_tgz_with_dot_prefixes_extracts_byte_identical(tmp_path):
             entry("./model/config.json", b"{}"),
             entry("./model/pytorch_model.bin", blob),
             entry("./model/sub/vocab.txt", b"a\nb\n"),
+            entry("./model/" + "long-" * 40 + "näme.txt", b"pax"),
         ],
     )
-    assert safety.inspect_archive(archive, limits=SMALL) == [
+    listed = safety.inspect_archive(archive, limits=SMALL)
+    assert listed == [
         ("model/config.json", 2),
         ("model/pytorch_model.bin", len(blob)),
         ("model/sub/vocab.txt", 4),
+        ("model/" + "long-" * 40 + "näme.txt", 3),
     ]
     dest = tmp_path / "dest"
     dest.mkdir()
     written = safety.extract_archive(archive, dest, limits=SMALL)
-    assert [p.relative_to(dest).as_posix() for p in written] == [
-        "model/config.json",
-        "model/pytorch_model.bin",
-        "model/sub/vocab.txt",
-    ]
+    assert written == sorted(dest / name for name, _ in listed)
     assert tree(dest) == {
+        "model/" + "long-" * 40 + "näme.txt": b"pax",
         "model/config.json": b"{}",
         "model/pytorch_model.bin": blob,
         "model/sub/vocab.txt": b"a\nb\n",
@@ -292,6 +307,27 @@ def test_tar_links_and_special_members_are_refused(tmp_path, kind, linkname, mat
     refuse_cleanly(archive, tmp_path, f"special {match}")
 
 
+def test_zip_folder_entry_with_data_is_refused(tmp_path):
+    archive = make_zip(tmp_path / "a.zip", [("folder/", b"hidden payload")])
+    refuse_cleanly(archive, tmp_path, "folder entry folder/ carries data")
+
+
+def test_zip_member_marked_as_folder_without_a_slash_is_refused(tmp_path):
+    odd = zipfile.ZipInfo("model")
+    odd.create_system = 3
+    odd.external_attr = (stat.S_IFDIR | 0o755) << 16
+    archive = make_zip(tmp_path / "a.zip", [(odd, b"")])
+    refuse_cleanly(archive, tmp_path, "marked as a folder but named as a file")
+
+
+def test_zip_member_with_unknown_compression_is_refused(tmp_path):
+    data = make_zip(tmp_path / "plain.zip", [("w.bin", b"x" * 100)]).read_bytes()
+    method = struct.pack("<H", 99)  # AES-encrypted entries use 99
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(patch_zip(data, "w.bin", local={8: method}, central={10: method}))
+    refuse_cleanly(archive, tmp_path, "unsupported compression method")
+
+
 def test_encrypted_zip_member_is_refused(tmp_path):
     data = make_zip(tmp_path / "plain.zip", [("secret.txt", b"hidden")]).read_bytes()
     flags = struct.pack("<H", 0x1)
@@ -334,12 +370,14 @@ def test_zip_within_the_ratio_is_accepted(tmp_path):
     assert safety.inspect_archive(archive, limits=SMALL) == [("noise.bin", 2 * 2**20)]
 
 
-def test_tgz_bomb_is_refused_at_its_header_before_later_members(tmp_path):
+def test_tgz_bomb_is_refused_at_its_header_before_later_members(tmp_path, inflated):
     # If the walk went on past the bomb it would meet '../evil' and say so instead.
     archive = make_tgz(
         tmp_path / "bomb.tgz", [entry("zeros.bin", bytes(32 * 2**20)), entry("../evil", b"x")]
     )
     refuse_cleanly(archive, tmp_path, "the archive expands more than 50 times its size")
+    # The header alone gave it away: the member's data was never inflated.
+    assert inflated[0] < 2 * 64 << 10
 
 
 def test_tgz_of_folder_headers_alone_is_refused_by_the_decompression_cap(tmp_path):
@@ -351,26 +389,53 @@ def test_tgz_of_folder_headers_alone_is_refused_by_the_decompression_cap(tmp_pat
     refuse_cleanly(archive, tmp_path, "expands more than 5 times its size", limits)
 
 
-def test_tgz_header_bomb_is_not_decompressed_in_full(tmp_path, monkeypatch):
-    # A 32 MiB PAX record is read whole by tarfile before it yields any member,
-    # so only a cap under tarfile stops it early.
+@pytest.mark.parametrize("size", [9 << 10, 32 << 20])
+def test_oversized_pax_headers_are_refused_before_tarfile_parses_them(tmp_path, inflated, size):
+    # tarfile reads a PAX record whole and, before CPython 3.11.10, parses a long
+    # run of digits in quadratic time: 64 KiB of them takes seconds.
     info, data = entry("a.txt", b"x")
-    info.pax_headers = {"comment": "0" * (32 * 2**20)}
+    info.pax_headers = {"comment": "0" * size}
     archive = tmp_path / "pax.tgz"
     with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as tf:
         tf.addfile(info, io.BytesIO(data))
-    inflated = 0
-    real_read = gzip.GzipFile.read
+    refuse_cleanly(archive, tmp_path, "oversized extended")
+    assert inflated[0] < 2 * 64 << 10
 
-    def counting_read(self, size=-1):
-        nonlocal inflated
-        chunk = real_read(self, size)
-        inflated += len(chunk)
-        return chunk
 
-    monkeypatch.setattr(gzip.GzipFile, "read", counting_read)
-    refuse_cleanly(archive, tmp_path, "expands more than 5 times its size", Limits(max_ratio=5))
-    assert inflated < 2 * 2 * 2**20  # two passes at most, each stopped near the 1 MiB floor
+def gnu_sparse_header(name: str, *, extended: bool) -> bytes:
+    head = bytearray(tarfile.TarInfo(name).tobuf(format=tarfile.GNU_FORMAT))
+    head[156:157] = tarfile.GNUTYPE_SPARSE
+    head[482] = int(extended)  # isextended: more sparse map blocks follow
+    head[148:156] = b" " * 8
+    head[148:156] = b"%06o\0 " % sum(head)
+    return bytes(head)
+
+
+def test_sparse_tar_member_is_refused(tmp_path):
+    archive = tmp_path / "sparse.tgz"
+    archive.write_bytes(gzip.compress(gnu_sparse_header("holes", extended=False) + bytes(1024)))
+    refuse_cleanly(archive, tmp_path, "holes is a sparse file")
+
+
+def test_endless_tar_header_chain_is_stopped_by_the_decompression_cap(tmp_path, inflated):
+    # A GNU sparse header announcing extension block after extension block: tarfile
+    # reads them all before yielding the member, so no per-member check can stop it.
+    head = gnu_sparse_header("sparse", extended=True)
+    link = bytearray(512)
+    link[504] = 1  # another extension block follows
+    raw = bytes(head) + bytes(link) * (64 * 2**20 // 512) + bytes(512) * 3
+    archive = tmp_path / "chain.tgz"
+    archive.write_bytes(gzip.compress(raw))
+    refuse_cleanly(archive, tmp_path, "expands more than 50 times its size")
+    # Two passes (inspect, then extract's own inspection), each stopped at 50x the file.
+    allowance = 50 * archive.stat().st_size + (64 << 10)
+    assert allowance < len(raw) / 4
+    assert inflated[0] <= 2 * allowance
+
+
+def test_too_many_folder_entries_are_refused(tmp_path):
+    archive = make_tgz(tmp_path / "a.tgz", [entry(f"d{i}", kind=tarfile.DIRTYPE) for i in range(4)])
+    refuse_cleanly(archive, tmp_path, "more than 3 folders", Limits(max_files=3))
 
 
 @pytest.mark.parametrize(
@@ -436,6 +501,29 @@ def test_truncated_tgz_leaves_nothing_behind(tmp_path):
     dest = tmp_path / "dest"
     dest.mkdir()
     with pytest.raises(UnsafeContent, match=r"damaged|could not be read"):
+        safety.extract_archive(archive, dest, limits=SMALL)
+    assert list(dest.iterdir()) == []
+
+
+def test_tgz_changed_between_inspection_and_extraction_is_refused(tmp_path, monkeypatch):
+    archive = make_tgz(tmp_path / "a.tgz", [entry("a.txt", b"one")])
+    swapped = make_tgz(tmp_path / "b.tgz", [entry("b.txt", b"two")]).read_bytes()
+    opened = 0
+    real_init = gzip.GzipFile.__init__
+
+    def init(self, *args, **kwargs):
+        nonlocal opened
+        opened += 1
+        if opened == 2:  # extraction's second pass: rewrite the same file in place
+            with archive.open("r+b") as fh:
+                fh.truncate()
+                fh.write(swapped)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(gzip.GzipFile, "__init__", init)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(UnsafeContent, match="changed while it was being extracted"):
         safety.extract_archive(archive, dest, limits=SMALL)
     assert list(dest.iterdir()) == []
 
@@ -530,6 +618,14 @@ def test_check_folder_limits(tmp_path, limits, match):
         safety.check_folder(root, limits=limits)
 
 
+def test_check_folder_caps_folders_too(tmp_path):
+    for i in range(3):
+        (tmp_path / "model" / f"empty{i}").mkdir(parents=True)
+    with pytest.raises(UnsafeContent, match="more than 2 folders"):
+        safety.check_folder(tmp_path / "model", limits=Limits(max_files=2))
+    assert safety.check_folder(tmp_path / "model", limits=Limits(max_files=3)) == []
+
+
 # --- digests -----------------------------------------------------------------
 
 
@@ -556,6 +652,29 @@ def test_copy_with_digest_copies_and_hashes_in_one_pass(tmp_path):
     digest = safety.copy_with_digest(src, dst, chunk=4096)
     assert dst.getvalue() == src.read_bytes()
     assert digest == safety.digest_file(src)
+
+
+class Dribble(io.BytesIO):
+    """A destination that takes at most 7 bytes a call, as a raw file may."""
+
+    def write(self, data):
+        return super().write(bytes(data[:7]))
+
+
+class Silent(io.BytesIO):
+    """A destination whose write reports nothing, as some file-likes do."""
+
+    def write(self, data):
+        super().write(data)
+
+
+@pytest.mark.parametrize("sink", [Dribble, Silent])
+def test_copy_with_digest_copies_into_awkward_destinations(tmp_path, sink):
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(5000))
+    dst = sink()
+    assert safety.copy_with_digest(src, dst, chunk=1000) == safety.digest_file(src)
+    assert dst.getvalue() == src.read_bytes()
 
 
 class Saboteur(io.BytesIO):
@@ -732,7 +851,8 @@ def test_torch_state_dict_is_clean(tmp_path, zipped):
     assert safety.scan_file(path, "pickle") == safety.ScanReport("clean", [])
 
 
-def test_zip_format_torch_file_with_malicious_data_pkl_is_dangerous(tmp_path, marker):
+@pytest.mark.parametrize("protocol", [0, 2])  # protocol 0 has no \x80 prefix to sniff
+def test_zip_format_torch_file_with_malicious_data_pkl_is_dangerous(tmp_path, marker, protocol):
     good = tmp_path / "good.pt"
     torch.save(torch.nn.Linear(4, 3).state_dict(), good)
     evil = tmp_path / "evil.bin"  # no telling name: pytorch_model.bin-style
@@ -740,7 +860,7 @@ def test_zip_format_torch_file_with_malicious_data_pkl_is_dangerous(tmp_path, ma
         for info in src.infolist():
             data = src.read(info)
             if info.filename.endswith("/data.pkl"):
-                data = pickle.dumps(Payload(f"touch {marker}"), protocol=2)
+                data = pickle.dumps(Payload(f"touch {marker}"), protocol=protocol)
             dst.writestr(info, data)
 
     report = safety.scan_file(evil, "pickle")
@@ -749,6 +869,43 @@ def test_zip_format_torch_file_with_malicious_data_pkl_is_dangerous(tmp_path, ma
     finding = report.findings[0]
     assert (finding["module"], finding["name"]) == (os.name, "system")
     assert finding["file"].endswith("data.pkl")
+
+
+def test_zip_format_torch_file_with_ambiguous_members_is_unscannable(tmp_path):
+    good = tmp_path / "good.pt"
+    torch.save(torch.nn.Linear(4, 3).state_dict(), good)
+    twice = tmp_path / "twice.pt"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(twice, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            dst.writestr("good/data.pkl", pickle.dumps({}))
+    report = safety.scan_file(twice, "pickle")
+    assert report.status == "unscannable"
+    assert "appears more than once" in report.findings[0]["message"]
+
+    data = good.read_bytes()
+    with zipfile.ZipFile(good) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".pkl"))
+    flags = struct.pack("<H", 0x1)
+    locked = tmp_path / "locked.pt"
+    locked.write_bytes(patch_zip(data, name, local={6: flags}, central={8: flags}))
+    report = safety.scan_file(locked, "pickle")
+    assert report.status == "unscannable"
+    assert report.findings[0] == {"message": f"{name} is encrypted", "file": name}
+
+
+def test_compressed_pickle_bomb_inside_a_zip_is_unscannable(tmp_path):
+    path = tmp_path / "bomb.pt"
+    make_zip(path, [("archive/data.pkl", pickle.dumps(bytes(8 * 2**20)))])
+    report = safety.scan_file(path, "pickle")
+    assert report.status == "unscannable"
+    assert report.findings == [
+        {
+            "message": "archive/data.pkl expands suspiciously far when decompressed",
+            "file": "archive/data.pkl",
+        }
+    ]
 
 
 def test_malicious_pickle_followed_by_a_zip_is_still_seen(tmp_path, marker):
