@@ -22,6 +22,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from governance.audit import audit_record
 from jobs.models import Job
 from portal.errors import Conflict, PortalError
 
@@ -85,12 +86,19 @@ def job_create(
     if kind not in HANDLERS:
         raise PortalError(f"No worker knows how to run a {kind!r} job.")
     queue = queue or DEFAULT_QUEUES[kind]
-    job = Job.objects.create(
-        kind=kind,
-        requested_by=requested_by,
-        params=params or {},
-        queue=queue,
-    )
+    with transaction.atomic():
+        job = Job.objects.create(
+            kind=kind,
+            requested_by=requested_by,
+            params=params or {},
+            queue=queue,
+        )
+        audit_record(
+            actor=requested_by,
+            verb="job.create",
+            target=job,
+            payload={"kind": kind, "queue": queue, "params": job.params},
+        )
     transaction.on_commit(lambda: _enqueue(job.pk, queue))
     return job
 
@@ -250,17 +258,21 @@ def job_fail(*, job_id: int, attempt: int, error: str, log: str = "") -> bool:
 def job_cancel(*, job: Job, actor) -> Job:
     """Stop a job: a queued one never starts, a running one stops at its next report."""
     now = timezone.now()
-    updated = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE).update(
-        status=Job.Status.CANCELLED,
-        cancel_requested=True,
-        finished_at=now,
-        lease_expires_at=None,
-        stage="Cancelled",
-    )
-    if not updated:
-        raise Conflict("This job has already finished.")
-    job.refresh_from_db()
-    logger.info("job %s cancelled by %s", job.pk, getattr(actor, "username", "system"))
+    with transaction.atomic():
+        before = job.status
+        updated = Job.objects.filter(pk=job.pk, status__in=Job.ACTIVE).update(
+            status=Job.Status.CANCELLED,
+            cancel_requested=True,
+            finished_at=now,
+            lease_expires_at=None,
+            stage="Cancelled",
+        )
+        if not updated:
+            raise Conflict("This job has already finished.")
+        job.refresh_from_db()
+        audit_record(
+            actor=actor, verb="job.cancel", target=job, payload={"before": {"status": before}}
+        )
     return job
 
 

@@ -14,7 +14,7 @@ NAV = (
     ("Jobs", "jobs:list", "user"),
     ("Requests", "governance:requests", "user"),
     ("Reviews", "governance:reviews", "reviewer"),
-    ("Audit", "governance:audit", "user"),
+    ("Audit", "governance:audit", "auditor"),
     ("Admin", "admin:index", "staff"),
 )
 
@@ -22,6 +22,10 @@ NAV = (
 def _visible(user, who: str) -> bool:
     if who == "staff":
         return user.is_staff
+    if who == "auditor":
+        from governance.selectors import can_read_audit
+
+        return can_read_audit(user)
     if who == "reviewer":
         return user.is_superuser or bool(user_roles(user) & set(REVIEW_ROLES))
     return True

@@ -44,7 +44,30 @@ class Conflict(PortalError):
     code = "conflict"
 
 
+def record_refusal(request, exc: Exception) -> None:
+    """Refused authorizations are part of the audit trail too."""
+    from django.db import transaction
+
+    from governance.audit import audit_record
+
+    user = getattr(request, "user", None)
+    with transaction.atomic():
+        audit_record(
+            actor=user,
+            verb="access.refused",
+            payload={
+                "method": request.method,
+                "path": request.path[:500],
+                "reason": str(getattr(exc, "message", None) or getattr(exc, "detail", exc)),
+            },
+        )
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    from rest_framework.exceptions import PermissionDenied
+
+    if isinstance(exc, Forbidden | PermissionDenied) and context.get("request") is not None:
+        record_refusal(context["request"], exc)
     if isinstance(exc, PortalError):
         body = {"detail": exc.message, "code": exc.code}
         if exc.field:
@@ -65,6 +88,8 @@ class PortalErrorMiddleware:
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if not isinstance(exc, PortalError):
             return None
+        if isinstance(exc, Forbidden):
+            record_refusal(request, exc)
         return render(
             request,
             "portal/error.html",

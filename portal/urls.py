@@ -25,6 +25,7 @@ urlpatterns = [
     path("jobs/", include("jobs.urls")),
     path("catalogue/import/", jobs_views.import_model, name="import"),
     path("catalogue/", include("zoo.urls")),
+    path("governance/", include("governance.urls")),
     path("admin/", admin.site.urls),
     path("api/", include(router.urls)),
     path("api/auth/token/", obtain_auth_token, name="api-token"),

@@ -21,6 +21,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from governance.audit import audit_record
 from governance.models import License
 from portal.errors import PortalError
 from zoo import safety, storage
@@ -482,6 +483,18 @@ def _record(
         model.parameter_count = count
         model.save(update_fields=["parameter_count", "updated_at"])
     catalog_model_refresh_search(model=model)
+    audit_record(
+        actor=actor,
+        verb="version.import",
+        target=version,
+        payload={
+            "source": source,
+            "source_repo": source_repo,
+            "revision": revision,
+            "files": {s.path: s.digest.sha256 for s in staged},
+            "blocked": version.block_reasons,
+        },
+    )
     return version
 
 

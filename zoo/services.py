@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from governance.audit import audit_record
 from governance.models import License
 from portal.errors import Conflict, PortalError
 from zoo.models import Artifact, CatalogModel, ModelVersion
@@ -63,11 +64,15 @@ def catalog_model_update(*, model: CatalogModel, actor, **fields) -> CatalogMode
     unknown = set(fields) - allowed
     if unknown:
         raise PortalError(f"These fields cannot be edited: {', '.join(sorted(unknown))}.")
+    before = {name: getattr(model, name) for name in fields}
     for name, value in fields.items():
         setattr(model, name, value)
     model.full_clean(exclude=["owner"])
     model.save()
     catalog_model_refresh_search(model=model)
+    audit_record(
+        actor=actor, verb="model.update", target=model, payload={"before": before, "after": fields}
+    )
     return model
 
 
@@ -103,7 +108,14 @@ def catalog_model_set_status(
         raise Conflict(
             f"The model is {model.get_status_display().lower()}; it cannot become {status}."
         )
+    before = model.status
     model.refresh_from_db()
+    audit_record(
+        actor=actor,
+        verb="model.status",
+        target=model,
+        payload={"before": {"status": before}, "after": {"status": status}, "reason": reason},
+    )
     return model
 
 
@@ -111,9 +123,16 @@ def catalog_model_set_status(
 def version_set_license(*, version: ModelVersion, license: License, actor) -> ModelVersion:
     """A steward's decision on a version's license; unblocks it if that was the only problem."""
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    before = {"license": version.license.spdx_id, "status": version.status}
     version.license = license
     _apply_block_state(version)
     version.save(update_fields=["license", "status", "block_reasons", "updated_at"])
+    audit_record(
+        actor=actor,
+        verb="version.license",
+        target=version,
+        payload={"before": before, "after": {"license": license.spdx_id, "status": version.status}},
+    )
     return version
 
 
@@ -124,7 +143,14 @@ def version_update_metadata(*, version: ModelVersion, actor, **fields) -> ModelV
     unknown = set(fields) - allowed
     if unknown:
         raise PortalError(f"These fields cannot be edited: {', '.join(sorted(unknown))}.")
+    before = {name: getattr(version, name) for name in fields}
     for name, value in fields.items():
         setattr(version, name, value)
     version.save(update_fields=[*fields, "updated_at"])
+    audit_record(
+        actor=actor,
+        verb="version.update",
+        target=version,
+        payload={"before": before, "after": fields},
+    )
     return version
