@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django import forms
 
+from governance.models import Sensitivity, UseType
+
 
 class AuditFilterForm(forms.Form):
     actor = forms.CharField(required=False, max_length=150)
@@ -16,3 +18,39 @@ class AuditFilterForm(forms.Form):
         for name, field in self.fields.items():
             field.widget.attrs.setdefault("aria-label", name.replace("_", " ").capitalize())
             field.widget.attrs.setdefault("placeholder", name.replace("_", " "))
+
+
+class ReuseRequestForm(forms.Form):
+    version = forms.ModelChoiceField(queryset=None, to_field_name="label", empty_label=None)
+    intended_use = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=2000,
+        help_text="What will the model do?",
+    )
+    use_type = forms.ChoiceField(choices=UseType.choices)
+    business_unit = forms.CharField(max_length=120)
+    data_sensitivity = forms.ChoiceField(
+        choices=Sensitivity.choices, help_text="The most sensitive data the model will see."
+    )
+    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4000)
+    duration_days = forms.IntegerField(
+        min_value=1, max_value=730, initial=90, help_text="How long the approval should last."
+    )
+
+    def __init__(self, *args, versions=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["version"].queryset = versions
+
+
+class ReviewForm(forms.Form):
+    role = forms.ChoiceField(choices=[])
+    decision = forms.ChoiceField(
+        choices=[("approve", "Approve"), ("changes", "Request changes"), ("reject", "Reject")]
+    )
+    comment = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=4000
+    )
+
+    def __init__(self, *args, roles=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = [(r, r) for r in roles]

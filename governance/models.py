@@ -71,3 +71,140 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_name or 'system'} {self.verb} {self.target_repr}"
+
+
+class UseType(models.TextChoices):
+    RESEARCH = "research", "Research"
+    INTERNAL = "internal", "Internal tool"
+    COMMERCIAL = "commercial", "Customer-facing / commercial"
+
+
+class Sensitivity(models.TextChoices):
+    PUBLIC = "public", "Public"
+    INTERNAL = "internal", "Internal"
+    CONFIDENTIAL = "confidential", "Confidential"
+    RESTRICTED = "restricted", "Restricted"
+
+
+class PolicyRule(models.Model):
+    """One row of the reuse policy: when it matches, refuse, or require review roles."""
+
+    class Outcome(models.TextChoices):
+        REFUSE = "refuse", "Refuse"
+        REVIEW = "review", "Require review"
+
+    name = models.CharField(max_length=120, unique=True)
+    license_categories = models.JSONField(
+        default=list, blank=True, help_text="License categories it applies to; empty for any."
+    )
+    use_types = models.JSONField(default=list, blank=True, help_text="Empty for any use type.")
+    sensitivities = models.JSONField(
+        default=list, blank=True, help_text="Data sensitivities; empty for any."
+    )
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    required_roles = models.JSONField(
+        default=list, blank=True, help_text="legal, security and/or compliance."
+    )
+    reason = models.CharField(max_length=300, help_text="Shown to the requester.")
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["outcome", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def matches(self, *, license_category: str, use_type: str, sensitivity: str) -> bool:
+        return (
+            (not self.license_categories or license_category in self.license_categories)
+            and (not self.use_types or use_type in self.use_types)
+            and (not self.sensitivities or sensitivity in self.sensitivities)
+        )
+
+
+class ReuseRequest(models.Model):
+    """A request to reuse one model version for a stated purpose."""
+
+    class Status(models.TextChoices):
+        SUBMITTED = "submitted", "Submitted"
+        CHANGES_REQUESTED = "changes_requested", "Changes requested"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+
+    OPEN = (Status.SUBMITTED, Status.CHANGES_REQUESTED)
+
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reuse_requests"
+    )
+    version = models.ForeignKey(
+        "zoo.ModelVersion", on_delete=models.PROTECT, related_name="reuse_requests"
+    )
+    intended_use = models.TextField()
+    use_type = models.CharField(max_length=12, choices=UseType.choices)
+    business_unit = models.CharField(max_length=120)
+    data_sensitivity = models.CharField(max_length=12, choices=Sensitivity.choices)
+    justification = models.TextField()
+    duration_days = models.PositiveIntegerField(default=90)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.SUBMITTED)
+    required_roles = models.JSONField(default=list)
+    policy_explanation = models.TextField(blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "expires_at"], name="reuse_status_expiry")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(duration_days__gte=1) & models.Q(duration_days__lte=730),
+                name="reuse_duration_1_to_730_days",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Request #{self.pk} by {self.requester} for {self.version}"
+
+
+class Review(models.Model):
+    """One decision by one reviewer in one role on one request."""
+
+    class Decision(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        REJECT = "reject", "Reject"
+        CHANGES = "changes", "Request changes"
+
+    request = models.ForeignKey(ReuseRequest, on_delete=models.CASCADE, related_name="reviews")
+    # Copied from the request so the database itself can refuse self-review.
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews"
+    )
+    role = models.CharField(max_length=20)
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    round = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request", "role", "round"], name="review_one_per_role_per_round"
+            ),
+            models.UniqueConstraint(
+                fields=["request", "reviewer", "round"], name="review_one_role_per_person"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(reviewer=models.F("requester")), name="review_not_by_requester"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.decision} on #{self.request_id}"

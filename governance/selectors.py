@@ -6,8 +6,9 @@ from datetime import date
 
 from django.db.models import QuerySet
 
-from governance.models import AuditEvent
+from governance.models import AuditEvent, ReuseRequest
 from governance.roles import REVIEW_ROLES, STEWARDS, user_roles
+from portal.errors import NotFound
 
 
 def can_read_audit(user) -> bool:
@@ -40,3 +41,45 @@ def audit_events(
     if until:
         qs = qs.filter(created_at__date__lte=until)
     return qs
+
+
+def requests_visible_to(user) -> QuerySet[ReuseRequest]:
+    """Requesters see their own; reviewers, stewards and staff see every request."""
+    qs = ReuseRequest.objects.select_related("requester", "version__model", "version__license")
+    if not user.is_authenticated:
+        return qs.none()
+    if user.is_staff or user_roles(user) & {STEWARDS, *REVIEW_ROLES}:
+        return qs
+    return qs.filter(requester=user)
+
+
+def get_request_for_user(user, pk: int) -> ReuseRequest:
+    request = requests_visible_to(user).filter(pk=pk).first()
+    if request is None:
+        raise NotFound("No such request.")
+    return request
+
+
+def review_queue(user) -> list[tuple[ReuseRequest, list[str]]]:
+    """Open requests waiting for a role this user holds, with the roles they can fill."""
+    roles = user_roles(user) & set(REVIEW_ROLES)
+    if not roles:
+        return []
+    waiting = (
+        requests_visible_to(user)
+        .filter(status=ReuseRequest.Status.SUBMITTED)
+        .exclude(requester=user)
+        .prefetch_related("reviews")
+        .order_by("created_at")
+    )
+    queue = []
+    for request in waiting:
+        current = 1 + sum(1 for r in request.reviews.all() if r.decision == "changes")
+        done = {r.role for r in request.reviews.all() if r.round == current}
+        mine = {r.role for r in request.reviews.all() if r.reviewer_id == user.pk}
+        open_roles = [r for r in request.required_roles if r in roles and r not in done]
+        if mine:
+            open_roles = [r for r in open_roles if r in mine]
+        if open_roles:
+            queue.append((request, open_roles))
+    return queue

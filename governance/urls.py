@@ -5,4 +5,8 @@ from governance import views
 app_name = "governance"
 urlpatterns = [
     path("audit/", views.audit_log, name="audit"),
+    path("requests/", views.request_list, name="requests"),
+    path("requests/<int:pk>/", views.request_detail, name="request"),
+    path("requests/<int:pk>/<str:action>/", views.request_action, name="request_action"),
+    path("reviews/", views.review_queue, name="reviews"),
 ]

@@ -3,14 +3,17 @@ from __future__ import annotations
 import csv
 import json
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
-from governance import selectors
-from governance.forms import AuditFilterForm
-from portal.errors import Forbidden
+from governance import selectors, services
+from governance.forms import AuditFilterForm, ReuseRequestForm, ReviewForm
+from portal.errors import Forbidden, NotFound, PortalError
+from zoo import selectors as zoo_selectors
 
 CSV_COLUMNS = [
     "id", "created_at", "actor_name", "verb", "target_type", "target_id", "target_repr",
@@ -60,4 +63,108 @@ def audit_log(request: HttpRequest) -> HttpResponse:
             "page": page,
             "query": params.urlencode(),
         },
+    )
+
+
+def _versions_for_request(model):
+    return model.versions.filter(status="available").order_by("-created_at", "-id")
+
+
+@login_required
+def request_new(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
+    model = zoo_selectors.get_model_for_user(request.user, f"{namespace}/{name}")
+    versions = _versions_for_request(model)
+    form = ReuseRequestForm(request.POST or None, versions=versions)
+    if request.method == "POST" and form.is_valid():
+        try:
+            created = services.reuse_request_submit(requester=request.user, **form.cleaned_data)
+        except PortalError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, "Request submitted: " + created.policy_explanation)
+            return redirect("governance:request", pk=created.pk)
+    return render(request, "governance/request_new.html", {"model": model, "form": form})
+
+
+@login_required
+def policy_preview(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
+    """The policy's answer for the form's current choices, shown before submitting."""
+    model = zoo_selectors.get_model_for_user(request.user, f"{namespace}/{name}")
+    version = _versions_for_request(model).filter(label=request.GET.get("version")).first()
+    outcome = None
+    if version is not None:
+        outcome = services.policy_evaluate(
+            version=version,
+            use_type=request.GET.get("use_type", ""),
+            sensitivity=request.GET.get("data_sensitivity", ""),
+        )
+    return render(request, "governance/_policy_preview.html", {"outcome": outcome})
+
+
+@login_required
+def request_list(request: HttpRequest) -> HttpResponse:
+    mine = selectors.requests_visible_to(request.user).filter(requester=request.user)
+    others = None
+    if request.user.is_staff or zoo_selectors.is_steward(request.user):
+        others = selectors.requests_visible_to(request.user).exclude(requester=request.user)[:100]
+    return render(request, "governance/request_list.html", {"mine": mine, "others": others})
+
+
+@login_required
+def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    reuse = selectors.get_request_for_user(request.user, pk)
+    roles = next((r for req, r in selectors.review_queue(request.user) if req.pk == reuse.pk), [])
+    return render(
+        request,
+        "governance/request_detail.html",
+        {
+            "reuse": reuse,
+            "reviews": reuse.reviews.select_related("reviewer"),
+            "review_form": ReviewForm(roles=roles) if roles else None,
+            "is_requester": reuse.requester_id == request.user.pk,
+            "can_revoke": reuse.status == "approved"
+            and (request.user.is_staff or zoo_selectors.is_steward(request.user)),
+        },
+    )
+
+
+@login_required
+@require_POST
+def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    reuse = selectors.get_request_for_user(request.user, pk)
+    try:
+        if action == "review":
+            roles = list(reuse.required_roles)
+            form = ReviewForm(request.POST, roles=roles)
+            if not form.is_valid():
+                raise PortalError("Choose a role and a decision.")
+            services.review_submit(request=reuse, reviewer=request.user, **form.cleaned_data)
+        elif action == "withdraw":
+            services.reuse_request_withdraw(request=reuse, requester=request.user)
+        elif action == "resubmit":
+            services.reuse_request_resubmit(
+                request=reuse,
+                requester=request.user,
+                justification=request.POST.get("justification", reuse.justification),
+            )
+        elif action == "revoke":
+            services.reuse_request_revoke(
+                request=reuse, actor=request.user, reason=request.POST.get("reason", "")
+            )
+        else:
+            raise NotFound("No such action.")
+    except Forbidden:
+        raise
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    else:
+        reuse.refresh_from_db()
+        messages.success(request, f"Request #{reuse.pk} is {reuse.get_status_display().lower()}.")
+    return redirect("governance:request", pk=reuse.pk)
+
+
+@login_required
+def review_queue(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "governance/review_queue.html", {"queue": selectors.review_queue(request.user)}
     )

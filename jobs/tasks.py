@@ -18,3 +18,10 @@ from jobs.services import job_execute
 )
 def run_job(self, job_id: int) -> str:
     return job_execute(job_id=job_id, worker=self.request.hostname)
+
+
+@shared_task(name="governance.expire_reuse_requests", acks_late=True, time_limit=600)
+def expire_reuse_requests() -> int:
+    from governance.services import reuse_requests_expire
+
+    return reuse_requests_expire()

@@ -59,6 +59,12 @@ def _configure(app: Celery) -> None:
         # goes through the Job row, which every broker supports.
         worker_enable_remote_control=not settings.BROKER_IS_FILESYSTEM,
         worker_send_task_events=False,
+        beat_schedule={
+            "expire-reuse-approvals": {
+                "task": "governance.expire_reuse_requests",
+                "schedule": 15 * 60,
+            }
+        },
     )
 
 

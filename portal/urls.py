@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
+from governance import views as governance_views
 from jobs import views as jobs_views
 from jobs.api import ImportViewSet, JobViewSet
 from portal import views
@@ -24,6 +25,16 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("jobs/", include("jobs.urls")),
     path("catalogue/import/", jobs_views.import_model, name="import"),
+    path(
+        "catalogue/<str:namespace>/<str:name>/request/",
+        governance_views.request_new,
+        name="reuse_request_new",
+    ),
+    path(
+        "catalogue/<str:namespace>/<str:name>/request/preview/",
+        governance_views.policy_preview,
+        name="policy_preview",
+    ),
     path("catalogue/", include("zoo.urls")),
     path("governance/", include("governance.urls")),
     path("admin/", admin.site.urls),

@@ -66,6 +66,7 @@ def _reseed() -> None:
     for module, func in [
         ("governance.migrations.0001_roles", "create_roles"),
         ("governance.migrations.0003_seed_licenses", "seed"),
+        ("governance.migrations.0007_seed_policy", "seed"),
     ]:
         getattr(importlib.import_module(module), func)(apps, None)
 

@@ -151,6 +151,10 @@ class ModelVersion(models.Model):
                 condition=~models.Q(parent=models.F("id")), name="version_not_own_parent"
             ),
         ]
+        permissions = [
+            ("download_files", "Can download the files of this version"),
+            ("finetune_version", "Can fine-tune this version"),
+        ]
         indexes = [
             models.Index(fields=["model", "-created_at"], name="version_model_recent"),
             models.Index(fields=["-created_at", "-id"], name="version_recent"),
