@@ -6,6 +6,7 @@ from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from governance import views as governance_views
+from governance.api import ReuseRequestViewSet
 from jobs import views as jobs_views
 from jobs.api import ImportViewSet, JobViewSet
 from portal import views
@@ -17,6 +18,7 @@ router.register("versions", ModelVersionViewSet, basename="version")
 router.register("artifacts", ArtifactViewSet, basename="artifact")
 router.register("jobs", JobViewSet, basename="job")
 router.register("imports", ImportViewSet, basename="import")
+router.register("reuse-requests", ReuseRequestViewSet, basename="reuse-request")
 
 urlpatterns = [
     path("", views.home, name="home"),

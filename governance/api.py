@@ -1,0 +1,189 @@
+"""REST endpoints for reuse requests and reviews: thin, over the same services."""
+
+from __future__ import annotations
+
+import django_filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from governance import selectors, services
+from governance.models import ReuseRequest, Review, Sensitivity, UseType
+from zoo.selectors import versions_visible_to
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Review
+        fields = ["role", "reviewer", "decision", "comment", "round", "created_at"]
+        read_only_fields = fields
+
+
+class ReuseRequestSerializer(serializers.ModelSerializer):
+    requester = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    repo_id = serializers.CharField(source="version.model.repo_id", read_only=True)
+    reviews = ReviewSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = ReuseRequest
+        fields = [
+            "id", "requester", "version", "repo_id", "intended_use", "use_type",
+            "business_unit", "data_sensitivity", "justification", "duration_days", "status",
+            "required_roles", "policy_explanation", "expires_at", "decided_at", "created_at",
+            "reviews",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class ReuseRequestInput(serializers.Serializer):
+    version = serializers.IntegerField()
+    intended_use = serializers.CharField(max_length=2000)
+    use_type = serializers.ChoiceField(choices=UseType.choices)
+    business_unit = serializers.CharField(max_length=120)
+    data_sensitivity = serializers.ChoiceField(choices=Sensitivity.choices)
+    justification = serializers.CharField(max_length=4000)
+    duration_days = serializers.IntegerField(min_value=1, max_value=730, default=90)
+
+
+class ReviewInput(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["legal", "security", "compliance"])
+    decision = serializers.ChoiceField(choices=Review.Decision.choices)
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
+
+
+class ReasonInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=1000)
+
+
+class JustificationInput(serializers.Serializer):
+    justification = serializers.CharField(max_length=4000)
+
+
+class PolicyPreviewSerializer(serializers.Serializer):
+    refused = serializers.BooleanField()
+    roles = serializers.ListField(child=serializers.CharField())
+    explanation = serializers.CharField()
+
+
+class ReuseRequestFilter(django_filters.FilterSet):
+    mine = django_filters.BooleanFilter(method="filter_mine")
+
+    class Meta:
+        model = ReuseRequest
+        fields = ["status", "use_type", "version"]
+
+    def filter_mine(self, qs, name, value):
+        return qs.filter(requester=self.request.user) if value else qs
+
+
+def _visible_version(user, pk: int):
+    from portal.errors import NotFound
+
+    version = versions_visible_to(user).select_related("model", "license").filter(pk=pk).first()
+    if version is None:
+        raise NotFound("No such model version.")
+    return version
+
+
+class ReuseRequestViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Reuse requests you made (reviewers, stewards and staff: all of them)."""
+
+    serializer_class = ReuseRequestSerializer
+    filterset_class = ReuseRequestFilter
+
+    def get_queryset(self):
+        return selectors.requests_visible_to(self.request.user).prefetch_related(
+            "reviews__reviewer"
+        )
+
+    def get_object(self) -> ReuseRequest:
+        return selectors.get_request_for_user(self.request.user, int(self.kwargs["pk"]))
+
+    def _answer(self, reuse: ReuseRequest, code: int = status.HTTP_200_OK) -> Response:
+        return Response(
+            ReuseRequestSerializer(self.get_queryset().get(pk=reuse.pk)).data, status=code
+        )
+
+    @extend_schema(request=ReuseRequestInput, responses={201: ReuseRequestSerializer})
+    def create(self, request: Request) -> Response:
+        data = ReuseRequestInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        values["version"] = _visible_version(request.user, values["version"])
+        reuse = services.reuse_request_submit(requester=request.user, **values)
+        return self._answer(reuse, status.HTTP_201_CREATED)
+
+    @extend_schema(request=ReviewInput, responses=ReuseRequestSerializer)
+    @action(detail=True, methods=["post"])
+    def review(self, request: Request, pk: str) -> Response:
+        data = ReviewInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        reuse = services.review_submit(
+            request=self.get_object(), reviewer=request.user, **data.validated_data
+        )
+        return self._answer(reuse)
+
+    @extend_schema(request=None, responses=ReuseRequestSerializer)
+    @action(detail=True, methods=["post"])
+    def withdraw(self, request: Request, pk: str) -> Response:
+        return self._answer(
+            services.reuse_request_withdraw(request=self.get_object(), requester=request.user)
+        )
+
+    @extend_schema(request=JustificationInput, responses=ReuseRequestSerializer)
+    @action(detail=True, methods=["post"])
+    def resubmit(self, request: Request, pk: str) -> Response:
+        data = JustificationInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self._answer(
+            services.reuse_request_resubmit(
+                request=self.get_object(), requester=request.user, **data.validated_data
+            )
+        )
+
+    @extend_schema(request=ReasonInput, responses=ReuseRequestSerializer)
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk: str) -> Response:
+        data = ReasonInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self._answer(
+            services.reuse_request_revoke(
+                request=self.get_object(), actor=request.user, **data.validated_data
+            )
+        )
+
+    @extend_schema(responses=ReuseRequestSerializer(many=True))
+    @action(detail=False, methods=["get"])
+    def queue(self, request: Request) -> Response:
+        """Requests waiting for a review role you hold."""
+        items = [reuse for reuse, _roles in selectors.review_queue(request.user)]
+        return Response(ReuseRequestSerializer(items, many=True).data)
+
+    @extend_schema(
+        parameters=[ReuseRequestInput(partial=True)],
+        request=None,
+        responses=PolicyPreviewSerializer,
+    )
+    @action(detail=False, methods=["get"], url_path="policy-preview")
+    def policy_preview(self, request: Request) -> Response:
+        """What the policy would say of a request, before it is made."""
+        data = ReuseRequestInput(data=request.query_params, partial=True)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        for needed in ("version", "use_type", "data_sensitivity"):
+            if needed not in values:
+                raise serializers.ValidationError({needed: ["This field is required."]})
+        outcome = services.policy_evaluate(
+            version=_visible_version(request.user, values["version"]),
+            use_type=values["use_type"],
+            sensitivity=values["data_sensitivity"],
+        )
+        return Response(
+            {"refused": outcome.refused, "roles": outcome.roles, "explanation": outcome.explanation}
+        )
