@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from governance.models import Sensitivity, UseType
+from governance.models import RiskEntry, Sensitivity, UseType
 
 
 class AuditFilterForm(forms.Form):
@@ -54,3 +54,12 @@ class ReviewForm(forms.Form):
     def __init__(self, *args, roles=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["role"].choices = [(r, r) for r in roles]
+
+
+class RiskForm(forms.Form):
+    category = forms.ChoiceField(choices=RiskEntry.Category.choices)
+    title = forms.CharField(max_length=200)
+    severity = forms.TypedChoiceField(choices=RiskEntry.Level.choices, coerce=int)
+    likelihood = forms.TypedChoiceField(choices=RiskEntry.Level.choices, coerce=int)
+    mitigation = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    status = forms.ChoiceField(choices=RiskEntry.Status.choices, initial=RiskEntry.Status.OPEN)

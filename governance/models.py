@@ -101,6 +101,12 @@ class PolicyRule(models.Model):
     sensitivities = models.JSONField(
         default=list, blank=True, help_text="Data sensitivities; empty for any."
     )
+    min_risk = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Applies when the version's highest open risk is at least this "
+        "(1 low … 4 critical); empty for any.",
+    )
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
     required_roles = models.JSONField(
         default=list, blank=True, help_text="legal, security and/or compliance."
@@ -114,9 +120,12 @@ class PolicyRule(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def matches(self, *, license_category: str, use_type: str, sensitivity: str) -> bool:
+    def matches(
+        self, *, license_category: str, use_type: str, sensitivity: str, risk: int = 0
+    ) -> bool:
         return (
-            (not self.license_categories or license_category in self.license_categories)
+            (self.min_risk is None or risk >= self.min_risk)
+            and (not self.license_categories or license_category in self.license_categories)
             and (not self.use_types or use_type in self.use_types)
             and (not self.sensitivities or sensitivity in self.sensitivities)
         )
@@ -208,3 +217,47 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} {self.decision} on #{self.request_id}"
+
+
+class RiskEntry(models.Model):
+    """One risk recorded against a model version, with its mitigation and owner."""
+
+    class Category(models.TextChoices):
+        BIAS = "bias", "Bias"
+        PRIVACY = "privacy", "Privacy"
+        SECURITY = "security", "Security"
+        LICENSE = "license", "License"
+        PERFORMANCE = "performance", "Performance"
+        MISUSE = "misuse", "Misuse"
+
+    class Level(models.IntegerChoices):
+        LOW = 1, "Low"
+        MEDIUM = 2, "Medium"
+        HIGH = 3, "High"
+        CRITICAL = 4, "Critical"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        MITIGATED = "mitigated", "Mitigated"
+        ACCEPTED = "accepted", "Accepted"
+        CLOSED = "closed", "Closed"
+
+    version = models.ForeignKey("zoo.ModelVersion", on_delete=models.CASCADE, related_name="risks")
+    category = models.CharField(max_length=12, choices=Category.choices)
+    title = models.CharField(max_length=200)
+    severity = models.PositiveSmallIntegerField(choices=Level.choices)
+    likelihood = models.PositiveSmallIntegerField(choices=Level.choices)
+    mitigation = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-severity", "-likelihood", "id"]
+        indexes = [models.Index(fields=["version", "status"], name="risk_version_status")]
+
+    def __str__(self) -> str:
+        return f"{self.get_severity_display()} {self.category} risk: {self.title}"

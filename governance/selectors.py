@@ -69,7 +69,7 @@ def review_queue(user) -> list[tuple[ReuseRequest, list[str]]]:
         requests_visible_to(user)
         .filter(status=ReuseRequest.Status.SUBMITTED)
         .exclude(requester=user)
-        .prefetch_related("reviews")
+        .prefetch_related("reviews", "version__risks")
         .order_by("created_at")
     )
     queue = []

@@ -18,7 +18,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from governance.audit import audit_record
-from governance.models import PolicyRule, ReuseRequest, Review
+from governance.models import PolicyRule, ReuseRequest, Review, RiskEntry
 from governance.roles import REVIEW_ROLES, user_roles
 from portal.errors import Conflict, Forbidden, PortalError
 from zoo.models import ModelVersion
@@ -52,9 +52,12 @@ def policy_evaluate(*, version: ModelVersion, use_type: str, sensitivity: str) -
             True, reasons=[f"The model is {version.model.status}: {version.model.status_reason}"]
         )
     category = version.license.category
+    risk = highest_open_risk(version)
     refusals, roles, reasons = [], [], []
     for rule in PolicyRule.objects.filter(active=True):
-        if not rule.matches(license_category=category, use_type=use_type, sensitivity=sensitivity):
+        if not rule.matches(
+            license_category=category, use_type=use_type, sensitivity=sensitivity, risk=risk
+        ):
             continue
         if rule.outcome == PolicyRule.Outcome.REFUSE:
             refusals.append(rule.reason)
@@ -67,6 +70,42 @@ def policy_evaluate(*, version: ModelVersion, use_type: str, sensitivity: str) -
         roles, reasons = ["legal"], ["Every reuse needs at least a legal review."]
     ordered = [r for r in REVIEW_ROLES if r in roles]
     return PolicyOutcome(False, roles=ordered, reasons=reasons)
+
+
+def highest_open_risk(version: ModelVersion) -> int:
+    """The severity (1-4) of the version's worst open risk; 0 when none is open."""
+    return (
+        version.risks.filter(status=RiskEntry.Status.OPEN)
+        .order_by("-severity")
+        .values_list("severity", flat=True)
+        .first()
+        or 0
+    )
+
+
+def risk_entry_save(
+    *, actor, version: ModelVersion, risk: RiskEntry | None = None, **fields
+) -> RiskEntry:
+    """Record or update a risk; stewards and reviewers keep the register."""
+    from zoo.selectors import is_steward
+
+    if not (is_steward(actor) or user_roles(actor) & set(REVIEW_ROLES) or actor.is_staff):
+        raise Forbidden("Only stewards and reviewers edit the risk register.")
+    with transaction.atomic():
+        creating = risk is None
+        risk = risk or RiskEntry(version=version)
+        before = {} if creating else {k: getattr(risk, k) for k in fields}
+        for name, value in fields.items():
+            setattr(risk, name, value)
+        risk.full_clean()
+        risk.save()
+        audit_record(
+            actor=actor,
+            verb="risk.create" if creating else "risk.update",
+            target=risk,
+            payload={"version": version.pk, "before": before, "after": fields},
+        )
+    return risk
 
 
 def reuse_request_submit(

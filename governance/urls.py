@@ -9,4 +9,5 @@ urlpatterns = [
     path("requests/<int:pk>/", views.request_detail, name="request"),
     path("requests/<int:pk>/<str:action>/", views.request_action, name="request_action"),
     path("reviews/", views.review_queue, name="reviews"),
+    path("risks/<int:pk>/status/", views.risk_status, name="risk_status"),
 ]

@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from governance import selectors, services
-from governance.forms import AuditFilterForm, ReuseRequestForm, ReviewForm
+from governance.forms import AuditFilterForm, ReuseRequestForm, ReviewForm, RiskForm
 from portal.errors import Forbidden, NotFound, PortalError
 from zoo import selectors as zoo_selectors
 
@@ -168,3 +168,40 @@ def review_queue(request: HttpRequest) -> HttpResponse:
     return render(
         request, "governance/review_queue.html", {"queue": selectors.review_queue(request.user)}
     )
+
+
+@login_required
+@require_POST
+def risk_add(request: HttpRequest, namespace: str, name: str, label: str) -> HttpResponse:
+    model = zoo_selectors.get_model_for_user(request.user, f"{namespace}/{name}")
+    version = model.versions.filter(label=label).first()
+    if version is None:
+        raise NotFound("No such version.")
+    form = RiskForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Fill in the risk's category, title, severity and likelihood.")
+    else:
+        services.risk_entry_save(
+            actor=request.user, version=version, owner=request.user, **form.cleaned_data
+        )
+        messages.success(request, "Risk recorded.")
+    return redirect(f"{model.get_absolute_url()}?version={label}")
+
+
+@login_required
+@require_POST
+def risk_status(request: HttpRequest, pk: int) -> HttpResponse:
+    from governance.models import RiskEntry
+
+    risk = RiskEntry.objects.select_related("version__model").filter(pk=pk).first()
+    if risk is None:
+        raise NotFound("No such risk.")
+    zoo_selectors.get_model_for_user(request.user, risk.version.model.repo_id)
+    new_status = request.POST.get("status", "")
+    if new_status not in RiskEntry.Status.values:
+        messages.error(request, "Choose a status.")
+    else:
+        services.risk_entry_save(
+            actor=request.user, version=risk.version, risk=risk, status=new_status
+        )
+    return redirect(f"{risk.version.model.get_absolute_url()}?version={risk.version.label}")

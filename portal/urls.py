@@ -37,6 +37,11 @@ urlpatterns = [
         governance_views.policy_preview,
         name="policy_preview",
     ),
+    path(
+        "catalogue/<str:namespace>/<str:name>/versions/<str:label>/risks/",
+        governance_views.risk_add,
+        name="risk_add",
+    ),
     path("catalogue/", include("zoo.urls")),
     path("governance/", include("governance.urls")),
     path("admin/", admin.site.urls),

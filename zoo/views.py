@@ -47,6 +47,24 @@ def _model(request: HttpRequest, namespace: str, name: str) -> CatalogModel:
     return selectors.get_model_for_user(request.user, f"{namespace}/{name}")
 
 
+def _risk_form():
+    from governance.forms import RiskForm
+
+    return RiskForm()
+
+
+def _risk_statuses():
+    from governance.models import RiskEntry
+
+    return RiskEntry.Status.choices
+
+
+def _is_reviewer(user) -> bool:
+    from governance.roles import REVIEW_ROLES, user_roles
+
+    return bool(user_roles(user) & set(REVIEW_ROLES))
+
+
 def _steward_only(request: HttpRequest) -> None:
     if not selectors.is_steward(request.user):
         raise Forbidden("Only stewards may change catalogue entries.")
@@ -75,6 +93,10 @@ def model_detail(request: HttpRequest, namespace: str, name: str) -> HttpRespons
             "artifacts": version.artifacts.all(),
             "card_html": render_markdown(version.card_markdown) if version.card_markdown else "",
             "lineage": selectors.lineage(version),
+            "risks": version.risks.select_related("owner"),
+            "can_edit_risks": is_steward or _is_reviewer(request.user),
+            "risk_form": _risk_form(),
+            "risk_statuses": _risk_statuses(),
             "is_steward": is_steward,
             "status_form": ModelStatusForm(initial={"status": model.status})
             if is_steward
