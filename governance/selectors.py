@@ -83,3 +83,26 @@ def review_queue(user) -> list[tuple[ReuseRequest, list[str]]]:
         if open_roles:
             queue.append((request, open_roles))
     return queue
+
+
+def can_use_version(user, version, perm: str = "zoo.download_files") -> bool:
+    """Whether a user may use a version's files: the one gate the hub endpoint and fine-tunes ask.
+
+    Stewards and staff always may; a version's creator may (a fine-tune's author
+    before its review); everyone else needs an approved, unexpired request, which
+    grants the object permission and loses it on expiry or revocation.
+    """
+    from zoo.selectors import is_steward
+
+    if not user.is_authenticated:
+        return False
+    if user.is_staff or is_steward(user) or version.created_by_id == user.pk:
+        return True
+    return user.has_perm(perm, version)
+
+
+def models_approved_for(user) -> QuerySet:
+    """Ids of catalogue models with a version the user holds a live approval for."""
+    return ReuseRequest.objects.filter(requester=user, status=ReuseRequest.Status.APPROVED).values(
+        "version__model_id"
+    )

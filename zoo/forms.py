@@ -28,6 +28,7 @@ class CatalogueFilterForm(forms.Form):
         required=False, choices=[("", "any status"), *CatalogModel.Status.choices]
     )
     domain = forms.CharField(required=False, max_length=64)
+    approved = forms.BooleanField(required=False, label="Approved for me")
     sort = forms.ChoiceField(
         required=False,
         choices=[

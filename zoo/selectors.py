@@ -57,6 +57,7 @@ class CatalogueQuery:
     status: str = ""
     domain: str = ""
     sort: str = ""  # relevance (with q), name, recent, params
+    approved: bool = False  # only models with a version approved for this user
 
 
 def _latest_version() -> QuerySet[ModelVersion]:
@@ -124,6 +125,10 @@ def search_catalogue(user, query: CatalogueQuery) -> QuerySet[CatalogModel]:
         qs = filter_license_category(qs, query.license_category)
     if query.commercial in ("yes", "no"):
         qs = filter_commercial(qs, query.commercial == "yes")
+    if query.approved:
+        from governance.selectors import models_approved_for
+
+        qs = qs.filter(pk__in=models_approved_for(user))
     qs = with_latest_license(qs)
     order = {
         "name": ["repo_id"],

@@ -270,3 +270,21 @@ def test_concurrent_approvals_make_one_transition(personas):
     assert request.status == "approved"
     assert AuditEvent.objects.filter(verb="reuse.approved").count() == 1
     assert sorted(results) == ["approved", "submitted"]
+
+
+def test_use_gate_and_approved_for_me_filter(personas, client, django_capture_on_commit_callbacks):
+    from governance.selectors import can_use_version
+
+    alice, bob = personas["alice"], personas["bob"]
+    own = ModelVersionFactory(created_by=bob, kind="finetuned")
+    assert can_use_version(bob, own)  # its creator, before any review
+    assert not can_use_version(alice, own)
+    assert can_use_version(personas["sam"], own)
+    with django_capture_on_commit_callbacks(execute=True):
+        request = _approved(personas)
+    fresh = type(alice).objects.get(pk=alice.pk)
+    assert can_use_version(fresh, request.version)
+    client.force_login(alice)
+    page = client.get("/catalogue/", {"approved": "on"}).content.decode()
+    assert request.version.model.repo_id in page
+    assert own.model.repo_id not in page

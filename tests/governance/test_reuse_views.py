@@ -102,3 +102,16 @@ def test_requester_cannot_review_own_request_through_the_page(client, people):
     assert response.status_code == 403
     request.refresh_from_db()
     assert request.status == "submitted"
+
+
+def test_request_pages_have_query_budgets(client, people, django_assert_max_num_queries):
+    for _ in range(15):
+        _submit(people["alice"], ModelVersionFactory())
+    client.force_login(people["alice"])
+    with django_assert_max_num_queries(8):
+        assert client.get("/governance/requests/").status_code == 200
+    client.force_login(people["lena"])
+    with django_assert_max_num_queries(8):
+        assert client.get("/governance/reviews/").status_code == 200
+    with django_assert_max_num_queries(8):
+        assert client.get("/governance/audit/").status_code == 200
