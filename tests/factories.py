@@ -70,3 +70,18 @@ class ArtifactFactory(factory.django.DjangoModelFactory):
     format = "safetensors"
     scan_status = "clean"
     blob_name = factory.LazyAttribute(lambda a: f"blobs/sha256/{a.sha256}")
+
+
+def catalogue_entry(repo_id, *, license="apache-2.0", card="", bias_notes="", **fields):
+    """A published model with one version, indexed for search as an import would leave it."""
+    from zoo.services import catalog_model_refresh_search
+
+    model = CatalogModelFactory(repo_id=repo_id, **fields)
+    version = ModelVersionFactory(
+        model=model,
+        license=License.objects.get(spdx_id=license),
+        card_markdown=card,
+        bias_notes=bias_notes,
+    )
+    catalog_model_refresh_search(model=model)
+    return version

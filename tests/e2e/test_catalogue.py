@@ -3,35 +3,26 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from governance.models import License
-from tests.factories import ArtifactFactory, CatalogModelFactory, ModelVersionFactory
-from zoo.services import catalog_model_refresh_search
+from tests.factories import (
+    ArtifactFactory,
+    catalogue_entry,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def _entry(repo_id, *, license="apache-2.0", card="", bias_notes="", **fields):
-    model = CatalogModelFactory(repo_id=repo_id, **fields)
-    version = ModelVersionFactory(
-        model=model,
-        license=License.objects.get(spdx_id=license),
-        card_markdown=card,
-        bias_notes=bias_notes,
-    )
-    catalog_model_refresh_search(model=model)
-    return version
-
-
 def test_a_user_searches_the_catalogue_and_opens_a_model(live_server, page, sign_in, bob):
-    minilm = _entry(
+    minilm = catalogue_entry(
         "sentence-transformers/all-MiniLM-L6-v2",
         summary="Maps sentences to a 384 dimensional dense vector space.",
         card="## Training\n\nOne billion sentence pairs.\n\n<script>window.pwned = 1</script>",
         bias_notes="Web text biases.",
     )
     ArtifactFactory(version=minilm, path="model.safetensors", size=90_900_000)
-    _entry("google/efficientnet-lite0", summary="Mobile image classifier.", modality="vision")
-    _entry("acme/research-only", summary="Review sentiment.", license="cc-by-nc-4.0")
+    catalogue_entry(
+        "google/efficientnet-lite0", summary="Mobile image classifier.", modality="vision"
+    )
+    catalogue_entry("acme/research-only", summary="Review sentiment.", license="cc-by-nc-4.0")
 
     sign_in("bob")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Catalogue").click()

@@ -5,46 +5,42 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from governance.models import License
-from tests.factories import ArtifactFactory, CatalogModelFactory, ModelVersionFactory
+from tests.factories import (
+    ArtifactFactory,
+    CatalogModelFactory,
+    ModelVersionFactory,
+    catalogue_entry,
+)
 from zoo.models import CatalogModel
-from zoo.services import catalog_model_refresh_search
 
 pytestmark = pytest.mark.django_db
-
-
-def _entry(repo_id, *, license="apache-2.0", card="", **fields):
-    model = CatalogModelFactory(repo_id=repo_id, **fields)
-    version = ModelVersionFactory(
-        model=model, license=License.objects.get(spdx_id=license), card_markdown=card
-    )
-    catalog_model_refresh_search(model=model)
-    return version
 
 
 @pytest.fixture
 def catalogue(db):
     return {
-        "minilm": _entry(
+        "minilm": catalogue_entry(
             "sentence-transformers/all-MiniLM-L6-v2",
             summary="Maps sentences to a 384 dimensional dense vector space.",
             card="Trained on one billion sentence pairs for semantic search.",
             domain_tags=["semantic-search"],
         ),
-        "effnet": _entry(
+        "effnet": catalogue_entry(
             "google/efficientnet-lite0",
             summary="Mobile image classifier.",
             modality="vision",
             task="image-classification",
             license="apache-2.0",
         ),
-        "nc": _entry(
+        "nc": catalogue_entry(
             "acme/research-only",
             summary="A sentiment model for reviews.",
             license="cc-by-nc-4.0",
             task="text-classification",
         ),
-        "draft": _entry("acme/secret-draft", summary="Unpublished sentence model.", status="draft"),
+        "draft": catalogue_entry(
+            "acme/secret-draft", summary="Unpublished sentence model.", status="draft"
+        ),
     }
 
 
@@ -104,7 +100,7 @@ def test_model_page_shows_card_license_files_and_lineage(client, bob, catalogue)
 
 def test_catalogue_query_count_does_not_grow_with_rows(client, bob, django_assert_max_num_queries):
     for i in range(30):
-        _entry(f"bulk/model-{i}")
+        catalogue_entry(f"bulk/model-{i}")
     client.force_login(bob)
     with django_assert_max_num_queries(8):
         response = client.get("/catalogue/")
@@ -197,7 +193,7 @@ def test_api_edits_are_for_stewards(api, bob, sam, catalogue):
 
 
 def test_api_version_license_by_steward(api, bob, sam):
-    version = _entry("acme/nolicense", license="unknown")
+    version = catalogue_entry("acme/nolicense", license="unknown")
     api.force_authenticate(bob)
     url = f"/api/versions/{version.pk}/license/"
     assert api.post(url, {"license": "mit"}, format="json").status_code == 403
@@ -209,7 +205,7 @@ def test_api_version_license_by_steward(api, bob, sam):
 
 def test_api_list_query_count_is_flat(api, bob, django_assert_max_num_queries):
     for i in range(40):
-        ArtifactFactory(version=_entry(f"bulk/m-{i}"))
+        ArtifactFactory(version=catalogue_entry(f"bulk/m-{i}"))
     api.force_authenticate(bob)
     for url in ["/api/models/", "/api/versions/", "/api/artifacts/"]:
         with django_assert_max_num_queries(4):
