@@ -179,6 +179,11 @@ class ReuseRequest(models.Model):
         return f"Request #{self.pk} by {self.requester} for {self.version}"
 
 
+def review_round(decisions) -> int:
+    """The current review round: each request for changes opens the next one."""
+    return 1 + sum(1 for d in decisions if d == "changes")
+
+
 class Review(models.Model):
     """One decision by one reviewer in one role on one request."""
 

@@ -6,7 +6,7 @@ from datetime import date
 
 from django.db.models import QuerySet
 
-from governance.models import AuditEvent, ReuseRequest
+from governance.models import AuditEvent, ReuseRequest, review_round
 from governance.roles import REVIEW_ROLES, STEWARDS, user_roles
 from portal.errors import NotFound
 
@@ -16,6 +16,15 @@ def can_read_audit(user) -> bool:
     if not user.is_authenticated:
         return False
     return user.is_staff or bool(user_roles(user) & {STEWARDS, *REVIEW_ROLES})
+
+
+def can_edit_risks(user) -> bool:
+    """Stewards, reviewers and staff keep the risk register."""
+    from zoo.selectors import is_steward
+
+    if not user.is_authenticated:
+        return False
+    return user.is_staff or is_steward(user) or bool(user_roles(user) & set(REVIEW_ROLES))
 
 
 def audit_events(
@@ -74,7 +83,7 @@ def review_queue(user) -> list[tuple[ReuseRequest, list[str]]]:
     )
     queue = []
     for request in waiting:
-        current = 1 + sum(1 for r in request.reviews.all() if r.decision == "changes")
+        current = review_round(r.decision for r in request.reviews.all())
         done = {r.role for r in request.reviews.all() if r.round == current}
         mine = {r.role for r in request.reviews.all() if r.reviewer_id == user.pk}
         open_roles = [r for r in request.required_roles if r in roles and r not in done]

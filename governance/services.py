@@ -18,7 +18,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from governance.audit import audit_record
-from governance.models import PolicyRule, ReuseRequest, Review, RiskEntry
+from governance.models import PolicyRule, ReuseRequest, Review, RiskEntry, review_round
 from governance.roles import REVIEW_ROLES, user_roles
 from portal.errors import Conflict, Forbidden, PortalError
 from zoo.models import ModelVersion
@@ -87,9 +87,9 @@ def risk_entry_save(
     *, actor, version: ModelVersion, risk: RiskEntry | None = None, **fields
 ) -> RiskEntry:
     """Record or update a risk; stewards and reviewers keep the register."""
-    from zoo.selectors import is_steward
+    from governance.selectors import can_edit_risks
 
-    if not (is_steward(actor) or user_roles(actor) & set(REVIEW_ROLES) or actor.is_staff):
+    if not can_edit_risks(actor):
         raise Forbidden("Only stewards and reviewers edit the risk register.")
     with transaction.atomic():
         creating = risk is None
@@ -145,8 +145,7 @@ def reuse_request_submit(
 
 
 def _round(request: ReuseRequest) -> int:
-    """Reviews count per round; a resubmission after requested changes starts a new one."""
-    return 1 + request.reviews.filter(decision=Review.Decision.CHANGES).count()
+    return review_round(request.reviews.values_list("decision", flat=True))
 
 
 def review_submit(

@@ -80,14 +80,3 @@ class Job(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
-
-    @property
-    def duration_s(self) -> float | None:
-        if not self.started_at:
-            return None
-        end = self.finished_at
-        if end is None:
-            from django.utils import timezone
-
-            end = timezone.now()
-        return (end - self.started_at).total_seconds()

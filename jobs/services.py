@@ -12,7 +12,7 @@ import logging
 import socket
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -61,14 +61,11 @@ class JobContext:
     params: dict[str, Any]
     requested_by_id: int | None
     device: str = "cpu"
-    _last_progress: float = field(default=0.0, repr=False)
 
     def progress(self, fraction: float | None = None, *, stage: str | None = None) -> None:
         """Record progress and renew the lease; stop the handler if the job was cancelled."""
         if not job_report(job_id=self.job_id, attempt=self.attempt, progress=fraction, stage=stage):
             raise JobCancelled
-        if fraction is not None:
-            self._last_progress = fraction
 
     def log(self, line: str) -> None:
         if not job_report(job_id=self.job_id, attempt=self.attempt, log_line=line):

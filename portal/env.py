@@ -96,7 +96,7 @@ def parse_database_url(url: str, *, base_dir: Path) -> dict:
     if parts.scheme in {"postgres", "postgresql", "pgsql"}:
         name = unquote(parts.path.lstrip("/"))
         if not name:
-            raise ImproperlyConfigured(f"DATABASE_URL {_redact(url)!r} names no database.")
+            raise ImproperlyConfigured(f"DATABASE_URL {redact_url(url)!r} names no database.")
         conn_max_age = options.pop("conn_max_age", "60")
         try:
             max_age = int(conn_max_age)
@@ -141,7 +141,7 @@ def parse_email_url(url: str) -> dict:
         return settings
     if parts.scheme in {"smtp", "smtps"}:
         if not parts.hostname:
-            raise ImproperlyConfigured(f"EMAIL_URL {_redact(url)!r} names no host.")
+            raise ImproperlyConfigured(f"EMAIL_URL {redact_url(url)!r} names no host.")
         tls = options.get("tls", "false").lower() in _TRUE
         return {
             "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
@@ -158,13 +158,10 @@ def parse_email_url(url: str) -> dict:
     )
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """Hide a password before a URL goes into an error message or a health answer."""
     parts = urlsplit(url)
     if parts.password:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return parts._replace(netloc=netloc).geturl()
     return url
-
-
-redact_url = _redact

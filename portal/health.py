@@ -7,6 +7,12 @@ from django.db import connection
 from portal.celery import app as celery_app
 
 
+def _reason(exc: Exception) -> str:
+    """The exception's type and first line: enough to act on, short enough for JSON."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}".strip()
+
+
 def check_database() -> str | None:
     """None when a query round-trips, else a short reason."""
     try:
@@ -14,7 +20,7 @@ def check_database() -> str | None:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+        return _reason(exc)
     return None
 
 
@@ -23,7 +29,7 @@ def check_broker(timeout: float = 2.0) -> str | None:
         with celery_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
     except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+        return _reason(exc)
     return None
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVectorField
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 
 from governance.roles import STEWARDS, has_role
@@ -169,11 +169,3 @@ def task_choices() -> list[str]:
         ),
         timeout=300,
     )
-
-
-def recent_models(user, limit: int = 5) -> QuerySet[CatalogModel]:
-    return with_latest_license(models_visible_to(user)).order_by("-updated_at")[:limit]
-
-
-def blocked_versions(user) -> QuerySet[ModelVersion]:
-    return versions_visible_to(user).filter(Q(status=ModelVersion.Status.BLOCKED))

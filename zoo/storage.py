@@ -28,7 +28,3 @@ def store_blob(path: Path, sha256: str) -> str:
         # Another import stored the same content in between; keep the canonical one.
         default_storage.delete(saved)
     return name
-
-
-def open_blob(name: str):
-    return default_storage.open(name, "rb")

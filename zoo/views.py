@@ -47,22 +47,17 @@ def _model(request: HttpRequest, namespace: str, name: str) -> CatalogModel:
     return selectors.get_model_for_user(request.user, f"{namespace}/{name}")
 
 
-def _risk_form():
+def _risk_context(user) -> dict:
+    # The model page shows the version's risk register, which governance keeps.
     from governance.forms import RiskForm
-
-    return RiskForm()
-
-
-def _risk_statuses():
     from governance.models import RiskEntry
+    from governance.selectors import can_edit_risks
 
-    return RiskEntry.Status.choices
-
-
-def _is_reviewer(user) -> bool:
-    from governance.roles import REVIEW_ROLES, user_roles
-
-    return bool(user_roles(user) & set(REVIEW_ROLES))
+    return {
+        "can_edit_risks": can_edit_risks(user),
+        "risk_form": RiskForm(),
+        "risk_statuses": RiskEntry.Status.choices,
+    }
 
 
 def _steward_only(request: HttpRequest) -> None:
@@ -94,9 +89,7 @@ def model_detail(request: HttpRequest, namespace: str, name: str) -> HttpRespons
             "card_html": render_markdown(version.card_markdown) if version.card_markdown else "",
             "lineage": selectors.lineage(version),
             "risks": version.risks.select_related("owner"),
-            "can_edit_risks": is_steward or _is_reviewer(request.user),
-            "risk_form": _risk_form(),
-            "risk_statuses": _risk_statuses(),
+            **_risk_context(request.user),
             "is_steward": is_steward,
             "status_form": ModelStatusForm(initial={"status": model.status})
             if is_steward
