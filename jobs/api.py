@@ -2,17 +2,24 @@ from __future__ import annotations
 
 import django_filters
 from django.db import transaction
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from jobs.models import Job
-from jobs.selectors import can_cancel, get_job_for_user, jobs_visible_to
-from jobs.services import import_launch, job_cancel, job_create
-from portal.errors import Forbidden
+from jobs.models import Job, ProbeResult, ProbeRun
+from jobs.selectors import (
+    can_cancel,
+    get_job_for_user,
+    get_probe_for_user,
+    jobs_visible_to,
+    probe_results_of,
+    probe_runs_visible_to,
+)
+from jobs.services import import_launch, job_cancel, job_create, probe_launch
+from portal.errors import Forbidden, PortalError
 from zoo.selectors import is_steward
 
 
@@ -140,3 +147,115 @@ class ImportViewSet(viewsets.GenericViewSet):
                 upload=values["archive"],
             )
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class ProbeResultSerializer(serializers.ModelSerializer):
+    repo_id = serializers.CharField(source="version.model.repo_id", read_only=True)
+    version_label = serializers.CharField(source="version.label", read_only=True)
+
+    class Meta:
+        model = ProbeResult
+        fields = [
+            "version",
+            "repo_id",
+            "version_label",
+            "status",
+            "error",
+            "rank",
+            "reason",
+            "logme",
+            "knn_accuracy",
+            "linear_probe_accuracy",
+            "h_score",
+            "mmd",
+            "seconds",
+            "extraction_seconds",
+            "feature_dim",
+            "cached",
+        ]
+        read_only_fields = fields
+
+
+class ProbeRunSerializer(serializers.ModelSerializer):
+    status = serializers.CharField(source="job.status", read_only=True)
+    progress = serializers.FloatField(source="job.progress", read_only=True)
+    stage = serializers.CharField(source="job.stage", read_only=True)
+    error = serializers.CharField(source="job.error", read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    results = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ProbeRun
+        fields = [
+            "id",
+            "job",
+            "status",
+            "progress",
+            "stage",
+            "error",
+            "dataset_version",
+            "requested_by",
+            "max_examples",
+            "seed",
+            "n_examples",
+            "recommendation",
+            "results",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(ProbeResultSerializer(many=True))
+    def get_results(self, run: ProbeRun) -> list:
+        return ProbeResultSerializer(probe_results_of(run), many=True).data
+
+
+class ProbeInput(serializers.Serializer):
+    dataset_version = serializers.IntegerField(help_text="Id of a dataset version you may see.")
+    versions = serializers.ListField(
+        child=serializers.IntegerField(), min_length=1, help_text="Candidate model version ids."
+    )
+    max_examples = serializers.IntegerField(min_value=10, default=2000)
+    seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
+
+
+class ProbeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Transferability probes: which of several models suits a dataset."""
+
+    serializer_class = ProbeRunSerializer
+
+    def get_queryset(self):
+        return probe_runs_visible_to(self.request.user).order_by("-created_at", "-id")
+
+    def get_object(self) -> ProbeRun:
+        return get_probe_for_user(self.request.user, int(self.kwargs["pk"]))
+
+    @extend_schema(request=ProbeInput, responses={201: ProbeRunSerializer})
+    def create(self, request: Request) -> Response:
+        from zoo.models import ModelVersion
+        from zoo.selectors import get_dataset_version_for_user
+
+        data = ProbeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        dataset_version = get_dataset_version_for_user(request.user, values["dataset_version"])
+        found = ModelVersion.objects.select_related("model").in_bulk(values["versions"])
+        missing = [pk for pk in values["versions"] if pk not in found]
+        if missing:
+            raise PortalError(f"No model version {missing[0]} that you may see.", field="versions")
+        run = probe_launch(
+            actor=request.user,
+            dataset_version=dataset_version,
+            versions=[found[pk] for pk in values["versions"]],
+            max_examples=values["max_examples"],
+            seed=values["seed"],
+        )
+        return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=ProbeRunSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        run = self.get_object()
+        if not can_cancel(request.user, run.job) and run.job.is_active:
+            raise Forbidden("Only the person who started a probe, or staff, may cancel it.")
+        job_cancel(job=run.job, actor=request.user)
+        return Response(self.get_serializer(self.get_object()).data)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.core.validators import MaxValueValidator
 
 
 class WorkerCheckForm(forms.Form):
@@ -77,3 +78,63 @@ class ImportForm(forms.Form):
                 self.add_error("repo_id", exc)
         data["repo_id"] = repo_id
         return data
+
+
+class DatasetVersionChoice(forms.ModelChoiceField):
+    def label_from_instance(self, obj) -> str:
+        return (
+            f"{obj.dataset} {obj.label} · {obj.get_format_display()} · "
+            f"{obj.n_rows:,} rows · {obj.n_classes} classes"
+        )
+
+
+class CandidateChoice(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj) -> str:
+        return f"{obj.model.repo_id} {obj.label} ({obj.model.get_modality_display().lower()})"
+
+
+class ProbeForm(forms.Form):
+    """Which of several models suits a dataset: the candidates are scored on frozen features."""
+
+    dataset_version = DatasetVersionChoice(
+        queryset=None, label="Dataset", help_text="A dataset of yours or one shared with you."
+    )
+    versions = CandidateChoice(
+        queryset=None,
+        widget=forms.CheckboxSelectMultiple,
+        label="Candidate models",
+        help_text="Text encoders for text data, vision backbones for images.",
+    )
+    max_examples = forms.IntegerField(
+        min_value=10,
+        initial=2000,
+        label="Maximum examples",
+        help_text="A stratified sample of at most this many rows is embedded and scored.",
+    )
+    seed = forms.IntegerField(
+        min_value=0, max_value=2**31 - 1, initial=0, help_text="Fixes the sample and the folds."
+    )
+
+    def __init__(self, *args, user, modality: str = "", **kwargs) -> None:
+        from django.conf import settings
+
+        from zoo.models import CatalogModel, ModelVersion
+        from zoo.selectors import dataset_versions_visible_to, versions_visible_to
+
+        super().__init__(*args, **kwargs)
+        self.fields["dataset_version"].queryset = dataset_versions_visible_to(user).order_by(
+            "dataset__name", "-created_at"
+        )
+        candidates = (
+            versions_visible_to(user)
+            .filter(status=ModelVersion.Status.AVAILABLE)
+            .exclude(model__status=CatalogModel.Status.BLOCKED)
+            .filter(model__modality__in=[modality] if modality else ["text", "vision"])
+            .select_related("model")
+            .order_by("model__repo_id", "-created_at")
+        )
+        self.fields["versions"].queryset = candidates
+        self.fields["max_examples"].max_value = settings.PROBE_MAX_EXAMPLES
+        self.fields["max_examples"].validators.append(
+            MaxValueValidator(settings.PROBE_MAX_EXAMPLES)
+        )

@@ -80,3 +80,111 @@ class Job(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+
+class FeatureSet(models.Model):
+    """Frozen features of one model version on one dataset sample, kept so probes reuse them."""
+
+    version = models.ForeignKey(
+        "zoo.ModelVersion", on_delete=models.CASCADE, related_name="feature_sets"
+    )
+    dataset_version = models.ForeignKey(
+        "zoo.DatasetVersion", on_delete=models.CASCADE, related_name="feature_sets"
+    )
+    preprocessing = models.CharField(
+        max_length=200, help_text="Everything that changes the features: pooling, lengths, sizes."
+    )
+    sample_key = models.CharField(max_length=64, help_text="sha256 of the row indices embedded.")
+    n_rows = models.PositiveIntegerField()
+    dim = models.PositiveIntegerField()
+    blob_name = models.CharField(max_length=200)
+    seconds = models.FloatField(help_text="Time the extraction took.")
+    device = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "dataset_version", "preprocessing", "sample_key"],
+                name="featureset_unique_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"features of {self.version} on {self.dataset_version} ({self.n_rows}x{self.dim})"
+
+
+class ProbeRun(models.Model):
+    """A transferability probe: one dataset version scored against several candidate versions."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="probe")
+    dataset_version = models.ForeignKey(
+        "zoo.DatasetVersion", on_delete=models.PROTECT, related_name="probe_runs"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="probe_runs"
+    )
+    max_examples = models.PositiveIntegerField()
+    seed = models.PositiveIntegerField(default=0)
+    n_examples = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Rows in the stratified sample actually used."
+    )
+    recommendation = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Probe #{self.pk} on {self.dataset_version}"
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("probes:detail", kwargs={"pk": self.pk})
+
+
+class ProbeResult(models.Model):
+    """The scores of one candidate in a probe, or why it has none."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Done"
+        FAILED = "failed", "Failed"
+
+    run = models.ForeignKey(ProbeRun, on_delete=models.CASCADE, related_name="results")
+    version = models.ForeignKey(
+        "zoo.ModelVersion", on_delete=models.PROTECT, related_name="probe_results"
+    )
+    position = models.PositiveSmallIntegerField(help_text="Order in which the user listed it.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    logme = models.FloatField(null=True, blank=True)
+    knn_accuracy = models.FloatField(null=True, blank=True)
+    linear_probe_accuracy = models.FloatField(null=True, blank=True)
+    h_score = models.FloatField(null=True, blank=True)
+    mmd = models.FloatField(
+        null=True, blank=True, help_text="Squared MMD between the data and a reference sample."
+    )
+    rank = models.PositiveSmallIntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=300, blank=True)
+    seconds = models.FloatField(null=True, blank=True, help_text="Wall time of this candidate.")
+    extraction_seconds = models.FloatField(null=True, blank=True)
+    feature_dim = models.PositiveIntegerField(null=True, blank=True)
+    cached = models.BooleanField(default=False, help_text="Features came from the cache.")
+
+    SCORES = ("logme", "knn_accuracy", "linear_probe_accuracy", "h_score", "mmd")
+
+    class Meta:
+        ordering = ["run_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "version"], name="proberesult_unique_version"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "running", "succeeded", "failed"]),
+                name="proberesult_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} in probe #{self.run_id}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from jobs.models import Job
+from jobs.models import Job, ProbeResult, ProbeRun
 from portal.errors import NotFound
 
 
@@ -27,3 +27,35 @@ def get_job_for_user(user, job_id: int) -> Job:
 
 def can_cancel(user, job: Job) -> bool:
     return job.is_active and (user.is_staff or job.requested_by_id == user.pk)
+
+
+def probe_runs_visible_to(user) -> QuerySet[ProbeRun]:
+    """A probe is seen by whoever may see its job: the person who ran it, and staff."""
+    return ProbeRun.objects.select_related(
+        "job", "requested_by", "dataset_version__dataset__owner"
+    ).filter(job__in=jobs_visible_to(user).values("pk"))
+
+
+def get_probe_for_user(user, pk: int) -> ProbeRun:
+    run = probe_runs_visible_to(user).filter(pk=pk).first()
+    if run is None:
+        raise NotFound("No such probe.")
+    return run
+
+
+def probe_results_of(run: ProbeRun) -> list[ProbeResult]:
+    """The candidates ranked first, then those without a rank in the order they were listed."""
+    results = list(run.results.select_related("version__model", "version__license"))
+    return sorted(results, key=lambda r: (r.rank is None, r.rank or 0, r.position))
+
+
+def probe_history(user, *, model_id: int | None = None, dataset_id: int | None = None):
+    """Results of the user's probes that involve a catalogue model or a dataset, newest first."""
+    qs = ProbeResult.objects.select_related(
+        "run__job", "run__dataset_version__dataset", "version__model"
+    ).filter(run__in=probe_runs_visible_to(user).values("pk"))
+    if model_id is not None:
+        qs = qs.filter(version__model_id=model_id)
+    if dataset_id is not None:
+        qs = qs.filter(run__dataset_version__dataset_id=dataset_id)
+    return qs.order_by("-run__created_at", "position")

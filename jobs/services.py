@@ -12,6 +12,7 @@ import logging
 import socket
 import traceback
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from governance.audit import audit_record
-from jobs.models import Job
+from jobs.models import FeatureSet, Job, ProbeResult, ProbeRun
 from portal.errors import Conflict, PortalError
 
 logger = logging.getLogger(__name__)
@@ -322,3 +323,121 @@ def job_execute(*, job_id: int, worker: str | None = None) -> str:
     if job_succeed(job_id=job_id, attempt=attempt, result=result or {}):
         return "succeeded"
     return "stale"
+
+
+# --- probes ---------------------------------------------------------------------
+
+
+def probe_launch(
+    *,
+    actor,
+    dataset_version,
+    versions: list,
+    max_examples: int,
+    seed: int = 0,
+) -> ProbeRun:
+    """Check a probe request and queue it: one job, one row per candidate.
+
+    Every candidate must be a version the user may see, not blocked, and of the
+    dataset's modality; otherwise nothing is created and the message says which.
+    """
+    from django.conf import settings
+
+    from zoo.models import CatalogModel
+    from zoo.selectors import dataset_versions_visible_to, versions_visible_to
+
+    if not dataset_versions_visible_to(actor).filter(pk=dataset_version.pk).exists():
+        raise PortalError("No such dataset.", field="dataset_version")
+    if not versions:
+        raise PortalError("Choose at least one candidate model version.", field="versions")
+    if len({v.pk for v in versions}) != len(versions):
+        raise PortalError("A candidate is listed twice.", field="versions")
+    if len(versions) > settings.PROBE_MAX_CANDIDATES:
+        raise PortalError(
+            f"Choose at most {settings.PROBE_MAX_CANDIDATES} candidates per probe.",
+            field="versions",
+        )
+    if not 10 <= max_examples <= settings.PROBE_MAX_EXAMPLES:
+        raise PortalError(
+            f"The number of examples must be between 10 and {settings.PROBE_MAX_EXAMPLES:,}.",
+            field="max_examples",
+        )
+    visible = set(
+        versions_visible_to(actor)
+        .filter(pk__in=[v.pk for v in versions])
+        .values_list("pk", flat=True)
+    )
+    wanted = dataset_version.dataset.modality
+    wanted_model = (
+        CatalogModel.Modality.VISION if wanted == "vision" else CatalogModel.Modality.TEXT
+    )
+    for version in versions:
+        if version.pk not in visible:
+            raise PortalError(f"No model version {version.pk} that you may see.", field="versions")
+        if version.is_blocked:
+            raise PortalError(
+                f"{version.model.repo_id} {version.label} is blocked and cannot be loaded: "
+                + " ".join(version.block_reasons),
+                field="versions",
+            )
+        if version.model.modality != wanted_model:
+            raise PortalError(
+                f"{version.model.repo_id} is a {version.model.get_modality_display().lower()} "
+                f"model; {dataset_version.dataset} holds "
+                f"{dataset_version.dataset.get_modality_display().lower()} data.",
+                field="versions",
+            )
+    with transaction.atomic():
+        job = job_create(
+            kind=Job.Kind.PROBE,
+            requested_by=actor,
+            params={
+                "dataset_version": dataset_version.pk,
+                "versions": [v.pk for v in versions],
+                "max_examples": max_examples,
+                "seed": seed,
+            },
+        )
+        run = ProbeRun.objects.create(
+            job=job,
+            dataset_version=dataset_version,
+            requested_by=actor,
+            max_examples=max_examples,
+            seed=seed,
+        )
+        ProbeResult.objects.bulk_create(
+            ProbeResult(run=run, version=v, position=i) for i, v in enumerate(versions)
+        )
+    return run
+
+
+@contextmanager
+def owned_by(job_id: int, attempt: int):
+    """A transaction in which the attempt still owns the job; JobCancelled otherwise.
+
+    The job row is locked, so a cancel or a takeover waits for these writes or
+    happens before them, never in between.
+    """
+    with transaction.atomic():
+        if not _owned(job_id, attempt).select_for_update().exists():
+            raise JobCancelled
+        yield
+
+
+def probe_result_update(*, ctx: JobContext, result_id: int, **fields: Any) -> None:
+    """Write one candidate's state for the attempt that owns the job (a stale attempt cannot)."""
+    with owned_by(ctx.job_id, ctx.attempt):
+        ProbeResult.objects.filter(pk=result_id).update(**fields)
+
+
+def probe_run_update(*, ctx: JobContext, run_id: int, **fields: Any) -> None:
+    with owned_by(ctx.job_id, ctx.attempt):
+        ProbeRun.objects.filter(pk=run_id).update(**fields)
+
+
+def feature_set_record(*, ctx: JobContext, **fields: Any) -> FeatureSet:
+    """Remember extracted features; when another worker recorded the same key first, keep theirs."""
+    key = {k: fields.pop(k) for k in ("version", "dataset_version", "preprocessing", "sample_key")}
+    with owned_by(ctx.job_id, ctx.attempt):
+        feature_set, _ = FeatureSet.objects.get_or_create(**key, defaults=fields)
+    return feature_set

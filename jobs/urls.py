@@ -9,3 +9,15 @@ urlpatterns = [
     path("<int:pk>/", views.job_detail, name="detail"),
     path("<int:pk>/cancel/", views.job_cancel_view, name="cancel"),
 ]
+
+# Probes live at /probes/ under their own namespace ("probes:…").
+probe_patterns = (
+    [
+        path("", views.probe_list, name="list"),
+        path("new/", views.probe_new, name="new"),
+        path("history/", views.probe_history_fragment, name="history"),
+        path("<int:pk>/", views.probe_detail, name="detail"),
+        path("<int:pk>/cancel/", views.probe_cancel, name="cancel"),
+    ],
+    "probes",
+)

@@ -6,14 +6,23 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from jobs.forms import ImportForm, WorkerCheckForm
+from jobs.forms import ImportForm, ProbeForm, WorkerCheckForm
 from jobs.models import Job
-from jobs.selectors import can_cancel, get_job_for_user, jobs_visible_to
-from jobs.services import import_launch, job_cancel, job_create
+from jobs.selectors import (
+    can_cancel,
+    get_job_for_user,
+    get_probe_for_user,
+    jobs_visible_to,
+    probe_history,
+    probe_results_of,
+    probe_runs_visible_to,
+)
+from jobs.services import import_launch, job_cancel, job_create, probe_launch
 from portal.errors import Forbidden, PortalError
 from zoo.selectors import is_steward
 
@@ -103,4 +112,103 @@ def import_model(request: HttpRequest) -> HttpResponse:
         request,
         "jobs/import.html",
         {"form": form, "import_roots": settings.IMPORT_ROOTS, "hf_endpoint": settings.HF_ENDPOINT},
+    )
+
+
+# --- probes ---------------------------------------------------------------------
+
+
+@login_required
+def probe_list(request: HttpRequest) -> HttpResponse:
+    runs = probe_runs_visible_to(request.user).annotate(candidates=Count("results"))
+    page = Paginator(runs, 25).get_page(request.GET.get("page"))
+    return render(request, "jobs/probe_list.html", {"page": page})
+
+
+@login_required
+def probe_new(request: HttpRequest) -> HttpResponse:
+    from zoo.selectors import dataset_versions_visible_to
+
+    chosen = request.POST.get("dataset_version") or request.GET.get("dataset_version")
+    dataset_version = (
+        dataset_versions_visible_to(request.user).filter(pk=chosen).first()
+        if str(chosen or "").isdigit()
+        else None
+    )
+    modality = dataset_version.dataset.modality if dataset_version else ""
+    initial = {"dataset_version": dataset_version}
+    if request.GET.get("version", "").isdigit():
+        initial["versions"] = [int(request.GET["version"])]
+    form = ProbeForm(request.POST or None, user=request.user, modality=modality, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            run = probe_launch(
+                actor=request.user,
+                dataset_version=data["dataset_version"],
+                versions=list(data["versions"]),
+                max_examples=data["max_examples"],
+                seed=data["seed"],
+            )
+        except PortalError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, f"Probe queued as job #{run.job_id}.")
+            return redirect(run.get_absolute_url())
+    return render(
+        request,
+        "jobs/probe_new.html",
+        {"form": form, "dataset_version": dataset_version, "modality": modality},
+    )
+
+
+@login_required
+def probe_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_probe_for_user(request.user, pk)
+    results = probe_results_of(run)
+    scored = [r for r in results if r.rank is not None]
+    context = {
+        "run": run,
+        "job": run.job,
+        "results": results,
+        "best": scored[0] if scored else None,
+        "can_cancel": can_cancel(request.user, run.job),
+        "chart": {
+            "labels": [f"{r.version.model.repo_id} {r.version.label}" for r in scored],
+            "knn": [r.knn_accuracy for r in scored],
+            "linear": [r.linear_probe_accuracy for r in scored],
+            "logme": [r.logme for r in scored],
+        },
+    }
+    if request.headers.get("HX-Request"):
+        return render(request, "jobs/_probe_status.html", context)
+    return render(request, "jobs/probe_detail.html", context)
+
+
+@login_required
+@require_POST
+def probe_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_probe_for_user(request.user, pk)
+    if not can_cancel(request.user, run.job):
+        messages.error(request, "This probe cannot be cancelled by you, or has already finished.")
+    else:
+        job_cancel(job=run.job, actor=request.user)
+        messages.success(request, "Probe cancelled.")
+    return redirect(run.get_absolute_url())
+
+
+@login_required
+def probe_history_fragment(request: HttpRequest) -> HttpResponse:
+    """Probe history for the model and dataset pages, loaded into them by htmx."""
+    model_id = request.GET.get("model", "")
+    dataset_id = request.GET.get("dataset", "")
+    results = probe_history(
+        request.user,
+        model_id=int(model_id) if model_id.isdigit() else None,
+        dataset_id=int(dataset_id) if dataset_id.isdigit() else None,
+    )[:20]
+    return render(
+        request,
+        "jobs/_probe_history.html",
+        {"results": results, "for_model": bool(model_id), "for_dataset": bool(dataset_id)},
     )

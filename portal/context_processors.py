@@ -10,7 +10,8 @@ from governance.roles import REVIEW_ROLES, user_roles
 # bar never links to a page that is not there.
 NAV = (
     ("Catalogue", "zoo:catalogue", "user"),
-    ("Datasets", "zoo:datasets", "user"),
+    ("Datasets", "datasets:list", "user"),
+    ("Probes", "probes:list", "user"),
     ("Jobs", "jobs:list", "user"),
     ("Requests", "governance:requests", "user"),
     ("Reviews", "governance:reviews", "reviewer"),

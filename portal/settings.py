@@ -201,6 +201,10 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "jobs.models.Job.Status",
         "ModelStatusEnum": "zoo.models.CatalogModel.Status",
         "VersionStatusEnum": "zoo.models.ModelVersion.Status",
+        "SensitivityEnum": "governance.models.Sensitivity",
+        "ModelModalityEnum": "zoo.models.CatalogModel.Modality",
+        "DatasetModalityEnum": "zoo.models.Dataset.Modality",
+        "ProbeResultStatusEnum": "jobs.models.ProbeResult.Status",
     },
 }
 
@@ -224,6 +228,14 @@ IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 20 * 2**30, minimum=1)
 IMPORT_MAX_RATIO = env_int("IMPORT_MAX_RATIO", 200, minimum=1)
 # Uploaded archives larger than this are refused before they are stored.
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 2 * 2**30, minimum=1)
+
+# --- datasets and probes -------------------------------------------------------
+DATASET_MAX_BYTES = env_int("DATASET_MAX_BYTES", 200 * 2**20, minimum=1)
+DATASET_MAX_ROWS = env_int("DATASET_MAX_ROWS", 1_000_000, minimum=1)
+# Workers unpack model versions here (one folder per revision) to load them.
+MODEL_CACHE_DIR = Path(env_str("MODEL_CACHE_DIR", str(VAR_DIR / "model-cache")))
+PROBE_MAX_EXAMPLES = env_int("PROBE_MAX_EXAMPLES", 20_000, minimum=10)
+PROBE_MAX_CANDIDATES = env_int("PROBE_MAX_CANDIDATES", 10, minimum=1)
 
 LOGGING = {
     "version": 1,

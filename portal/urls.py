@@ -8,9 +8,11 @@ from rest_framework.routers import DefaultRouter
 from governance import views as governance_views
 from governance.api import ReuseRequestViewSet
 from jobs import views as jobs_views
-from jobs.api import ImportViewSet, JobViewSet
+from jobs.api import ImportViewSet, JobViewSet, ProbeViewSet
+from jobs.urls import probe_patterns
 from portal import views
-from zoo.api import ArtifactViewSet, CatalogModelViewSet, ModelVersionViewSet
+from zoo.api import ArtifactViewSet, CatalogModelViewSet, DatasetViewSet, ModelVersionViewSet
+from zoo.urls import dataset_patterns
 
 router = DefaultRouter()
 router.register("models", CatalogModelViewSet, basename="model")
@@ -19,6 +21,8 @@ router.register("artifacts", ArtifactViewSet, basename="artifact")
 router.register("jobs", JobViewSet, basename="job")
 router.register("imports", ImportViewSet, basename="import")
 router.register("reuse-requests", ReuseRequestViewSet, basename="reuse-request")
+router.register("datasets", DatasetViewSet, basename="dataset")
+router.register("probes", ProbeViewSet, basename="probe")
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -43,6 +47,8 @@ urlpatterns = [
         name="risk_add",
     ),
     path("catalogue/", include("zoo.urls")),
+    path("datasets/", include(dataset_patterns)),
+    path("probes/", include(probe_patterns)),
     path("governance/", include("governance.urls")),
     path("admin/", admin.site.urls),
     path("api/", include(router.urls)),

@@ -91,6 +91,7 @@ def _private_storage(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.IMPORT_STAGING_DIR = tmp_path / "staging"
     settings.IMPORT_ROOTS = [tmp_path / "imports"]
+    settings.MODEL_CACHE_DIR = tmp_path / "model-cache"
     (tmp_path / "imports").mkdir()
     from django.core.cache import cache
 

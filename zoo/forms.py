@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django import forms
 
-from governance.models import License
-from zoo.models import CatalogModel, ModelVersion
+from governance.models import License, Sensitivity
+from zoo.models import CatalogModel, Dataset, ModelVersion
 
 
 class CatalogueFilterForm(forms.Form):
@@ -88,3 +88,75 @@ class VersionNotesForm(forms.ModelForm):
             "bias_notes": forms.Textarea(attrs={"rows": 4}),
             "limitations": forms.Textarea(attrs={"rows": 4}),
         }
+
+
+class DatasetUploadForm(forms.Form):
+    """Step one of an upload: the file (and, for a new version, the dataset it belongs to)."""
+
+    file = forms.FileField(
+        help_text="CSV, TSV or JSON Lines for text classification; a .zip with one folder of "
+        "images per class for image classification."
+    )
+    dataset = forms.ModelChoiceField(
+        queryset=Dataset.objects.none(),
+        required=False,
+        empty_label="a new dataset",
+        label="Add to",
+        help_text="Upload a new version of one of your datasets, or start a new one.",
+    )
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].queryset = Dataset.objects.filter(owner=user).order_by("name")
+
+
+class DatasetConfirmForm(forms.Form):
+    """Step two: the columns to use and how sensitive the data is."""
+
+    token = forms.CharField(widget=forms.HiddenInput)
+    dataset = forms.ModelChoiceField(
+        queryset=Dataset.objects.none(), required=False, widget=forms.HiddenInput
+    )
+    name = forms.CharField(
+        max_length=100,
+        required=False,
+        help_text="Letters, digits, '.', '_' or '-'; unique among your datasets.",
+    )
+    description = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=2000
+    )
+    sensitivity = forms.ChoiceField(
+        choices=Sensitivity.choices,
+        initial=Sensitivity.INTERNAL,
+        help_text="Confidential and restricted data can be fine-tuned on only under an "
+        "approval that covers that sensitivity.",
+    )
+    text_column = forms.ChoiceField(required=False, help_text="The input text.")
+    label_column = forms.ChoiceField(required=False, help_text="The class to predict.")
+    slice_column = forms.ChoiceField(
+        required=False,
+        help_text="Optional: a group (region, product…) to report metrics per slice.",
+    )
+    time_column = forms.ChoiceField(
+        required=False, help_text="Optional: a date, to train on earlier rows and test on later."
+    )
+
+    def __init__(self, *args, user, columns: list[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].queryset = Dataset.objects.filter(owner=user)
+        choices = [(c, c) for c in columns]
+        for name in ("text_column", "label_column"):
+            self.fields[name].choices = [("", "—"), *choices]
+            self.fields[name].required = bool(columns)
+        for name in ("slice_column", "time_column"):
+            self.fields[name].choices = [("", "none"), *choices]
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("dataset") and not data.get("name"):
+            self.add_error("name", "Name the new dataset.")
+        return data
+
+
+class DatasetShareForm(forms.Form):
+    username = forms.CharField(max_length=150, label="Share with (user name)")

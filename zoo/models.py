@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
-from governance.models import License
+from governance.models import License, Sensitivity
 
 repo_id_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$",
@@ -229,3 +229,104 @@ class Artifact(models.Model):
     @property
     def blocks(self) -> bool:
         return self.scan_status in (self.Scan.DANGEROUS, self.Scan.UNSCANNABLE)
+
+
+dataset_name_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+    "Use letters, digits, '.', '_' or '-', starting with a letter or digit.",
+)
+
+
+class Dataset(models.Model):
+    """A named target dataset owned by one user; each upload is a version pinned by its hash."""
+
+    class Modality(models.TextChoices):
+        TEXT = "text", "Text classification"
+        VISION = "vision", "Image classification"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="datasets"
+    )
+    name = models.CharField(max_length=100, validators=[dataset_name_validator])
+    description = models.TextField(blank=True)
+    modality = models.CharField(max_length=10, choices=Modality.choices)
+    sensitivity = models.CharField(max_length=12, choices=Sensitivity.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="dataset_unique_owner_name"),
+            models.CheckConstraint(
+                condition=models.Q(modality__in=["text", "vision"]), name="dataset_modality_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    sensitivity__in=["public", "internal", "confidential", "restricted"]
+                ),
+                name="dataset_sensitivity_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner.get_username()}/{self.name}"
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("datasets:detail", kwargs={"pk": self.pk})
+
+
+class DatasetVersion(models.Model):
+    """One uploaded file of a dataset, identified by its sha256: the same file is the same version.
+
+    The counts and the sample are computed once at upload by the same reader the
+    workers use, so pages never re-read the file.
+    """
+
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        TSV = "tsv", "TSV"
+        JSONL = "jsonl", "JSON Lines"
+        ZIP = "zip", "Zip of image folders"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="versions")
+    label = models.CharField(max_length=20)
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+    format = models.CharField(max_length=8, choices=Format.choices)
+    original_name = models.CharField(max_length=255, blank=True)
+    blob_name = models.CharField(max_length=200, help_text="Name in the artifact storage.")
+    text_column = models.CharField(max_length=200, blank=True)
+    label_column = models.CharField(max_length=200, blank=True)
+    slice_column = models.CharField(max_length=200, blank=True)
+    time_column = models.CharField(max_length=200, blank=True)
+    columns = models.JSONField(default=list, blank=True)
+    n_rows = models.PositiveIntegerField()
+    label_counts = models.JSONField(default=dict)
+    sample = models.JSONField(default=list, blank=True, help_text="A few rows, for the page.")
+    warnings = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["dataset_id", "-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dataset", "sha256"], name="datasetversion_unique_file"
+            ),
+            models.UniqueConstraint(
+                fields=["dataset", "label"], name="datasetversion_unique_label"
+            ),
+        ]
+        indexes = [models.Index(fields=["sha256"], name="datasetversion_sha256")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset} {self.label}"
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.label_counts)

@@ -14,3 +14,16 @@ urlpatterns = [
         name="version_license",
     ),
 ]
+
+# Datasets live at /datasets/ under their own namespace ("datasets:…").
+dataset_patterns = (
+    [
+        path("", views.dataset_list, name="list"),
+        path("upload/", views.dataset_upload, name="upload"),
+        path("upload/confirm/", views.dataset_confirm, name="confirm"),
+        path("<int:pk>/", views.dataset_detail, name="detail"),
+        path("<int:pk>/share/", views.dataset_share, name="share"),
+        path("<int:pk>/unshare/", views.dataset_unshare, name="unshare"),
+    ],
+    "datasets",
+)

@@ -63,3 +63,22 @@ def test_seed_demo_imports_real_pretrained_weights_once(settings, capsys):
     tiny = CatalogModel.objects.get(repo_id="portal-demo/tiny-random-bert")
     assert tiny.parameter_count < 2_000_000
     assert "negative-control" in tiny.domain_tags
+
+
+def test_seed_demo_gives_alice_the_demo_datasets_once(settings, capsys):
+    from zoo.models import Dataset, DatasetVersion
+
+    settings.DEBUG = True
+    call_command("seed_demo")
+    call_command("seed_demo")
+
+    out = capsys.readouterr().out
+    assert "dataset alice/sms-spam v1: 5,160 rows uploaded" in out
+    assert "dataset alice/sms-spam v1: 5,160 rows already present" in out
+    assert DatasetVersion.objects.count() == 2
+    sms = DatasetVersion.objects.get(dataset__name="sms-spam")
+    assert sms.label_counts == {"ham": 4518, "spam": 642}
+    assert any("duplicate" in w for w in sms.warnings)
+    digits = Dataset.objects.get(name="digits")
+    assert digits.modality == "vision"
+    assert digits.versions.get().n_rows == 1797

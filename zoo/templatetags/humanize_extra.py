@@ -14,3 +14,23 @@ def params(value) -> str:
         if n >= size:
             return f"{n / size:.1f}{unit}"
     return str(int(n))
+
+
+@register.filter
+def get_item(mapping, key):
+    """``row|get_item:column`` for dicts whose keys are not identifiers (column names)."""
+    try:
+        return mapping.get(key, "")
+    except AttributeError:
+        return ""
+
+
+@register.filter
+def score(value, digits: int = 3) -> str:
+    """A score with a fixed number of decimals, or a dash when there is none."""
+    if value is None:
+        return "—"
+    try:
+        return f"{float(value):.{int(digits)}f}"
+    except (TypeError, ValueError):
+        return "—"

@@ -67,6 +67,14 @@ class Command(BaseCommand):
             state = "imported" if created else "already present"
             blocked = f" (blocked: {' '.join(version.block_reasons)})" if version.is_blocked else ""
             self.stdout.write(f"  {version.model.repo_id} {version.label} {state}{blocked}")
+        from zoo.demo import seed_datasets
+
+        alice = get_user_model().objects.get(username="alice")
+        for version, created in seed_datasets(alice):
+            state = "uploaded" if created else "already present"
+            self.stdout.write(
+                f"  dataset {version.dataset} {version.label}: {version.n_rows:,} rows {state}"
+            )
 
 
 def seed_users(password: str) -> list[tuple[str, str | None, bool]]:

@@ -1,0 +1,105 @@
+"""A real Celery worker runs probes: end to end on tiny models, live progress, cancel."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from celery.worker import state as worker_state
+from django.db import transaction
+
+from jobs import services
+from jobs.ml import features
+from jobs.models import FeatureSet, Job, ProbeResult
+from jobs.services import probe_launch
+from tests.factories import UserFactory
+from tests.jobs.probe_builders import import_model, text_dataset, tiny_bert_folder
+
+pytestmark = [pytest.mark.integration]
+
+
+def _wait(job: Job, predicate, timeout: float = 120.0) -> Job:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if predicate(job):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job.pk} is {job.status} at {job.stage!r} after {timeout}s")
+
+
+@pytest.fixture
+def people(transactional_db):
+    return UserFactory(username="alice", roles=["ml-engineers"]), UserFactory(
+        username="sam", roles=["stewards"]
+    )
+
+
+@pytest.fixture
+def encoders(people, tmp_path):
+    _, sam = people
+    return [
+        import_model(tiny_bert_folder(tmp_path / f"b{seed}", seed=seed), f"acme/b{seed}", actor=sam)
+        for seed in (0, 1)
+    ]
+
+
+def test_a_worker_runs_a_probe_end_to_end(celery_worker, people, encoders):
+    alice, _ = people
+    dataset = text_dataset(alice)
+    with transaction.atomic():
+        run = probe_launch(actor=alice, dataset_version=dataset, versions=encoders, max_examples=40)
+
+    job = _wait(run.job, lambda j: not j.is_active)
+
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.attempts == 1
+    assert job.device == "cpu"
+    assert sorted(run.results.values_list("rank", flat=True)) == [1, 2]
+    assert FeatureSet.objects.count() == 2
+    run.refresh_from_db()
+    assert run.recommendation
+
+
+@pytest.fixture
+def held_extraction(monkeypatch):
+    """The real extractor, held after its first progress report until the test lets go."""
+    release = threading.Event()
+    real = features.extract_text_features
+
+    def held(model_dir, texts, *, progress=None, **kwargs):
+        if progress is not None:
+            progress(0, len(texts))
+        assert release.wait(60), "the test never released the extraction"
+        return real(model_dir, texts, progress=progress, **kwargs)
+
+    monkeypatch.setattr(features, "extract_text_features", held)
+    return release
+
+
+def test_progress_is_live_and_a_cancelled_probe_stops(
+    celery_worker, people, encoders, held_extraction
+):
+    alice, _ = people
+    dataset = text_dataset(alice)
+    with transaction.atomic():
+        run = probe_launch(actor=alice, dataset_version=dataset, versions=encoders, max_examples=40)
+
+    job = _wait(run.job, lambda j: "embedded" in j.stage)
+    assert job.status == Job.Status.RUNNING
+    assert job.stage == "acme/b0 v1: embedded 0 of 40 examples"
+    assert run.results.get(position=0).status == ProbeResult.Status.RUNNING
+
+    services.job_cancel(job=job, actor=alice)
+    held_extraction.set()
+    deadline = time.monotonic() + 60
+    while worker_state.active_requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not worker_state.active_requests
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.CANCELLED
+    # The cancelled attempt wrote nothing after the cancel: no scores, no second candidate.
+    assert not run.results.filter(status=ProbeResult.Status.SUCCEEDED).exists()
+    assert run.results.get(position=1).status == ProbeResult.Status.PENDING

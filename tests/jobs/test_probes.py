@@ -1,0 +1,340 @@
+"""Probe runs: launch checks, the handler run in-process on tiny real models, pages and API.
+
+The handler runs eagerly here (``job_execute`` in the test's own process); the
+worker-driven lifecycle is in test_probe_worker.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from jobs import services
+from jobs.models import FeatureSet, Job, ProbeResult, ProbeRun
+from jobs.services import JobCancelled, JobContext, job_claim, job_execute, probe_launch
+from portal.errors import PortalError
+from tests.jobs.probe_builders import (
+    image_zip_bytes,
+    import_model,
+    text_dataset,
+    tiny_bert_folder,
+    tiny_vit_folder,
+    upload,
+)
+from zoo import services as zoo_services
+from zoo.models import CatalogModel
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def encoders(sam, tmp_path):
+    """Two tiny text encoders in the catalogue, imported like a steward would."""
+    return [
+        import_model(
+            tiny_bert_folder(tmp_path / f"bert-{seed}", seed=seed), f"acme/bert-{seed}", actor=sam
+        )
+        for seed in (0, 1)
+    ]
+
+
+def _run(run: ProbeRun) -> ProbeRun:
+    assert job_execute(job_id=run.job_id) in {"succeeded", "failed"}
+    run.refresh_from_db()
+    run.job.refresh_from_db()
+    return run
+
+
+def test_a_probe_scores_every_candidate_and_recommends_one(alice, encoders):
+    dataset = text_dataset(alice)
+    run = probe_launch(actor=alice, dataset_version=dataset, versions=encoders, max_examples=40)
+    assert run.job.queue == "gpu"
+    assert run.job.status == Job.Status.QUEUED
+
+    run = _run(run)
+
+    assert run.job.status == Job.Status.SUCCEEDED, run.job.error
+    assert run.n_examples == 40
+    results = list(run.results.order_by("rank"))
+    assert [r.status for r in results] == ["succeeded", "succeeded"]
+    assert [r.rank for r in results] == [1, 2]
+    for r in results:
+        assert r.logme is not None
+        assert r.h_score is not None
+        assert r.mmd is not None
+        assert 0.0 <= r.knn_accuracy <= 1.0
+        assert 0.0 <= r.linear_probe_accuracy <= 1.0
+        assert r.feature_dim == 32
+        assert r.seconds > 0
+        assert r.extraction_seconds > 0
+        assert r.cached is False
+        assert r.reason
+    best = results[0].version
+    assert run.recommendation.startswith(f"{best.model.repo_id} {best.label}: ")
+    assert run.job.result["recommended"] == f"{best.model.repo_id} {best.label}"
+    assert FeatureSet.objects.count() == 2
+    assert "stratified sample" in run.job.log
+
+
+def test_a_second_probe_on_the_same_sample_uses_the_cached_features(alice, encoders):
+    dataset = text_dataset(alice)
+    first = _run(
+        probe_launch(actor=alice, dataset_version=dataset, versions=encoders, max_examples=40)
+    )
+    second = _run(
+        probe_launch(actor=alice, dataset_version=dataset, versions=encoders, max_examples=40)
+    )
+
+    assert second.job.status == Job.Status.SUCCEEDED
+    assert FeatureSet.objects.count() == 2
+    again = {r.version_id: r for r in second.results.all()}
+    for before in first.results.all():
+        after = again[before.version_id]
+        assert after.cached is True
+        assert after.extraction_seconds is None
+        assert after.logme == pytest.approx(before.logme)
+        assert after.linear_probe_accuracy == pytest.approx(before.linear_probe_accuracy)
+    # Another sample size is another sample: extracted afresh.
+    _run(probe_launch(actor=alice, dataset_version=dataset, versions=encoders[:1], max_examples=30))
+    assert FeatureSet.objects.count() == 3
+
+
+def test_a_candidate_that_cannot_load_fails_alone(alice, sam, encoders, tmp_path):
+    broken = tiny_bert_folder(tmp_path / "broken")
+    (broken / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
+    bad = import_model(broken, "acme/broken", actor=sam)
+    dataset = text_dataset(alice)
+
+    run = _run(
+        probe_launch(
+            actor=alice, dataset_version=dataset, versions=[bad, encoders[0]], max_examples=40
+        )
+    )
+
+    assert run.job.status == Job.Status.SUCCEEDED
+    failed = run.results.get(version=bad)
+    assert failed.status == ProbeResult.Status.FAILED
+    assert "no-such-architecture" in failed.error
+    assert failed.rank is None
+    ok = run.results.get(version=encoders[0])
+    assert ok.status == ProbeResult.Status.SUCCEEDED
+    assert ok.rank == 1
+    assert run.job.result["failed"] == ["acme/broken v1"]
+
+
+def test_files_of_the_wrong_modality_fail_that_candidate(alice, sam, encoders, tmp_path):
+    # Catalogued as a text model, but its files are a vision transformer.
+    mislabelled = import_model(tiny_vit_folder(tmp_path / "vit"), "acme/vit", actor=sam)
+    zoo_services.catalog_model_update(model=mislabelled.model, actor=sam, modality="text")
+    dataset = text_dataset(alice)
+
+    run = _run(
+        probe_launch(
+            actor=alice,
+            dataset_version=dataset,
+            versions=[encoders[0], mislabelled],
+            max_examples=40,
+        )
+    )
+
+    result = run.results.get(version=mislabelled)
+    assert result.status == ProbeResult.Status.FAILED
+    assert result.error == "acme/vit v1 is a vision model; this dataset holds text data."
+    assert run.results.get(version=encoders[0]).status == ProbeResult.Status.SUCCEEDED
+
+
+def test_when_every_candidate_fails_the_run_fails_with_the_reasons(alice, sam, tmp_path):
+    mislabelled = import_model(tiny_vit_folder(tmp_path / "vit"), "acme/vit", actor=sam)
+    zoo_services.catalog_model_update(model=mislabelled.model, actor=sam, modality="text")
+    dataset = text_dataset(alice)
+
+    run = _run(
+        probe_launch(actor=alice, dataset_version=dataset, versions=[mislabelled], max_examples=40)
+    )
+
+    assert run.job.status == Job.Status.FAILED
+    assert run.job.error.startswith("No candidate could be scored. acme/vit v1: ")
+
+
+def test_an_image_dataset_is_probed_with_a_vision_backbone(alice, sam, tmp_path):
+    vit = import_model(tiny_vit_folder(tmp_path / "vit"), "acme/vit", actor=sam, modality="vision")
+    staged = zoo_services.dataset_stage_upload(
+        actor=alice, upload=upload("pets.zip", image_zip_bytes({"cat": 6, "dog": 6}))
+    )
+    images, _ = zoo_services.dataset_create(
+        actor=alice, staged=staged, name="pets", sensitivity="internal"
+    )
+
+    run = _run(probe_launch(actor=alice, dataset_version=images, versions=[vit], max_examples=12))
+
+    assert run.job.status == Job.Status.SUCCEEDED, run.job.error
+    result = run.results.get()
+    assert result.rank == 1
+    assert result.feature_dim == 32
+    # The two classes differ in colour, which even random patch features pick up.
+    assert result.linear_probe_accuracy >= 0.75
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("draft", "No model version"),
+        ("blocked", "is blocked"),
+        ("vision", "is a vision model"),
+        ("twice", "listed twice"),
+        ("none", "at least one candidate"),
+        ("examples", "between 10 and"),
+        ("foreign_dataset", "No such dataset"),
+    ],
+)
+def test_launch_refusals_say_why_and_create_nothing(case, message, alice, bob, sam, encoders):
+    dataset = text_dataset(alice)
+    versions = [encoders[0]]
+    max_examples = 100
+    actor = alice
+    if case == "draft":
+        CatalogModel.objects.filter(pk=encoders[1].model_id).update(
+            status=CatalogModel.Status.DRAFT
+        )
+        versions = [encoders[1]]
+    elif case == "blocked":
+        encoders[1].status = "blocked"
+        encoders[1].block_reasons = ["model.bin: unsafe pickle (os.system)."]
+        encoders[1].save()
+        versions = [encoders[1]]
+    elif case == "vision":
+        zoo_services.catalog_model_update(model=encoders[1].model, actor=sam, modality="vision")
+        encoders[1].model.refresh_from_db()
+        versions = [encoders[0], encoders[1]]
+    elif case == "twice":
+        versions = [encoders[0], encoders[0]]
+    elif case == "none":
+        versions = []
+    elif case == "examples":
+        max_examples = 5
+    elif case == "foreign_dataset":
+        actor = bob
+    jobs_before = Job.objects.count()
+
+    with pytest.raises(PortalError, match=message):
+        probe_launch(
+            actor=actor, dataset_version=dataset, versions=versions, max_examples=max_examples
+        )
+
+    assert Job.objects.count() == jobs_before
+    assert not ProbeRun.objects.exists()
+
+
+def test_a_stale_attempt_cannot_write_results(alice, encoders):
+    dataset = text_dataset(alice)
+    run = probe_launch(actor=alice, dataset_version=dataset, versions=encoders, max_examples=40)
+    first = job_claim(job_id=run.job_id, worker="w1", device="cpu")
+    # The first worker stops reporting; its lease runs out and another worker takes over.
+    Job.objects.filter(pk=run.job_id).update(lease_expires_at="2000-01-01T00:00:00Z")
+    second = job_claim(job_id=run.job_id, worker="w2", device="cpu")
+    assert (first, second) == (1, 2)
+    stale = JobContext(job_id=run.job_id, attempt=first, params={}, requested_by_id=alice.pk)
+    result = run.results.first()
+
+    with pytest.raises(JobCancelled):
+        services.probe_result_update(ctx=stale, result_id=result.pk, logme=99.0)
+
+    result.refresh_from_db()
+    assert result.logme is None
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_probe_pages_launch_show_and_hide(alice, bob, encoders):
+    dataset = text_dataset(alice)
+    client = _client(alice)
+    form = client.get(f"/probes/new/?dataset_version={dataset.pk}")
+    assert form.status_code == 200
+    assert "acme/bert-0" in form.content.decode()
+
+    response = client.post(
+        "/probes/new/",
+        {
+            "dataset_version": dataset.pk,
+            "versions": [v.pk for v in encoders],
+            "max_examples": 40,
+            "seed": 0,
+        },
+    )
+    run = ProbeRun.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/probes/{run.pk}/"
+    _run(run)
+
+    page = client.get(f"/probes/{run.pk}/").content.decode()
+    assert "Recommended: acme/bert-" in page
+    assert "probe-chart-data" in page
+    partial = client.get(f"/probes/{run.pk}/", headers={"HX-Request": "true"}).content.decode()
+    assert "<html" not in partial
+    assert "hx-trigger" not in partial  # finished: the page stops polling
+    history = client.get(f"/probes/history/?model={encoders[0].model_id}").content.decode()
+    assert f"#{run.pk}" in history
+    assert client.get(f"/probes/history/?dataset={dataset.dataset_id}").status_code == 200
+    assert _client(bob).get(f"/probes/{run.pk}/").status_code == 404
+    assert (
+        f"#{run.pk}"
+        not in _client(bob).get(f"/probes/history/?model={encoders[0].model_id}").content.decode()
+    )
+
+
+def test_the_form_explains_a_refusal_without_creating_anything(alice, sam, encoders):
+    dataset = text_dataset(alice)
+    response = _client(alice).post(
+        "/probes/new/",
+        {"dataset_version": dataset.pk, "versions": [], "max_examples": 40, "seed": 0},
+    )
+    assert response.status_code == 200
+    assert "This field is required" in response.content.decode()
+    assert not Job.objects.exists()
+
+
+def test_probe_api_launch_read_and_cancel(alice, bob, sam, encoders):
+    dataset = text_dataset(alice)
+    api = APIClient()
+    api.force_authenticate(alice)
+    created = api.post(
+        "/api/probes/",
+        {"dataset_version": dataset.pk, "versions": [encoders[0].pk], "max_examples": 40},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["status"] == "queued"
+    assert body["results"][0]["repo_id"] == "acme/bert-0"
+
+    other = APIClient()
+    other.force_authenticate(bob)
+    assert other.get(f"/api/probes/{body['id']}/").status_code == 404
+    assert other.post(f"/api/probes/{body['id']}/cancel/").status_code == 404
+
+    cancelled = api.post(f"/api/probes/{body['id']}/cancel/")
+    assert cancelled.json()["status"] == "cancelled"
+    assert job_execute(job_id=body["job"]) == "skipped"
+
+
+def test_probe_api_refuses_versions_the_user_cannot_see(alice, sam, encoders):
+    CatalogModel.objects.filter(pk=encoders[1].model_id).update(status=CatalogModel.Status.DRAFT)
+    dataset = text_dataset(alice)
+    api = APIClient()
+    api.force_authenticate(alice)
+    for versions in ([encoders[1].pk], [999999]):
+        response = api.post(
+            "/api/probes/",
+            {"dataset_version": dataset.pk, "versions": versions, "max_examples": 40},
+            format="json",
+        )
+        assert response.status_code == 400
+        assert response.json()["detail"].startswith("No model version")
+    assert not Job.objects.exists()
