@@ -1,6 +1,13 @@
 from django.contrib import admin
 
-from governance.models import AuditEvent, License, PolicyRule, ReuseRequest, Review
+from governance.models import (
+    AccessToken,
+    AuditEvent,
+    License,
+    PolicyRule,
+    ReuseRequest,
+    Review,
+)
 
 
 @admin.register(License)
@@ -45,3 +52,24 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("id", "created_at", "actor_name", "verb", "target_repr")
     list_filter = ("verb",)
     search_fields = ("actor_name", "target_repr", "target_id")
+
+
+@admin.register(AccessToken)
+class AccessTokenAdmin(ReadOnlyAdmin):
+    """Staff see every token (never a secret) and can revoke them, e.g. after a leak."""
+
+    list_display = ("prefix", "name", "user", "created_at", "expires_at", "last_used_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("prefix", "name", "user__username")
+    exclude = ("digest",)
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset) -> None:
+        from governance.services import access_token_revoke
+
+        revoked = 0
+        for token in queryset.filter(revoked_at__isnull=True).order_by("pk"):
+            access_token_revoke(token=token, actor=request.user)
+            revoked += 1
+        self.message_user(request, f"Revoked {revoked} token(s).")

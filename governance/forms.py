@@ -2,7 +2,13 @@ from __future__ import annotations
 
 from django import forms
 
-from governance.models import RiskEntry, Sensitivity, UseType
+from governance.models import (
+    ACCESS_TOKEN_DEFAULT_DAYS,
+    ACCESS_TOKEN_MAX_DAYS,
+    RiskEntry,
+    Sensitivity,
+    UseType,
+)
 
 
 class AuditFilterForm(forms.Form):
@@ -63,3 +69,16 @@ class RiskForm(forms.Form):
     likelihood = forms.TypedChoiceField(choices=RiskEntry.Level.choices, coerce=int)
     mitigation = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     status = forms.ChoiceField(choices=RiskEntry.Status.choices, initial=RiskEntry.Status.OPEN)
+
+
+class AccessTokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=100, help_text="What the token is for, e.g. 'laptop' or 'training-node-3'."
+    )
+    days = forms.IntegerField(
+        label="Expires after (days)",
+        min_value=1,
+        max_value=ACCESS_TOKEN_MAX_DAYS,
+        initial=ACCESS_TOKEN_DEFAULT_DAYS,
+        help_text=f"Between 1 and {ACCESS_TOKEN_MAX_DAYS} days.",
+    )

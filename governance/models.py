@@ -266,3 +266,61 @@ class RiskEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_severity_display()} {self.category} risk: {self.title}"
+
+
+# Portal tokens carry their own prefix: a Hugging Face token (hf_…) that the client
+# sends from a user's saved login is recognised as foreign at a glance and refused.
+ACCESS_TOKEN_PREFIX = "zoo_pat_"  # noqa: S105 (a prefix, not a secret)
+ACCESS_TOKEN_SHOWN_CHARS = 8  # characters of the secret kept in `prefix` for display
+ACCESS_TOKEN_DEFAULT_DAYS = 90
+ACCESS_TOKEN_MAX_DAYS = 365
+
+
+def access_token_digest(raw: str) -> str:
+    """The stored form of a token: its sha256 (the secret has 256 random bits, so no salt)."""
+    import hashlib
+
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class AccessToken(models.Model):
+    """A personal access token for the Hugging Face-compatible endpoint; only its digest is kept."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read (download files)"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="access_tokens"
+    )
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. 'laptop'.")
+    # The fixed prefix and the first characters of the secret: enough to recognise a
+    # token in a list or a leaked file, far too little to use it.
+    prefix = models.CharField(max_length=20)
+    digest = models.CharField(max_length=64, unique=True, help_text="sha256 of the whole token.")
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.READ)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="token_user_recent")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(scope__in=["read"]), name="token_scope_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(expires_at__gt=models.F("created_at")),
+                name="token_expires_after_creation",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def is_live(self, now=None) -> bool:
+        from django.utils import timezone
+
+        now = now or timezone.now()
+        return self.revoked_at is None and self.expires_at > now

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date
+import re
+from datetime import date, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from governance.models import AuditEvent, ReuseRequest, review_round
 from governance.roles import REVIEW_ROLES, STEWARDS, user_roles
@@ -107,7 +108,19 @@ def can_use_version(user, version, perm: str = "zoo.download_files") -> bool:
         return False
     if user.is_staff or is_steward(user) or version.created_by_id == user.pk:
         return True
-    return user.has_perm(perm, version)
+    if not user.has_perm(perm, version):
+        return False
+    # The permission outlives its approval until the beat task takes it back (up to 15
+    # minutes): the approval's own expiry decides, so access ends at the moment it lapses.
+    from django.utils import timezone
+
+    return (
+        ReuseRequest.objects.filter(
+            requester=user, version=version, status=ReuseRequest.Status.APPROVED
+        )
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+        .exists()
+    )
 
 
 def models_approved_for(user) -> QuerySet:
@@ -115,3 +128,45 @@ def models_approved_for(user) -> QuerySet:
     return ReuseRequest.objects.filter(requester=user, status=ReuseRequest.Status.APPROVED).values(
         "version__model_id"
     )
+
+
+# A portal token: the fixed prefix, then token_urlsafe(32) (43 characters).
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{20,100}")
+_LAST_USED_EVERY = timedelta(minutes=1)
+
+
+def user_for_token(raw: str | None):
+    """The active user a live portal token belongs to, or None.
+
+    Anything without the portal's prefix (an ``hf_…`` token sent from a user's
+    saved Hugging Face login, say) is refused before any lookup, and no refusal
+    here logs or records the value. ``last_used_at`` is written at most once a
+    minute per token, with a conditional update so concurrent requests write once.
+    """
+    from django.utils import timezone
+
+    from governance.models import ACCESS_TOKEN_PREFIX, AccessToken, access_token_digest
+
+    if not raw or not raw.startswith(ACCESS_TOKEN_PREFIX):
+        return None
+    if not _TOKEN_SHAPE.fullmatch(raw[len(ACCESS_TOKEN_PREFIX) :]):
+        return None
+    token = (
+        AccessToken.objects.select_related("user").filter(digest=access_token_digest(raw)).first()
+    )
+    now = timezone.now()
+    if token is None or not token.is_live(now) or not token.user.is_active:
+        return None
+    stale = now - _LAST_USED_EVERY
+    if token.last_used_at is None or token.last_used_at < stale:
+        AccessToken.objects.filter(pk=token.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale)
+        ).update(last_used_at=now)
+    return token.user
+
+
+def access_tokens_of(user) -> QuerySet:
+    """A user's tokens, newest first, for the token page."""
+    from governance.models import AccessToken
+
+    return AccessToken.objects.filter(user=user).order_by("-created_at", "-id")

@@ -11,3 +11,12 @@ urlpatterns = [
     path("reviews/", views.review_queue, name="reviews"),
     path("risks/<int:pk>/status/", views.risk_status, name="risk_status"),
 ]
+
+# Personal access tokens live at /account/tokens/ under their own namespace ("tokens:…").
+token_patterns = (
+    [
+        path("", views.token_list, name="list"),
+        path("<int:pk>/revoke/", views.token_revoke, name="revoke"),
+    ],
+    "tokens",
+)

@@ -8,10 +8,17 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from governance import selectors, services
-from governance.forms import AuditFilterForm, ReuseRequestForm, ReviewForm, RiskForm
+from governance.forms import (
+    AccessTokenForm,
+    AuditFilterForm,
+    ReuseRequestForm,
+    ReviewForm,
+    RiskForm,
+)
 from portal.errors import Forbidden, NotFound, PortalError
 from zoo import selectors as zoo_selectors
 
@@ -205,3 +212,55 @@ def risk_status(request: HttpRequest, pk: int) -> HttpResponse:
             actor=request.user, version=risk.version, risk=risk, status=new_status
         )
     return redirect(f"{risk.version.model.get_absolute_url()}?version={risk.version.label}")
+
+
+# --- personal access tokens ------------------------------------------------------
+
+
+@login_required
+def token_list(request: HttpRequest) -> HttpResponse:
+    """Your tokens; POST creates one and shows its secret in this answer only."""
+    form = AccessTokenForm(request.POST or None)
+    created = plaintext = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            created, plaintext = services.access_token_create(
+                user=request.user, name=form.cleaned_data["name"], days=form.cleaned_data["days"]
+            )
+        except Forbidden:
+            raise
+        except PortalError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            form = AccessTokenForm()
+    response = render(
+        request,
+        "governance/tokens.html",
+        {
+            "form": form,
+            "tokens": selectors.access_tokens_of(request.user),
+            "created": created,
+            "plaintext": plaintext,
+            "hub_endpoint": request.build_absolute_uri("/hf"),
+            "now": timezone.now(),
+        },
+        status=400 if request.method == "POST" and plaintext is None else 200,
+    )
+    # The page may carry a secret: no cache, proxy or back button may keep it.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    token = selectors.access_tokens_of(request.user).filter(pk=pk).first()
+    if token is None:
+        raise NotFound("No such token.")
+    try:
+        services.access_token_revoke(token=token, actor=request.user)
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Token “{token.name}” ({token.prefix}…) is revoked.")
+    return redirect("tokens:list")

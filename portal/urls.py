@@ -7,11 +7,13 @@ from rest_framework.routers import DefaultRouter
 
 from governance import views as governance_views
 from governance.api import ReuseRequestViewSet
+from governance.urls import token_patterns
 from jobs import views as jobs_views
 from jobs.api import ImportViewSet, JobViewSet, ProbeViewSet
 from jobs.urls import probe_patterns
 from portal import views
 from zoo.api import ArtifactViewSet, CatalogModelViewSet, DatasetViewSet, ModelVersionViewSet
+from zoo.hub_urls import hub_patterns
 from zoo.urls import dataset_patterns
 
 router = DefaultRouter()
@@ -27,6 +29,9 @@ router.register("probes", ProbeViewSet, basename="probe")
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    # The Hugging Face-compatible endpoint (HF_ENDPOINT=https://<host>/hf): token-only, JSON errors.
+    path("hf/", include(hub_patterns)),
+    path("account/tokens/", include(token_patterns)),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("jobs/", include("jobs.urls")),

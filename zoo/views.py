@@ -23,6 +23,7 @@ from zoo.forms import (
     VersionLicenseForm,
     VersionNotesForm,
 )
+from zoo.hub import use_this_model
 from zoo.models import CatalogModel
 
 
@@ -97,6 +98,7 @@ def model_detail(request: HttpRequest, namespace: str, name: str) -> HttpRespons
             "risks": version.risks.select_related("owner"),
             **_risk_context(request.user),
             "is_steward": is_steward,
+            **use_this_model(request, version),
             "status_form": ModelStatusForm(initial={"status": model.status})
             if is_steward
             else None,
