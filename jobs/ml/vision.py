@@ -169,8 +169,17 @@ class EfficientNetLite(nn.Module):
 def load_efficientnet_lite(
     weights_path: Path, *, variant: str = "efficientnet-lite0", num_classes: int = 1000
 ) -> EfficientNetLite:
-    """Build the network and load a plain state dict, never unpickling anything but tensors."""
-    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    """Build the network and load a plain state dict, never unpickling anything but tensors.
+
+    ``.safetensors`` files (what a fine-tune writes) are read with safetensors;
+    anything else with ``torch.load(weights_only=True)``.
+    """
+    if Path(weights_path).suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(weights_path, device="cpu")
+    else:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         raise ValueError(f"{weights_path.name} is not a state dict")
     model = EfficientNetLite(variant, num_classes=num_classes)

