@@ -9,16 +9,18 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from jobs.models import Job, ProbeResult, ProbeRun
+from jobs.models import FineTuneRun, Job, ProbeResult, ProbeRun
 from jobs.selectors import (
     can_cancel,
+    finetune_runs_visible_to,
+    get_finetune_for_user,
     get_job_for_user,
     get_probe_for_user,
     jobs_visible_to,
     probe_results_of,
     probe_runs_visible_to,
 )
-from jobs.services import import_launch, job_cancel, job_create, probe_launch
+from jobs.services import finetune_launch, import_launch, job_cancel, job_create, probe_launch
 from portal.errors import Forbidden, PortalError
 from zoo.selectors import is_steward
 
@@ -257,5 +259,175 @@ class ProbeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         run = self.get_object()
         if not can_cancel(request.user, run.job) and run.job.is_active:
             raise Forbidden("Only the person who started a probe, or staff, may cancel it.")
+        job_cancel(job=run.job, actor=request.user)
+        return Response(self.get_serializer(self.get_object()).data)
+
+
+# --- fine-tunes -----------------------------------------------------------------
+
+
+class FineTuneRunSerializer(serializers.ModelSerializer):
+    status = serializers.CharField(source="job.status", read_only=True)
+    progress = serializers.FloatField(source="job.progress", read_only=True)
+    stage = serializers.CharField(source="job.stage", read_only=True)
+    error = serializers.CharField(source="job.error", read_only=True)
+    attempts = serializers.IntegerField(source="job.attempts", read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    base_repo_id = serializers.CharField(source="base_version.model.repo_id", read_only=True)
+    output_repo_id = serializers.CharField(
+        source="output_version.model.repo_id", read_only=True, allow_null=True, default=None
+    )
+    in_review = serializers.SerializerMethodField(
+        help_text="True while the output model is a draft that only its author and stewards see."
+    )
+
+    class Meta:
+        model = FineTuneRun
+        fields = [
+            "id",
+            "job",
+            "status",
+            "progress",
+            "stage",
+            "error",
+            "attempts",
+            "requested_by",
+            "base_version",
+            "base_repo_id",
+            "dataset_version",
+            "test_dataset_version",
+            "strategy",
+            "config",
+            "split",
+            "split_params",
+            "curves",
+            "last_checkpoint",
+            "metrics",
+            "baseline",
+            "training",
+            "emissions",
+            "output_version",
+            "output_repo_id",
+            "in_review",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_in_review(self, run: FineTuneRun) -> bool | None:
+        if run.output_version_id is None:
+            return None
+        return run.output_version.model.status == "draft"
+
+
+class FineTuneInput(serializers.Serializer):
+    """A launch: every hyperparameter left out takes the strategy's published default."""
+
+    base_version = serializers.IntegerField(help_text="Id of a model version approved for you.")
+    dataset_version = serializers.IntegerField(help_text="Id of a dataset version you may see.")
+    strategy = serializers.ChoiceField(choices=FineTuneRun.Strategy.choices)
+    split = serializers.ChoiceField(choices=FineTuneRun.Split.choices, default="stratified")
+    test_fraction = serializers.FloatField(default=0.2)
+    val_fraction = serializers.FloatField(default=0.1)
+    test_dataset_version = serializers.IntegerField(
+        required=False, allow_null=True, default=None, help_text="For the test_file split."
+    )
+    unfreeze_layers = serializers.IntegerField(required=False, min_value=1)
+    lora_r = serializers.IntegerField(required=False, min_value=1)
+    lora_alpha = serializers.FloatField(required=False)
+    lora_dropout = serializers.FloatField(required=False)
+    lora_target_modules = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, allow_empty=True
+    )
+    learning_rate = serializers.FloatField(required=False)
+    layer_decay = serializers.FloatField(required=False)
+    warmup_ratio = serializers.FloatField(required=False)
+    schedule = serializers.ChoiceField(choices=["linear", "cosine"], required=False)
+    epochs = serializers.IntegerField(required=False, min_value=1)
+    batch_size = serializers.IntegerField(required=False, min_value=1)
+    grad_accum = serializers.IntegerField(required=False, min_value=1)
+    weight_decay = serializers.FloatField(required=False)
+    label_smoothing = serializers.FloatField(required=False)
+    class_weights = serializers.BooleanField(required=False)
+    max_length = serializers.IntegerField(required=False, min_value=1)
+    patience = serializers.IntegerField(required=False, min_value=0)
+    seed = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
+
+    CONFIG_FIELDS = (
+        "unfreeze_layers",
+        "lora_r",
+        "lora_alpha",
+        "lora_dropout",
+        "lora_target_modules",
+        "learning_rate",
+        "layer_decay",
+        "warmup_ratio",
+        "schedule",
+        "epochs",
+        "batch_size",
+        "grad_accum",
+        "weight_decay",
+        "label_smoothing",
+        "class_weights",
+        "max_length",
+        "patience",
+        "seed",
+    )
+
+
+class FineTuneViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Fine-tunes (ml-engineers): launch on an approved version, follow, cancel."""
+
+    serializer_class = FineTuneRunSerializer
+
+    def get_queryset(self):
+        return finetune_runs_visible_to(self.request.user).order_by("-created_at", "-id")
+
+    def get_object(self) -> FineTuneRun:
+        return get_finetune_for_user(self.request.user, int(self.kwargs["pk"]))
+
+    @extend_schema(request=FineTuneInput, responses={201: FineTuneRunSerializer})
+    def create(self, request: Request) -> Response:
+        from zoo.models import ModelVersion
+        from zoo.selectors import get_dataset_version_for_user
+
+        data = FineTuneInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        base = (
+            ModelVersion.objects.select_related("model", "license")
+            .filter(pk=values["base_version"])
+            .first()
+        )
+        if base is None:
+            raise PortalError(
+                f"No model version {values['base_version']} that you may see.",
+                field="base_version",
+            )
+        dataset_version = get_dataset_version_for_user(request.user, values["dataset_version"])
+        test_dataset_version = (
+            get_dataset_version_for_user(request.user, values["test_dataset_version"])
+            if values.get("test_dataset_version")
+            else None
+        )
+        run = finetune_launch(
+            actor=request.user,
+            base_version=base,
+            dataset_version=dataset_version,
+            strategy=values["strategy"],
+            config={k: values[k] for k in FineTuneInput.CONFIG_FIELDS if k in values},
+            split=values["split"],
+            test_fraction=values["test_fraction"],
+            val_fraction=values["val_fraction"],
+            test_dataset_version=test_dataset_version,
+        )
+        run = get_finetune_for_user(request.user, run.pk)
+        return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=FineTuneRunSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        run = self.get_object()
+        if not can_cancel(request.user, run.job) and run.job.is_active:
+            raise Forbidden("Only the person who started a fine-tune, or staff, may cancel it.")
         job_cancel(job=run.job, actor=request.user)
         return Response(self.get_serializer(self.get_object()).data)

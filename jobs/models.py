@@ -188,3 +188,103 @@ class ProbeResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version} in probe #{self.run_id}"
+
+
+class FineTuneRun(models.Model):
+    """A fine-tune of one base version on one dataset version, and what came of it."""
+
+    class Strategy(models.TextChoices):
+        HEAD = "head", "Head only (frozen backbone)"
+        PARTIAL = "partial", "Partial unfreeze (last k layers)"
+        FULL = "full", "Full fine-tune"
+        LORA = "lora", "LoRA adapter"
+
+    class Split(models.TextChoices):
+        STRATIFIED = "stratified", "Stratified random"
+        TIME = "time", "By time column (train on earlier, test on later)"
+        TEST_FILE = "test_file", "Separate test file"
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="finetune")
+    base_version = models.ForeignKey(
+        "zoo.ModelVersion", on_delete=models.PROTECT, related_name="finetune_runs"
+    )
+    dataset_version = models.ForeignKey(
+        "zoo.DatasetVersion", on_delete=models.PROTECT, related_name="finetune_runs"
+    )
+    test_dataset_version = models.ForeignKey(
+        "zoo.DatasetVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="finetune_test_runs",
+        help_text="The separate test file, for the test_file split.",
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="finetune_runs",
+    )
+    strategy = models.CharField(max_length=10, choices=Strategy.choices)
+    config = models.JSONField(help_text="Every field of jobs.ml.finetune.FineTuneConfig.")
+    split = models.CharField(max_length=12, choices=Split.choices)
+    split_params = models.JSONField(
+        default=dict, blank=True, help_text="test_fraction, val_fraction, seed."
+    )
+    curves = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="steps: [[step, loss]…]; epochs: one report per finished epoch.",
+    )
+    last_checkpoint = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="name (in storage), sha256, epoch, step, attempt of the newest checkpoint.",
+    )
+    metrics = models.JSONField(default=dict, blank=True, help_text="Test-split evaluation.")
+    baseline = models.JSONField(
+        default=dict, blank=True, help_text="The non-transfer baseline on the same split."
+    )
+    training = models.JSONField(
+        default=dict, blank=True, help_text="Split sizes, epochs, steps, time, device, memory."
+    )
+    emissions = models.JSONField(default=dict, blank=True)
+    output_version = models.OneToOneField(
+        "zoo.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="finetune_source",
+        help_text="The version this run registered; set once, in the same transaction.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(strategy__in=["head", "partial", "full", "lora"]),
+                name="finetunerun_strategy_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(split__in=["stratified", "time", "test_file"]),
+                name="finetunerun_split_valid",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(split="test_file")
+                | models.Q(test_dataset_version__isnull=False),
+                name="finetunerun_test_file_given",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Fine-tune #{self.pk} of {self.base_version} on {self.dataset_version}"
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("finetunes:detail", kwargs={"pk": self.pk})
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.strategy == self.Strategy.LORA

@@ -25,3 +25,11 @@ def expire_reuse_requests() -> int:
     from governance.services import reuse_requests_expire
 
     return reuse_requests_expire()
+
+
+@shared_task(name="jobs.requeue_stale_jobs", acks_late=True, time_limit=300)
+def requeue_stale_jobs() -> list[int]:
+    """Give jobs whose worker died back to the queue (see services.job_requeue_stale)."""
+    from jobs.services import job_requeue_stale
+
+    return job_requeue_stale()

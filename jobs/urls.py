@@ -21,3 +21,14 @@ probe_patterns = (
     ],
     "probes",
 )
+
+# Fine-tunes live at /finetunes/ under their own namespace ("finetunes:…").
+finetune_patterns = (
+    [
+        path("", views.finetune_list, name="list"),
+        path("new/", views.finetune_new, name="new"),
+        path("<int:pk>/", views.finetune_detail, name="detail"),
+        path("<int:pk>/cancel/", views.finetune_cancel, name="cancel"),
+    ],
+    "finetunes",
+)

@@ -11,19 +11,30 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from jobs.forms import ImportForm, ProbeForm, WorkerCheckForm
+from jobs.forms import FineTuneForm, ImportForm, ProbeForm, WorkerCheckForm
 from jobs.models import Job
 from jobs.selectors import (
     can_cancel,
+    finetune_runs_visible_to,
+    finetune_view_data,
+    get_finetune_for_user,
     get_job_for_user,
     get_probe_for_user,
     jobs_visible_to,
+    may_launch_finetunes,
     probe_history,
     probe_results_of,
     probe_runs_visible_to,
 )
-from jobs.services import import_launch, job_cancel, job_create, probe_launch
-from portal.errors import Forbidden, PortalError
+from jobs.services import (
+    finetune_launch,
+    import_launch,
+    job_cancel,
+    job_create,
+    lora_targets_for,
+    probe_launch,
+)
+from portal.errors import Forbidden, PortalError, record_refusal
 from zoo.selectors import is_steward
 
 
@@ -212,3 +223,124 @@ def probe_history_fragment(request: HttpRequest) -> HttpResponse:
         "jobs/_probe_history.html",
         {"results": results, "for_model": bool(model_id), "for_dataset": bool(dataset_id)},
     )
+
+
+# --- fine-tunes -----------------------------------------------------------------
+
+
+@login_required
+def finetune_list(request: HttpRequest) -> HttpResponse:
+    runs = finetune_runs_visible_to(request.user)
+    page = Paginator(runs, 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "jobs/finetune_list.html",
+        {"page": page, "may_launch": may_launch_finetunes(request.user)},
+    )
+
+
+def _picked(queryset, raw):
+    return queryset.filter(pk=raw).first() if str(raw or "").isdigit() else None
+
+
+@login_required
+def finetune_new(request: HttpRequest) -> HttpResponse:
+    """The launch form; ``?version=`` and ``?dataset_version=`` preselect the pair."""
+    from jobs.models import FineTuneRun
+    from jobs.selectors import versions_finetunable_by
+    from jobs.services import finetune_defaults
+    from zoo.selectors import dataset_versions_visible_to
+
+    if not may_launch_finetunes(request.user):
+        raise Forbidden("Only members of ml-engineers may launch fine-tunes.")
+    source = request.POST if request.method == "POST" else request.GET
+    strategy = source.get("strategy", "head")
+    if strategy not in FineTuneRun.Strategy.values:
+        strategy = "head"
+    base = _picked(
+        versions_finetunable_by(request.user), source.get("base_version") or source.get("version")
+    )
+    dataset_version = _picked(
+        dataset_versions_visible_to(request.user), source.get("dataset_version")
+    )
+    lora_targets = lora_targets_for(base) if base is not None else []
+    form = FineTuneForm(
+        request.POST or None,
+        user=request.user,
+        strategy=strategy,
+        lora_targets=lora_targets,
+        initial={"base_version": base, "dataset_version": dataset_version},
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            run = finetune_launch(
+                actor=request.user,
+                base_version=data["base_version"],
+                dataset_version=data["dataset_version"],
+                strategy=data["strategy"],
+                config=form.config(),
+                split=data["split"],
+                test_fraction=data["test_fraction"],
+                val_fraction=data["val_fraction"],
+                test_dataset_version=data.get("test_dataset_version"),
+            )
+        except PortalError as exc:
+            if isinstance(exc, Forbidden):
+                record_refusal(request, exc)
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, f"Fine-tune queued as job #{run.job_id}.")
+            return redirect(run.get_absolute_url())
+    # Each strategy's defaults, so the page can refill the fields when the strategy changes.
+    defaults = {}
+    for name in FineTuneRun.Strategy.values:
+        values = finetune_defaults(name)
+        values["lora_target_modules"] = ", ".join(
+            lora_targets or values.get("lora_target_modules") or []
+        )
+        defaults[name] = values
+    return render(
+        request,
+        "jobs/finetune_new.html",
+        {
+            "form": form,
+            "strategy": strategy,
+            "defaults": defaults,
+            "lora_fields": FineTuneForm.LORA_FIELDS,
+            "hyperparameters": [
+                form[name]
+                for name in FineTuneForm.CONFIG_FIELDS
+                if name not in FineTuneForm.LORA_FIELDS
+            ],
+            "lora": [form[name] for name in FineTuneForm.LORA_FIELDS],
+        },
+    )
+
+
+@login_required
+def finetune_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_finetune_for_user(request.user, pk)
+    context = {
+        "run": run,
+        "job": run.job,
+        "can_cancel": can_cancel(request.user, run.job),
+        **finetune_view_data(run),
+    }
+    if request.headers.get("HX-Request"):
+        return render(request, "jobs/_finetune_status.html", context)
+    return render(request, "jobs/finetune_detail.html", context)
+
+
+@login_required
+@require_POST
+def finetune_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_finetune_for_user(request.user, pk)
+    if not can_cancel(request.user, run.job):
+        messages.error(
+            request, "This fine-tune cannot be cancelled by you, or has already finished."
+        )
+    else:
+        job_cancel(job=run.job, actor=request.user)
+        messages.success(request, "Fine-tune cancelled.")
+    return redirect(run.get_absolute_url())

@@ -63,7 +63,10 @@ def _configure(app: Celery) -> None:
             "expire-reuse-approvals": {
                 "task": "governance.expire_reuse_requests",
                 "schedule": 15 * 60,
-            }
+            },
+            # A worker killed outright leaves its message unacknowledged until the
+            # visibility timeout (hours); the job's lease notices within minutes.
+            "requeue-stale-jobs": {"task": "jobs.requeue_stale_jobs", "schedule": 60},
         },
     )
 

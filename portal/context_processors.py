@@ -12,6 +12,7 @@ NAV = (
     ("Catalogue", "zoo:catalogue", "user"),
     ("Datasets", "datasets:list", "user"),
     ("Probes", "probes:list", "user"),
+    ("Fine-tunes", "finetunes:list", "user"),
     ("Jobs", "jobs:list", "user"),
     ("Requests", "governance:requests", "user"),
     ("Reviews", "governance:reviews", "reviewer"),

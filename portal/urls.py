@@ -9,8 +9,8 @@ from governance import views as governance_views
 from governance.api import ReuseRequestViewSet
 from governance.urls import token_patterns
 from jobs import views as jobs_views
-from jobs.api import ImportViewSet, JobViewSet, ProbeViewSet
-from jobs.urls import probe_patterns
+from jobs.api import FineTuneViewSet, ImportViewSet, JobViewSet, ProbeViewSet
+from jobs.urls import finetune_patterns, probe_patterns
 from portal import views
 from zoo.api import ArtifactViewSet, CatalogModelViewSet, DatasetViewSet, ModelVersionViewSet
 from zoo.hub_urls import hub_patterns
@@ -25,6 +25,7 @@ router.register("imports", ImportViewSet, basename="import")
 router.register("reuse-requests", ReuseRequestViewSet, basename="reuse-request")
 router.register("datasets", DatasetViewSet, basename="dataset")
 router.register("probes", ProbeViewSet, basename="probe")
+router.register("finetunes", FineTuneViewSet, basename="finetune")
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -54,6 +55,7 @@ urlpatterns = [
     path("catalogue/", include("zoo.urls")),
     path("datasets/", include(dataset_patterns)),
     path("probes/", include(probe_patterns)),
+    path("finetunes/", include(finetune_patterns)),
     path("governance/", include("governance.urls")),
     path("admin/", admin.site.urls),
     path("api/", include(router.urls)),

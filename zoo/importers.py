@@ -47,6 +47,24 @@ class Expected:
     git_sha1: str | None = None
 
 
+@dataclass(frozen=True)
+class Derived:
+    """What the portal itself knows of a version it made (a fine-tune), instead of the card.
+
+    The parent, the kind and the license are the portal's own facts: the license
+    is the parent's, never re-read from the card, so a fine-tune of a
+    non-commercial base stays non-commercial.
+    """
+
+    parent: ModelVersion
+    kind: str
+    title: str = ""
+    summary: str = ""
+    bias_notes: str = ""
+    limitations: str = ""
+    provenance: dict | None = None
+
+
 def limits() -> safety.Limits:
     return safety.Limits(
         max_files=settings.IMPORT_MAX_FILES,
@@ -230,6 +248,55 @@ def import_from_archive(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def import_finetune_output(
+    *,
+    folder: Path,
+    repo_id: str,
+    derived: Derived,
+    source_repo: str,
+    actor,
+    report: Report = _no_report,
+) -> tuple[ModelVersion, bool]:
+    """Record a fine-tune's output folder as a new version of a new draft model.
+
+    The files go through the same hashing, scanning and storage as any import;
+    parent, kind and license come from ``derived``. A card that states another
+    license than the parent's is refused rather than silently corrected, and so
+    is a model id already in use: a fine-tune never adds files to another model.
+    The model stays a draft (seen by its owner and stewards only) until a
+    steward publishes it.
+    """
+    files = _checked(lambda: safety.check_folder(folder, limits=limits()))
+    readme = folder / "README.md"
+    try:
+        card = parse_card(readme.read_text(encoding="utf-8")) if readme.is_file() else None
+    except (CardError, UnicodeDecodeError) as exc:
+        raise ImportRefused(f"README.md: {exc}") from None
+    expected_license = derived.parent.license.spdx_id
+    # The Hub's own license ids go in ``license``; others as ``other`` + ``license_name``.
+    stated = card and (card.license_name if card.license == "other" else card.license)
+    if (stated or "").lower() != expected_license.lower():
+        raise ImportRefused(
+            f"The model card must carry the base model's license {expected_license!r}; "
+            f"it states {stated!r}."
+        )
+    if CatalogModel.objects.filter(repo_id=repo_id).exists():
+        raise ImportRefused(f"{repo_id} is already in the catalogue; choose another id.")
+    return ingest(
+        root=folder,
+        files=files,
+        repo_id=repo_id,
+        revision=None,
+        source=ModelVersion.Source.FINETUNE,
+        source_repo=source_repo,
+        source_revision="",
+        expected=None,
+        actor=actor,
+        report=report,
+        derived=derived,
+    )
+
+
 def _checked(func):
     try:
         return func()
@@ -267,6 +334,7 @@ def ingest(
     expected: dict[str, Expected] | None,
     actor,
     report: Report,
+    derived: Derived | None = None,
 ) -> tuple[ModelVersion, bool]:
     if not files:
         raise ImportRefused("There are no files to import.")
@@ -304,6 +372,7 @@ def ingest(
                     source_repo=source_repo,
                     source_revision=source_revision,
                     actor=actor,
+                    derived=derived,
                 )
         except IntegrityError:
             # Another import of the same revision finished first: same result.
@@ -392,6 +461,7 @@ def _record(
     source_repo: str,
     source_revision: str,
     actor,
+    derived: Derived | None = None,
 ) -> ModelVersion:
     card = card or CardInfo()
     config = _config(staged)
@@ -404,9 +474,13 @@ def _record(
     model, created = CatalogModel.objects.select_for_update().get_or_create(
         repo_id=repo_id,
         defaults={
-            "title": str(card.metadata.get("model_name") or repo_id.split("/", 1)[1])[:200],
-            "summary": card.summary,
-            "modality": card.modality,
+            "title": str(
+                (derived and derived.title)
+                or card.metadata.get("model_name")
+                or repo_id.split("/", 1)[1]
+            )[:200],
+            "summary": (derived and derived.summary) or card.summary,
+            "modality": derived.parent.model.modality if derived else card.modality,
             "task": (card.pipeline_tag or "")[:64],
             "architecture": architecture[:100],
             "domain_tags": card.tags[:50],
@@ -430,6 +504,17 @@ def _record(
         else ModelVersion.Kind.BASE
     )
     license_obj, license_raw = _resolve_license(card)
+    provenance = {
+        "datasets": card.datasets,
+        "languages": card.languages,
+        "library_name": card.library_name,
+        "base_model": card.base_models,
+        "paper": card.metadata.get("paper") or card.metadata.get("arxiv"),
+    }
+    if derived is not None:
+        parent, kind = derived.parent, derived.kind
+        license_obj, license_raw = derived.parent.license, card.license or ""
+        provenance.update(derived.provenance or {})
     label = f"v{model.versions.count() + 1}"
     version = ModelVersion(
         model=model,
@@ -442,13 +527,9 @@ def _record(
         source=source,
         source_repo=source_repo[:300],
         source_revision=source_revision[:100],
-        provenance={
-            "datasets": card.datasets,
-            "languages": card.languages,
-            "library_name": card.library_name,
-            "base_model": card.base_models,
-            "paper": card.metadata.get("paper") or card.metadata.get("arxiv"),
-        },
+        provenance=provenance,
+        bias_notes=derived.bias_notes if derived else "",
+        limitations=derived.limitations if derived else "",
         card_markdown=card.body,
         card_metadata=card.metadata,
         metrics=_model_index_metrics(card.metadata),
@@ -493,6 +574,7 @@ def _record(
             "revision": revision,
             "files": {s.path: s.digest.sha256 for s in staged},
             "blocked": version.block_reasons,
+            **({"parent": derived.parent.pk, "kind": kind} if derived else {}),
         },
     )
     return version

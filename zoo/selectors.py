@@ -21,13 +21,17 @@ def is_steward(user) -> bool:
 
 
 def models_visible_to(user) -> QuerySet[CatalogModel]:
-    """Stewards see drafts too; everyone signed in sees published, deprecated and blocked models."""
+    """Stewards see drafts too; everyone signed in sees published, deprecated and blocked models.
+
+    A draft's owner sees it as well: a fine-tune's author follows their new
+    model while it waits for a steward's review.
+    """
     if not user.is_authenticated:
         return CatalogModel.objects.none()
     qs = CatalogModel.objects.all()
     if is_steward(user):
         return qs
-    return qs.exclude(status=CatalogModel.Status.DRAFT)
+    return qs.exclude(~Q(owner=user), status=CatalogModel.Status.DRAFT)
 
 
 def versions_visible_to(user) -> QuerySet[ModelVersion]:
