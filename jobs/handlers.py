@@ -300,11 +300,7 @@ def _cache_features(ctx, X, *, version, dataset_version, preprocessing, sample_k
     with tempfile.TemporaryDirectory(prefix="features-") as tmp:
         path = Path(tmp) / "features.npy"
         features.save_features(path, X)
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        blob = store_blob(path, digest.hexdigest())
+        blob = store_blob(path, _sha256_of(path))
     services.feature_set_record(
         ctx=ctx,
         version=version,
@@ -461,11 +457,9 @@ def _split_rows(run, rows: _Rows, test_rows: _Rows | None) -> _Split:
 
 
 def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    from zoo.safety import digest_file
+
+    return digest_file(path).sha256
 
 
 def _checkpoint_prefix(run_id: int) -> str:

@@ -189,6 +189,8 @@ class StagedUpload:
                 "size": self.size,
                 "name": self.original_name,
                 "format": self.format,
+                # The columns the preview offered, so confirming needs no second read.
+                "columns": self.preview.get("columns", []),
                 "user": user.pk,
             },
             salt=_UPLOAD_SALT,
@@ -210,7 +212,7 @@ class StagedUpload:
             size=data["size"],
             original_name=data["name"],
             format=data["format"],
-            preview={},
+            preview={"columns": list(data.get("columns", []))},
         )
 
 

@@ -77,11 +77,11 @@ def materialize_version(version, root: Path) -> Path:
     is complete; every file is checked against its recorded sha256 on the way.
     A version with an unsafe file is refused: its files are never loaded.
     """
-    import hashlib
     import shutil
     import tempfile
 
     from portal.errors import PortalError
+    from zoo.safety import digest_file
 
     if version.is_blocked:
         raise PortalError(f"{version} is blocked: " + "; ".join(version.block_reasons))
@@ -96,11 +96,7 @@ def materialize_version(version, root: Path) -> Path:
             if not dest.resolve().is_relative_to(building.resolve()):
                 raise PortalError(f"Artifact path {artifact.path!r} leaves the version folder.")
             copy_blob_to(artifact.blob_name, dest)
-            digest = hashlib.sha256()
-            with dest.open("rb") as handle:
-                for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
-                    digest.update(chunk)
-            if digest.hexdigest() != artifact.sha256:
+            if digest_file(dest).sha256 != artifact.sha256:
                 raise PortalError(
                     f"Stored file {artifact.path} of {version} does not match its hash."
                 )

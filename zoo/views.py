@@ -239,8 +239,6 @@ def _confirm_page(request, form, staged, dataset) -> HttpResponse:
 def dataset_confirm(request: HttpRequest) -> HttpResponse:
     try:
         staged = services.StagedUpload.from_token(request.POST.get("token", ""), request.user)
-        # The preview is read again rather than carried in the form: it is the stored file's.
-        staged = services.dataset_stage_preview(staged)
     except PortalError as exc:
         messages.error(request, exc.message)
         return redirect("datasets:upload")
@@ -277,7 +275,8 @@ def dataset_confirm(request: HttpRequest) -> HttpResponse:
             for warning in version.warnings if created else []:
                 messages.warning(request, warning)
             return redirect(f"{version.dataset.get_absolute_url()}?version={version.label}")
-    return _confirm_page(request, form, staged, dataset)
+    # Only a page shown again needs the preview: it is read from the stored file.
+    return _confirm_page(request, form, services.dataset_stage_preview(staged), dataset)
 
 
 @login_required
