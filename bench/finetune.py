@@ -44,7 +44,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jobs.ml.finetune import FineTuneConfig, finetune  # noqa: E402
+from jobs.ml.config import FineTuneConfig  # noqa: E402
+from jobs.ml.finetune import finetune  # noqa: E402
 from jobs.ml.splits import carve_validation, stratified_split  # noqa: E402
 
 SMS_SPAM = (

@@ -9,6 +9,13 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from jobs.ml.config import (
+    MAX_TARGET_MODULES,
+    SETTINGS,
+    SPLIT_SHARE,
+    Setting,
+    is_module_name,
+)
 from jobs.models import FineTuneRun, Job, ProbeResult, ProbeRun
 from jobs.selectors import (
     can_cancel,
@@ -319,59 +326,55 @@ class FineTuneRunSerializer(serializers.ModelSerializer):
         return run.output_version.model.status == "draft"
 
 
-class FineTuneInput(serializers.Serializer):
+def setting_serializer_field(setting: Setting) -> serializers.Field:
+    """The API field of one fine-tune setting, with the range jobs.ml.config gives it."""
+    common = {"required": False, "help_text": f"{setting.label}: {setting.help}"}
+    if setting.kind == "int":
+        return serializers.IntegerField(min_value=setting.low, max_value=setting.high, **common)
+    if setting.kind == "float":
+        return serializers.FloatField(min_value=setting.low, max_value=setting.high, **common)
+    if setting.kind == "bool":
+        return serializers.BooleanField(**common)
+    if setting.kind == "choice":
+        return serializers.ChoiceField(choices=setting.choices, **common)
+    return serializers.ListField(
+        child=serializers.CharField(max_length=100, validators=[_module_name]),
+        allow_empty=True,
+        max_length=MAX_TARGET_MODULES,
+        **common,
+    )
+
+
+def _module_name(value: str) -> None:
+    if not is_module_name(value):
+        raise serializers.ValidationError(f"Not a module name: {value!r}.")
+
+
+FineTuneSettingsInput = type(serializers.Serializer)(
+    "FineTuneSettingsInput",
+    (serializers.Serializer,),
+    {"__module__": __name__, **{s.name: setting_serializer_field(s) for s in SETTINGS}},
+)
+
+
+class FineTuneInput(FineTuneSettingsInput):
     """A launch: every hyperparameter left out takes the strategy's published default."""
 
     base_version = serializers.IntegerField(help_text="Id of a model version approved for you.")
     dataset_version = serializers.IntegerField(help_text="Id of a dataset version you may see.")
     strategy = serializers.ChoiceField(choices=FineTuneRun.Strategy.choices)
     split = serializers.ChoiceField(choices=FineTuneRun.Split.choices, default="stratified")
-    test_fraction = serializers.FloatField(default=0.2)
-    val_fraction = serializers.FloatField(default=0.1)
+    test_fraction = serializers.FloatField(
+        default=0.2, min_value=SPLIT_SHARE[0], max_value=SPLIT_SHARE[1]
+    )
+    val_fraction = serializers.FloatField(
+        default=0.1, min_value=SPLIT_SHARE[0], max_value=SPLIT_SHARE[1]
+    )
     test_dataset_version = serializers.IntegerField(
         required=False, allow_null=True, default=None, help_text="For the test_file split."
     )
-    unfreeze_layers = serializers.IntegerField(required=False, min_value=1)
-    lora_r = serializers.IntegerField(required=False, min_value=1)
-    lora_alpha = serializers.FloatField(required=False)
-    lora_dropout = serializers.FloatField(required=False)
-    lora_target_modules = serializers.ListField(
-        child=serializers.CharField(max_length=100), required=False, allow_empty=True
-    )
-    learning_rate = serializers.FloatField(required=False)
-    layer_decay = serializers.FloatField(required=False)
-    warmup_ratio = serializers.FloatField(required=False)
-    schedule = serializers.ChoiceField(choices=["linear", "cosine"], required=False)
-    epochs = serializers.IntegerField(required=False, min_value=1)
-    batch_size = serializers.IntegerField(required=False, min_value=1)
-    grad_accum = serializers.IntegerField(required=False, min_value=1)
-    weight_decay = serializers.FloatField(required=False)
-    label_smoothing = serializers.FloatField(required=False)
-    class_weights = serializers.BooleanField(required=False)
-    max_length = serializers.IntegerField(required=False, min_value=1)
-    patience = serializers.IntegerField(required=False, min_value=0)
-    seed = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
 
-    CONFIG_FIELDS = (
-        "unfreeze_layers",
-        "lora_r",
-        "lora_alpha",
-        "lora_dropout",
-        "lora_target_modules",
-        "learning_rate",
-        "layer_decay",
-        "warmup_ratio",
-        "schedule",
-        "epochs",
-        "batch_size",
-        "grad_accum",
-        "weight_decay",
-        "label_smoothing",
-        "class_weights",
-        "max_length",
-        "patience",
-        "seed",
-    )
+    CONFIG_FIELDS = tuple(setting.name for setting in SETTINGS)
 
 
 class FineTuneViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -3,6 +3,15 @@ from __future__ import annotations
 from django import forms
 from django.core.validators import MaxValueValidator
 
+from jobs.ml.config import (
+    LORA_SETTINGS,
+    MAX_TARGET_MODULES,
+    SETTINGS,
+    SPLIT_SHARE,
+    Setting,
+    is_module_name,
+)
+
 
 class WorkerCheckForm(forms.Form):
     queue = forms.ChoiceField(
@@ -151,31 +160,55 @@ def _between(low: float, high: float):
     return [MinValueValidator(low), MaxValueValidator(high)]
 
 
-class FineTuneForm(forms.Form):
-    """Launch a fine-tune: what to train, how, and how to test it. Each field says why in a line."""
+def setting_form_field(setting: Setting) -> forms.Field:
+    """The form field of one fine-tune setting, with the range jobs.ml.config gives it.
 
-    # The hyperparameters that go into jobs.ml.finetune.FineTuneConfig, in the order shown.
-    CONFIG_FIELDS = (
-        "unfreeze_layers",
-        "lora_r",
-        "lora_alpha",
-        "lora_dropout",
-        "lora_target_modules",
-        "learning_rate",
-        "layer_decay",
-        "warmup_ratio",
-        "schedule",
-        "epochs",
-        "batch_size",
-        "grad_accum",
-        "weight_decay",
-        "label_smoothing",
-        "class_weights",
-        "max_length",
-        "patience",
-        "seed",
-    )
-    LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+    Left empty, a setting takes the strategy's default, as when the API omits it.
+    """
+    common = {"label": setting.label, "help_text": setting.help, "required": False}
+    if setting.kind == "int":
+        return forms.IntegerField(min_value=setting.low, max_value=setting.high, **common)
+    if setting.kind == "float":
+        return forms.FloatField(validators=_between(setting.low, setting.high), **common)
+    if setting.kind == "bool":
+        return forms.BooleanField(**common)
+    if setting.kind == "choice":
+        return forms.ChoiceField(choices=[("", "default"), *setting.choices], **common)
+    return ModuleNamesField(max_length=500, **common)
+
+
+class ModuleNamesField(forms.CharField):
+    """Comma-separated module names, cleaned to a list (empty: the architecture's default)."""
+
+    def clean(self, value) -> list[str]:
+        raw = super().clean(value) or ""
+        names = [part.strip() for part in raw.replace("\n", ",").split(",") if part.strip()]
+        bad = [n for n in names if not is_module_name(n)]
+        if bad:
+            raise forms.ValidationError(f"Not a module name: {bad[0]!r}.")
+        if len(names) > MAX_TARGET_MODULES:
+            raise forms.ValidationError(f"Name at most {MAX_TARGET_MODULES} modules.")
+        return names
+
+
+# A form class holding one field per setting; FineTuneForm adds what to train and how to test.
+FineTuneSettingsForm = type(forms.Form)(
+    "FineTuneSettingsForm",
+    (forms.Form,),
+    {"__module__": __name__, **{s.name: setting_form_field(s) for s in SETTINGS}},
+)
+
+
+class FineTuneForm(FineTuneSettingsForm):
+    """Launch a fine-tune: what to train, how, and how to test it. Each field says why in a line.
+
+    The hyperparameter fields are built from ``jobs.ml.config.SETTINGS``, as the
+    API's are, so the form refuses exactly what the API and the run refuse.
+    """
+
+    # The hyperparameters that go into jobs.ml.config.FineTuneConfig, in the order shown.
+    CONFIG_FIELDS = tuple(setting.name for setting in SETTINGS)
+    LORA_FIELDS = LORA_SETTINGS
 
     base_version = BaseVersionChoice(
         queryset=None,
@@ -193,101 +226,6 @@ class FineTuneForm(forms.Form):
         help_text="What trains: only a new classification head, the last layers too, every "
         "weight, or small low-rank adapters (LoRA).",
     )
-    unfreeze_layers = forms.IntegerField(
-        min_value=1,
-        max_value=200,
-        label="Layers to unfreeze",
-        help_text="Partial unfreeze: how many of the last encoder layers train with the head.",
-    )
-    lora_r = forms.IntegerField(
-        min_value=1,
-        max_value=512,
-        label="LoRA rank r",
-        help_text="Rank of each adapter; higher adapts more and trains more parameters.",
-    )
-    lora_alpha = forms.FloatField(
-        min_value=0.01,
-        max_value=4096,
-        label="LoRA alpha",
-        help_text="Scale of the adapters' update (alpha / r); commonly twice the rank.",
-    )
-    lora_dropout = forms.FloatField(
-        validators=_between(0.0, 0.9),
-        label="LoRA dropout",
-        help_text="Dropout on the adapters' input, against overfitting small datasets.",
-    )
-    lora_target_modules = forms.CharField(
-        required=False,
-        max_length=500,
-        label="LoRA target modules",
-        help_text="Comma-separated module names to adapt; filled in for the base model's "
-        "architecture (empty: the worker decides from the model).",
-    )
-    learning_rate = forms.FloatField(
-        validators=_between(1e-7, 1.0),
-        label="Learning rate",
-        help_text="Peak learning rate after warm-up; the head learns at this rate.",
-    )
-    layer_decay = forms.FloatField(
-        validators=_between(0.01, 1.0),
-        label="Layer-wise learning-rate decay",
-        help_text="Each layer further from the head learns at this multiple of the one above "
-        "it (1 = the same rate everywhere).",
-    )
-    warmup_ratio = forms.FloatField(
-        validators=_between(0.0, 0.5),
-        label="Warm-up ratio",
-        help_text="Share of the steps over which the learning rate rises from 0 to its peak.",
-    )
-    schedule = forms.ChoiceField(
-        choices=[("linear", "linear decay"), ("cosine", "cosine decay")],
-        help_text="How the learning rate falls after warm-up.",
-    )
-    epochs = forms.IntegerField(
-        min_value=1, max_value=100, help_text="Passes over the training split (at most)."
-    )
-    batch_size = forms.IntegerField(
-        min_value=1, max_value=1024, label="Batch size", help_text="Examples per forward pass."
-    )
-    grad_accum = forms.IntegerField(
-        min_value=1,
-        max_value=256,
-        label="Gradient accumulation",
-        help_text="Batches per optimizer step: the effective batch is batch size times this.",
-    )
-    weight_decay = forms.FloatField(
-        validators=_between(0.0, 1.0),
-        label="Weight decay",
-        help_text="AdamW's decoupled weight decay (not applied to biases and norms).",
-    )
-    label_smoothing = forms.FloatField(
-        validators=_between(0.0, 0.5),
-        label="Label smoothing",
-        help_text="Share of the target spread over the other classes; tempers overconfidence.",
-    )
-    class_weights = forms.BooleanField(
-        required=False,
-        label="Weight classes",
-        help_text="Weight the loss by inverse class frequency, for imbalanced labels.",
-    )
-    max_length = forms.IntegerField(
-        min_value=8,
-        max_value=8192,
-        label="Maximum sequence length",
-        help_text="Text only: longer texts are truncated to this many tokens.",
-    )
-    patience = forms.IntegerField(
-        min_value=0,
-        max_value=100,
-        label="Early-stopping patience",
-        help_text="Stop after this many epochs without a better validation macro-F1 "
-        "(0: never stop early); the best epoch's weights are kept.",
-    )
-    seed = forms.IntegerField(
-        min_value=0,
-        max_value=2**31 - 1,
-        help_text="Fixes the split, the head's initialisation and the data order.",
-    )
     split = forms.ChoiceField(
         choices=[],
         widget=forms.RadioSelect,
@@ -296,13 +234,13 @@ class FineTuneForm(forms.Form):
     )
     test_fraction = forms.FloatField(
         initial=0.2,
-        validators=_between(0.05, 0.5),
+        validators=_between(*SPLIT_SHARE),
         label="Test share",
         help_text="Share of the rows held out for the final test (random or latest by time).",
     )
     val_fraction = forms.FloatField(
         initial=0.1,
-        validators=_between(0.05, 0.5),
+        validators=_between(*SPLIT_SHARE),
         label="Validation share",
         help_text="Share of the training rows used to pick the best epoch and stop early.",
     )
@@ -338,14 +276,6 @@ class FineTuneForm(forms.Form):
             self.fields[name].initial = value
         self.fields["strategy"].initial = strategy
 
-    def clean_lora_target_modules(self) -> list[str]:
-        raw = self.cleaned_data.get("lora_target_modules") or ""
-        names = [part.strip() for part in raw.replace("\n", ",").split(",") if part.strip()]
-        bad = [n for n in names if not n.replace("_", "").replace(".", "").isalnum()]
-        if bad:
-            raise forms.ValidationError(f"Not a module name: {bad[0]!r}.")
-        return names
-
     def clean(self):
         data = super().clean()
         if data.get("split") == "test_file" and not data.get("test_dataset_version"):
@@ -353,5 +283,6 @@ class FineTuneForm(forms.Form):
         return data
 
     def config(self) -> dict:
-        """The hyperparameters as FineTuneConfig fields, from the cleaned form."""
-        return {name: self.cleaned_data.get(name) for name in self.CONFIG_FIELDS}
+        """The hyperparameters given, as FineTuneConfig fields; an empty one means the default."""
+        values = {name: self.cleaned_data.get(name) for name in self.CONFIG_FIELDS}
+        return {name: None if value == "" else value for name, value in values.items()}

@@ -24,6 +24,7 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from governance.audit import audit_record
+from jobs.ml.config import SPLIT_SHARE, STRATEGIES, FineTuneConfig
 from jobs.models import FeatureSet, FineTuneRun, Job, ProbeResult, ProbeRun
 from portal.errors import Conflict, Forbidden, PortalError
 
@@ -497,13 +498,9 @@ def job_requeue_stale(*, now=None) -> list[int]:
 
 # --- fine-tunes -----------------------------------------------------------------
 
-SPLIT_FRACTIONS = (0.05, 0.5)  # bounds for the test and validation shares
-
 
 def finetune_defaults(strategy: str) -> dict[str, Any]:
     """The published defaults for a strategy, as the form and the API show them."""
-    from jobs.ml.finetune import STRATEGIES, FineTuneConfig
-
     if strategy not in STRATEGIES:
         raise PortalError(f"Unknown strategy {strategy!r}.", field="strategy")
     return FineTuneConfig.defaults_for(strategy).as_dict()
@@ -572,7 +569,6 @@ def finetune_launch(
     from governance.roles import ML_ENGINEERS, has_role
     from governance.selectors import can_use_version
     from jobs.ml import splits
-    from jobs.ml.finetune import STRATEGIES, FineTuneConfig
     from zoo.models import CatalogModel
     from zoo.selectors import dataset_versions_visible_to, versions_visible_to
 
@@ -664,7 +660,7 @@ def finetune_launch(
     # The split.
     if split not in FineTuneRun.Split.values:
         raise PortalError(f"Unknown split {split!r}.", field="split")
-    low, high = SPLIT_FRACTIONS
+    low, high = SPLIT_SHARE
     for label, value, field in (
         ("test", test_fraction, "test_fraction"),
         ("validation", val_fraction, "val_fraction"),

@@ -64,7 +64,7 @@ def record_refusal(request, exc: Exception) -> None:
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
-    from rest_framework.exceptions import PermissionDenied
+    from rest_framework.exceptions import PermissionDenied, ValidationError
 
     if isinstance(exc, Forbidden | PermissionDenied) and context.get("request") is not None:
         record_refusal(context["request"], exc)
@@ -73,7 +73,25 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         if exc.field:
             body["field"] = exc.field
         return Response(body, status=exc.status_code)
+    if isinstance(exc, ValidationError):
+        return Response(_validation_body(exc.detail), status=400)
     return exception_handler(exc, context)
+
+
+def _validation_body(detail) -> dict:
+    """DRF's field errors, plus the one-line ``detail`` and ``field`` every other error has."""
+    if isinstance(detail, dict) and detail:
+        field, messages = next(iter(detail.items()))
+        first = messages[0] if isinstance(messages, list) and messages else messages
+        if isinstance(first, dict):  # a nested serializer's errors
+            first = next(iter(first.values()), "")
+        message = f"{field}: {first}" if field != "non_field_errors" else str(first)
+        body = {"detail": message, "code": "invalid", "errors": detail}
+        if field != "non_field_errors":
+            body["field"] = field
+        return body
+    messages = detail if isinstance(detail, list) else [detail]
+    return {"detail": " ".join(str(m) for m in messages), "code": "invalid", "errors": messages}
 
 
 class PortalErrorMiddleware:

@@ -43,12 +43,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .config import FineTuneConfig
 from .features import (
     EFFICIENTNET_LITE,
     ImageSettings,
@@ -68,10 +69,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
-    "SCHEDULES",
-    "STRATEGIES",
     "EpochReport",
-    "FineTuneConfig",
     "TrainResult",
     "build_loss",
     "default_lora_targets",
@@ -81,8 +79,6 @@ __all__ = [
     "predict_proba",
 ]
 
-STRATEGIES = ("head", "partial", "full", "lora")
-SCHEDULES = ("linear", "cosine")
 # Optimizer steps between two progress reports (and curve points); each report
 # costs one device-to-host copy of the running loss.
 LOG_EVERY = 10
@@ -90,149 +86,6 @@ CHECKPOINT_FORMAT = 1
 # Images are decoded and preprocessed once and kept in memory when they fit in
 # this many bytes (float32); larger sets are decoded batch by batch.
 IMAGE_CACHE_BYTES = 1 << 30
-
-# Defaults, with where they come from:
-# - learning rates: full fine-tuning 2e-5 and partial 5e-5 are the ends of the
-#   grid {5e-5, 3e-5, 2e-5} of Devlin et al. 2019 (BERT, appendix A.3); 2e-5 was
-#   also the best rate in Sun et al. 2019, "How to Fine-Tune BERT for Text
-#   Classification". Head only: 1e-3, Adam's default and the rate of the Keras
-#   "Transfer learning & fine-tuning" guide for a new head on a frozen base.
-#   LoRA: 2e-4 with r=8, alpha=16, dropout 0.1 - r=8 as Hu et al. 2021 (LoRA,
-#   table 9, RoBERTa-base), dropout 0.1 and lr 2e-4 as QLoRA (Dettmers et al.
-#   2023) for models up to 13B; alpha = 2r doubles the adapter's scale, so
-#   2e-4 acts like the 4e-4..5e-4 the LoRA paper used at alpha = r.
-# - warmup ratio 0.1 and linear decay: Sun et al. 2019 and the BERT recipe.
-# - epochs 3, batch 16: inside the BERT grid (epochs {2,3,4}, batch {16,32}).
-# - weight decay 0.01, gradient clipping at norm 1.0: BERT's AdamW setup, also
-#   transformers' Trainer default for clipping.
-# - max_length 128: BERT's GLUE fine-tuning script (run_classifier.py).
-# - layer decay 1.0 (off): Sun et al. found 0.95 helps; it is one click away.
-# - patience 2 epochs on validation macro-F1; seed 42; partial unfreezes 2 layers.
-DEFAULT_LR = {"head": 1e-3, "partial": 5e-5, "full": 2e-5, "lora": 2e-4}
-
-
-@dataclass
-class FineTuneConfig:
-    """Every knob of a fine-tune; ``validate`` says what is wrong in words."""
-
-    # LoRA by default: a few MB of adapter instead of a full copy of the model
-    # per fine-tune, less GPU memory, and less room to forget what the base knew.
-    strategy: str = "lora"
-    learning_rate: float = DEFAULT_LR["lora"]
-    # Discriminative rates: a parameter ``d`` layers below the head trains at
-    # learning_rate * layer_decay**d (the embeddings one below the first layer).
-    layer_decay: float = 1.0
-    warmup_ratio: float = 0.1
-    schedule: str = "linear"
-    epochs: int = 3
-    batch_size: int = 16
-    grad_accum: int = 1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    label_smoothing: float = 0.0
-    # True: inverse-frequency ("balanced") weights in the training loss.
-    class_weights: bool = False
-    max_length: int = 128
-    # Epochs without a better validation macro-F1 before stopping; 0 = never stop early.
-    patience: int = 2
-    seed: int = 42
-    # Strategy "partial": how many of the last encoder layers train (with the head).
-    unfreeze_layers: int = 2
-    lora_r: int = 8
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.1
-    # None: the per-architecture default of ``default_lora_targets``.
-    lora_target_modules: list[str] | None = field(default=None)
-
-    @classmethod
-    def defaults_for(cls, strategy: str) -> FineTuneConfig:
-        """The defaults, with the learning rate that suits ``strategy``."""
-        if strategy not in STRATEGIES:
-            raise ValueError(
-                f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}"
-            )
-        return cls(strategy=strategy, learning_rate=DEFAULT_LR[strategy])
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready copy (for the run record and the model card)."""
-        data = asdict(self)
-        if data["lora_target_modules"] is not None:
-            data["lora_target_modules"] = list(data["lora_target_modules"])
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FineTuneConfig:
-        """The inverse of ``as_dict``; unknown keys are refused, missing ones take defaults."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown fine-tune settings: {', '.join(unknown)}")
-        config = cls(**data)
-        config.validate()
-        return config
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first setting that is out of range."""
-
-        def number(name: str, low: float, high: float, *, low_open=False, high_open=False):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be finite")
-            too_low = value <= low if low_open else value < low
-            too_high = value >= high if high_open else value > high
-            if too_low or too_high:
-                left, right = "(" if low_open else "[", ")" if high_open else "]"
-                raise ValueError(f"{name} must be in {left}{low:g}, {high:g}{right}, got {value!r}")
-
-        def integer(name: str, low: int, high: int):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be a whole number, got {value!r}")
-            if not low <= value <= high:
-                raise ValueError(f"{name} must be between {low} and {high}, got {value}")
-
-        if self.strategy not in STRATEGIES:
-            raise ValueError(
-                f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}"
-            )
-        if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"
-            )
-        number("learning_rate", 0, 1, low_open=True)
-        number("layer_decay", 0, 1, low_open=True)
-        number("warmup_ratio", 0, 1, high_open=True)
-        integer("epochs", 1, 100)
-        integer("batch_size", 1, 4096)
-        integer("grad_accum", 1, 1024)
-        number("weight_decay", 0, 1)
-        number("max_grad_norm", 0, 1e6)
-        number("label_smoothing", 0, 1, high_open=True)
-        if not isinstance(self.class_weights, bool):
-            raise ValueError(f"class_weights must be true or false, got {self.class_weights!r}")
-        integer("max_length", 8, 8192)
-        integer("patience", 0, 100)
-        integer("seed", 0, 2**32 - 1)
-        integer("unfreeze_layers", 1, 1000)
-        integer("lora_r", 1, 1024)
-        number("lora_alpha", 0, 1e6, low_open=True)
-        number("lora_dropout", 0, 1, high_open=True)
-        targets = self.lora_target_modules
-        if targets is not None:
-            if isinstance(targets, str) or not isinstance(targets, list | tuple) or not targets:
-                raise ValueError("lora_target_modules must be a non-empty list of module names")
-            for name in targets:
-                if (
-                    not isinstance(name, str)
-                    or not name
-                    or not name.replace("_", "a").replace(".", "a").isalnum()
-                ):
-                    raise ValueError(
-                        f"lora_target_modules holds {name!r}, which is not a module name "
-                        "(letters, digits, '_' and '.')"
-                    )
 
 
 @dataclass

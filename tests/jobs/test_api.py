@@ -78,7 +78,8 @@ def test_worker_check_rejects_an_unknown_queue(api, admin_user):
     api.force_authenticate(admin_user)
     response = api.post("/api/jobs/worker-check/", {"queue": "tpu"})
     assert response.status_code == 400
-    assert "queue" in response.json()
+    assert response.json()["field"] == "queue"
+    assert "queue" in response.json()["errors"]
     assert not Job.objects.exists()
 
 

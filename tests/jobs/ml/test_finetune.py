@@ -11,10 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from jobs.ml.config import STRATEGIES, FineTuneConfig
 from jobs.ml.finetune import (
-    STRATEGIES,
     EpochReport,
-    FineTuneConfig,
     build_loss,
     default_lora_targets,
     finetune,
@@ -279,7 +278,7 @@ def test_resume_after_a_cancel_ends_with_the_weights_of_an_uninterrupted_run(ran
 
 def test_early_stopping_keeps_the_best_epoch(pretrained_bert, tmp_path):
     # A rate this small cannot move validation macro-F1: no epoch beats the first.
-    config = _config("head", learning_rate=1e-9, epochs=5, patience=1)
+    config = _config("head", learning_rate=1e-7, epochs=5, patience=1)
     reports: list[EpochReport] = []
     result = finetune(
         pretrained_bert,
