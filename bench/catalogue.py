@@ -225,8 +225,8 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from zoo import selectors
     from zoo.models import CatalogModel, ModelVersion
+    from zoo.selectors import catalogue as selectors
 
     user = get_user_model().objects.get(username="bench-steward")
     client = Client()

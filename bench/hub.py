@@ -95,9 +95,10 @@ def _import(work: Path, sizes_mb: list[int]):
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    from governance import services as gov
-    from zoo import importers, services
+    from governance.services import tokens as gov
+    from zoo import importers
     from zoo.models import CatalogModel
+    from zoo.services import catalogue as services
 
     folder = work / "imports" / "model"
     folder.mkdir(parents=True)
@@ -274,7 +275,7 @@ def main() -> None:
                 proc.kill()
         shutil.rmtree(work, ignore_errors=True)
         if token_row is not None:
-            from governance.services import access_token_revoke
+            from governance.services.tokens import access_token_revoke
 
             access_token_revoke(token=token_row, actor=token_row.user)
 

@@ -8,19 +8,42 @@ from governance.models import (
     ReuseRequest,
     Review,
 )
+from governance.services.policy import license_save, policy_rule_delete, policy_rule_save
+from governance.services.tokens import access_token_revoke
 
 
 @admin.register(License)
 class LicenseAdmin(admin.ModelAdmin):
+    """Licenses drive the policy: every edit goes through the audited service."""
+
     list_display = ("spdx_id", "name", "category", "commercial_use", "attribution_required")
     list_filter = ("category", "commercial_use")
     search_fields = ("spdx_id", "name")
 
+    def save_model(self, request, obj, form, change) -> None:
+        # The form has set the fields on obj; the service audits before/after and saves.
+        license_save(actor=request.user, license=obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # versions reference their license; retire one by editing it instead
+
 
 @admin.register(PolicyRule)
 class PolicyRuleAdmin(admin.ModelAdmin):
+    """The reuse policy's rules; edits and deletions go through the audited services."""
+
     list_display = ("name", "outcome", "license_categories", "use_types", "sensitivities", "active")
     list_filter = ("outcome", "active")
+
+    def save_model(self, request, obj, form, change) -> None:
+        policy_rule_save(actor=request.user, rule=obj)
+
+    def delete_model(self, request, obj) -> None:
+        policy_rule_delete(actor=request.user, rule=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for rule in queryset.order_by("pk"):
+            policy_rule_delete(actor=request.user, rule=rule)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -66,8 +89,6 @@ class AccessTokenAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset) -> None:
-        from governance.services import access_token_revoke
-
         revoked = 0
         for token in queryset.filter(revoked_at__isnull=True).order_by("pk"):
             access_token_revoke(token=token, actor=request.user)

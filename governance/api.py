@@ -9,9 +9,12 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from governance import selectors, services
+from governance import selectors
 from governance.models import ReuseRequest, Review, Sensitivity, UseType
-from zoo.selectors import versions_visible_to
+from governance.services import policy, reuse
+from portal.api import object_id
+from portal.errors import NotFound
+from zoo.selectors.catalogue import versions_visible_to
 
 
 class ReviewSerializer(serializers.ModelSerializer):
@@ -81,8 +84,6 @@ class ReuseRequestFilter(django_filters.FilterSet):
 
 
 def _visible_version(user, pk: int):
-    from portal.errors import NotFound
-
     version = versions_visible_to(user).select_related("model", "license").filter(pk=pk).first()
     if version is None:
         raise NotFound("No such model version.")
@@ -103,11 +104,11 @@ class ReuseRequestViewSet(
         )
 
     def get_object(self) -> ReuseRequest:
-        return selectors.get_request_for_user(self.request.user, int(self.kwargs["pk"]))
+        return selectors.get_request_for_user(self.request.user, object_id(self.kwargs["pk"]))
 
-    def _answer(self, reuse: ReuseRequest, code: int = status.HTTP_200_OK) -> Response:
+    def _answer(self, item: ReuseRequest, code: int = status.HTTP_200_OK) -> Response:
         return Response(
-            ReuseRequestSerializer(self.get_queryset().get(pk=reuse.pk)).data, status=code
+            ReuseRequestSerializer(self.get_queryset().get(pk=item.pk)).data, status=code
         )
 
     @extend_schema(request=ReuseRequestInput, responses={201: ReuseRequestSerializer})
@@ -116,24 +117,24 @@ class ReuseRequestViewSet(
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         values["version"] = _visible_version(request.user, values["version"])
-        reuse = services.reuse_request_submit(requester=request.user, **values)
-        return self._answer(reuse, status.HTTP_201_CREATED)
+        created = reuse.reuse_request_submit(requester=request.user, **values)
+        return self._answer(created, status.HTTP_201_CREATED)
 
     @extend_schema(request=ReviewInput, responses=ReuseRequestSerializer)
     @action(detail=True, methods=["post"])
     def review(self, request: Request, pk: str) -> Response:
         data = ReviewInput(data=request.data)
         data.is_valid(raise_exception=True)
-        reuse = services.review_submit(
+        reviewed = reuse.review_submit(
             request=self.get_object(), reviewer=request.user, **data.validated_data
         )
-        return self._answer(reuse)
+        return self._answer(reviewed)
 
     @extend_schema(request=None, responses=ReuseRequestSerializer)
     @action(detail=True, methods=["post"])
     def withdraw(self, request: Request, pk: str) -> Response:
         return self._answer(
-            services.reuse_request_withdraw(request=self.get_object(), requester=request.user)
+            reuse.reuse_request_withdraw(request=self.get_object(), requester=request.user)
         )
 
     @extend_schema(request=JustificationInput, responses=ReuseRequestSerializer)
@@ -142,7 +143,7 @@ class ReuseRequestViewSet(
         data = JustificationInput(data=request.data)
         data.is_valid(raise_exception=True)
         return self._answer(
-            services.reuse_request_resubmit(
+            reuse.reuse_request_resubmit(
                 request=self.get_object(), requester=request.user, **data.validated_data
             )
         )
@@ -153,7 +154,7 @@ class ReuseRequestViewSet(
         data = ReasonInput(data=request.data)
         data.is_valid(raise_exception=True)
         return self._answer(
-            services.reuse_request_revoke(
+            reuse.reuse_request_revoke(
                 request=self.get_object(), actor=request.user, **data.validated_data
             )
         )
@@ -179,7 +180,7 @@ class ReuseRequestViewSet(
         for needed in ("version", "use_type", "data_sensitivity"):
             if needed not in values:
                 raise serializers.ValidationError({needed: ["This field is required."]})
-        outcome = services.policy_evaluate(
+        outcome = policy.policy_evaluate(
             version=_visible_version(request.user, values["version"]),
             use_type=values["use_type"],
             sensitivity=values["data_sensitivity"],

@@ -84,6 +84,22 @@ def audit_record(
     return event
 
 
+def audit_refusal(
+    *, actor, method: str, path: str, reason: str, verb: str = "access.refused", target=None
+) -> AuditEvent:
+    """Record that ``actor`` was refused: refused authorizations are part of the trail too.
+
+    Written in a transaction of its own, since the refused action's rolled back.
+    """
+    with transaction.atomic():
+        return audit_record(
+            actor=actor,
+            verb=verb,
+            target=target,
+            payload={"method": method, "path": path[:500], "reason": reason},
+        )
+
+
 @dataclass
 class ChainReport:
     checked: int

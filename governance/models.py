@@ -36,6 +36,11 @@ class License(models.Model):
     def is_unknown(self) -> bool:
         return self.category == self.Category.UNKNOWN
 
+    @property
+    def forbids_derivatives(self) -> bool:
+        """Creative Commons "NoDerivatives" licenses (cc-by-nd-4.0, cc-by-nc-nd-4.0, …)."""
+        return "nd" in self.spdx_id.lower().split("-")
+
 
 class AuditEvent(models.Model):
     """One append-only, hash-chained record of who did what; never updated or deleted."""
@@ -80,10 +85,26 @@ class UseType(models.TextChoices):
 
 
 class Sensitivity(models.TextChoices):
+    """How sensitive data is, from least to most: the order is the rule approvals follow."""
+
     PUBLIC = "public", "Public"
     INTERNAL = "internal", "Internal"
     CONFIDENTIAL = "confidential", "Confidential"
     RESTRICTED = "restricted", "Restricted"
+
+    @classmethod
+    def rank(cls, value: str) -> int:
+        return cls.values.index(value)
+
+    @classmethod
+    def at_least(cls, value: str) -> list[str]:
+        """This level and every more sensitive one: the approvals that cover data of ``value``."""
+        return cls.values[cls.rank(value) :]
+
+    @classmethod
+    def needs_approval(cls, value: str) -> bool:
+        """Confidential and restricted data are used only under an approval that covers them."""
+        return cls.rank(value) >= cls.rank(cls.CONFIDENTIAL)
 
 
 class PolicyRule(models.Model):

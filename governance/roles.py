@@ -33,3 +33,13 @@ def user_roles(user) -> set[str]:
 
 def has_role(user, role: str) -> bool:
     return role in user_roles(user)
+
+
+def is_steward(user) -> bool:
+    """Stewards (and superusers) keep the catalogue: import, publish, edit, see drafts."""
+    return bool(user.is_authenticated and (user.is_superuser or has_role(user, STEWARDS)))
+
+
+def is_reviewer(user) -> bool:
+    """Holds a legal, security or compliance review role."""
+    return bool(user_roles(user) & set(REVIEW_ROLES))

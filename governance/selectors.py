@@ -6,9 +6,17 @@ import re
 from datetime import date, timedelta
 
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
-from governance.models import AuditEvent, ReuseRequest, review_round
-from governance.roles import REVIEW_ROLES, STEWARDS, user_roles
+from governance.models import (
+    ACCESS_TOKEN_PREFIX,
+    AccessToken,
+    AuditEvent,
+    ReuseRequest,
+    access_token_digest,
+    review_round,
+)
+from governance.roles import REVIEW_ROLES, is_reviewer, is_steward, user_roles
 from portal.errors import NotFound
 
 
@@ -16,16 +24,12 @@ def can_read_audit(user) -> bool:
     """Staff, stewards and reviewers read the audit log; it names people and their actions."""
     if not user.is_authenticated:
         return False
-    return user.is_staff or bool(user_roles(user) & {STEWARDS, *REVIEW_ROLES})
+    return user.is_staff or is_steward(user) or is_reviewer(user)
 
 
 def can_edit_risks(user) -> bool:
     """Stewards, reviewers and staff keep the risk register."""
-    from zoo.selectors import is_steward
-
-    if not user.is_authenticated:
-        return False
-    return user.is_staff or is_steward(user) or bool(user_roles(user) & set(REVIEW_ROLES))
+    return can_read_audit(user)
 
 
 def audit_events(
@@ -58,7 +62,7 @@ def requests_visible_to(user) -> QuerySet[ReuseRequest]:
     qs = ReuseRequest.objects.select_related("requester", "version__model", "version__license")
     if not user.is_authenticated:
         return qs.none()
-    if user.is_staff or user_roles(user) & {STEWARDS, *REVIEW_ROLES}:
+    if user.is_staff or is_steward(user) or is_reviewer(user):
         return qs
     return qs.filter(requester=user)
 
@@ -95,41 +99,6 @@ def review_queue(user) -> list[tuple[ReuseRequest, list[str]]]:
     return queue
 
 
-def can_use_version(user, version, perm: str = "zoo.download_files") -> bool:
-    """Whether a user may use a version's files: the one gate the hub endpoint and fine-tunes ask.
-
-    Stewards and staff always may; a version's creator may (a fine-tune's author
-    before its review); everyone else needs an approved, unexpired request, which
-    grants the object permission and loses it on expiry or revocation.
-    """
-    from zoo.selectors import is_steward
-
-    if not user.is_authenticated:
-        return False
-    if user.is_staff or is_steward(user) or version.created_by_id == user.pk:
-        return True
-    if not user.has_perm(perm, version):
-        return False
-    # The permission outlives its approval until the beat task takes it back (up to 15
-    # minutes): the approval's own expiry decides, so access ends at the moment it lapses.
-    from django.utils import timezone
-
-    return (
-        ReuseRequest.objects.filter(
-            requester=user, version=version, status=ReuseRequest.Status.APPROVED
-        )
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
-        .exists()
-    )
-
-
-def models_approved_for(user) -> QuerySet:
-    """Ids of catalogue models with a version the user holds a live approval for."""
-    return ReuseRequest.objects.filter(requester=user, status=ReuseRequest.Status.APPROVED).values(
-        "version__model_id"
-    )
-
-
 # A portal token: the fixed prefix, then token_urlsafe(32) (43 characters).
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{20,100}")
 _LAST_USED_EVERY = timedelta(minutes=1)
@@ -143,10 +112,6 @@ def user_for_token(raw: str | None):
     here logs or records the value. ``last_used_at`` is written at most once a
     minute per token, with a conditional update so concurrent requests write once.
     """
-    from django.utils import timezone
-
-    from governance.models import ACCESS_TOKEN_PREFIX, AccessToken, access_token_digest
-
     if not raw or not raw.startswith(ACCESS_TOKEN_PREFIX):
         return None
     if not _TOKEN_SHAPE.fullmatch(raw[len(ACCESS_TOKEN_PREFIX) :]):
@@ -167,6 +132,4 @@ def user_for_token(raw: str | None):
 
 def access_tokens_of(user) -> QuerySet:
     """A user's tokens, newest first, for the token page."""
-    from governance.models import AccessToken
-
     return AccessToken.objects.filter(user=user).order_by("-created_at", "-id")

@@ -20,3 +20,19 @@ token_patterns = (
     ],
     "tokens",
 )
+
+# Pages that hang off a catalogue model (/catalogue/<ns>/<name>/…): requesting reuse and
+# recording risks. Mounted next to the catalogue's own routes, with their names kept.
+catalogue_patterns = [
+    path("<str:namespace>/<str:name>/request/", views.request_new, name="reuse_request_new"),
+    path(
+        "<str:namespace>/<str:name>/request/preview/",
+        views.policy_preview,
+        name="policy_preview",
+    ),
+    path(
+        "<str:namespace>/<str:name>/versions/<str:label>/risks/",
+        views.risk_add,
+        name="risk_add",
+    ),
+]

@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from governance import selectors, services
+from governance import selectors
 from governance.forms import (
     AccessTokenForm,
     AuditFilterForm,
@@ -19,8 +19,12 @@ from governance.forms import (
     ReviewForm,
     RiskForm,
 )
+from governance.models import RiskEntry
+from governance.roles import is_steward
+from governance.services import policy, reuse, risks, tokens
 from portal.errors import Forbidden, NotFound, PortalError
-from zoo import selectors as zoo_selectors
+from portal.http import shown_to
+from zoo.selectors import catalogue as zoo_selectors
 
 CSV_COLUMNS = [
     "id", "created_at", "actor_name", "verb", "target_type", "target_id", "target_repr",
@@ -83,11 +87,9 @@ def request_new(request: HttpRequest, namespace: str, name: str) -> HttpResponse
     versions = _versions_for_request(model)
     form = ReuseRequestForm(request.POST or None, versions=versions)
     if request.method == "POST" and form.is_valid():
-        try:
-            created = services.reuse_request_submit(requester=request.user, **form.cleaned_data)
-        except PortalError as exc:
-            form.add_error(None, exc.message)
-        else:
+        with shown_to(request, form) as attempt:
+            created = reuse.reuse_request_submit(requester=request.user, **form.cleaned_data)
+        if attempt.succeeded:
             messages.success(request, "Request submitted: " + created.policy_explanation)
             return redirect("governance:request", pk=created.pk)
     return render(request, "governance/request_new.html", {"model": model, "form": form})
@@ -100,7 +102,7 @@ def policy_preview(request: HttpRequest, namespace: str, name: str) -> HttpRespo
     version = _versions_for_request(model).filter(label=request.GET.get("version")).first()
     outcome = None
     if version is not None:
-        outcome = services.policy_evaluate(
+        outcome = policy.policy_evaluate(
             version=version,
             use_type=request.GET.get("use_type", ""),
             sensitivity=request.GET.get("data_sensitivity", ""),
@@ -112,7 +114,7 @@ def policy_preview(request: HttpRequest, namespace: str, name: str) -> HttpRespo
 def request_list(request: HttpRequest) -> HttpResponse:
     mine = selectors.requests_visible_to(request.user).filter(requester=request.user)
     others = None
-    if request.user.is_staff or zoo_selectors.is_steward(request.user):
+    if request.user.is_staff or is_steward(request.user):
         others = selectors.requests_visible_to(request.user).exclude(requester=request.user)[:100]
     return render(request, "governance/request_list.html", {"mine": mine, "others": others})
 
@@ -130,7 +132,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "review_form": ReviewForm(roles=roles) if roles else None,
             "is_requester": reuse.requester_id == request.user.pk,
             "can_revoke": reuse.status == "approved"
-            and (request.user.is_staff or zoo_selectors.is_steward(request.user)),
+            and (request.user.is_staff or is_steward(request.user)),
         },
     )
 
@@ -138,36 +140,38 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    reuse = selectors.get_request_for_user(request.user, pk)
-    try:
-        if action == "review":
-            roles = list(reuse.required_roles)
-            form = ReviewForm(request.POST, roles=roles)
-            if not form.is_valid():
-                raise PortalError("Choose a role and a decision.")
-            services.review_submit(request=reuse, reviewer=request.user, **form.cleaned_data)
-        elif action == "withdraw":
-            services.reuse_request_withdraw(request=reuse, requester=request.user)
-        elif action == "resubmit":
-            services.reuse_request_resubmit(
-                request=reuse,
-                requester=request.user,
-                justification=request.POST.get("justification", reuse.justification),
-            )
-        elif action == "revoke":
-            services.reuse_request_revoke(
-                request=reuse, actor=request.user, reason=request.POST.get("reason", "")
-            )
-        else:
-            raise NotFound("No such action.")
-    except Forbidden:
-        raise
-    except PortalError as exc:
-        messages.error(request, exc.message)
+    reuse_request = selectors.get_request_for_user(request.user, pk)
+    if action not in ("review", "withdraw", "resubmit", "revoke"):
+        raise NotFound("No such action.")
+    with shown_to(request) as attempt:
+        _request_action(request, reuse_request, action)
+    if attempt.succeeded:
+        reuse_request.refresh_from_db()
+        messages.success(
+            request,
+            f"Request #{reuse_request.pk} is {reuse_request.get_status_display().lower()}.",
+        )
+    return redirect("governance:request", pk=reuse_request.pk)
+
+
+def _request_action(request: HttpRequest, reuse_request, action: str) -> None:
+    if action == "review":
+        form = ReviewForm(request.POST, roles=list(reuse_request.required_roles))
+        if not form.is_valid():
+            raise PortalError("Choose a role and a decision.")
+        reuse.review_submit(request=reuse_request, reviewer=request.user, **form.cleaned_data)
+    elif action == "withdraw":
+        reuse.reuse_request_withdraw(request=reuse_request, requester=request.user)
+    elif action == "resubmit":
+        reuse.reuse_request_resubmit(
+            request=reuse_request,
+            requester=request.user,
+            justification=request.POST.get("justification", reuse_request.justification),
+        )
     else:
-        reuse.refresh_from_db()
-        messages.success(request, f"Request #{reuse.pk} is {reuse.get_status_display().lower()}.")
-    return redirect("governance:request", pk=reuse.pk)
+        reuse.reuse_request_revoke(
+            request=reuse_request, actor=request.user, reason=request.POST.get("reason", "")
+        )
 
 
 @login_required
@@ -188,18 +192,18 @@ def risk_add(request: HttpRequest, namespace: str, name: str, label: str) -> Htt
     if not form.is_valid():
         messages.error(request, "Fill in the risk's category, title, severity and likelihood.")
     else:
-        services.risk_entry_save(
-            actor=request.user, version=version, owner=request.user, **form.cleaned_data
-        )
-        messages.success(request, "Risk recorded.")
+        with shown_to(request) as attempt:
+            risks.risk_entry_save(
+                actor=request.user, version=version, owner=request.user, **form.cleaned_data
+            )
+        if attempt.succeeded:
+            messages.success(request, "Risk recorded.")
     return redirect(f"{model.get_absolute_url()}?version={label}")
 
 
 @login_required
 @require_POST
 def risk_status(request: HttpRequest, pk: int) -> HttpResponse:
-    from governance.models import RiskEntry
-
     risk = RiskEntry.objects.select_related("version__model").filter(pk=pk).first()
     if risk is None:
         raise NotFound("No such risk.")
@@ -208,9 +212,10 @@ def risk_status(request: HttpRequest, pk: int) -> HttpResponse:
     if new_status not in RiskEntry.Status.values:
         messages.error(request, "Choose a status.")
     else:
-        services.risk_entry_save(
-            actor=request.user, version=risk.version, risk=risk, status=new_status
-        )
+        with shown_to(request):
+            risks.risk_entry_save(
+                actor=request.user, version=risk.version, risk=risk, status=new_status
+            )
     return redirect(f"{risk.version.model.get_absolute_url()}?version={risk.version.label}")
 
 
@@ -223,15 +228,11 @@ def token_list(request: HttpRequest) -> HttpResponse:
     form = AccessTokenForm(request.POST or None)
     created = plaintext = None
     if request.method == "POST" and form.is_valid():
-        try:
-            created, plaintext = services.access_token_create(
+        with shown_to(request, form) as attempt:
+            created, plaintext = tokens.access_token_create(
                 user=request.user, name=form.cleaned_data["name"], days=form.cleaned_data["days"]
             )
-        except Forbidden:
-            raise
-        except PortalError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
-        else:
+        if attempt.succeeded:
             form = AccessTokenForm()
     response = render(
         request,
@@ -257,10 +258,8 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     token = selectors.access_tokens_of(request.user).filter(pk=pk).first()
     if token is None:
         raise NotFound("No such token.")
-    try:
-        services.access_token_revoke(token=token, actor=request.user)
-    except PortalError as exc:
-        messages.error(request, exc.message)
-    else:
+    with shown_to(request) as attempt:
+        tokens.access_token_revoke(token=token, actor=request.user)
+    if attempt.succeeded:
         messages.success(request, f"Token “{token.name}” ({token.prefix}…) is revoked.")
     return redirect("tokens:list")

@@ -6,5 +6,5 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        # Handlers register their job kinds on import.
-        from jobs import handlers  # noqa: F401
+        # Workers register their job kinds on import.
+        from jobs import workers  # noqa: F401

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from django import forms
-from django.core.validators import MaxValueValidator
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 
+from governance.access import versions_finetunable_by
 from jobs.ml.config import (
     LORA_SETTINGS,
     MAX_TARGET_MODULES,
@@ -11,6 +13,11 @@ from jobs.ml.config import (
     Setting,
     is_module_name,
 )
+from jobs.models import FineTuneRun
+from jobs.services.finetunes import finetune_defaults
+from zoo.models import CatalogModel, ModelVersion, repo_id_validator
+from zoo.selectors.catalogue import versions_visible_to
+from zoo.selectors.datasets import dataset_versions_visible_to
 
 
 class WorkerCheckForm(forms.Form):
@@ -58,8 +65,6 @@ class ImportForm(forms.Form):
     )
 
     def clean(self):
-        from zoo.models import repo_id_validator
-
         data = super().clean()
         source = data.get("source")
         repo_id = (data.get("repo_id") or "").strip()
@@ -125,11 +130,6 @@ class ProbeForm(forms.Form):
     )
 
     def __init__(self, *args, user, modality: str = "", **kwargs) -> None:
-        from django.conf import settings
-
-        from zoo.models import CatalogModel, ModelVersion
-        from zoo.selectors import dataset_versions_visible_to, versions_visible_to
-
         super().__init__(*args, **kwargs)
         self.fields["dataset_version"].queryset = dataset_versions_visible_to(user).order_by(
             "dataset__name", "-created_at"
@@ -155,8 +155,6 @@ class BaseVersionChoice(forms.ModelChoiceField):
 
 
 def _between(low: float, high: float):
-    from django.core.validators import MaxValueValidator, MinValueValidator
-
     return [MinValueValidator(low), MaxValueValidator(high)]
 
 
@@ -252,11 +250,6 @@ class FineTuneForm(FineTuneSettingsForm):
     )
 
     def __init__(self, *args, user, strategy: str = "head", lora_targets=None, **kwargs) -> None:
-        from jobs.models import FineTuneRun
-        from jobs.selectors import versions_finetunable_by
-        from jobs.services import finetune_defaults
-        from zoo.selectors import dataset_versions_visible_to
-
         super().__init__(*args, **kwargs)
         self.fields["strategy"].choices = FineTuneRun.Strategy.choices
         self.fields["split"].choices = FineTuneRun.Split.choices

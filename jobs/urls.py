@@ -1,23 +1,23 @@
 from django.urls import path
 
-from jobs import views
+from jobs.views import finetunes, imports, jobs, probes
 
 app_name = "jobs"
 urlpatterns = [
-    path("", views.job_list, name="list"),
-    path("worker-check/", views.worker_check, name="worker_check"),
-    path("<int:pk>/", views.job_detail, name="detail"),
-    path("<int:pk>/cancel/", views.job_cancel_view, name="cancel"),
+    path("", jobs.job_list, name="list"),
+    path("worker-check/", jobs.worker_check, name="worker_check"),
+    path("<int:pk>/", jobs.job_detail, name="detail"),
+    path("<int:pk>/cancel/", jobs.job_cancel_view, name="cancel"),
 ]
 
 # Probes live at /probes/ under their own namespace ("probes:…").
 probe_patterns = (
     [
-        path("", views.probe_list, name="list"),
-        path("new/", views.probe_new, name="new"),
-        path("history/", views.probe_history_fragment, name="history"),
-        path("<int:pk>/", views.probe_detail, name="detail"),
-        path("<int:pk>/cancel/", views.probe_cancel, name="cancel"),
+        path("", probes.probe_list, name="list"),
+        path("new/", probes.probe_new, name="new"),
+        path("history/", probes.probe_history_fragment, name="history"),
+        path("<int:pk>/", probes.probe_detail, name="detail"),
+        path("<int:pk>/cancel/", probes.probe_cancel, name="cancel"),
     ],
     "probes",
 )
@@ -25,10 +25,13 @@ probe_patterns = (
 # Fine-tunes live at /finetunes/ under their own namespace ("finetunes:…").
 finetune_patterns = (
     [
-        path("", views.finetune_list, name="list"),
-        path("new/", views.finetune_new, name="new"),
-        path("<int:pk>/", views.finetune_detail, name="detail"),
-        path("<int:pk>/cancel/", views.finetune_cancel, name="cancel"),
+        path("", finetunes.finetune_list, name="list"),
+        path("new/", finetunes.finetune_new, name="new"),
+        path("<int:pk>/", finetunes.finetune_detail, name="detail"),
+        path("<int:pk>/cancel/", finetunes.finetune_cancel, name="cancel"),
     ],
     "finetunes",
 )
+
+# The import form sits under the catalogue, where stewards look for it ("import").
+import_patterns = [path("", imports.import_model, name="import")]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.urls import NoReverseMatch, reverse
 
-from governance.roles import REVIEW_ROLES, user_roles
+from governance.roles import is_reviewer, user_roles
+from governance.selectors import can_read_audit
 
 # (label, url name, who sees it). A section appears once its URL exists, so the
 # bar never links to a page that is not there.
@@ -25,11 +26,9 @@ def _visible(user, who: str) -> bool:
     if who == "staff":
         return user.is_staff
     if who == "auditor":
-        from governance.selectors import can_read_audit
-
         return can_read_audit(user)
     if who == "reviewer":
-        return user.is_superuser or bool(user_roles(user) & set(REVIEW_ROLES))
+        return user.is_superuser or is_reviewer(user)
     return True
 
 

@@ -1,8 +1,11 @@
-"""Reachability checks behind /healthz and the test suite's preflight."""
+"""Reachability checks behind /healthz and the test suite's preflight, and /healthz itself."""
 
 from __future__ import annotations
 
 from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
 
 from portal.celery import app as celery_app
 
@@ -33,6 +36,21 @@ def check_broker(timeout: float = 2.0) -> str | None:
     return None
 
 
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """JSON for load balancers and operators: 200 when the database and broker answer."""
+    db_error = check_database()
+    broker_error = check_broker()
+    ok = db_error is None and broker_error is None
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "database": "ok" if db_error is None else db_error,
+        "broker": "ok" if broker_error is None else broker_error,
+    }
+    return JsonResponse(body, status=200 if ok else 503)
+
+
 class HealthzMiddleware:
     """Answer /healthz ahead of host validation and HTTPS redirects.
 
@@ -46,7 +64,5 @@ class HealthzMiddleware:
 
     def __call__(self, request):
         if request.path == "/healthz":
-            from portal.views import healthz
-
             return healthz(request)
         return self.get_response(request)

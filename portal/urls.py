@@ -1,3 +1,5 @@
+"""Every route: each app's pages from its own urls.py, the API router, the hub, the admin."""
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -5,16 +7,18 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
-from governance import views as governance_views
+from governance import urls as governance_urls
 from governance.api import ReuseRequestViewSet
-from governance.urls import token_patterns
-from jobs import views as jobs_views
-from jobs.api import FineTuneViewSet, ImportViewSet, JobViewSet, ProbeViewSet
-from jobs.urls import finetune_patterns, probe_patterns
-from portal import views
-from zoo.api import ArtifactViewSet, CatalogModelViewSet, DatasetViewSet, ModelVersionViewSet
-from zoo.hub_urls import hub_patterns
-from zoo.urls import dataset_patterns
+from jobs import urls as jobs_urls
+from jobs.api.finetunes import FineTuneViewSet
+from jobs.api.imports import ImportViewSet
+from jobs.api.jobs import JobViewSet
+from jobs.api.probes import ProbeViewSet
+from portal import health, views
+from zoo import urls as zoo_urls
+from zoo.api.catalogue import ArtifactViewSet, CatalogModelViewSet, ModelVersionViewSet
+from zoo.api.datasets import DatasetViewSet
+from zoo.hub.urls import hub_patterns
 
 router = DefaultRouter()
 router.register("models", CatalogModelViewSet, basename="model")
@@ -29,33 +33,19 @@ router.register("finetunes", FineTuneViewSet, basename="finetune")
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", health.healthz, name="healthz"),
     # The Hugging Face-compatible endpoint (HF_ENDPOINT=https://<host>/hf): token-only, JSON errors.
     path("hf/", include(hub_patterns)),
-    path("account/tokens/", include(token_patterns)),
+    path("account/tokens/", include(governance_urls.token_patterns)),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("jobs/", include("jobs.urls")),
-    path("catalogue/import/", jobs_views.import_model, name="import"),
-    path(
-        "catalogue/<str:namespace>/<str:name>/request/",
-        governance_views.request_new,
-        name="reuse_request_new",
-    ),
-    path(
-        "catalogue/<str:namespace>/<str:name>/request/preview/",
-        governance_views.policy_preview,
-        name="policy_preview",
-    ),
-    path(
-        "catalogue/<str:namespace>/<str:name>/versions/<str:label>/risks/",
-        governance_views.risk_add,
-        name="risk_add",
-    ),
+    path("catalogue/import/", include(jobs_urls.import_patterns)),
+    path("catalogue/", include(governance_urls.catalogue_patterns)),
     path("catalogue/", include("zoo.urls")),
-    path("datasets/", include(dataset_patterns)),
-    path("probes/", include(probe_patterns)),
-    path("finetunes/", include(finetune_patterns)),
+    path("datasets/", include(zoo_urls.dataset_patterns)),
+    path("probes/", include(jobs_urls.probe_patterns)),
+    path("finetunes/", include(jobs_urls.finetune_patterns)),
     path("governance/", include("governance.urls")),
     path("admin/", admin.site.urls),
     path("api/", include(router.urls)),

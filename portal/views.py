@@ -1,18 +1,15 @@
-"""Site-wide pages: the dashboard and the health endpoint."""
+"""Site-wide pages: the dashboard (the health endpoint lives in ``portal.health``)."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
 
 from governance.roles import DESCRIPTIONS, user_roles
 from jobs.models import Job
 from jobs.selectors import jobs_visible_to
-from portal.health import check_broker, check_database
 
 
 @login_required
@@ -31,18 +28,3 @@ def home(request: HttpRequest) -> HttpResponse:
             "roles": [(r, DESCRIPTIONS[r]) for r in roles],
         },
     )
-
-
-@never_cache
-@require_GET
-def healthz(request: HttpRequest) -> JsonResponse:
-    """JSON for load balancers and operators: 200 when the database and broker answer."""
-    db_error = check_database()
-    broker_error = check_broker()
-    ok = db_error is None and broker_error is None
-    body = {
-        "status": "ok" if ok else "unavailable",
-        "database": "ok" if db_error is None else db_error,
-        "broker": "ok" if broker_error is None else broker_error,
-    }
-    return JsonResponse(body, status=200 if ok else 503)

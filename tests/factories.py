@@ -74,7 +74,7 @@ class ArtifactFactory(factory.django.DjangoModelFactory):
 
 def catalogue_entry(repo_id, *, license="apache-2.0", card="", bias_notes="", **fields):
     """A published model with one version, indexed for search as an import would leave it."""
-    from zoo.services import catalog_model_refresh_search
+    from zoo.services.catalogue import catalog_model_refresh_search
 
     model = CatalogModelFactory(repo_id=repo_id, **fields)
     version = ModelVersionFactory(

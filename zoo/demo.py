@@ -13,8 +13,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo import importers, services
+from zoo import importers
 from zoo.models import CatalogModel, Dataset, DatasetVersion, ModelVersion
+from zoo.services import catalogue as catalogue_services
+from zoo.services import datasets as dataset_services
 
 EFFNET_CARD = """---
 license: apache-2.0
@@ -184,16 +186,18 @@ def seed_catalogue(actor) -> list[tuple[ModelVersion, bool]]:
                 folder=folder, repo_id=repo_id, actor=actor
             )
             if created:
-                services.version_update_metadata(
+                catalogue_services.version_update_metadata(
                     version=version,
                     actor=actor,
                     bias_notes=entry.bias_notes,
                     limitations=entry.limitations,
                 )
-                services.catalog_model_update(model=version.model, actor=actor, title=entry.title)
+                catalogue_services.catalog_model_update(
+                    model=version.model, actor=actor, title=entry.title
+                )
             model = CatalogModel.objects.get(pk=version.model_id)
             if model.status == CatalogModel.Status.DRAFT and not version.is_blocked:
-                services.catalog_model_set_status(
+                catalogue_services.catalog_model_set_status(
                     model=model, status=CatalogModel.Status.AVAILABLE, actor=actor
                 )
             results.append((version, created))
@@ -260,11 +264,11 @@ def seed_datasets(owner) -> list[tuple[DatasetVersion, bool]]:
     results = []
     for name, filename, build, description, columns in DEMO_DATASETS:
         existing = Dataset.objects.filter(owner=owner, name=name).first()
-        staged = services.dataset_stage_upload(
+        staged = dataset_services.dataset_stage_upload(
             actor=owner, upload=SimpleUploadedFile(filename, build())
         )
         results.append(
-            services.dataset_create(
+            dataset_services.dataset_create(
                 actor=owner,
                 staged=staged,
                 dataset=existing,

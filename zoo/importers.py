@@ -27,7 +27,7 @@ from portal.errors import PortalError
 from zoo import safety, storage
 from zoo.cards import CardError, CardInfo, parse_card
 from zoo.models import Artifact, CatalogModel, ModelVersion
-from zoo.services import catalog_model_refresh_search, version_block_reasons
+from zoo.services.catalogue import catalog_model_refresh_search, version_block_reasons
 
 logger = logging.getLogger(__name__)
 

@@ -1,16 +1,16 @@
 from django.urls import path
 
-from zoo import views
+from zoo.views import catalogue, datasets
 
 app_name = "zoo"
 urlpatterns = [
-    path("", views.catalogue, name="catalogue"),
-    path("<str:namespace>/<str:name>/", views.model_detail, name="model"),
-    path("<str:namespace>/<str:name>/edit/", views.model_edit, name="model_edit"),
-    path("<str:namespace>/<str:name>/status/", views.model_status, name="model_status"),
+    path("", catalogue.catalogue, name="catalogue"),
+    path("<str:namespace>/<str:name>/", catalogue.model_detail, name="model"),
+    path("<str:namespace>/<str:name>/edit/", catalogue.model_edit, name="model_edit"),
+    path("<str:namespace>/<str:name>/status/", catalogue.model_status, name="model_status"),
     path(
         "<str:namespace>/<str:name>/versions/<str:label>/license/",
-        views.version_license,
+        catalogue.version_license,
         name="version_license",
     ),
 ]
@@ -18,12 +18,12 @@ urlpatterns = [
 # Datasets live at /datasets/ under their own namespace ("datasets:…").
 dataset_patterns = (
     [
-        path("", views.dataset_list, name="list"),
-        path("upload/", views.dataset_upload, name="upload"),
-        path("upload/confirm/", views.dataset_confirm, name="confirm"),
-        path("<int:pk>/", views.dataset_detail, name="detail"),
-        path("<int:pk>/share/", views.dataset_share, name="share"),
-        path("<int:pk>/unshare/", views.dataset_unshare, name="unshare"),
+        path("", datasets.dataset_list, name="list"),
+        path("upload/", datasets.dataset_upload, name="upload"),
+        path("upload/confirm/", datasets.dataset_confirm, name="confirm"),
+        path("<int:pk>/", datasets.dataset_detail, name="detail"),
+        path("<int:pk>/share/", datasets.dataset_share, name="share"),
+        path("<int:pk>/unshare/", datasets.dataset_unshare, name="unshare"),
     ],
     "datasets",
 )

@@ -42,6 +42,14 @@ LORA_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 MAX_TARGET_MODULES = 32
 
 
+class SettingError(ValueError):
+    """A setting out of range; ``setting`` names it, so a form can put the message on its field."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
 @dataclass(frozen=True)
 class Setting:
     """One knob: its type and closed range [low, high], how it is labelled and explained."""
@@ -57,48 +65,54 @@ class Setting:
     strategies: tuple[str, ...] = STRATEGIES
 
     def check(self, value: Any) -> None:
-        """Raise ValueError naming the setting when ``value`` is not allowed."""
+        """Raise SettingError naming the setting when ``value`` is not allowed."""
+        name = self.name
         if self.kind == "bool":
             if not isinstance(value, bool):
-                raise ValueError(f"{self.name} must be true or false, got {value!r}")
+                raise SettingError(name, f"{self.name} must be true or false, got {value!r}")
             return
         if self.kind == "choice":
             allowed = [c for c, _ in self.choices]
             if value not in allowed:
                 what = self.name.replace("_", " ")
-                raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
+                raise SettingError(
+                    name, f"unknown {what} {value!r}; choose one of {', '.join(allowed)}"
+                )
             return
         if self.kind == "modules":
             _check_modules(self.name, value)
             return
         if self.kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{self.name} must be a whole number, got {value!r}")
+                raise SettingError(name, f"{self.name} must be a whole number, got {value!r}")
             if not self.low <= value <= self.high:
-                raise ValueError(
-                    f"{self.name} must be between {self.low:g} and {self.high:g}, got {value}"
+                raise SettingError(
+                    name, f"{self.name} must be between {self.low:g} and {self.high:g}, got {value}"
                 )
             return
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{self.name} must be a number, got {value!r}")
+            raise SettingError(name, f"{self.name} must be a number, got {value!r}")
         if not math.isfinite(value):
-            raise ValueError(f"{self.name} must be finite")
+            raise SettingError(name, f"{self.name} must be finite")
         if not self.low <= value <= self.high:
-            raise ValueError(f"{self.name} must be in [{self.low:g}, {self.high:g}], got {value!r}")
+            raise SettingError(
+                name, f"{self.name} must be in [{self.low:g}, {self.high:g}], got {value!r}"
+            )
 
 
 def _check_modules(name: str, value: Any) -> None:
     if value is None:  # the architecture's default
         return
     if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
-        raise ValueError(f"{name} must be a non-empty list of module names")
+        raise SettingError(name, f"{name} must be a non-empty list of module names")
     if len(value) > MAX_TARGET_MODULES:
-        raise ValueError(f"{name} names at most {MAX_TARGET_MODULES} modules")
+        raise SettingError(name, f"{name} names at most {MAX_TARGET_MODULES} modules")
     for module in value:
         if not is_module_name(module):
-            raise ValueError(
+            raise SettingError(
+                name,
                 f"{name} holds {module!r}, which is not a module name "
-                "(letters, digits, '_' and '.', at most 100 characters)"
+                "(letters, digits, '_' and '.', at most 100 characters)",
             )
 
 
@@ -321,8 +335,9 @@ class FineTuneConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first setting that is out of range."""
         if self.strategy not in STRATEGIES:
-            raise ValueError(
-                f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}"
+            raise SettingError(
+                "strategy",
+                f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}",
             )
         for setting in SETTINGS:
             setting.check(getattr(self, setting.name))

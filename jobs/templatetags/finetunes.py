@@ -1,20 +1,18 @@
-"""Template helpers for offering fine-tunes on the model and probe pages."""
+"""Template helpers for offering fine-tunes on the model, dataset and probe pages."""
 
 from django import template
+
+from governance import access
 
 register = template.Library()
 
 
 @register.simple_tag
 def can_finetune(user, version) -> bool:
-    """Whether to show "Fine-tune" for a version (the launch service checks again)."""
-    from jobs.selectors import can_finetune as allowed
-
-    return bool(version is not None and allowed(user, version))
+    """Whether to show "Fine-tune" for a version (the launch service asks the same rule)."""
+    return bool(version is not None and access.can_finetune(user, version))
 
 
 @register.simple_tag
 def may_launch_finetunes(user) -> bool:
-    from jobs.selectors import may_launch_finetunes as allowed
-
-    return allowed(user)
+    return access.may_launch_finetunes(user)

@@ -11,11 +11,12 @@ from rest_framework.test import APIClient
 
 from governance.audit import GENESIS, audit_record, verify_chain
 from governance.models import AuditEvent, License
+from jobs.engine import job_cancel, job_create
 from jobs.models import Job
-from jobs.services import job_cancel, job_create
 from tests.factories import CatalogModelFactory, JobFactory, ModelVersionFactory, UserFactory
 from tests.zoo.builders import make_model
-from zoo import importers, services
+from zoo import importers
+from zoo.services import catalogue as catalogue_services
 
 pytestmark = pytest.mark.django_db
 
@@ -123,12 +124,14 @@ def test_catalogue_actions_are_audited(sam, tmp_path):
     folder = make_model(tmp_path / "imports" / "router")
     version, _ = importers.import_from_folder(folder=folder, repo_id="acme/router", actor=sam)
     model = version.model
-    services.catalog_model_update(model=model, actor=sam, title="Router")
-    services.catalog_model_set_status(model=model, status="available", actor=sam)
-    services.version_set_license(
+    catalogue_services.catalog_model_update(model=model, actor=sam, title="Router")
+    catalogue_services.catalog_model_set_status(model=model, status="available", actor=sam)
+    catalogue_services.version_set_license(
         version=version, license=License.objects.get(spdx_id="apache-2.0"), actor=sam
     )
-    services.version_update_metadata(version=version, actor=sam, limitations="English only")
+    catalogue_services.version_update_metadata(
+        version=version, actor=sam, limitations="English only"
+    )
 
     assert _verbs() == [
         "version.import",

@@ -11,8 +11,9 @@ from django.core import mail
 from django.db import connection, transaction
 from django.utils import timezone
 
-from governance import services
 from governance.models import AuditEvent, License, ReuseRequest, Review
+from governance.services import policy as gov_policy
+from governance.services import reuse as gov_reuse
 from portal.errors import Conflict, Forbidden, PortalError
 from tests.factories import ModelVersionFactory, UserFactory
 
@@ -37,7 +38,7 @@ def _version(license="apache-2.0"):
 
 
 def _submit(requester, version, *, use_type="internal", sensitivity="internal", days=30):
-    return services.reuse_request_submit(
+    return gov_reuse.reuse_request_submit(
         requester=requester,
         version=version,
         intended_use="Route tickets",
@@ -59,7 +60,7 @@ def _submit(requester, version, *, use_type="internal", sensitivity="internal", 
     ],
 )
 def test_policy_names_the_roles(license, use_type, sensitivity, expected):
-    outcome = services.policy_evaluate(
+    outcome = gov_policy.policy_evaluate(
         version=_version(license), use_type=use_type, sensitivity=sensitivity
     )
     assert not outcome.refused
@@ -97,14 +98,14 @@ def test_every_required_role_must_approve_then_permissions_are_granted(
     assert request.required_roles == ["legal", "security"]
 
     with django_capture_on_commit_callbacks(execute=True):
-        request = services.review_submit(
+        request = gov_reuse.review_submit(
             request=request, reviewer=personas["lena"], role="legal", decision="approve"
         )
     assert request.status == "submitted"
     assert not alice.has_perm("zoo.download_files", version)
 
     with django_capture_on_commit_callbacks(execute=True):
-        request = services.review_submit(
+        request = gov_reuse.review_submit(
             request=request, reviewer=personas["sean"], role="security", decision="approve"
         )
     assert request.status == "approved"
@@ -128,14 +129,16 @@ def test_separation_of_duties(personas):
     lena, multi = personas["lena"], personas["multi"]
     request = _submit(lena, _version(), use_type="commercial")
     with pytest.raises(Forbidden, match="own request"):
-        services.review_submit(request=request, reviewer=lena, role="legal", decision="approve")
+        gov_reuse.review_submit(request=request, reviewer=lena, role="legal", decision="approve")
     with pytest.raises(Forbidden, match="do not hold"):
-        services.review_submit(
+        gov_reuse.review_submit(
             request=request, reviewer=personas["bob"], role="legal", decision="approve"
         )
-    services.review_submit(request=request, reviewer=multi, role="legal", decision="approve")
+    gov_reuse.review_submit(request=request, reviewer=multi, role="legal", decision="approve")
     with pytest.raises(Forbidden, match="already reviewed this request as legal"):
-        services.review_submit(request=request, reviewer=multi, role="security", decision="approve")
+        gov_reuse.review_submit(
+            request=request, reviewer=multi, role="security", decision="approve"
+        )
     assert Review.objects.count() == 1
 
 
@@ -153,15 +156,15 @@ def test_the_database_refuses_self_review(personas):
 def test_reject_needs_a_reason_and_ends_the_request(personas):
     request = _submit(personas["alice"], _version())
     with pytest.raises(PortalError, match="reason for rejecting"):
-        services.review_submit(
+        gov_reuse.review_submit(
             request=request, reviewer=personas["lena"], role="legal", decision="reject"
         )
-    request = services.review_submit(
+    request = gov_reuse.review_submit(
         request=request, reviewer=personas["lena"], role="legal", decision="reject", comment="No."
     )
     assert request.status == "rejected"
     with pytest.raises(Conflict):
-        services.review_submit(
+        gov_reuse.review_submit(
             request=request, reviewer=personas["multi"], role="legal", decision="approve"
         )
 
@@ -169,15 +172,15 @@ def test_reject_needs_a_reason_and_ends_the_request(personas):
 def test_changes_requested_then_resubmitted_starts_a_new_round(personas):
     alice, lena = personas["alice"], personas["lena"]
     request = _submit(alice, _version())
-    request = services.review_submit(
+    request = gov_reuse.review_submit(
         request=request, reviewer=lena, role="legal", decision="changes", comment="Say which data"
     )
     assert request.status == "changes_requested"
-    request = services.reuse_request_resubmit(
+    request = gov_reuse.reuse_request_resubmit(
         request=request, requester=alice, justification="Only ticket subjects"
     )
     assert request.status == "submitted"
-    request = services.review_submit(
+    request = gov_reuse.review_submit(
         request=request, reviewer=lena, role="legal", decision="approve"
     )
     assert request.status == "approved"
@@ -187,16 +190,16 @@ def test_changes_requested_then_resubmitted_starts_a_new_round(personas):
 def test_withdraw_is_for_the_requester(personas):
     request = _submit(personas["alice"], _version())
     with pytest.raises(Forbidden):
-        services.reuse_request_withdraw(request=request, requester=personas["bob"])
+        gov_reuse.reuse_request_withdraw(request=request, requester=personas["bob"])
     assert (
-        services.reuse_request_withdraw(request=request, requester=personas["alice"]).status
+        gov_reuse.reuse_request_withdraw(request=request, requester=personas["alice"]).status
         == "withdrawn"
     )
 
 
 def _approved(personas, days=30):
     request = _submit(personas["alice"], _version(), days=days)
-    return services.review_submit(
+    return gov_reuse.review_submit(
         request=request, reviewer=personas["lena"], role="legal", decision="approve"
     )
 
@@ -208,12 +211,12 @@ def test_expiry_takes_the_permissions_away(personas, django_capture_on_commit_ca
     assert type(alice).objects.get(pk=alice.pk).has_perm("zoo.download_files", request.version)
 
     with time_machine.travel(timezone.now() + timedelta(days=9), tick=False):
-        assert services.reuse_requests_expire() == 0
+        assert gov_reuse.reuse_requests_expire() == 0
     with (
         time_machine.travel(timezone.now() + timedelta(days=11), tick=False),
         django_capture_on_commit_callbacks(execute=True),
     ):
-        assert services.reuse_requests_expire() == 1
+        assert gov_reuse.reuse_requests_expire() == 1
 
     request.refresh_from_db()
     assert request.status == "expired"
@@ -227,11 +230,11 @@ def test_revocation_by_a_steward_takes_the_permissions_away(
     with django_capture_on_commit_callbacks(execute=True):
         request = _approved(personas)
     with pytest.raises(Forbidden):
-        services.reuse_request_revoke(request=request, actor=personas["bob"], reason="x")
+        gov_reuse.reuse_request_revoke(request=request, actor=personas["bob"], reason="x")
     with pytest.raises(PortalError, match="Say why"):
-        services.reuse_request_revoke(request=request, actor=personas["sam"], reason=" ")
+        gov_reuse.reuse_request_revoke(request=request, actor=personas["sam"], reason=" ")
     with django_capture_on_commit_callbacks(execute=True):
-        services.reuse_request_revoke(
+        gov_reuse.reuse_request_revoke(
             request=request, actor=personas["sam"], reason="License changed"
         )
     alice = personas["alice"]
@@ -248,7 +251,7 @@ def test_concurrent_approvals_make_one_transition(personas):
         try:
             barrier.wait()
             results.append(
-                services.review_submit(
+                gov_reuse.review_submit(
                     request=request, reviewer=user, role=role, decision="approve"
                 ).status
             )
@@ -273,7 +276,7 @@ def test_concurrent_approvals_make_one_transition(personas):
 
 
 def test_use_gate_and_approved_for_me_filter(personas, client, django_capture_on_commit_callbacks):
-    from governance.selectors import can_use_version
+    from governance.access import can_use_version
 
     alice, bob = personas["alice"], personas["bob"]
     own = ModelVersionFactory(created_by=bob, kind="finetuned")

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from governance import services
 from governance.models import AuditEvent, RiskEntry
+from governance.services import policy as gov_policy
+from governance.services import risks as gov_risks
 from portal.errors import Forbidden
 from tests.factories import ModelVersionFactory, UserFactory
 
@@ -20,7 +21,7 @@ def people(db):
 
 
 def _risk(actor, version, severity, status="open"):
-    return services.risk_entry_save(
+    return gov_risks.risk_entry_save(
         actor=actor,
         version=version,
         category="bias",
@@ -33,16 +34,16 @@ def _risk(actor, version, severity, status="open"):
 
 def test_the_highest_open_risk_feeds_the_policy(people):
     version = ModelVersionFactory()
-    base = services.policy_evaluate(version=version, use_type="research", sensitivity="public")
+    base = gov_policy.policy_evaluate(version=version, use_type="research", sensitivity="public")
     assert base.roles == ["legal"]
     _risk(people["sam"], version, severity=2)
-    assert services.highest_open_risk(version) == 2
+    assert gov_policy.highest_open_risk(version) == 2
     risk = _risk(people["sean"], version, severity=4)
-    outcome = services.policy_evaluate(version=version, use_type="research", sensitivity="public")
+    outcome = gov_policy.policy_evaluate(version=version, use_type="research", sensitivity="public")
     assert outcome.roles == ["legal", "security", "compliance"]
     assert "high or critical open risk" in outcome.explanation
-    services.risk_entry_save(actor=people["sam"], version=version, risk=risk, status="mitigated")
-    assert services.highest_open_risk(version) == 2
+    gov_risks.risk_entry_save(actor=people["sam"], version=version, risk=risk, status="mitigated")
+    assert gov_policy.highest_open_risk(version) == 2
     assert list(AuditEvent.objects.values_list("verb", flat=True).order_by("id")) == [
         "risk.create",
         "risk.create",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from governance import services as governance
 from governance.models import ReuseRequest
+from governance.services import reuse as gov_reuse
 from tests.factories import UserFactory
 from tests.jobs.probe_builders import import_model, text_dataset, tiny_bert_folder
-from zoo import services as zoo_services
+from zoo.services import catalogue as catalogue_services
+from zoo.services import datasets as dataset_services
 
 REVIEWERS = {"legal": "lena", "security": "sean", "compliance": "cora"}
 
@@ -20,7 +21,7 @@ def base_model(folder: Path, repo_id: str, *, steward, license: str = "apache-2.
     readme = folder / "README.md"
     readme.write_text(readme.read_text().replace("license: apache-2.0", f"license: {license}"))
     version = import_model(folder, repo_id, actor=steward)
-    return zoo_services.version_update_metadata(
+    return catalogue_services.version_update_metadata(
         version=version,
         actor=steward,
         bias_notes="Pretrained on English web text; inherits its social biases.",
@@ -41,7 +42,7 @@ def approve_reuse(requester, version, *, sensitivity: str = "internal", use_type
 
 
 def _approve(requester, version, *, sensitivity, use_type):
-    request = governance.reuse_request_submit(
+    request = gov_reuse.reuse_request_submit(
         requester=requester,
         version=version,
         intended_use="Fine-tune a classifier for support tickets.",
@@ -53,7 +54,7 @@ def _approve(requester, version, *, sensitivity, use_type):
     )
     for role in request.required_roles:
         reviewer = UserFactory(username=REVIEWERS[role], roles=[role])
-        request = governance.review_submit(
+        request = gov_reuse.review_submit(
             request=request, reviewer=reviewer, role=role, decision="approve"
         )
     assert request.status == ReuseRequest.Status.APPROVED
@@ -87,10 +88,10 @@ def ticket_rows(n_per_class: int = 12, *, seed: int = 0) -> list[dict[str, str]]
 def ticket_dataset(owner, *, name="tickets", n_per_class=12, sensitivity="internal", seed=0):
     from tests.jobs.probe_builders import csv_bytes, upload
 
-    staged = zoo_services.dataset_stage_upload(
+    staged = dataset_services.dataset_stage_upload(
         actor=owner, upload=upload(f"{name}.csv", csv_bytes(ticket_rows(n_per_class, seed=seed)))
     )
-    version, _ = zoo_services.dataset_create(
+    version, _ = dataset_services.dataset_create(
         actor=owner,
         staged=staged,
         name=name,

@@ -10,8 +10,10 @@ from pathlib import Path
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from zoo import importers, services
+from zoo import importers
 from zoo.models import CatalogModel
+from zoo.services import catalogue as catalogue_services
+from zoo.services import datasets as dataset_services
 
 TEXT_CARD = """---
 license: apache-2.0
@@ -88,9 +90,9 @@ def import_model(folder: Path, repo_id: str, *, actor, modality: str = "text"):
     version, _ = importers.import_from_folder(folder=folder, repo_id=repo_id, actor=actor)
     model = CatalogModel.objects.get(pk=version.model_id)
     if model.modality != modality:
-        services.catalog_model_update(model=model, actor=actor, modality=modality)
+        catalogue_services.catalog_model_update(model=model, actor=actor, modality=modality)
     if model.status != CatalogModel.Status.AVAILABLE:
-        services.catalog_model_set_status(
+        catalogue_services.catalog_model_set_status(
             model=model, status=CatalogModel.Status.AVAILABLE, actor=actor
         )
     version.refresh_from_db()
@@ -143,10 +145,10 @@ def upload(name: str, data: bytes) -> SimpleUploadedFile:
 
 def text_dataset(actor, *, name: str = "sms", rows=None, sensitivity: str = "internal"):
     """A text dataset version created through the real upload services."""
-    staged = services.dataset_stage_upload(
+    staged = dataset_services.dataset_stage_upload(
         actor=actor, upload=upload(f"{name}.csv", csv_bytes(rows or spam_rows()))
     )
-    version, _ = services.dataset_create(
+    version, _ = dataset_services.dataset_create(
         actor=actor,
         staged=staged,
         name=name,

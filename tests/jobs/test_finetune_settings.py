@@ -6,7 +6,7 @@ import pytest
 from django import forms
 from rest_framework import serializers
 
-from jobs.api import FineTuneInput
+from jobs.api.finetunes import FineTuneInput
 from jobs.forms import FineTuneForm
 from jobs.ml.config import SETTINGS, FineTuneConfig
 

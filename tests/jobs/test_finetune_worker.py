@@ -17,8 +17,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from jobs.engine import job_requeue_stale
 from jobs.models import FineTuneRun, Job
-from jobs.services import finetune_launch, job_requeue_stale
+from jobs.services.finetunes import finetune_launch
 from tests.factories import UserFactory
 from tests.jobs.finetune_builders import approve_reuse, base_model, ticket_dataset
 from zoo.models import ModelVersion
@@ -94,7 +95,7 @@ def test_a_cancelled_fine_tune_stops_and_keeps_nothing(celery_worker, people, ap
     from celery.worker import state as worker_state
     from django.core.files.storage import default_storage
 
-    from jobs.services import job_cancel
+    from jobs.engine import job_cancel
 
     alice, _ = people
     data = ticket_dataset(alice, n_per_class=60)

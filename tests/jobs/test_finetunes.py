@@ -20,25 +20,19 @@ from django.utils import timezone
 from huggingface_hub import ModelCard
 from rest_framework.test import APIClient
 
+from governance.access import can_use_version
 from governance.models import AuditEvent
-from governance.selectors import can_use_version
-from jobs import services
+from jobs.engine import JobCancelled, JobContext, job_claim, job_execute, job_requeue_stale
 from jobs.models import FineTuneRun, Job
-from jobs.services import (
-    JobCancelled,
-    JobContext,
-    finetune_launch,
-    job_claim,
-    job_execute,
-    job_requeue_stale,
-)
+from jobs.services import finetunes as finetune_services
+from jobs.services.finetunes import finetune_launch
 from portal.errors import PortalError
 from tests.factories import UserFactory
 from tests.jobs.finetune_builders import approve_reuse, base_model, ticket_dataset
 from tests.jobs.probe_builders import image_zip_bytes, upload
-from zoo import services as zoo_services
 from zoo.models import CatalogModel, ModelVersion
-from zoo.selectors import versions_visible_to
+from zoo.selectors.catalogue import versions_visible_to
+from zoo.services import datasets as dataset_services
 
 pytestmark = pytest.mark.django_db
 
@@ -245,10 +239,10 @@ def test_launch_refusals_say_why_and_create_nothing(
         approve_reuse(alice, approved, sensitivity="confidential")
         data = ticket_dataset(alice, name="secret", sensitivity="restricted")
     elif case == "wrong_modality":
-        staged = zoo_services.dataset_stage_upload(
+        staged = dataset_services.dataset_stage_upload(
             actor=alice, upload=upload("pets.zip", image_zip_bytes({"cat": 6, "dog": 6}))
         )
-        data, _ = zoo_services.dataset_create(
+        data, _ = dataset_services.dataset_create(
             actor=alice, staged=staged, name="pets", sensitivity="internal"
         )
     elif case == "blocked":
@@ -352,15 +346,15 @@ def test_a_stale_attempt_cannot_write(alice, approved):
     stale = JobContext(job_id=run.job_id, attempt=first, params={}, requested_by_id=alice.pk)
 
     with pytest.raises(JobCancelled):
-        services.finetune_curves_append(ctx=stale, run_id=run.pk, steps=[[1, 0.5]])
+        finetune_services.finetune_curves_append(ctx=stale, run_id=run.pk, steps=[[1, 0.5]])
     with pytest.raises(JobCancelled):
-        services.finetune_checkpoint_record(
+        finetune_services.finetune_checkpoint_record(
             ctx=stale, run_id=run.pk, checkpoint={"name": "x", "epoch": 1}
         )
     with pytest.raises(JobCancelled):
-        services.finetune_run_update(ctx=stale, run_id=run.pk, metrics={"accuracy": 1.0})
+        finetune_services.finetune_run_update(ctx=stale, run_id=run.pk, metrics={"accuracy": 1.0})
     with pytest.raises(JobCancelled):
-        services.finetune_output_register(
+        finetune_services.finetune_output_register(
             ctx=stale, run_id=run.pk, folder=None, title="t", summary="s"
         )
 
@@ -547,7 +541,7 @@ def test_pages_refuse_others(alice, bob, approved):
 
 
 def test_fine_tune_links_appear_only_for_who_may_fine_tune(alice, bob, approved):
-    from jobs.services import probe_launch
+    from jobs.services.probes import probe_launch
 
     assert (
         "/finetunes/new/?version="
@@ -651,10 +645,10 @@ def test_an_image_dataset_is_fine_tuned_on_a_vision_backbone(alice, sam, tmp_pat
 
     vit = import_model(tiny_vit_folder(tmp_path / "vit"), "acme/vit", actor=sam, modality="vision")
     approve_reuse(alice, vit)
-    staged = zoo_services.dataset_stage_upload(
+    staged = dataset_services.dataset_stage_upload(
         actor=alice, upload=upload("pets.zip", image_zip_bytes({"cat": 10, "dog": 10}))
     )
-    pets, _ = zoo_services.dataset_create(
+    pets, _ = dataset_services.dataset_create(
         actor=alice, staged=staged, name="pets", sensitivity="internal"
     )
 
@@ -688,10 +682,10 @@ def test_data_that_cannot_be_split_as_asked_fails_the_job_with_the_reason(alice,
         }
         for i in range(3)
     ]
-    staged = zoo_services.dataset_stage_upload(
+    staged = dataset_services.dataset_stage_upload(
         actor=alice, upload=upload("late.csv", csv_bytes(rows))
     )
-    late, _ = zoo_services.dataset_create(
+    late, _ = dataset_services.dataset_create(
         actor=alice,
         staged=staged,
         name="late",

@@ -9,10 +9,10 @@ import pytest
 from celery.worker import state as worker_state
 from django.db import transaction
 
-from jobs import services
+from jobs import engine
 from jobs.ml import features
 from jobs.models import FeatureSet, Job, ProbeResult
-from jobs.services import probe_launch
+from jobs.services.probes import probe_launch
 from tests.factories import UserFactory
 from tests.jobs.probe_builders import import_model, text_dataset, tiny_bert_folder
 
@@ -91,7 +91,7 @@ def test_progress_is_live_and_a_cancelled_probe_stops(
     assert job.stage == "acme/b0 v1: embedded 0 of 40 examples"
     assert run.results.get(position=0).status == ProbeResult.Status.RUNNING
 
-    services.job_cancel(job=job, actor=alice)
+    engine.job_cancel(job=job, actor=alice)
     held_extraction.set()
     deadline = time.monotonic() + 60
     while worker_state.active_requests and time.monotonic() < deadline:

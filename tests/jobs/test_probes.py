@@ -12,9 +12,10 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from jobs import services
+from jobs.engine import JobCancelled, JobContext, job_claim, job_execute
 from jobs.models import FeatureSet, Job, ProbeResult, ProbeRun
-from jobs.services import JobCancelled, JobContext, job_claim, job_execute, probe_launch
+from jobs.services import probes as probe_services
+from jobs.services.probes import probe_launch
 from portal.errors import PortalError
 from tests.jobs.probe_builders import (
     image_zip_bytes,
@@ -24,8 +25,9 @@ from tests.jobs.probe_builders import (
     tiny_vit_folder,
     upload,
 )
-from zoo import services as zoo_services
 from zoo.models import CatalogModel
+from zoo.services import catalogue as catalogue_services
+from zoo.services import datasets as dataset_services
 
 pytestmark = pytest.mark.django_db
 
@@ -128,7 +130,7 @@ def test_a_candidate_that_cannot_load_fails_alone(alice, sam, encoders, tmp_path
 def test_files_of_the_wrong_modality_fail_that_candidate(alice, sam, encoders, tmp_path):
     # Catalogued as a text model, but its files are a vision transformer.
     mislabelled = import_model(tiny_vit_folder(tmp_path / "vit"), "acme/vit", actor=sam)
-    zoo_services.catalog_model_update(model=mislabelled.model, actor=sam, modality="text")
+    catalogue_services.catalog_model_update(model=mislabelled.model, actor=sam, modality="text")
     dataset = text_dataset(alice)
 
     run = _run(
@@ -148,7 +150,7 @@ def test_files_of_the_wrong_modality_fail_that_candidate(alice, sam, encoders, t
 
 def test_when_every_candidate_fails_the_run_fails_with_the_reasons(alice, sam, tmp_path):
     mislabelled = import_model(tiny_vit_folder(tmp_path / "vit"), "acme/vit", actor=sam)
-    zoo_services.catalog_model_update(model=mislabelled.model, actor=sam, modality="text")
+    catalogue_services.catalog_model_update(model=mislabelled.model, actor=sam, modality="text")
     dataset = text_dataset(alice)
 
     run = _run(
@@ -161,10 +163,10 @@ def test_when_every_candidate_fails_the_run_fails_with_the_reasons(alice, sam, t
 
 def test_an_image_dataset_is_probed_with_a_vision_backbone(alice, sam, tmp_path):
     vit = import_model(tiny_vit_folder(tmp_path / "vit"), "acme/vit", actor=sam, modality="vision")
-    staged = zoo_services.dataset_stage_upload(
+    staged = dataset_services.dataset_stage_upload(
         actor=alice, upload=upload("pets.zip", image_zip_bytes({"cat": 6, "dog": 6}))
     )
-    images, _ = zoo_services.dataset_create(
+    images, _ = dataset_services.dataset_create(
         actor=alice, staged=staged, name="pets", sensitivity="internal"
     )
 
@@ -206,7 +208,9 @@ def test_launch_refusals_say_why_and_create_nothing(case, message, alice, bob, s
         encoders[1].save()
         versions = [encoders[1]]
     elif case == "vision":
-        zoo_services.catalog_model_update(model=encoders[1].model, actor=sam, modality="vision")
+        catalogue_services.catalog_model_update(
+            model=encoders[1].model, actor=sam, modality="vision"
+        )
         encoders[1].model.refresh_from_db()
         versions = [encoders[0], encoders[1]]
     elif case == "twice":
@@ -240,7 +244,7 @@ def test_a_stale_attempt_cannot_write_results(alice, encoders):
     result = run.results.first()
 
     with pytest.raises(JobCancelled):
-        services.probe_result_update(ctx=stale, result_id=result.pk, logme=99.0)
+        probe_services.probe_result_update(ctx=stale, result_id=result.pk, logme=99.0)
 
     result.refresh_from_db()
     assert result.logme is None
@@ -335,6 +339,7 @@ def test_probe_api_refuses_versions_the_user_cannot_see(alice, sam, encoders):
             {"dataset_version": dataset.pk, "versions": versions, "max_examples": 40},
             format="json",
         )
-        assert response.status_code == 400
+        # A version you may not see answers like one that does not exist.
+        assert response.status_code == 404
         assert response.json()["detail"].startswith("No model version")
     assert not Job.objects.exists()

@@ -5,15 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from jobs.engine import job_cancel, job_claim, job_execute, job_fail, job_report, job_succeed
 from jobs.models import Job
-from jobs.services import (
-    job_cancel,
-    job_claim,
-    job_execute,
-    job_fail,
-    job_report,
-    job_succeed,
-)
 from portal.errors import Conflict
 from tests.factories import JobFactory
 

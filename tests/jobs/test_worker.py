@@ -9,10 +9,10 @@ import pytest
 from celery.worker import state as worker_state
 from django.db import transaction
 
-from jobs import services
-from jobs.handlers import worker_check
+from jobs import engine
+from jobs.engine import job_create
 from jobs.models import Job
-from jobs.services import job_create
+from jobs.workers.checks import worker_check
 
 pytestmark = [pytest.mark.integration]
 
@@ -44,7 +44,7 @@ def gated_worker_check(monkeypatch):
         assert release.wait(30), "the test never released the job"
         return worker_check(ctx)
 
-    monkeypatch.setitem(services.HANDLERS, Job.Kind.WORKER_CHECK, handler)
+    monkeypatch.setitem(engine.HANDLERS, Job.Kind.WORKER_CHECK, handler)
     return release
 
 
@@ -99,7 +99,7 @@ def test_a_job_cancelled_while_running_stays_cancelled(celery_worker, gated_work
         job = job_create(kind=Job.Kind.WORKER_CHECK, requested_by=alice)
     _wait_for(job, {Job.Status.RUNNING})
 
-    services.job_cancel(job=job, actor=alice)
+    engine.job_cancel(job=job, actor=alice)
     gated_worker_check.set()
     # Wait for the worker to finish the task, i.e. to have tried writing its result.
     deadline = time.monotonic() + 30

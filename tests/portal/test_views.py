@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from governance.models import AuditEvent
 from jobs.models import Job
 from tests.factories import PASSWORD, JobFactory
 
@@ -107,9 +108,10 @@ def test_job_detail_polls_while_active_and_cancel_works(client, alice):
 def test_worker_check_form_is_for_staff(client, alice, admin_user):
     client.force_login(alice)
     response = client.post("/jobs/worker-check/", {"queue": "default"})
-    assert response.status_code == 302
-    assert "/admin/login/" in response["Location"]
+    assert response.status_code == 403
+    assert "Only staff may check the workers" in response.content.decode()
     assert not Job.objects.exists()
+    assert AuditEvent.objects.filter(verb="access.refused", actor=alice).exists()
 
     client.force_login(admin_user)
     response = client.post("/jobs/worker-check/", {"queue": "default"})

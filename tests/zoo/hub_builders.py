@@ -11,8 +11,9 @@ from pathlib import Path
 
 from django.conf import settings
 
-from governance import services
 from governance.models import ReuseRequest
+from governance.services import reuse as gov_reuse
+from governance.services import tokens as gov_tokens
 from tests.jobs.probe_builders import import_model
 from tests.zoo.builders import make_model
 
@@ -38,7 +39,7 @@ def import_folder(folder: Path, repo_id: str, *, actor):
 
 
 def token_for(user, *, days: int = 30, name: str = "tests") -> str:
-    return services.access_token_create(user=user, name=name, days=days)[1]
+    return gov_tokens.access_token_create(user=user, name=name, days=days)[1]
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -51,7 +52,7 @@ def approve(requester, version, *, reviewer, days: int = 30) -> ReuseRequest:
     The object permissions are granted after commit; callers outside a live
     server wrap this in ``django_capture_on_commit_callbacks(execute=True)``.
     """
-    request = services.reuse_request_submit(
+    request = gov_reuse.reuse_request_submit(
         requester=requester,
         version=version,
         intended_use="Evaluate it on our tickets",
@@ -62,6 +63,6 @@ def approve(requester, version, *, reviewer, days: int = 30) -> ReuseRequest:
         duration_days=days,
     )
     assert request.required_roles == ["legal"], request.required_roles
-    return services.review_submit(
+    return gov_reuse.review_submit(
         request=request, reviewer=reviewer, role="legal", decision="approve"
     )

@@ -18,8 +18,8 @@ from tests.jobs.probe_builders import (
     text_dataset,
     upload,
 )
-from zoo import services
 from zoo.models import Dataset, DatasetVersion
+from zoo.services import datasets as dataset_services
 
 pytestmark = pytest.mark.django_db
 
@@ -78,10 +78,10 @@ def test_upload_previews_then_records_a_version_with_its_counts(alice):
 
 def test_the_same_file_twice_is_the_same_version(alice):
     first = text_dataset(alice)
-    staged = services.dataset_stage_upload(
+    staged = dataset_services.dataset_stage_upload(
         actor=alice, upload=upload("again.csv", csv_bytes(spam_rows()))
     )
-    again, created = services.dataset_create(
+    again, created = dataset_services.dataset_create(
         actor=alice,
         staged=staged,
         dataset=first.dataset,
@@ -97,11 +97,11 @@ def test_the_same_file_twice_is_the_same_version(alice):
 
 def test_the_same_file_with_other_columns_is_refused_rather_than_dropped(alice):
     first = text_dataset(alice)
-    staged = services.dataset_stage_upload(
+    staged = dataset_services.dataset_stage_upload(
         actor=alice, upload=upload("again.csv", csv_bytes(spam_rows()))
     )
     with pytest.raises(PortalError, match=r"already .* with columns text='message'"):
-        services.dataset_create(
+        dataset_services.dataset_create(
             actor=alice,
             staged=staged,
             dataset=first.dataset,
@@ -115,8 +115,10 @@ def test_the_same_file_with_other_columns_is_refused_rather_than_dropped(alice):
 def test_a_new_file_becomes_the_next_version(alice):
     first = text_dataset(alice)
     rows = spam_rows(repeat=5)
-    staged = services.dataset_stage_upload(actor=alice, upload=upload("more.csv", csv_bytes(rows)))
-    second, created = services.dataset_create(
+    staged = dataset_services.dataset_stage_upload(
+        actor=alice, upload=upload("more.csv", csv_bytes(rows))
+    )
+    second, created = dataset_services.dataset_create(
         actor=alice,
         staged=staged,
         dataset=first.dataset,
@@ -156,7 +158,7 @@ def test_an_unreadable_file_is_refused_at_the_first_step(alice):
 
 
 def test_a_forged_or_foreign_upload_token_is_refused(alice, bob):
-    staged = services.dataset_stage_upload(
+    staged = dataset_services.dataset_stage_upload(
         actor=alice, upload=upload("a.csv", csv_bytes(spam_rows()))
     )
     response = _client(bob).post(
@@ -176,11 +178,11 @@ def test_a_forged_or_foreign_upload_token_is_refused(alice, bob):
 
 def test_duplicate_names_are_refused_with_a_message(alice):
     text_dataset(alice, name="sms")
-    staged = services.dataset_stage_upload(
+    staged = dataset_services.dataset_stage_upload(
         actor=alice, upload=upload("b.csv", csv_bytes(spam_rows(repeat=3)))
     )
     with pytest.raises(PortalError, match="already have a dataset called 'sms'"):
-        services.dataset_create(
+        dataset_services.dataset_create(
             actor=alice,
             staged=staged,
             name="sms",
@@ -214,7 +216,7 @@ def test_dataset_list_shows_own_and_shared_datasets_within_a_query_budget(
     for i in range(3):
         text_dataset(alice, name=f"set-{i}")
     mine = text_dataset(bob, name="bobs", rows=spam_rows(repeat=2))
-    services.dataset_share(dataset=mine.dataset, actor=bob, user=alice)
+    dataset_services.dataset_share(dataset=mine.dataset, actor=bob, user=alice)
     client = _client(alice)
     client.get("/datasets/")  # warm the session
     with django_assert_max_num_queries(8):

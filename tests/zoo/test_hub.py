@@ -15,14 +15,16 @@ import time_machine
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from governance import services
 from governance.models import AccessToken, AuditEvent
 from governance.selectors import user_for_token
+from governance.services import reuse as gov_reuse
+from governance.services import tokens as gov_tokens
 from portal.errors import Conflict, Forbidden, PortalError
 from tests.factories import UserFactory
 from tests.zoo.builders import Evil
 from tests.zoo.hub_builders import approve, bearer, import_folder, small_model, token_for
-from zoo import hub
+from zoo.hub import files as hub_files
+from zoo.hub import views as hub
 from zoo.models import CatalogModel
 
 pytestmark = pytest.mark.django_db
@@ -178,7 +180,7 @@ def test_git_ids_match_what_git_computes(client, v1, steward_token, tmp_path):
     for artifact in v1.artifacts.all():
         target = work / artifact.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        f = hub.HubFile.of(artifact)
+        f = hub_files.HubFile.of(artifact)
         target.write_bytes(f.pointer if f.lfs else blob(v1, artifact.path))
 
     def git(*args: str) -> str:
@@ -317,11 +319,11 @@ def test_window_reads_only_its_bytes_in_chunks(tmp_path, monkeypatch):
 
 
 def test_lfs_rule_follows_the_hub():
-    assert hub.is_lfs("model.safetensors", 10)
-    assert hub.is_lfs("sub/pytorch_model.BIN", 10)
-    assert not hub.is_lfs("config.json", 10)
-    assert hub.is_lfs("big.txt", hub.LFS_THRESHOLD)
-    assert not hub.is_lfs("README", 100)
+    assert hub_files.is_lfs("model.safetensors", 10)
+    assert hub_files.is_lfs("sub/pytorch_model.BIN", 10)
+    assert not hub_files.is_lfs("config.json", 10)
+    assert hub_files.is_lfs("big.txt", hub_files.LFS_THRESHOLD)
+    assert not hub_files.is_lfs("README", 100)
 
 
 # --- errors and gating ----------------------------------------------------------------------
@@ -401,7 +403,7 @@ def test_blocked_versions_are_never_served(client, v1, sam, steward_token):
 
 
 def test_blocked_model_is_not_served(client, v1, sam, steward_token):
-    from zoo.services import catalog_model_set_status
+    from zoo.services.catalogue import catalog_model_set_status
 
     catalog_model_set_status(model=v1.model, status="blocked", reason="License dispute", actor=sam)
     response = client.get(f"/hf/{REPO}/resolve/main/config.json", headers=bearer(steward_token))
@@ -427,7 +429,7 @@ def test_approval_opens_and_expiry_or_revocation_closes_access(
         assert client.get(url, headers=bearer(bob_token)).status_code == 403
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.reuse_request_revoke(request=request, actor=sam, reason="Project ended")
+        gov_reuse.reuse_request_revoke(request=request, actor=sam, reason="Project ended")
     assert error_of(client.get(url, headers=bearer(bob_token))) == (403, "GatedRepo")
 
 
@@ -473,7 +475,7 @@ def test_query_budget_of_a_download(
 
 
 def test_token_is_shown_once_and_stored_hashed(sam):
-    token, plaintext = services.access_token_create(user=sam, name="laptop", days=30)
+    token, plaintext = gov_tokens.access_token_create(user=sam, name="laptop", days=30)
     assert plaintext.startswith("zoo_pat_")
     assert len(plaintext) == len("zoo_pat_") + 43
     assert token.prefix == plaintext[:16]
@@ -493,7 +495,7 @@ def test_token_is_shown_once_and_stored_hashed(sam):
 
 
 def test_tokens_are_checked_strictly(sam, bob):
-    _, plaintext = services.access_token_create(user=sam, name="t", days=1)
+    _, plaintext = gov_tokens.access_token_create(user=sam, name="t", days=1)
     assert user_for_token(plaintext + "x") is None
     assert user_for_token(plaintext[:-1]) is None
     assert user_for_token("hf_" + plaintext[8:]) is None
@@ -518,12 +520,12 @@ def test_tokens_are_checked_strictly(sam, bob):
 )
 def test_token_creation_refuses_bad_input(bob, name, days, message):
     with pytest.raises(PortalError, match=message):
-        services.access_token_create(user=bob, name=name, days=days)
+        gov_tokens.access_token_create(user=bob, name=name, days=days)
     assert not AccessToken.objects.exists()
 
 
 def test_last_used_is_written_at_most_once_a_minute(bob):
-    token, plaintext = services.access_token_create(user=bob, name="t", days=5)
+    token, plaintext = gov_tokens.access_token_create(user=bob, name="t", days=5)
     start = timezone.now()
     with time_machine.travel(start, tick=False):
         user_for_token(plaintext)
@@ -540,16 +542,16 @@ def test_last_used_is_written_at_most_once_a_minute(bob):
 
 
 def test_revoked_and_expired_tokens_are_refused(client, v1, sam):
-    token, plaintext = services.access_token_create(user=sam, name="t", days=2)
+    token, plaintext = gov_tokens.access_token_create(user=sam, name="t", days=2)
     url = f"/hf/api/models/{REPO}"
     assert client.get(url, headers=bearer(plaintext)).status_code == 200
     with time_machine.travel(token.expires_at + timedelta(seconds=1)):
         assert error_of(client.get(url, headers=bearer(plaintext))) == (401, "GatedRepo")
     with pytest.raises(Forbidden):
-        services.access_token_revoke(token=token, actor=UserFactory(username="mallory"))
-    services.access_token_revoke(token=token, actor=sam)
+        gov_tokens.access_token_revoke(token=token, actor=UserFactory(username="mallory"))
+    gov_tokens.access_token_revoke(token=token, actor=sam)
     with pytest.raises(Conflict):
-        services.access_token_revoke(token=token, actor=sam)
+        gov_tokens.access_token_revoke(token=token, actor=sam)
     response = client.get(url, headers=bearer(plaintext))
     assert error_of(response) == (401, "GatedRepo")
     assert "expired or revoked" in response["X-Error-Message"]
@@ -591,7 +593,7 @@ def test_token_page_creates_shows_once_and_revokes(client, bob, sam):
     assert bad.status_code == 400
     assert AccessToken.objects.filter(user=bob).count() == 1
 
-    other, _ = services.access_token_create(user=sam, name="sams", days=5)
+    other, _ = gov_tokens.access_token_create(user=sam, name="sams", days=5)
     assert client.post(f"/account/tokens/{other.pk}/revoke/").status_code == 404
     response = client.post(f"/account/tokens/{token.pk}/revoke/", follow=True)
     assert "is revoked" in response.content.decode()
@@ -625,7 +627,7 @@ def test_model_page_shows_the_client_snippet(
 
 
 def test_staff_revoke_tokens_in_the_admin(client, admin_user, bob):
-    token, plaintext = services.access_token_create(user=bob, name="leaked", days=5)
+    token, plaintext = gov_tokens.access_token_create(user=bob, name="leaked", days=5)
     client.force_login(admin_user)
     listing = client.get("/admin/governance/accesstoken/").content.decode()
     assert token.prefix in listing

@@ -29,12 +29,12 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import close_session
 
-from governance import services
 from governance.models import AuditEvent, ReuseRequest
+from governance.services import reuse as gov_reuse
 from tests.factories import UserFactory
 from tests.jobs.probe_builders import tiny_bert_folder
 from tests.zoo.hub_builders import approve, import_folder, small_model, token_for
-from zoo import hub
+from zoo.hub import views as hub
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -164,7 +164,7 @@ def test_tokenless_unapproved_expired_and_foreign_tokens_are_gated(
     ReuseRequest.objects.filter(pk=request.pk).update(expires_at=timezone.now())
     with pytest.raises(GatedRepoError):
         snapshot_download(REPO, endpoint=endpoint, token=bob_token, cache_dir=tmp_path / "expired")
-    assert services.reuse_requests_expire() == 1
+    assert gov_reuse.reuse_requests_expire() == 1
     with pytest.raises(GatedRepoError):
         hf_hub_download(
             REPO,

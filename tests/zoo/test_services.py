@@ -6,19 +6,19 @@ from django.core.exceptions import ValidationError
 from governance.models import License
 from portal.errors import Conflict, PortalError
 from tests.factories import ArtifactFactory, CatalogModelFactory, ModelVersionFactory
-from zoo import services
 from zoo.models import CatalogModel, ModelVersion
+from zoo.services import catalogue as catalogue_services
 
 pytestmark = pytest.mark.django_db
 
 
 def test_setting_a_known_license_unblocks_a_version_blocked_only_for_its_license(sam):
     version = ModelVersionFactory(license=License.objects.get(spdx_id="unknown"))
-    version.block_reasons = services.version_block_reasons(version)
+    version.block_reasons = catalogue_services.version_block_reasons(version)
     version.status = ModelVersion.Status.BLOCKED
     version.save()
 
-    version = services.version_set_license(
+    version = catalogue_services.version_set_license(
         version=version, license=License.objects.get(spdx_id="mit"), actor=sam
     )
 
@@ -36,7 +36,7 @@ def test_an_unsafe_file_keeps_the_version_blocked_whatever_the_license(sam):
         scan_findings=[{"module": "os", "name": "system", "safety": "dangerous"}],
     )
 
-    version = services.version_set_license(
+    version = catalogue_services.version_set_license(
         version=version, license=License.objects.get(spdx_id="mit"), actor=sam
     )
 
@@ -63,34 +63,36 @@ def test_status_changes_need_reasons_and_follow_allowed_moves(sam):
     model = version.model
 
     with pytest.raises(PortalError, match="reason is required"):
-        services.catalog_model_set_status(model=model, status="blocked", actor=sam)
-    model = services.catalog_model_set_status(model=model, status="available", actor=sam)
+        catalogue_services.catalog_model_set_status(model=model, status="blocked", actor=sam)
+    model = catalogue_services.catalog_model_set_status(model=model, status="available", actor=sam)
     assert model.status == "available"
-    model = services.catalog_model_set_status(
+    model = catalogue_services.catalog_model_set_status(
         model=model, status="deprecated", reason="Superseded by v2", actor=sam
     )
     assert (model.status, model.status_reason) == ("deprecated", "Superseded by v2")
     with pytest.raises(Conflict):
-        services.catalog_model_set_status(model=model, status="deprecated", reason="x", actor=sam)
+        catalogue_services.catalog_model_set_status(
+            model=model, status="deprecated", reason="x", actor=sam
+        )
     with pytest.raises(PortalError, match="not a status a steward can set"):
-        services.catalog_model_set_status(model=model, status="draft", actor=sam)
+        catalogue_services.catalog_model_set_status(model=model, status="draft", actor=sam)
 
 
 def test_publishing_needs_an_unblocked_version(sam):
     model = CatalogModelFactory(status="draft")
     ModelVersionFactory(model=model, status="blocked", block_reasons=["x"])
     with pytest.raises(PortalError, match="blocked"):
-        services.catalog_model_set_status(model=model, status="available", actor=sam)
+        catalogue_services.catalog_model_set_status(model=model, status="available", actor=sam)
     assert CatalogModel.objects.get(pk=model.pk).status == "draft"
 
 
 def test_metadata_edit_refreshes_the_search_document(sam):
     model = ModelVersionFactory().model
-    services.catalog_model_update(
+    catalogue_services.catalog_model_update(
         model=model, actor=sam, summary="Detects invoices", domain_tags=["finance"]
     )
     model.refresh_from_db()
     assert "Detects invoices" in model.search_document
     assert "finance" in model.search_document
     with pytest.raises(PortalError, match="cannot be edited"):
-        services.catalog_model_update(model=model, actor=sam, repo_id="x/y")
+        catalogue_services.catalog_model_update(model=model, actor=sam, repo_id="x/y")

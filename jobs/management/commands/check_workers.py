@@ -10,10 +10,10 @@ import contextlib
 import time
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
+from jobs.engine import job_cancel
 from jobs.models import Job
-from jobs.services import job_cancel, job_create
+from jobs.services.checks import QUEUES, worker_check_launch
 from portal.errors import Conflict
 
 
@@ -21,18 +21,12 @@ class Command(BaseCommand):
     help = "Check that a worker serves a queue, and report its Python, torch and device."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--queue", default="default", choices=["default", "gpu"])
+        parser.add_argument("--queue", default="default", choices=QUEUES)
         parser.add_argument("--require-gpu", action="store_true")
         parser.add_argument("--timeout", type=float, default=60.0, help="Seconds to wait.")
 
     def handle(self, *args, queue: str, require_gpu: bool, timeout: float, **options) -> None:
-        with transaction.atomic():
-            job = job_create(
-                kind=Job.Kind.WORKER_CHECK,
-                requested_by=None,
-                params={"require_gpu": require_gpu},
-                queue=queue,
-            )
+        job = worker_check_launch(actor=None, queue=queue, require_gpu=require_gpu)
         self.stdout.write(
             f"Queued worker check #{job.pk} on '{queue}'; waiting up to {timeout:g}s."
         )

@@ -1,4 +1,4 @@
-"""Every change to the catalogue goes through these functions."""
+"""Every change to datasets: staged uploads, validated versions, sharing."""
 
 from __future__ import annotations
 
@@ -14,159 +14,10 @@ from django.db import IntegrityError, transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
 from governance.audit import audit_record
-from governance.models import License, Sensitivity
+from governance.models import Sensitivity
 from portal.errors import Conflict, Forbidden, PortalError
 from zoo import datasets, storage
-from zoo.models import Artifact, CatalogModel, Dataset, DatasetVersion, ModelVersion
-
-
-def version_block_reasons(version: ModelVersion) -> list[str]:
-    """Why a version may not be used, derived from its files and license."""
-    reasons = []
-    for artifact in version.artifacts.all():
-        if artifact.scan_status == Artifact.Scan.DANGEROUS:
-            names = ", ".join(
-                f"{f.get('module', '?')}.{f.get('name', '?')}"
-                for f in artifact.scan_findings[:5]
-                if isinstance(f, dict)
-            )
-            reasons.append(f"{artifact.path}: unsafe pickle ({names or 'dangerous imports'}).")
-        elif artifact.scan_status == Artifact.Scan.UNSCANNABLE:
-            reasons.append(f"{artifact.path}: the file could not be verified as safe.")
-    license_obj = version.license
-    if license_obj.is_unknown:
-        stated = version.license_raw
-        reasons.append(
-            f"License {stated!r} is not one the portal knows; a steward must set the license."
-            if stated and stated not in ("unknown", "other")
-            else "No usable license is stated; a steward must set the license."
-        )
-    return reasons
-
-
-def _apply_block_state(version: ModelVersion) -> None:
-    reasons = version_block_reasons(version)
-    version.block_reasons = reasons
-    version.status = ModelVersion.Status.BLOCKED if reasons else ModelVersion.Status.AVAILABLE
-
-
-def catalog_model_refresh_search(*, model: CatalogModel) -> None:
-    """Rebuild the text that catalogue search matches against."""
-    latest = model.versions.order_by("-created_at").first()
-    parts = [
-        model.repo_id.replace("/", " "),
-        model.title,
-        model.summary,
-        model.task,
-        model.architecture,
-        " ".join(str(t) for t in model.domain_tags),
-        latest.card_markdown[:20000] if latest else "",
-    ]
-    document = "\n".join(p for p in parts if p)
-    CatalogModel.objects.filter(pk=model.pk).update(search_document=document)
-    model.search_document = document
-
-
-@transaction.atomic
-def catalog_model_update(*, model: CatalogModel, actor, **fields) -> CatalogModel:
-    """Edit a model's descriptive metadata."""
-    allowed = {"title", "summary", "modality", "task", "architecture", "domain_tags"}
-    unknown = set(fields) - allowed
-    if unknown:
-        raise PortalError(f"These fields cannot be edited: {', '.join(sorted(unknown))}.")
-    before = {name: getattr(model, name) for name in fields}
-    for name, value in fields.items():
-        setattr(model, name, value)
-    model.full_clean(exclude=["owner"])
-    model.save()
-    catalog_model_refresh_search(model=model)
-    audit_record(
-        actor=actor, verb="model.update", target=model, payload={"before": before, "after": fields}
-    )
-    return model
-
-
-_S = CatalogModel.Status
-# target status -> the statuses it may be reached from
-STATUS_MOVES = {
-    _S.AVAILABLE: {_S.DRAFT, _S.DEPRECATED, _S.BLOCKED},
-    _S.DEPRECATED: {_S.AVAILABLE},
-    _S.BLOCKED: {_S.DRAFT, _S.AVAILABLE, _S.DEPRECATED},
-}
-
-
-@transaction.atomic
-def catalog_model_set_status(
-    *, model: CatalogModel, status: str, actor, reason: str = ""
-) -> CatalogModel:
-    """Publish, deprecate, block or restore a model, as a conditional update."""
-    reason = reason.strip()
-    if status not in STATUS_MOVES:
-        raise PortalError(f"{status!r} is not a status a steward can set.")
-    if status in (CatalogModel.Status.DEPRECATED, CatalogModel.Status.BLOCKED) and not reason:
-        raise PortalError("Say why: a reason is required to deprecate or block a model.")
-    if (
-        status == CatalogModel.Status.AVAILABLE
-        and not model.versions.filter(status=ModelVersion.Status.AVAILABLE).exists()
-    ):
-        raise PortalError("Every version of this model is blocked; fix or replace one first.")
-    moved = CatalogModel.objects.filter(pk=model.pk, status__in=STATUS_MOVES[status]).update(
-        status=status, status_reason=reason
-    )
-    if not moved:
-        model.refresh_from_db()
-        raise Conflict(
-            f"The model is {model.get_status_display().lower()}; it cannot become {status}."
-        )
-    before = model.status
-    model.refresh_from_db()
-    audit_record(
-        actor=actor,
-        verb="model.status",
-        target=model,
-        payload={"before": {"status": before}, "after": {"status": status}, "reason": reason},
-    )
-    return model
-
-
-@transaction.atomic
-def version_set_license(*, version: ModelVersion, license: License, actor) -> ModelVersion:
-    """A steward's decision on a version's license; unblocks it if that was the only problem."""
-    version = ModelVersion.objects.select_for_update().get(pk=version.pk)
-    before = {"license": version.license.spdx_id, "status": version.status}
-    version.license = license
-    _apply_block_state(version)
-    version.save(update_fields=["license", "status", "block_reasons", "updated_at"])
-    audit_record(
-        actor=actor,
-        verb="version.license",
-        target=version,
-        payload={"before": before, "after": {"license": license.spdx_id, "status": version.status}},
-    )
-    return version
-
-
-@transaction.atomic
-def version_update_metadata(*, version: ModelVersion, actor, **fields) -> ModelVersion:
-    """Correct the descriptive metadata of a version; its files and revision stay pinned."""
-    allowed = {"bias_notes", "limitations", "provenance"}
-    unknown = set(fields) - allowed
-    if unknown:
-        raise PortalError(f"These fields cannot be edited: {', '.join(sorted(unknown))}.")
-    before = {name: getattr(version, name) for name in fields}
-    for name, value in fields.items():
-        setattr(version, name, value)
-    version.save(update_fields=[*fields, "updated_at"])
-    audit_record(
-        actor=actor,
-        verb="version.update",
-        target=version,
-        payload={"before": before, "after": fields},
-    )
-    return version
-
-
-# --- datasets -------------------------------------------------------------------
+from zoo.models import Dataset, DatasetVersion
 
 
 @dataclass
@@ -421,9 +272,7 @@ def _record_dataset_version(
             existing = dataset.versions.filter(sha256=staged.sha256).first()
             if existing is not None:
                 return _same_file(existing, columns), False
-            if Sensitivity.values.index(sensitivity) > Sensitivity.values.index(
-                dataset.sensitivity
-            ):
+            if Sensitivity.rank(sensitivity) > Sensitivity.rank(dataset.sensitivity):
                 dataset.sensitivity = sensitivity
             dataset.save()
         version = DatasetVersion.objects.create(

@@ -1,4 +1,8 @@
-"""Read queries over the catalogue, shared by the HTML views and the API."""
+"""Read queries over the catalogue, shared by the HTML views, the API and the hub endpoint.
+
+Every object a page shows reaches it through these: a draft is seen by its
+owner and stewards only, in the list, in search and in a base model's lineage.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,10 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
-from guardian.shortcuts import get_objects_for_user
 
-from governance.roles import STEWARDS, has_role
+from governance.roles import is_steward
 from portal.errors import NotFound
-from zoo.models import Artifact, CatalogModel, Dataset, DatasetVersion, ModelVersion
-
-
-def is_steward(user) -> bool:
-    return bool(user.is_authenticated and (user.is_superuser or has_role(user, STEWARDS)))
+from zoo.models import Artifact, CatalogModel, ModelVersion
 
 
 def models_visible_to(user) -> QuerySet[CatalogModel]:
@@ -62,7 +61,7 @@ class CatalogueQuery:
     status: str = ""
     domain: str = ""
     sort: str = ""  # relevance (with q), name, recent, params
-    approved: bool = False  # only models with a version approved for this user
+    approved: bool = False  # only models with a version approved for this user (``within``)
 
 
 def _latest_version() -> QuerySet[ModelVersion]:
@@ -116,8 +115,17 @@ def filter_commercial(qs: QuerySet[CatalogModel], allowed: bool) -> QuerySet[Cat
     )
 
 
-def search_catalogue(user, query: CatalogueQuery) -> QuerySet[CatalogModel]:
+def search_catalogue(
+    user, query: CatalogueQuery, *, within: QuerySet | None = None
+) -> QuerySet[CatalogModel]:
+    """Visible models matching the query; ``within`` (model ids) narrows them further.
+
+    The "approved for me" filter is governance's rule: the caller passes
+    ``governance.access.models_usable_by(user)`` as ``within``.
+    """
     qs, ranked = filter_text(models_visible_to(user), query.q)
+    if within is not None:
+        qs = qs.filter(pk__in=within)
     if query.modality:
         qs = qs.filter(modality=query.modality)
     if query.task:
@@ -130,10 +138,6 @@ def search_catalogue(user, query: CatalogueQuery) -> QuerySet[CatalogModel]:
         qs = filter_license_category(qs, query.license_category)
     if query.commercial in ("yes", "no"):
         qs = filter_commercial(qs, query.commercial == "yes")
-    if query.approved:
-        from governance.selectors import models_approved_for
-
-        qs = qs.filter(pk__in=models_approved_for(user))
     qs = with_latest_license(qs)
     order = {
         "name": ["repo_id"],
@@ -145,20 +149,26 @@ def search_catalogue(user, query: CatalogueQuery) -> QuerySet[CatalogModel]:
     return qs.order_by(*order)
 
 
-def lineage(version: ModelVersion) -> dict:
-    """Ancestors (oldest first) and direct descendants of a version."""
+def lineage(user, version: ModelVersion) -> dict:
+    """Ancestors (oldest first) and direct descendants of a version, as far as ``user`` sees.
+
+    A colleague's draft fine-tune is not listed under its base: its name alone
+    can say whose it is and which private data it was trained on.
+    """
+    visible = versions_visible_to(user)
     ancestors = []
-    node = version.parent
     seen = {version.pk}
-    while node is not None and node.pk not in seen and len(ancestors) < 20:
+    parent_id = version.parent_id
+    while parent_id is not None and parent_id not in seen and len(ancestors) < 20:
+        node = visible.select_related("model").filter(pk=parent_id).first()
+        if node is None:
+            break
         ancestors.append(node)
         seen.add(node.pk)
-        node = (
-            ModelVersion.objects.select_related("model", "parent").filter(pk=node.parent_id).first()
-            if node.parent_id
-            else None
-        )
-    children = list(version.children.select_related("model", "license").order_by("-created_at"))
+        parent_id = node.parent_id
+    children = list(
+        visible.filter(parent=version).select_related("model", "license").order_by("-created_at")
+    )
     return {"ancestors": list(reversed(ancestors)), "children": children}
 
 
@@ -174,49 +184,3 @@ def task_choices() -> list[str]:
         ),
         timeout=300,
     )
-
-
-# --- datasets -------------------------------------------------------------------
-
-
-def datasets_visible_to(user) -> QuerySet[Dataset]:
-    """The owner sees a dataset, and those it was shared with (an object permission); staff all."""
-    if not user.is_authenticated:
-        return Dataset.objects.none()
-    qs = Dataset.objects.select_related("owner")
-    if user.is_staff:
-        return qs
-    shared = get_objects_for_user(
-        user, "zoo.view_dataset", klass=Dataset, with_superuser=False, accept_global_perms=False
-    )
-    return qs.filter(Q(owner=user) | Q(pk__in=shared.values("pk")))
-
-
-def get_dataset_for_user(user, pk: int) -> Dataset:
-    dataset = datasets_visible_to(user).filter(pk=pk).first()
-    if dataset is None:
-        raise NotFound("No such dataset.")
-    return dataset
-
-
-def dataset_versions_visible_to(user) -> QuerySet[DatasetVersion]:
-    return DatasetVersion.objects.select_related("dataset__owner").filter(
-        dataset__in=datasets_visible_to(user).values("pk")
-    )
-
-
-def get_dataset_version_for_user(user, pk: int) -> DatasetVersion:
-    version = dataset_versions_visible_to(user).filter(pk=pk).first()
-    if version is None:
-        raise NotFound("No such dataset version.")
-    return version
-
-
-def dataset_shared_with(dataset: Dataset) -> list:
-    """Users the owner shared the dataset with, by name."""
-    from guardian.shortcuts import get_users_with_perms
-
-    users = get_users_with_perms(
-        dataset, only_with_perms_in=["view_dataset"], with_superusers=False
-    )
-    return sorted((u for u in users if u.pk != dataset.owner_id), key=lambda u: u.get_username())

@@ -24,12 +24,9 @@ in chunks. Nothing here ever reads a whole file into memory.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import mimetypes
 import re
-from dataclasses import dataclass
-from datetime import datetime
 from urllib.parse import urlencode
 
 from django.core.files.storage import default_storage
@@ -38,24 +35,16 @@ from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from governance.audit import audit_record
+from governance.access import can_use_version, versions_usable_by
+from governance.audit import audit_record, audit_refusal
 from governance.models import ACCESS_TOKEN_PREFIX
-from governance.selectors import can_use_version, user_for_token
-from zoo.models import Artifact, CatalogModel, ModelVersion
-from zoo.selectors import models_visible_to
+from governance.selectors import user_for_token
+from zoo.hub.files import HubFile, files_of, flag, iso, tree_oids
+from zoo.models import CatalogModel, ModelVersion
+from zoo.selectors.catalogue import models_visible_to
 
 logger = logging.getLogger(__name__)
 
-#: Files this large are LFS files on the Hub whatever their name.
-LFS_THRESHOLD = 10 * 1024 * 1024
-#: Extensions the Hub's default ``.gitattributes`` sends to LFS.
-# fmt: off
-LFS_SUFFIXES = frozenset({
-    "7z", "arrow", "bin", "bz2", "ckpt", "ftz", "gguf", "gz", "h5", "joblib", "lfs", "mlmodel",
-    "model", "msgpack", "npy", "npz", "onnx", "ot", "parquet", "pb", "pickle", "pkl", "pt", "pth",
-    "rar", "safetensors", "tar", "tflite", "tgz", "wasm", "xz", "zip", "zst", "tfevents",
-})
-# fmt: on
 #: Entries per tree page, as the Hub caps them (fewer when each entry carries its last commit).
 TREE_PAGE_SIZE = 1000
 TREE_PAGE_SIZE_EXPANDED = 50
@@ -64,7 +53,6 @@ STREAM_BLOCK = 1 << 20
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-_TRUE = {"1", "true", "yes", "on"}
 
 
 class HubError(Exception):
@@ -108,13 +96,14 @@ def _record_refusal(request: HttpRequest, exc: HubError) -> None:
     user = getattr(request, "hub_user", None)
     if user is None:
         return
-    with transaction.atomic():
-        audit_record(
-            actor=user,
-            verb="hub.refused",
-            target=exc.target,
-            payload={"method": request.method, "path": request.path[:500], "reason": exc.message},
-        )
+    audit_refusal(
+        actor=user,
+        verb="hub.refused",
+        target=exc.target,
+        method=request.method or "",
+        path=request.path,
+        reason=exc.message,
+    )
 
 
 def hub_view(*methods: str):
@@ -198,8 +187,15 @@ def _model_for(user, namespace: str, name: str) -> CatalogModel:
     return model
 
 
-def _usable(user, version: ModelVersion) -> bool:
-    return not version.is_blocked and can_use_version(user, version)
+def usable_versions(user, model: CatalogModel):
+    """The model's unblocked versions the user may pull, newest first."""
+    return (
+        versions_usable_by(user)
+        .filter(model=model)
+        .exclude(status=ModelVersion.Status.BLOCKED)
+        .select_related("model")
+        .order_by("-created_at", "-id")
+    )
 
 
 def _request_reuse_hint(request: HttpRequest, model: CatalogModel) -> str:
@@ -223,9 +219,9 @@ def _resolve(request: HttpRequest, user, model: CatalogModel, revision: str) -> 
             target=model,
         )
     if revision == "main":
-        for version in versions:
-            if _usable(user, version):
-                return version
+        newest = usable_versions(user, model).first()
+        if newest is not None:
+            return newest
         if not versions:
             raise HubError(404, "RevisionNotFound", f"{model.repo_id} has no versions yet.")
         if all(v.is_blocked for v in versions):
@@ -280,99 +276,6 @@ def _gate(request: HttpRequest, namespace: str, name: str, revision: str):
 # --- what a version's files look like to git -----------------------------------------------
 
 
-def _git_oid(kind: bytes, body: bytes) -> str:
-    return hashlib.sha1(b"%s %d\0" % (kind, len(body)) + body, usedforsecurity=False).hexdigest()
-
-
-def _lfs_pointer(sha256: str, size: int) -> bytes:
-    return (
-        f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-    )
-
-
-def is_lfs(path: str, size: int) -> bool:
-    suffix = path.rsplit("/", 1)[-1].rpartition(".")[2].lower() if "." in path else ""
-    return size >= LFS_THRESHOLD or suffix in LFS_SUFFIXES
-
-
-@dataclass(frozen=True)
-class HubFile:
-    """One artifact as the Hub would describe it."""
-
-    path: str
-    size: int
-    sha256: str
-    git_sha1: str
-    blob_name: str
-    lfs: bool
-
-    @classmethod
-    def of(cls, artifact: Artifact) -> HubFile:
-        return cls(
-            path=artifact.path,
-            size=artifact.size,
-            sha256=artifact.sha256,
-            git_sha1=artifact.git_sha1,
-            blob_name=artifact.blob_name,
-            lfs=is_lfs(artifact.path, artifact.size),
-        )
-
-    @property
-    def pointer(self) -> bytes:
-        return _lfs_pointer(self.sha256, self.size)
-
-    @property
-    def oid(self) -> str:
-        """What git stores: the content's blob id, or for LFS files the pointer's."""
-        return _git_oid(b"blob", self.pointer) if self.lfs else self.git_sha1
-
-    @property
-    def etag(self) -> str:
-        """The ``/resolve`` ETag, which the client names its cached blob after."""
-        return self.sha256 if self.lfs else self.git_sha1
-
-    def lfs_block(self, key: str) -> dict:
-        """The LFS details; the tree calls the hash ``oid``, model info ``sha256``."""
-        return {key: self.sha256, "size": self.size, "pointerSize": len(self.pointer)}
-
-
-def _files(version: ModelVersion) -> list[HubFile]:
-    return [HubFile.of(a) for a in version.artifacts.order_by("path")]
-
-
-def _tree_oids(files: list[HubFile]) -> dict[str, str]:
-    """git tree ids of every folder ("" is the root), built bottom-up as git would."""
-    children: dict[str, dict[str, tuple[bool, str]]] = {"": {}}
-    for f in files:
-        parts = f.path.split("/")
-        for depth in range(1, len(parts)):
-            children.setdefault("/".join(parts[:depth]), {})
-        children.setdefault("/".join(parts[:-1]), {})[parts[-1]] = (False, f.oid)
-    oids: dict[str, str] = {}
-    for folder in sorted(children, key=lambda d: d.count("/") + bool(d), reverse=True):
-        if folder:
-            parent, _, leaf = folder.rpartition("/")
-            children[parent].setdefault(leaf, (True, ""))
-        rows = []
-        for leaf, (is_dir, oid) in children[folder].items():
-            oid = oids[f"{folder}/{leaf}" if folder else leaf] if is_dir else oid
-            mode = b"40000" if is_dir else b"100644"
-            key = leaf + "/" if is_dir else leaf
-            rows.append((key, mode + b" " + leaf.encode() + b"\0" + bytes.fromhex(oid)))
-        oids[folder] = _git_oid(b"tree", b"".join(row for _, row in sorted(rows)))
-    return oids
-
-
-def _iso(moment: datetime) -> str:
-    """Timestamps as the Hub writes them: milliseconds and a ``Z``."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def _flag(value: str | None) -> bool:
-    """Query booleans arrive as ``true``, ``True`` or ``1`` depending on the client."""
-    return (value or "").strip().lower() in _TRUE
-
-
 # --- JSON routes -------------------------------------------------------------------------------
 
 
@@ -412,7 +315,7 @@ def model_info(
     tags = [t for t in card.get("tags") or [] if isinstance(t, str)]
     tags.append(f"license:{version.license.spdx_id}")
     siblings = []
-    for f in _files(version):
+    for f in files_of(version):
         sibling = {"rfilename": f.path, "size": f.size, "blobId": f.oid}
         if f.lfs:
             sibling["lfs"] = f.lfs_block("sha256")
@@ -423,8 +326,8 @@ def model_info(
         "modelId": model.repo_id,
         "author": model.namespace,
         "sha": version.revision,
-        "lastModified": _iso(version.created_at),
-        "createdAt": _iso(model.created_at),
+        "lastModified": iso(version.created_at),
+        "createdAt": iso(model.created_at),
         "private": False,
         "gated": "manual",
         "disabled": False,
@@ -447,7 +350,7 @@ def model_info(
 def refs(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
     """``main`` and the labels of the versions the caller may use, as git tags."""
     user, model, main = _gate(request, namespace, name, "main")
-    usable = [v for v in model.versions.order_by("created_at", "id") if _usable(user, v)]
+    usable = list(reversed(usable_versions(user, model)))
 
     def ref(kind: str, label: str, commit: str) -> dict:
         return {"name": label, "ref": f"refs/{kind}/{label}", "targetCommit": commit}
@@ -457,7 +360,7 @@ def refs(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
         "converts": [],
         "tags": [ref("tags", v.label, v.revision) for v in usable],
     }
-    if _flag(request.GET.get("include_prs")):
+    if flag(request.GET.get("include_prs")):
         body["pullRequests"] = []
     return JsonResponse(body)
 
@@ -468,10 +371,10 @@ def tree(
 ) -> HttpResponse:
     _, model, version = _gate(request, namespace, name, revision)
     folder = (subpath or "").strip("/")
-    recursive = _flag(request.GET.get("recursive"))
-    expand = _flag(request.GET.get("expand"))
-    files = _files(version)
-    folders = _tree_oids(files)
+    recursive = flag(request.GET.get("recursive"))
+    expand = flag(request.GET.get("expand"))
+    files = files_of(version)
+    folders = tree_oids(files)
     if folder and folder not in folders:
         raise HubError(
             404,
@@ -507,7 +410,7 @@ def tree(
         last_commit = {
             "id": version.revision,
             "title": version.label,
-            "date": _iso(version.created_at),
+            "date": iso(version.created_at),
         }
         for entry in page:
             entry["lastCommit"] = last_commit
@@ -624,24 +527,14 @@ def resolve(request: HttpRequest, namespace: str, name: str, revision: str, path
         response = HttpResponse(status=200, content_type=content_type)
         # Set here: CommonMiddleware would write the empty body's length (0).
         response["Content-Length"] = str(f.size)
-        for key, value in headers.items():
-            response[key] = value
-        return response
+        return _with_headers(response, headers)
     try:
         window = _byte_range(request, f.size, f.etag)
     except HubError as exc:
         response = _error_response(exc)
         response["Content-Range"] = f"bytes */{f.size}"
-        for key, value in headers.items():
-            response[key] = value
-        return response
-    try:
-        handle = default_storage.open(f.blob_name, "rb")
-    except FileNotFoundError:
-        logger.error("Blob %s of %s %s is missing from storage", f.blob_name, model, f.path)
-        raise HubError(
-            500, None, f"The stored copy of {f.path} is missing; a steward has to re-import it."
-        ) from None
+        return _with_headers(response, headers)
+    handle = _open_blob(f, model)
     try:
         with transaction.atomic():
             audit_record(
@@ -657,6 +550,27 @@ def resolve(request: HttpRequest, namespace: str, name: str, revision: str, path
     except BaseException:
         handle.close()
         raise
+    return _with_headers(_file_response(handle, f, window, content_type), headers)
+
+
+def _with_headers(response: HttpResponse, headers: dict[str, str]) -> HttpResponse:
+    for key, value in headers.items():
+        response[key] = value
+    return response
+
+
+def _open_blob(f: HubFile, model: CatalogModel):
+    try:
+        return default_storage.open(f.blob_name, "rb")
+    except FileNotFoundError:
+        logger.error("Blob %s of %s %s is missing from storage", f.blob_name, model, f.path)
+        raise HubError(
+            500, None, f"The stored copy of {f.path} is missing; a steward has to re-import it."
+        ) from None
+
+
+def _file_response(handle, f: HubFile, window, content_type: str) -> FileResponse:
+    """The whole file, or the one range asked for, streamed from the open blob."""
     filename = f.path.rsplit("/", 1)[-1]
     if window is None:
         response = FileResponse(handle, content_type=content_type, filename=filename)
@@ -677,19 +591,4 @@ def resolve(request: HttpRequest, namespace: str, name: str, revision: str, path
     response.block_size = STREAM_BLOCK
     if window is not None:
         response["Content-Range"] = f"bytes {window[0]}-{window[1]}/{f.size}"
-    for key, value in headers.items():
-        response[key] = value
     return response
-
-
-# --- the model page's "Use this model" box ----------------------------------------------------
-
-
-def use_this_model(request: HttpRequest, version: ModelVersion) -> dict:
-    """Context for the model page: the endpoint, the token page, and whether this user may pull."""
-    return {
-        "hub_endpoint": request.build_absolute_uri(reverse("hub:index")).rstrip("/"),
-        "hub_tokens_url": reverse("tokens:list"),
-        "hub_can_download": _usable(request.user, version)
-        and version.model.status != CatalogModel.Status.BLOCKED,
-    }

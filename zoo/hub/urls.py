@@ -6,7 +6,7 @@ every other path under /hf/ with a JSON 404, so nothing here is redirected to a 
 
 from django.urls import path, re_path
 
-from zoo import hub
+from zoo.hub import views as hub
 
 _REPO = r"(?P<namespace>[^/]+)/(?P<name>[^/]+)"
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import django_filters
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from governance.models import License, Sensitivity
-from portal.errors import Forbidden, PortalError
-from zoo import selectors, services
-from zoo.models import Artifact, CatalogModel, Dataset, DatasetVersion, ModelVersion
+from governance.models import License
+from zoo.models import Artifact, CatalogModel, ModelVersion
+from zoo.selectors import catalogue as selectors
+from zoo.services import catalogue as services
 
 
 class LicenseSerializer(serializers.ModelSerializer):
@@ -100,14 +100,9 @@ class CatalogModelViewSet(
             selectors.models_visible_to(self.request.user)
         ).order_by("repo_id")
 
-    def _steward(self) -> None:
-        if not selectors.is_steward(self.request.user):
-            raise Forbidden("Only stewards may change catalogue entries.")
-
     @extend_schema(request=CatalogModelEditSerializer, responses=CatalogModelSerializer)
     def partial_update(self, request: Request, pk: str) -> Response:
         model = self.get_object()
-        self._steward()
         data = CatalogModelEditSerializer(model, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         services.catalog_model_update(model=model, actor=request.user, **data.validated_data)
@@ -117,7 +112,6 @@ class CatalogModelViewSet(
     @action(detail=True, methods=["post"])
     def status(self, request: Request, pk: str) -> Response:
         model = self.get_object()
-        self._steward()
         data = StatusInput(data=request.data)
         data.is_valid(raise_exception=True)
         services.catalog_model_set_status(model=model, actor=request.user, **data.validated_data)
@@ -189,8 +183,6 @@ class ModelVersionViewSet(
     @action(detail=True, methods=["post"])
     def license(self, request: Request, pk: str) -> Response:
         version = self.get_object()
-        if not selectors.is_steward(request.user):
-            raise Forbidden("Only stewards may set a version's license.")
         data = LicenseInput(data=request.data)
         data.is_valid(raise_exception=True)
         version = services.version_set_license(
@@ -230,101 +222,3 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     def get_queryset(self):
         return selectors.artifacts_visible_to(self.request.user).order_by("version_id", "path")
-
-
-class DatasetVersionSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = DatasetVersion
-        fields = [
-            "id",
-            "label",
-            "sha256",
-            "size",
-            "format",
-            "original_name",
-            "text_column",
-            "label_column",
-            "slice_column",
-            "time_column",
-            "n_rows",
-            "label_counts",
-            "warnings",
-            "created_at",
-        ]
-        read_only_fields = fields
-
-
-class DatasetSerializer(serializers.ModelSerializer):
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    versions = DatasetVersionSerializer(many=True, read_only=True)
-
-    class Meta:
-        model = Dataset
-        fields = [
-            "id",
-            "owner",
-            "name",
-            "description",
-            "modality",
-            "sensitivity",
-            "versions",
-            "created_at",
-            "updated_at",
-        ]
-        read_only_fields = fields
-
-
-class DatasetUploadInput(serializers.Serializer):
-    file = serializers.FileField()
-    dataset = serializers.IntegerField(
-        required=False, allow_null=True, default=None, help_text="Add a version to this dataset."
-    )
-    name = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
-    description = serializers.CharField(
-        required=False, allow_blank=True, max_length=2000, default=""
-    )
-    sensitivity = serializers.ChoiceField(choices=Sensitivity.choices)
-    text_column = serializers.CharField(required=False, allow_blank=True, default="")
-    label_column = serializers.CharField(required=False, allow_blank=True, default="")
-    slice_column = serializers.CharField(required=False, allow_blank=True, default="")
-    time_column = serializers.CharField(required=False, allow_blank=True, default="")
-
-
-class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Your datasets and those shared with you; upload a file as a new dataset or version."""
-
-    serializer_class = DatasetSerializer
-    filterset_fields = ["modality", "sensitivity"]
-
-    def get_queryset(self):
-        return (
-            selectors.datasets_visible_to(self.request.user)
-            .prefetch_related("versions")
-            .order_by("-updated_at", "-id")
-        )
-
-    def get_object(self) -> Dataset:
-        return selectors.get_dataset_for_user(self.request.user, int(self.kwargs["pk"]))
-
-    @extend_schema(request=DatasetUploadInput, responses={201: DatasetSerializer})
-    def create(self, request: Request) -> Response:
-        data = DatasetUploadInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
-        dataset = None
-        if values["dataset"] is not None:
-            dataset = selectors.get_dataset_for_user(request.user, values["dataset"])
-        elif not values["name"].strip():
-            raise PortalError("Name the new dataset, or give the dataset to add to.", field="name")
-        staged = services.dataset_stage_upload(actor=request.user, upload=values["file"])
-        version, created = services.dataset_create(
-            actor=request.user,
-            staged=staged,
-            dataset=dataset,
-            **{k: values[k] for k in ("name", "description", "sensitivity")},
-            **{
-                k: values[k] for k in ("text_column", "label_column", "slice_column", "time_column")
-            },
-        )
-        body = self.get_serializer(self.get_queryset().get(pk=version.dataset_id)).data
-        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -8,7 +8,6 @@ after commit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -18,106 +17,15 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from governance.audit import audit_record
-from governance.models import (
-    ACCESS_TOKEN_DEFAULT_DAYS,
-    ACCESS_TOKEN_MAX_DAYS,
-    ACCESS_TOKEN_PREFIX,
-    ACCESS_TOKEN_SHOWN_CHARS,
-    AccessToken,
-    PolicyRule,
-    ReuseRequest,
-    Review,
-    RiskEntry,
-    access_token_digest,
-    review_round,
-)
-from governance.roles import REVIEW_ROLES, user_roles
-from portal.errors import Conflict, Forbidden, PortalError
+from governance.models import ReuseRequest, Review, review_round
+from governance.roles import is_steward, user_roles
+from governance.services.policy import policy_evaluate
+from portal.errors import Conflict, Forbidden, NotFound, PortalError
 from zoo.models import ModelVersion
+from zoo.selectors.catalogue import versions_visible_to
 
 # What an approved request lets its requester do with the version.
 GRANTED_PERMISSIONS = ("zoo.view_modelversion", "zoo.download_files", "zoo.finetune_version")
-
-
-@dataclass
-class PolicyOutcome:
-    """What the policy says of a request before it is made."""
-
-    refused: bool
-    roles: list[str] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-
-    @property
-    def explanation(self) -> str:
-        if self.refused:
-            return "Refused: " + " ".join(self.reasons)
-        return f"Needs {' and '.join(self.roles)} review. " + " ".join(self.reasons)
-
-
-def policy_evaluate(*, version: ModelVersion, use_type: str, sensitivity: str) -> PolicyOutcome:
-    if version.is_blocked:
-        return PolicyOutcome(
-            True, reasons=["This version is blocked: " + " ".join(version.block_reasons)]
-        )
-    if version.model.status in ("blocked", "deprecated"):
-        return PolicyOutcome(
-            True, reasons=[f"The model is {version.model.status}: {version.model.status_reason}"]
-        )
-    category = version.license.category
-    risk = highest_open_risk(version)
-    refusals, roles, reasons = [], [], []
-    for rule in PolicyRule.objects.filter(active=True):
-        if not rule.matches(
-            license_category=category, use_type=use_type, sensitivity=sensitivity, risk=risk
-        ):
-            continue
-        if rule.outcome == PolicyRule.Outcome.REFUSE:
-            refusals.append(rule.reason)
-        else:
-            roles.extend(r for r in rule.required_roles if r in REVIEW_ROLES and r not in roles)
-            reasons.append(rule.reason)
-    if refusals:
-        return PolicyOutcome(True, reasons=refusals)
-    if not roles:
-        roles, reasons = ["legal"], ["Every reuse needs at least a legal review."]
-    ordered = [r for r in REVIEW_ROLES if r in roles]
-    return PolicyOutcome(False, roles=ordered, reasons=reasons)
-
-
-def highest_open_risk(version: ModelVersion) -> int:
-    """The severity (1-4) of the version's worst open risk; 0 when none is open."""
-    return (
-        version.risks.filter(status=RiskEntry.Status.OPEN)
-        .order_by("-severity")
-        .values_list("severity", flat=True)
-        .first()
-        or 0
-    )
-
-
-def risk_entry_save(
-    *, actor, version: ModelVersion, risk: RiskEntry | None = None, **fields
-) -> RiskEntry:
-    """Record or update a risk; stewards and reviewers keep the register."""
-    from governance.selectors import can_edit_risks
-
-    if not can_edit_risks(actor):
-        raise Forbidden("Only stewards and reviewers edit the risk register.")
-    with transaction.atomic():
-        creating = risk is None
-        risk = risk or RiskEntry(version=version)
-        before = {} if creating else {k: getattr(risk, k) for k in fields}
-        for name, value in fields.items():
-            setattr(risk, name, value)
-        risk.full_clean()
-        risk.save()
-        audit_record(
-            actor=actor,
-            verb="risk.create" if creating else "risk.update",
-            target=risk,
-            payload={"version": version.pk, "before": before, "after": fields},
-        )
-    return risk
 
 
 def reuse_request_submit(
@@ -131,6 +39,8 @@ def reuse_request_submit(
     justification: str,
     duration_days: int,
 ) -> ReuseRequest:
+    if not versions_visible_to(requester).filter(pk=version.pk).exists():
+        raise NotFound("No such model version.", field="version")
     outcome = policy_evaluate(version=version, use_type=use_type, sensitivity=data_sensitivity)
     if outcome.refused:
         raise PortalError(outcome.explanation)
@@ -269,8 +179,6 @@ def reuse_request_withdraw(*, request: ReuseRequest, requester) -> ReuseRequest:
 
 
 def reuse_request_revoke(*, request: ReuseRequest, actor, reason: str) -> ReuseRequest:
-    from zoo.selectors import is_steward
-
     if not (is_steward(actor) or actor.is_staff):
         raise Forbidden("Only stewards and administrators revoke approvals.")
     if not reason.strip():
@@ -342,79 +250,3 @@ def _notify(request_id: int) -> None:
         recipient_list=[request.requester.email],
         fail_silently=True,
     )
-
-
-# --- personal access tokens ------------------------------------------------------
-
-# More than this many live tokens per person is a sign of tokens being made and forgotten.
-ACCESS_TOKEN_MAX_LIVE = 50
-
-
-def access_token_create(*, user, name: str, days: int = ACCESS_TOKEN_DEFAULT_DAYS):
-    """Issue a read-only token; returns (row, plaintext). The plaintext exists only here."""
-    import secrets
-
-    name = (name or "").strip()
-    if not user.is_authenticated or not user.is_active:
-        raise Forbidden("Only active, signed-in users get access tokens.")
-    if not name:
-        raise PortalError("Give the token a name, e.g. the machine it is for.", field="name")
-    if len(name) > 100:
-        raise PortalError("A token name has at most 100 characters.", field="name")
-    if isinstance(days, bool) or not isinstance(days, int) or not 0 < days <= ACCESS_TOKEN_MAX_DAYS:
-        raise PortalError(
-            f"A token lasts between 1 and {ACCESS_TOKEN_MAX_DAYS} days.", field="days"
-        )
-    secret = secrets.token_urlsafe(32)
-    plaintext = ACCESS_TOKEN_PREFIX + secret
-    now = timezone.now()
-    with transaction.atomic():
-        live = AccessToken.objects.filter(
-            user=user, revoked_at__isnull=True, expires_at__gt=now
-        ).count()
-        if live >= ACCESS_TOKEN_MAX_LIVE:
-            raise PortalError(
-                f"You already have {live} live tokens; revoke the ones you no longer use."
-            )
-        token = AccessToken.objects.create(
-            user=user,
-            name=name,
-            prefix=ACCESS_TOKEN_PREFIX + secret[:ACCESS_TOKEN_SHOWN_CHARS],
-            digest=access_token_digest(plaintext),
-            scope=AccessToken.Scope.READ,
-            expires_at=now + timedelta(days=days),
-        )
-        # Name, display prefix and dates only: never the secret or its digest.
-        audit_record(
-            actor=user,
-            verb="token.create",
-            target=token,
-            payload={
-                "name": name,
-                "prefix": token.prefix,
-                "scope": token.scope,
-                "expires_at": token.expires_at.isoformat(),
-            },
-        )
-    return token, plaintext
-
-
-def access_token_revoke(*, token: AccessToken, actor) -> AccessToken:
-    """Revoke a token at once; its owner or staff may."""
-    if not actor.is_authenticated or (actor.pk != token.user_id and not actor.is_staff):
-        raise Forbidden("Only the token's owner or an administrator may revoke it.")
-    with transaction.atomic():
-        now = timezone.now()
-        moved = AccessToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
-            revoked_at=now
-        )
-        if not moved:
-            raise Conflict("This token is already revoked.")
-        audit_record(
-            actor=actor,
-            verb="token.revoke",
-            target=token,
-            payload={"name": token.name, "prefix": token.prefix, "owner": token.user_id},
-        )
-    token.refresh_from_db()
-    return token

@@ -1,0 +1,141 @@
+"""What the reuse policy says of a request, and the audited edits of its tables.
+
+The policy is data (``PolicyRule`` rows and the ``License`` table), editable
+by staff in the admin; every edit goes through ``license_save`` /
+``policy_rule_save`` / ``policy_rule_delete`` here, so it is audited with its
+before and after like every other change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.forms.models import model_to_dict
+
+from governance.audit import audit_record
+from governance.models import License, PolicyRule, RiskEntry
+from governance.roles import REVIEW_ROLES
+from portal.errors import Forbidden, PortalError
+from zoo.models import ModelVersion
+
+
+@dataclass
+class PolicyOutcome:
+    """What the policy says of a request before it is made."""
+
+    refused: bool
+    roles: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def explanation(self) -> str:
+        if self.refused:
+            return "Refused: " + " ".join(self.reasons)
+        return f"Needs {' and '.join(self.roles)} review. " + " ".join(self.reasons)
+
+
+def policy_evaluate(*, version: ModelVersion, use_type: str, sensitivity: str) -> PolicyOutcome:
+    if version.is_blocked:
+        return PolicyOutcome(
+            True, reasons=["This version is blocked: " + " ".join(version.block_reasons)]
+        )
+    if version.model.status in ("blocked", "deprecated"):
+        return PolicyOutcome(
+            True, reasons=[f"The model is {version.model.status}: {version.model.status_reason}"]
+        )
+    category = version.license.category
+    risk = highest_open_risk(version)
+    refusals, roles, reasons = [], [], []
+    for rule in PolicyRule.objects.filter(active=True):
+        if not rule.matches(
+            license_category=category, use_type=use_type, sensitivity=sensitivity, risk=risk
+        ):
+            continue
+        if rule.outcome == PolicyRule.Outcome.REFUSE:
+            refusals.append(rule.reason)
+        else:
+            roles.extend(r for r in rule.required_roles if r in REVIEW_ROLES and r not in roles)
+            reasons.append(rule.reason)
+    if refusals:
+        return PolicyOutcome(True, reasons=refusals)
+    if not roles:
+        roles, reasons = ["legal"], ["Every reuse needs at least a legal review."]
+    ordered = [r for r in REVIEW_ROLES if r in roles]
+    return PolicyOutcome(False, roles=ordered, reasons=reasons)
+
+
+def highest_open_risk(version: ModelVersion) -> int:
+    """The severity (1-4) of the version's worst open risk; 0 when none is open."""
+    return (
+        version.risks.filter(status=RiskEntry.Status.OPEN)
+        .order_by("-severity")
+        .values_list("severity", flat=True)
+        .first()
+        or 0
+    )
+
+
+def _require_staff(actor) -> None:
+    if not (actor is not None and actor.is_authenticated and actor.is_staff):
+        raise Forbidden("Only staff may change the policy tables.")
+
+
+def _snapshot(obj) -> dict:
+    return {k: v for k, v in model_to_dict(obj).items() if k != "id"}
+
+
+def _save_table_row(*, actor, obj, verb: str, fields: dict):
+    """Apply ``fields`` to ``obj``, validate, save and audit before/after; staff only."""
+    _require_staff(actor)
+    creating = obj.pk is None
+    before = {} if creating else _snapshot(type(obj).objects.get(pk=obj.pk))
+    for name, value in fields.items():
+        setattr(obj, name, value)
+    try:
+        obj.full_clean()
+    except ValidationError as exc:
+        name, errors = next(iter(exc.message_dict.items()))
+        raise PortalError(" ".join(errors), field=name) from exc
+    with transaction.atomic():
+        obj.save()
+        after = _snapshot(obj)
+        audit_record(
+            actor=actor,
+            verb=f"{verb}.{'create' if creating else 'update'}",
+            target=obj,
+            payload={
+                "before": before,
+                "after": after,
+                "changed": sorted(k for k in after if before.get(k) != after[k]),
+            },
+        )
+    return obj
+
+
+def license_save(*, actor, license: License | None = None, **fields) -> License:
+    """Add a license or change one (its category and commercial flag drive the policy)."""
+    return _save_table_row(actor=actor, obj=license or License(), verb="license", fields=fields)
+
+
+def policy_rule_save(*, actor, rule: PolicyRule | None = None, **fields) -> PolicyRule:
+    """Add a policy rule or change one; roles are checked against the review roles."""
+    roles = fields.get("required_roles", rule.required_roles if rule else [])
+    unknown = sorted(set(roles or []) - set(REVIEW_ROLES))
+    if unknown:
+        raise PortalError(
+            f"Unknown review role {unknown[0]!r}; use {', '.join(REVIEW_ROLES)}.",
+            field="required_roles",
+        )
+    return _save_table_row(actor=actor, obj=rule or PolicyRule(), verb="policy_rule", fields=fields)
+
+
+def policy_rule_delete(*, actor, rule: PolicyRule) -> None:
+    _require_staff(actor)
+    with transaction.atomic():
+        before = _snapshot(rule)
+        audit_record(
+            actor=actor, verb="policy_rule.delete", target=rule, payload={"before": before}
+        )
+        rule.delete()

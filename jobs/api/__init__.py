@@ -1,0 +1,1 @@
+"""REST endpoints of jobs (``jobs``), imports, probes and fine-tunes."""

@@ -1,0 +1,115 @@
+"""Start a transferability probe, and the writes its worker makes for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from jobs.engine import JobContext, job_create, owned_by
+from jobs.models import FeatureSet, Job, ProbeResult, ProbeRun
+from portal.errors import NotFound, PortalError
+from zoo.models import CatalogModel
+from zoo.selectors.catalogue import versions_visible_to
+from zoo.selectors.datasets import dataset_versions_visible_to
+
+
+def probe_launch(
+    *,
+    actor,
+    dataset_version,
+    versions: list,
+    max_examples: int,
+    seed: int = 0,
+) -> ProbeRun:
+    """Check a probe request and queue it: one job, one row per candidate.
+
+    Every candidate must be a version the user may see, not blocked, and of the
+    dataset's modality; otherwise nothing is created and the message says which.
+    """
+    if not dataset_versions_visible_to(actor).filter(pk=dataset_version.pk).exists():
+        raise NotFound("No such dataset.", field="dataset_version")
+    _check_candidates(actor, dataset_version, versions)
+    if not 10 <= max_examples <= settings.PROBE_MAX_EXAMPLES:
+        raise PortalError(
+            f"The number of examples must be between 10 and {settings.PROBE_MAX_EXAMPLES:,}.",
+            field="max_examples",
+        )
+    with transaction.atomic():
+        job = job_create(
+            kind=Job.Kind.PROBE,
+            requested_by=actor,
+            params={
+                "dataset_version": dataset_version.pk,
+                "versions": [v.pk for v in versions],
+                "max_examples": max_examples,
+                "seed": seed,
+            },
+        )
+        run = ProbeRun.objects.create(
+            job=job,
+            dataset_version=dataset_version,
+            requested_by=actor,
+            max_examples=max_examples,
+            seed=seed,
+        )
+        ProbeResult.objects.bulk_create(
+            ProbeResult(run=run, version=v, position=i) for i, v in enumerate(versions)
+        )
+    return run
+
+
+def _check_candidates(actor, dataset_version, versions: list) -> None:
+    if not versions:
+        raise PortalError("Choose at least one candidate model version.", field="versions")
+    if len({v.pk for v in versions}) != len(versions):
+        raise PortalError("A candidate is listed twice.", field="versions")
+    if len(versions) > settings.PROBE_MAX_CANDIDATES:
+        raise PortalError(
+            f"Choose at most {settings.PROBE_MAX_CANDIDATES} candidates per probe.",
+            field="versions",
+        )
+    visible = set(
+        versions_visible_to(actor)
+        .filter(pk__in=[v.pk for v in versions])
+        .values_list("pk", flat=True)
+    )
+    dataset = dataset_version.dataset
+    wanted = (
+        CatalogModel.Modality.VISION if dataset.modality == "vision" else CatalogModel.Modality.TEXT
+    )
+    for version in versions:
+        if version.pk not in visible:
+            raise NotFound(f"No model version {version.pk} that you may see.", field="versions")
+        if version.is_blocked:
+            raise PortalError(
+                f"{version.model.repo_id} {version.label} is blocked and cannot be loaded: "
+                + " ".join(version.block_reasons),
+                field="versions",
+            )
+        if version.model.modality != wanted:
+            raise PortalError(
+                f"{version.model.repo_id} is a {version.model.get_modality_display().lower()} "
+                f"model; {dataset} holds {dataset.get_modality_display().lower()} data.",
+                field="versions",
+            )
+
+
+def probe_result_update(*, ctx: JobContext, result_id: int, **fields: Any) -> None:
+    """Write one candidate's state for the attempt that owns the job (a stale attempt cannot)."""
+    with owned_by(ctx.job_id, ctx.attempt):
+        ProbeResult.objects.filter(pk=result_id).update(**fields)
+
+
+def probe_run_update(*, ctx: JobContext, run_id: int, **fields: Any) -> None:
+    with owned_by(ctx.job_id, ctx.attempt):
+        ProbeRun.objects.filter(pk=run_id).update(**fields)
+
+
+def feature_set_record(*, ctx: JobContext, **fields: Any) -> FeatureSet:
+    """Remember extracted features; when another worker recorded the same key first, keep theirs."""
+    key = {k: fields.pop(k) for k in ("version", "dataset_version", "preprocessing", "sample_key")}
+    with owned_by(ctx.job_id, ctx.attempt):
+        feature_set, _ = FeatureSet.objects.get_or_create(**key, defaults=fields)
+    return feature_set

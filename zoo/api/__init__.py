@@ -1,0 +1,1 @@
+"""REST endpoints of the catalogue (``catalogue``) and of datasets (``datasets``)."""

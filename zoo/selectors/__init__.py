@@ -1,0 +1,1 @@
+"""Read queries over the catalogue (``catalogue``) and datasets (``datasets``)."""

@@ -1,0 +1,1 @@
+"""Every change to the catalogue (``catalogue``) and to datasets (``datasets``)."""

@@ -1,0 +1,1 @@
+"""HTML pages of the catalogue (``catalogue``) and of datasets (``datasets``)."""

@@ -1,0 +1,174 @@
+"""Catalogue pages: search, a model's page, and the stewards' edits."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from governance.access import models_usable_by
+from governance.forms import RiskForm
+from governance.models import RiskEntry
+from governance.roles import is_steward
+from governance.selectors import can_edit_risks
+from portal.errors import Forbidden, NotFound
+from portal.http import shown_to
+from zoo.cards import render_markdown
+from zoo.forms import (
+    CatalogueFilterForm,
+    ModelEditForm,
+    ModelStatusForm,
+    VersionLicenseForm,
+    VersionNotesForm,
+)
+from zoo.hub.snippets import use_this_model
+from zoo.models import CatalogModel
+from zoo.selectors import catalogue as selectors
+from zoo.services import catalogue as services
+
+
+@login_required
+def catalogue(request: HttpRequest) -> HttpResponse:
+    form = CatalogueFilterForm(request.GET or None)
+    query = selectors.CatalogueQuery()
+    if form.is_bound and form.is_valid():
+        query = selectors.CatalogueQuery(**form.cleaned_data)
+    within = models_usable_by(request.user) if query.approved else None
+    results = selectors.search_catalogue(request.user, query, within=within)
+    page = Paginator(results, 20).get_page(request.GET.get("page"))
+    params = request.GET.copy()
+    params.pop("page", None)
+    return render(
+        request,
+        "zoo/catalogue.html",
+        {
+            "form": form if form.is_bound else CatalogueFilterForm(),
+            "page": page,
+            "query_string": params.urlencode(),
+            "tasks": selectors.task_choices(),
+            "is_steward": is_steward(request.user),
+        },
+    )
+
+
+def _model(request: HttpRequest, namespace: str, name: str) -> CatalogModel:
+    return selectors.get_model_for_user(request.user, f"{namespace}/{name}")
+
+
+def _risk_context(user) -> dict:
+    """The model page shows the version's risk register, which governance keeps."""
+    return {
+        "can_edit_risks": can_edit_risks(user),
+        "risk_form": RiskForm(),
+        "risk_statuses": RiskEntry.Status.choices,
+    }
+
+
+@login_required
+def model_detail(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
+    model = _model(request, namespace, name)
+    versions = list(
+        model.versions.select_related("license", "parent__model", "created_by").order_by(
+            "-created_at", "-id"
+        )
+    )
+    if not versions:
+        raise NotFound("This model has no versions yet.")
+    wanted = request.GET.get("version")
+    version = next((v for v in versions if wanted in (v.label, v.revision)), versions[0])
+    steward = is_steward(request.user)
+    return render(
+        request,
+        "zoo/model_detail.html",
+        {
+            "model": model,
+            "version": version,
+            "versions": versions,
+            "artifacts": version.artifacts.all(),
+            "card_html": render_markdown(version.card_markdown) if version.card_markdown else "",
+            "lineage": selectors.lineage(request.user, version),
+            "risks": version.risks.select_related("owner"),
+            **_risk_context(request.user),
+            "is_steward": steward,
+            **use_this_model(request, version),
+            "status_form": ModelStatusForm(initial={"status": model.status}) if steward else None,
+            "license_form": VersionLicenseForm(initial={"license": version.license.spdx_id})
+            if steward
+            else None,
+        },
+    )
+
+
+@login_required
+def model_edit(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
+    model = _model(request, namespace, name)
+    if not is_steward(request.user):
+        raise Forbidden("Only stewards may change catalogue entries.")
+    version = model.versions.order_by("-created_at", "-id").first()
+    form = ModelEditForm(request.POST or None, instance=model)
+    notes = VersionNotesForm(request.POST or None, instance=version, prefix="v")
+    if request.method == "POST" and form.is_valid() and notes.is_valid():
+        with shown_to(request, form) as attempt, transaction.atomic():
+            services.catalog_model_update(
+                model=CatalogModel.objects.get(pk=model.pk),
+                actor=request.user,
+                **{k: form.cleaned_data[k] for k in (*form.Meta.fields, "domain_tags")},
+            )
+            services.version_update_metadata(
+                version=version, actor=request.user, **notes.cleaned_data
+            )
+        if attempt.succeeded:
+            messages.success(request, "Saved.")
+            return redirect("zoo:model", namespace=namespace, name=name)
+    return render(
+        request,
+        "zoo/model_edit.html",
+        {"model": model, "form": form, "notes": notes, "version": version},
+    )
+
+
+@login_required
+@require_POST
+def model_status(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
+    model = _model(request, namespace, name)
+    form = ModelStatusForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a status.")
+        return redirect("zoo:model", namespace=namespace, name=name)
+    with shown_to(request) as attempt:
+        services.catalog_model_set_status(
+            model=model,
+            status=form.cleaned_data["status"],
+            reason=form.cleaned_data["reason"],
+            actor=request.user,
+        )
+    if attempt.succeeded:
+        messages.success(request, f"{model.repo_id} is now {form.cleaned_data['status']}.")
+    return redirect("zoo:model", namespace=namespace, name=name)
+
+
+@login_required
+@require_POST
+def version_license(request: HttpRequest, namespace: str, name: str, label: str) -> HttpResponse:
+    model = _model(request, namespace, name)
+    version = model.versions.filter(label=label).first()
+    if version is None:
+        raise NotFound("No such version.")
+    form = VersionLicenseForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a license from the list.")
+        return redirect(f"{model.get_absolute_url()}?version={label}")
+    with shown_to(request) as attempt:
+        version = services.version_set_license(
+            version=version, license=form.cleaned_data["license"], actor=request.user
+        )
+    if attempt.succeeded:
+        state = "still blocked" if version.is_blocked else "available"
+        messages.success(
+            request, f"License set to {version.license.spdx_id}; the version is {state}."
+        )
+    return redirect(f"{model.get_absolute_url()}?version={label}")
