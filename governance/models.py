@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class License(models.Model):
@@ -299,8 +302,6 @@ ACCESS_TOKEN_MAX_DAYS = 365
 
 def access_token_digest(raw: str) -> str:
     """The stored form of a token: its sha256 (the secret has 256 random bits, so no salt)."""
-    import hashlib
-
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -341,7 +342,5 @@ class AccessToken(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
     def is_live(self, now=None) -> bool:
-        from django.utils import timezone
-
         now = now or timezone.now()
         return self.revoked_at is None and self.expires_at > now

@@ -17,6 +17,9 @@ class JobAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a job's row is its record; no "delete selected"
+
 
 @admin.register(FineTuneRun)
 class FineTuneRunAdmin(admin.ModelAdmin):
@@ -35,3 +38,6 @@ class FineTuneRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a job's row is its record; no "delete selected"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.urls import reverse
 
 
 class Job(models.Model):
@@ -139,8 +140,6 @@ class ProbeRun(models.Model):
         return f"Probe #{self.pk} on {self.dataset_version}"
 
     def get_absolute_url(self) -> str:
-        from django.urls import reverse
-
         return reverse("probes:detail", kwargs={"pk": self.pk})
 
 
@@ -281,8 +280,6 @@ class FineTuneRun(models.Model):
         return f"Fine-tune #{self.pk} of {self.base_version} on {self.dataset_version}"
 
     def get_absolute_url(self) -> str:
-        from django.urls import reverse
-
         return reverse("finetunes:detail", kwargs={"pk": self.pk})
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from django.conf import settings
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
@@ -19,8 +20,6 @@ app = Celery("portal")
 
 
 def _configure(app: Celery) -> None:
-    from django.conf import settings
-
     limit = settings.JOB_TIME_LIMIT_S
     transport_options: dict = {"visibility_timeout": limit + 3600}
     if settings.BROKER_IS_FILESYSTEM:

@@ -117,8 +117,41 @@ def sam(db):
 
 
 @pytest.fixture
+def lena(db):
+    """A legal reviewer."""
+    return UserFactory(username="lena", roles=["legal"])
+
+
+@pytest.fixture
+def sean(db):
+    """A security reviewer."""
+    return UserFactory(username="sean", roles=["security"])
+
+
+@pytest.fixture
+def cora(db):
+    """A compliance reviewer."""
+    return UserFactory(username="cora", roles=["compliance"])
+
+
+@pytest.fixture
 def admin_user(db):
+    """Staff and superuser: the admin, the policy tables, every job."""
     return UserFactory(username="root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def people(alice, bob, sam, lena, sean, cora, admin_user):
+    """Every persona by name, for tests that go through several of them."""
+    return {
+        "alice": alice,
+        "bob": bob,
+        "sam": sam,
+        "lena": lena,
+        "sean": sean,
+        "cora": cora,
+        "admin": admin_user,
+    }
 
 
 @pytest.fixture

@@ -106,7 +106,55 @@ def import_from_hub(
     report: Report = _no_report,
 ) -> tuple[ModelVersion, bool]:
     """Import one pinned revision of a Hub repository. Returns (version, created)."""
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import snapshot_download  # loaded only when an import runs
+
+    endpoint = endpoint or settings.HF_ENDPOINT
+    repo_id = repo_id or hub_repo_id
+    report(0.02, f"Resolving {hub_repo_id}@{revision}")
+    info = _hub_model_info(hub_repo_id, revision, endpoint, token)
+    commit = info.sha
+    existing = find_version(repo_id, commit)
+    if existing:
+        return existing, False
+    expected = _expected_files(hub_repo_id, info)
+    staging = _staging_dir()
+    try:
+        report(0.05, "Downloading files")
+        snapshot = staging / "snapshot"
+        try:
+            snapshot_download(
+                hub_repo_id,
+                revision=commit,
+                endpoint=endpoint,
+                token=token or False,
+                local_dir=snapshot,
+                cache_dir=staging / "cache",
+            )
+        except Exception as exc:
+            raise ImportRefused(f"Downloading {hub_repo_id}@{commit[:10]} failed: {exc}") from None
+        files = _checked(lambda: safety.check_folder(snapshot, limits=limits()))
+        missing = set(expected) - {f.as_posix() for f in files}
+        if missing:
+            raise ImportRefused(f"The download lacks {', '.join(sorted(missing)[:5])}.")
+        return ingest(
+            root=snapshot,
+            files=files,
+            repo_id=repo_id,
+            revision=commit,
+            source=ModelVersion.Source.HUB,
+            source_repo=f"{endpoint.rstrip('/')}/{hub_repo_id}",
+            source_revision=revision,
+            expected=expected,
+            actor=actor,
+            report=report,
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _hub_model_info(hub_repo_id: str, revision: str, endpoint: str, token: str | None):
+    """The Hub's description of one revision, with every file's size and hash."""
+    from huggingface_hub import HfApi
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -114,12 +162,9 @@ def import_from_hub(
         RevisionNotFoundError,
     )
 
-    endpoint = endpoint or settings.HF_ENDPOINT
-    repo_id = repo_id or hub_repo_id
     api = HfApi(endpoint=endpoint, token=token or False)
-    report(0.02, f"Resolving {hub_repo_id}@{revision}")
     try:
-        info = api.model_info(hub_repo_id, revision=revision, files_metadata=True)
+        return api.model_info(hub_repo_id, revision=revision, files_metadata=True)
     except GatedRepoError:
         raise ImportRefused(
             f"{hub_repo_id} is gated: an access token with access is needed."
@@ -134,10 +179,10 @@ def import_from_hub(
         if type(exc).__module__.startswith(("httpx", "httpcore", "requests")):
             raise ImportRefused(f"The hub at {endpoint} could not be reached: {exc}") from None
         raise
-    commit = info.sha
-    existing = find_version(repo_id, commit)
-    if existing:
-        return existing, False
+
+
+def _expected_files(hub_repo_id: str, info) -> dict[str, Expected]:
+    """What each file must be, as the Hub promised it; the limits are checked before download."""
     expected: dict[str, Expected] = {}
     total = 0
     for sibling in info.siblings or []:
@@ -159,39 +204,7 @@ def import_from_hub(
         raise ImportRefused(
             f"{hub_repo_id} holds {total:,} bytes; the limit is {cap.max_total_bytes:,}."
         )
-    staging = _staging_dir()
-    try:
-        report(0.05, "Downloading files")
-        snapshot = staging / "snapshot"
-        try:
-            snapshot_download(
-                hub_repo_id,
-                revision=commit,
-                endpoint=endpoint,
-                token=token or False,
-                local_dir=snapshot,
-                cache_dir=staging / "cache",
-            )
-        except Exception as exc:
-            raise ImportRefused(f"Downloading {hub_repo_id}@{commit[:10]} failed: {exc}") from None
-        files = _checked(lambda: safety.check_folder(snapshot, limits=cap))
-        missing = set(expected) - {f.as_posix() for f in files}
-        if missing:
-            raise ImportRefused(f"The download lacks {', '.join(sorted(missing)[:5])}.")
-        return ingest(
-            root=snapshot,
-            files=files,
-            repo_id=repo_id,
-            revision=commit,
-            source=ModelVersion.Source.HUB,
-            source_repo=f"{endpoint.rstrip('/')}/{hub_repo_id}",
-            source_revision=revision,
-            expected=expected,
-            actor=actor,
-            report=report,
-        )
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    return expected
 
 
 def import_from_folder(
@@ -463,71 +476,17 @@ def _record(
     actor,
     derived: Derived | None = None,
 ) -> ModelVersion:
+    """Write the model (if new), the version and its artifacts, in the caller's transaction."""
     card = card or CardInfo()
-    config = _config(staged)
-    architectures = config.get("architectures")
-    architecture = (
-        str(architectures[0])
-        if isinstance(architectures, list) and architectures
-        else str(config.get("model_type") or "")
-    )
-    model, created = CatalogModel.objects.select_for_update().get_or_create(
-        repo_id=repo_id,
-        defaults={
-            "title": str(
-                (derived and derived.title)
-                or card.metadata.get("model_name")
-                or repo_id.split("/", 1)[1]
-            )[:200],
-            "summary": (derived and derived.summary) or card.summary,
-            "modality": derived.parent.model.modality if derived else card.modality,
-            "task": (card.pipeline_tag or "")[:64],
-            "architecture": architecture[:100],
-            "domain_tags": card.tags[:50],
-            "owner": actor,
-            "status": CatalogModel.Status.DRAFT,
-        },
-    )
-    parent = None
-    if card.base_models:
-        parent = (
-            ModelVersion.objects.filter(model__repo_id=card.base_models[0])
-            .order_by("-created_at")
-            .first()
-        )
-    is_adapter = any(s.path == "adapter_config.json" for s in staged)
-    kind = (
-        ModelVersion.Kind.ADAPTER
-        if is_adapter
-        else ModelVersion.Kind.FINETUNED
-        if card.base_models
-        else ModelVersion.Kind.BASE
-    )
-    license_obj, license_raw = _resolve_license(card)
-    provenance = {
-        "datasets": card.datasets,
-        "languages": card.languages,
-        "library_name": card.library_name,
-        "base_model": card.base_models,
-        "paper": card.metadata.get("paper") or card.metadata.get("arxiv"),
-    }
-    if derived is not None:
-        parent, kind = derived.parent, derived.kind
-        license_obj, license_raw = derived.parent.license, card.license or ""
-        provenance.update(derived.provenance or {})
-    label = f"v{model.versions.count() + 1}"
+    model, created = _model_for(repo_id, card, staged, actor, derived)
+    lineage = _lineage(card, staged, derived)
     version = ModelVersion(
         model=model,
         revision=revision,
-        label=label,
-        parent=parent,
-        kind=kind,
-        license=license_obj,
-        license_raw=license_raw[:200],
+        label=f"v{model.versions.count() + 1}",
         source=source,
         source_repo=source_repo[:300],
         source_revision=source_revision[:100],
-        provenance=provenance,
         bias_notes=derived.bias_notes if derived else "",
         limitations=derived.limitations if derived else "",
         card_markdown=card.body,
@@ -536,24 +495,10 @@ def _record(
         total_size=sum(s.digest.size for s in staged),
         file_count=len(staged),
         created_by=actor,
+        **lineage,
     )
     version.save()
-    Artifact.objects.bulk_create(
-        [
-            Artifact(
-                version=version,
-                path=s.path,
-                size=s.digest.size,
-                sha256=s.digest.sha256,
-                git_sha1=s.digest.git_sha1,
-                format=s.fmt,
-                scan_status=s.scan.status,
-                scan_findings=s.scan.findings,
-                blob_name=blob_names[s.path],
-            )
-            for s in staged
-        ]
-    )
+    _record_artifacts(version, staged, blob_names)
     reasons = version_block_reasons(version)
     if reasons:
         version.status = ModelVersion.Status.BLOCKED
@@ -574,10 +519,93 @@ def _record(
             "revision": revision,
             "files": {s.path: s.digest.sha256 for s in staged},
             "blocked": version.block_reasons,
-            **({"parent": derived.parent.pk, "kind": kind} if derived else {}),
+            **({"parent": derived.parent.pk, "kind": version.kind} if derived else {}),
         },
     )
     return version
+
+
+def _model_for(repo_id: str, card: CardInfo, staged, actor, derived) -> tuple[CatalogModel, bool]:
+    """The catalogue model the version belongs to, created as a draft from the card if new."""
+    config = _config(staged)
+    architectures = config.get("architectures")
+    architecture = (
+        str(architectures[0])
+        if isinstance(architectures, list) and architectures
+        else str(config.get("model_type") or "")
+    )
+    return CatalogModel.objects.select_for_update().get_or_create(
+        repo_id=repo_id,
+        defaults={
+            "title": str(
+                (derived and derived.title)
+                or card.metadata.get("model_name")
+                or repo_id.split("/", 1)[1]
+            )[:200],
+            "summary": (derived and derived.summary) or card.summary,
+            "modality": derived.parent.model.modality if derived else card.modality,
+            "task": (card.pipeline_tag or "")[:64],
+            "architecture": architecture[:100],
+            "domain_tags": card.tags[:50],
+            "owner": actor,
+            "status": CatalogModel.Status.DRAFT,
+        },
+    )
+
+
+def _lineage(card: CardInfo, staged, derived) -> dict:
+    """Parent, kind, license and provenance: from the card, or from the run that made it."""
+    parent = None
+    if card.base_models:
+        parent = (
+            ModelVersion.objects.filter(model__repo_id=card.base_models[0])
+            .order_by("-created_at")
+            .first()
+        )
+    if any(s.path == "adapter_config.json" for s in staged):
+        kind = ModelVersion.Kind.ADAPTER
+    elif card.base_models:
+        kind = ModelVersion.Kind.FINETUNED
+    else:
+        kind = ModelVersion.Kind.BASE
+    license_obj, license_raw = _resolve_license(card)
+    provenance = {
+        "datasets": card.datasets,
+        "languages": card.languages,
+        "library_name": card.library_name,
+        "base_model": card.base_models,
+        "paper": card.metadata.get("paper") or card.metadata.get("arxiv"),
+    }
+    if derived is not None:
+        parent, kind = derived.parent, derived.kind
+        license_obj, license_raw = derived.parent.license, card.license or ""
+        provenance.update(derived.provenance or {})
+    return {
+        "parent": parent,
+        "kind": kind,
+        "license": license_obj,
+        "license_raw": license_raw[:200],
+        "provenance": provenance,
+    }
+
+
+def _record_artifacts(version: ModelVersion, staged, blob_names: dict[str, str]) -> None:
+    Artifact.objects.bulk_create(
+        [
+            Artifact(
+                version=version,
+                path=s.path,
+                size=s.digest.size,
+                sha256=s.digest.sha256,
+                git_sha1=s.digest.git_sha1,
+                format=s.fmt,
+                scan_status=s.scan.status,
+                scan_findings=s.scan.findings,
+                blob_name=blob_names[s.path],
+            )
+            for s in staged
+        ]
+    )
 
 
 def _model_index_metrics(metadata: dict) -> dict:

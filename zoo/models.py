@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.urls import reverse
 
 from governance.models import License, Sensitivity
 
@@ -70,8 +71,6 @@ class CatalogModel(models.Model):
         return self.repo_id
 
     def get_absolute_url(self) -> str:
-        from django.urls import reverse
-
         return reverse("zoo:model", kwargs={"namespace": self.namespace, "name": self.name})
 
     @property
@@ -273,8 +272,6 @@ class Dataset(models.Model):
         return f"{self.owner.get_username()}/{self.name}"
 
     def get_absolute_url(self) -> str:
-        from django.urls import reverse
-
         return reverse("datasets:detail", kwargs={"pk": self.pk})
 
 

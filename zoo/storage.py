@@ -7,10 +7,16 @@ never overwritten and two versions sharing a file share one copy.
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import tempfile
 from pathlib import Path
 
 from django.core.files import File
 from django.core.files.storage import default_storage
+
+from portal.errors import PortalError
+from zoo.safety import digest_file
 
 
 def blob_name(sha256: str) -> str:
@@ -37,11 +43,6 @@ def store_upload(upload, *, max_bytes: int) -> tuple[str, str, int]:
     hash names exactly the bytes stored. An upload over ``max_bytes`` is refused
     before anything reaches storage.
     """
-    import hashlib
-    import tempfile
-
-    from portal.errors import PortalError
-
     digest = hashlib.sha256()
     size = 0
     with tempfile.NamedTemporaryFile(prefix="upload-") as tmp:
@@ -62,8 +63,6 @@ def store_upload(upload, *, max_bytes: int) -> tuple[str, str, int]:
 
 def copy_blob_to(name: str, dest: Path) -> Path:
     """Copy a stored blob to a local path (storage may be remote; ML code wants a file)."""
-    import shutil
-
     dest.parent.mkdir(parents=True, exist_ok=True)
     with default_storage.open(name, "rb") as src, dest.open("wb") as out:
         shutil.copyfileobj(src, out, 1 << 20)
@@ -77,12 +76,6 @@ def materialize_version(version, root: Path) -> Path:
     is complete; every file is checked against its recorded sha256 on the way.
     A version with an unsafe file is refused: its files are never loaded.
     """
-    import shutil
-    import tempfile
-
-    from portal.errors import PortalError
-    from zoo.safety import digest_file
-
     if version.is_blocked:
         raise PortalError(f"{version} is blocked: " + "; ".join(version.block_reasons))
     final = root / version.revision

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from tests.builders.catalogue import base_model
+from tests.builders.datasets import ticket_dataset
+from tests.builders.governance import approve_reuse
 from tests.factories import UserFactory
-from tests.jobs.finetune_builders import approve_reuse, base_model, ticket_dataset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

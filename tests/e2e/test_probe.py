@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from tests.builders.catalogue import import_model
+from tests.builders.datasets import csv_bytes, spam_rows
+from tests.builders.weights import tiny_bert_folder
 from tests.factories import UserFactory
-from tests.jobs.probe_builders import csv_bytes, import_model, spam_rows, tiny_bert_folder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -6,21 +6,10 @@ import pytest
 from rest_framework.test import APIClient
 
 from governance.models import AuditEvent, ReuseRequest
-from tests.factories import CatalogModelFactory, ModelVersionFactory, UserFactory
+from tests.factories import CatalogModelFactory, ModelVersionFactory
 from tests.governance.test_reuse import _submit
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def people(db):
-    return {
-        "alice": UserFactory(username="alice", roles=["ml-engineers"]),
-        "bob": UserFactory(username="bob"),
-        "lena": UserFactory(username="lena", roles=["legal"]),
-        "sean": UserFactory(username="sean", roles=["security"]),
-        "sam": UserFactory(username="sam", roles=["stewards"]),
-    }
 
 
 def _as(user):

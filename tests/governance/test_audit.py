@@ -13,8 +13,8 @@ from governance.audit import GENESIS, audit_record, verify_chain
 from governance.models import AuditEvent, License
 from jobs.engine import job_cancel, job_create
 from jobs.models import Job
+from tests.builders.files import make_model
 from tests.factories import CatalogModelFactory, JobFactory, ModelVersionFactory, UserFactory
-from tests.zoo.builders import make_model
 from zoo import importers
 from zoo.services import catalogue as catalogue_services
 

@@ -21,16 +21,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def personas(db):
-    return {
-        "alice": UserFactory(username="alice", roles=["ml-engineers"]),
-        "lena": UserFactory(username="lena", roles=["legal"]),
-        "sean": UserFactory(username="sean", roles=["security"]),
-        "cora": UserFactory(username="cora", roles=["compliance"]),
-        "sam": UserFactory(username="sam", roles=["stewards"]),
-        "bob": UserFactory(username="bob"),
-        "multi": UserFactory(username="multi", roles=["legal", "security"]),
-    }
+def personas(people):
+    """The personas, plus one person holding two review roles."""
+    return {**people, "multi": UserFactory(username="multi", roles=["legal", "security"])}
 
 
 def _version(license="apache-2.0"):

@@ -3,19 +3,10 @@ from __future__ import annotations
 import pytest
 
 from governance.models import ReuseRequest
-from tests.factories import ModelVersionFactory, UserFactory
+from tests.factories import ModelVersionFactory
 from tests.governance.test_reuse import _submit
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def people(db):
-    return {
-        "alice": UserFactory(username="alice", roles=["ml-engineers"]),
-        "lena": UserFactory(username="lena", roles=["legal"]),
-        "bob": UserFactory(username="bob"),
-    }
 
 
 def test_request_form_previews_the_policy_and_submits(client, people):

@@ -6,18 +6,9 @@ from governance.models import AuditEvent, RiskEntry
 from governance.services import policy as gov_policy
 from governance.services import risks as gov_risks
 from portal.errors import Forbidden
-from tests.factories import ModelVersionFactory, UserFactory
+from tests.factories import ModelVersionFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def people(db):
-    return {
-        "sam": UserFactory(username="sam", roles=["stewards"]),
-        "sean": UserFactory(username="sean", roles=["security"]),
-        "bob": UserFactory(username="bob"),
-    }
 
 
 def _risk(actor, version, severity, status="open"):

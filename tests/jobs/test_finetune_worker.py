@@ -20,8 +20,10 @@ from django.utils import timezone
 from jobs.engine import job_requeue_stale
 from jobs.models import FineTuneRun, Job
 from jobs.services.finetunes import finetune_launch
+from tests.builders.catalogue import base_model
+from tests.builders.datasets import ticket_dataset
+from tests.builders.governance import approve_reuse
 from tests.factories import UserFactory
-from tests.jobs.finetune_builders import approve_reuse, base_model, ticket_dataset
 from zoo.models import ModelVersion
 
 pytestmark = [pytest.mark.integration]

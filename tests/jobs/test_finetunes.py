@@ -27,9 +27,10 @@ from jobs.models import FineTuneRun, Job
 from jobs.services import finetunes as finetune_services
 from jobs.services.finetunes import finetune_launch
 from portal.errors import PortalError
+from tests.builders.catalogue import base_model
+from tests.builders.datasets import image_zip_bytes, ticket_dataset, upload
+from tests.builders.governance import approve_reuse
 from tests.factories import UserFactory
-from tests.jobs.finetune_builders import approve_reuse, base_model, ticket_dataset
-from tests.jobs.probe_builders import image_zip_bytes, upload
 from zoo.models import CatalogModel, ModelVersion
 from zoo.selectors.catalogue import versions_visible_to
 from zoo.services import datasets as dataset_services
@@ -224,7 +225,7 @@ def test_a_second_attempt_after_registration_returns_the_same_version(alice, app
 def test_launch_refusals_say_why_and_create_nothing(
     case, message, alice, bob, sam, approved, tmp_path
 ):
-    from tests.jobs.probe_builders import spam_rows, text_dataset
+    from tests.builders.datasets import spam_rows, text_dataset
 
     actor, base = alice, approved
     data = ticket_dataset(alice)
@@ -641,7 +642,8 @@ def test_list_page_and_endpoint_stay_within_a_query_budget(
 
 
 def test_an_image_dataset_is_fine_tuned_on_a_vision_backbone(alice, sam, tmp_path):
-    from tests.jobs.probe_builders import import_model, tiny_vit_folder
+    from tests.builders.catalogue import import_model
+    from tests.builders.weights import tiny_vit_folder
 
     vit = import_model(tiny_vit_folder(tmp_path / "vit"), "acme/vit", actor=sam, modality="vision")
     approve_reuse(alice, vit)
@@ -668,7 +670,7 @@ def test_an_image_dataset_is_fine_tuned_on_a_vision_backbone(alice, sam, tmp_pat
 
 
 def test_data_that_cannot_be_split_as_asked_fails_the_job_with_the_reason(alice, approved):
-    from tests.jobs.probe_builders import csv_bytes
+    from tests.builders.datasets import csv_bytes
 
     rows = [
         {"message": f"early {label} message {i}", "label": label, "created": f"2024-01-{i + 1:02d}"}

@@ -13,8 +13,10 @@ from jobs import engine
 from jobs.ml import features
 from jobs.models import FeatureSet, Job, ProbeResult
 from jobs.services.probes import probe_launch
+from tests.builders.catalogue import import_model
+from tests.builders.datasets import text_dataset
+from tests.builders.weights import tiny_bert_folder
 from tests.factories import UserFactory
-from tests.jobs.probe_builders import import_model, text_dataset, tiny_bert_folder
 
 pytestmark = [pytest.mark.integration]
 

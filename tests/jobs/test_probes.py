@@ -17,14 +17,9 @@ from jobs.models import FeatureSet, Job, ProbeResult, ProbeRun
 from jobs.services import probes as probe_services
 from jobs.services.probes import probe_launch
 from portal.errors import PortalError
-from tests.jobs.probe_builders import (
-    image_zip_bytes,
-    import_model,
-    text_dataset,
-    tiny_bert_folder,
-    tiny_vit_folder,
-    upload,
-)
+from tests.builders.catalogue import import_model
+from tests.builders.datasets import image_zip_bytes, text_dataset, upload
+from tests.builders.weights import tiny_bert_folder, tiny_vit_folder
 from zoo.models import CatalogModel
 from zoo.services import catalogue as catalogue_services
 from zoo.services import datasets as dataset_services

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from governance.models import AuditEvent
 from portal.errors import PortalError
-from tests.jobs.probe_builders import (
+from tests.builders.datasets import (
     csv_bytes,
     image_zip_bytes,
     jsonl_bytes,

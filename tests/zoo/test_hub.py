@@ -20,9 +20,11 @@ from governance.selectors import user_for_token
 from governance.services import reuse as gov_reuse
 from governance.services import tokens as gov_tokens
 from portal.errors import Conflict, Forbidden, PortalError
+from tests.builders.catalogue import import_model as import_folder
+from tests.builders.catalogue import small_model
+from tests.builders.files import Evil
+from tests.builders.governance import approve, bearer, token_for
 from tests.factories import UserFactory
-from tests.zoo.builders import Evil
-from tests.zoo.hub_builders import approve, bearer, import_folder, small_model, token_for
 from zoo.hub import files as hub_files
 from zoo.hub import views as hub
 from zoo.models import CatalogModel
@@ -30,11 +32,6 @@ from zoo.models import CatalogModel
 pytestmark = pytest.mark.django_db
 
 REPO = "acme/router"
-
-
-@pytest.fixture
-def lena(db):
-    return UserFactory(username="lena", roles=["legal"])
 
 
 @pytest.fixture

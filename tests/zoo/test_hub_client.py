@@ -31,9 +31,11 @@ from huggingface_hub.utils import close_session
 
 from governance.models import AuditEvent, ReuseRequest
 from governance.services import reuse as gov_reuse
+from tests.builders.catalogue import import_model as import_folder
+from tests.builders.catalogue import small_model
+from tests.builders.governance import approve, token_for
+from tests.builders.weights import tiny_bert_folder
 from tests.factories import UserFactory
-from tests.jobs.probe_builders import tiny_bert_folder
-from tests.zoo.hub_builders import approve, import_folder, small_model, token_for
 from zoo.hub import views as hub
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -53,11 +55,6 @@ def _hang_up(live_server):
     a database connection until its socket closes: hang up before the database goes."""
     yield
     close_session()
-
-
-@pytest.fixture
-def lena(transactional_db):
-    return UserFactory(username="lena", roles=["legal"])
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from jobs.models import Job
 from jobs.services.imports import import_launch
 from portal.errors import PortalError
-from tests.zoo.builders import folder_bytes, make_model, zip_archive
+from tests.builders.files import folder_bytes, make_model, zip_archive
 from zoo.models import CatalogModel, ModelVersion
 
 

@@ -12,8 +12,8 @@ import pytest
 from django.core.files.storage import default_storage
 
 from governance.models import License
+from tests.builders.files import Evil, folder_bytes, make_model, tar_archive, zip_archive
 from tests.hf_server import FakeHub
-from tests.zoo.builders import Evil, folder_bytes, make_model, tar_archive, zip_archive
 from zoo import importers
 from zoo.importers import ImportRefused
 from zoo.models import Artifact, CatalogModel, ModelVersion

