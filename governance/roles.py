@@ -37,7 +37,9 @@ def has_role(user, role: str) -> bool:
 
 def is_steward(user) -> bool:
     """Stewards (and superusers) keep the catalogue: import, publish, edit, see drafts."""
-    return bool(user.is_authenticated and (user.is_superuser or has_role(user, STEWARDS)))
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return bool(user.is_superuser or has_role(user, STEWARDS))
 
 
 def is_reviewer(user) -> bool:

@@ -2,6 +2,9 @@
 
 The suite needs PostgreSQL and Redis. When either is unreachable it stops at
 once with a message saying which and how to point at it; nothing is skipped.
+The pure tests (the ML code, the file-format readers, the code's shape) need
+neither, so a run that selects only them goes ahead without: e.g.
+``pytest tests/jobs/ml tests/zoo/test_safety.py`` on a laptop.
 """
 
 from __future__ import annotations
@@ -13,8 +16,29 @@ from django.conf import settings
 
 from tests.factories import UserFactory
 
+# Tests that touch no database, broker or server; pytest-django refuses them a database anyway.
+PURE = (
+    "tests/jobs/ml/",
+    "tests/zoo/test_safety.py",
+    "tests/zoo/test_dataset_files.py",
+    "tests/zoo/test_cards.py",
+    "tests/test_architecture.py",
+    "tests/jobs/test_finetune_settings.py",
+)
 
-def pytest_sessionstart(session: pytest.Session) -> None:
+
+def _is_pure(item: pytest.Item) -> bool:
+    path = item.path.relative_to(item.config.rootpath).as_posix()
+    return path.startswith(PURE)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if all(_is_pure(item) for item in session.items):
+        return
+    _require_services()
+
+
+def _require_services() -> None:
     db = settings.DATABASES["default"]
     if db["ENGINE"] != "django.db.backends.postgresql":
         pytest.exit(

@@ -23,10 +23,11 @@ from rest_framework.test import APIClient
 from governance.access import can_use_version
 from governance.models import AuditEvent
 from jobs.engine import JobCancelled, JobContext, job_claim, job_execute, job_requeue_stale
+from jobs.ml.evaluate import energy_estimate
 from jobs.models import FineTuneRun, Job
 from jobs.services import finetunes as finetune_services
 from jobs.services.finetunes import finetune_launch
-from portal.errors import PortalError
+from portal.errors import Forbidden, PortalError
 from tests.builders.catalogue import base_model
 from tests.builders.datasets import image_zip_bytes, ticket_dataset, upload
 from tests.builders.governance import approve_reuse
@@ -103,7 +104,14 @@ def test_a_head_only_fine_tune_becomes_a_child_version_with_a_model_card(alice, 
     assert card.data.base_model_relation == "finetune"
     assert card.data.pipeline_tag == "text-classification"
     assert card.data.datasets == [f"sha256:{data.sha256}"]
-    assert card.data.co2_eq_emissions["emissions"] >= 0
+    # The estimate is the stated formula over the run's own training and evaluation time.
+    expected = energy_estimate(
+        seconds=run.training["train_seconds"] + run.training["eval_seconds"], device="cpu"
+    )
+    assert run.emissions["co2_kg"] == pytest.approx(expected["co2_kg"])
+    assert run.emissions["co2_kg"] > 0
+    assert card.data.co2_eq_emissions["emissions"] == round(run.emissions["co2_kg"] * 1000, 3)
+    assert card.data.co2_eq_emissions["hardware_used"] == "CPU"
     results = {r.metric_type: r.metric_value for r in card.data.eval_results}
     assert results["accuracy"] == pytest.approx(run.metrics["accuracy"], abs=1e-6)
     assert results["f1"] == pytest.approx(run.metrics["macro_f1"], abs=1e-6)
@@ -300,8 +308,22 @@ def test_the_version_creator_and_stewards_need_no_request(alice, sam, tmp_path):
     run = finetune_launch(
         actor=alice, base_version=own, dataset_version=data, strategy="full", config=FAST
     )
-
     assert run.config["learning_rate"] == 2e-5
+
+    # A steward who also fine-tunes needs no request for a version someone else made;
+    # an ml-engineer without an approval is refused the same version.
+    stella = UserFactory(username="stella", roles=["stewards", "ml-engineers"])
+    other = base_model(tmp_path / "other", "acme/other", steward=sam)
+    stella_data = ticket_dataset(stella)
+    by_steward = finetune_launch(
+        actor=stella, base_version=other, dataset_version=stella_data, strategy="head", config=FAST
+    )
+    assert by_steward.requested_by == stella
+    with pytest.raises(Forbidden, match="not approved for you"):
+        finetune_launch(
+            actor=alice, base_version=other, dataset_version=data, strategy="head", config=FAST
+        )
+    assert FineTuneRun.objects.count() == 2
 
 
 def test_splits_by_time_and_by_a_separate_test_file(alice, approved):

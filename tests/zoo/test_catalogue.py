@@ -210,3 +210,19 @@ def test_api_list_query_count_is_flat(api, bob, django_assert_max_num_queries):
     for url in ["/api/models/", "/api/versions/", "/api/artifacts/"]:
         with django_assert_max_num_queries(4):
             assert api.get(url).status_code == 200
+
+
+def test_a_colleagues_draft_fine_tune_is_not_listed_under_its_base(client, alice, bob, sam):
+    base = catalogue_entry("acme/base-encoder")
+    draft = CatalogModelFactory(
+        repo_id="alice/base-encoder-ft-salaries-7", status="draft", owner=alice
+    )
+    ModelVersionFactory(model=draft, parent=base, kind="finetuned", created_by=alice)
+    published = CatalogModelFactory(repo_id="acme/router-ft", status="available")
+    ModelVersionFactory(model=published, parent=base, kind="finetuned")
+    url = base.model.get_absolute_url()
+    for user, sees_draft in ((bob, False), (alice, True), (sam, True)):
+        client.force_login(user)
+        page = client.get(url).content.decode()
+        assert "acme/router-ft" in page, user
+        assert ("alice/base-encoder-ft-salaries-7" in page) is sees_draft, user
