@@ -10,6 +10,7 @@ from governance.models import (
 )
 from governance.services.policy import license_save, policy_rule_delete, policy_rule_save
 from governance.services.tokens import access_token_revoke
+from portal.admin import ReadOnlyAdmin
 
 
 @admin.register(License)
@@ -44,19 +45,6 @@ class PolicyRuleAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset) -> None:
         for rule in queryset.order_by("pk"):
             policy_rule_delete(actor=request.user, rule=rule)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Requests, reviews and audit events change only through their services."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(ReuseRequest)

@@ -7,20 +7,8 @@ acting user and write the audit event. Nothing here adds, edits or deletes.
 
 from django.contrib import admin
 
+from portal.admin import ReadOnlyAdmin
 from zoo.models import Artifact, CatalogModel, Dataset, DatasetVersion, ModelVersion
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Shows records; every change goes through a service instead."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class ModelVersionInline(admin.TabularInline):

@@ -6,12 +6,11 @@ The settings' fields are built from ``jobs.ml.config.SETTINGS``, as the form's a
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.decorators import action
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from jobs.engine import job_cancel
+from jobs.api.jobs import RunViewSet
 from jobs.ml.config import (
     MAX_TARGET_MODULES,
     SETTINGS,
@@ -22,7 +21,6 @@ from jobs.ml.config import (
 from jobs.models import FineTuneRun
 from jobs.selectors import finetune_runs_visible_to, get_finetune_for_user
 from jobs.services.finetunes import finetune_launch
-from portal.api import object_id
 from portal.errors import NotFound
 from zoo.selectors.catalogue import versions_visible_to
 from zoo.selectors.datasets import get_dataset_version_for_user
@@ -132,16 +130,13 @@ class FineTuneInput(FineTuneSettingsInput):
     CONFIG_FIELDS = tuple(setting.name for setting in SETTINGS)
 
 
-class FineTuneViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class FineTuneViewSet(RunViewSet):
     """Fine-tunes (ml-engineers): launch on an approved version, follow, cancel."""
 
     serializer_class = FineTuneRunSerializer
 
-    def get_queryset(self):
-        return finetune_runs_visible_to(self.request.user).order_by("-created_at", "-id")
-
-    def get_object(self) -> FineTuneRun:
-        return get_finetune_for_user(self.request.user, object_id(self.kwargs["pk"]))
+    runs_visible_to = staticmethod(finetune_runs_visible_to)
+    get_run_for_user = staticmethod(get_finetune_for_user)
 
     @extend_schema(request=FineTuneInput, responses={201: FineTuneRunSerializer})
     def create(self, request: Request) -> Response:
@@ -178,9 +173,3 @@ class FineTuneViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         )
         run = get_finetune_for_user(request.user, run.pk)
         return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=None, responses=FineTuneRunSerializer)
-    @action(detail=True, methods=["post"])
-    def cancel(self, request: Request, pk: str) -> Response:
-        job_cancel(job=self.get_object().job, actor=request.user)
-        return Response(self.get_serializer(self.get_object()).data)

@@ -78,3 +78,25 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         data.is_valid(raise_exception=True)
         job = worker_check_launch(actor=request.user, **data.validated_data)
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Runs that live in a job (probes, fine-tunes): list, read, cancel.
+
+    A subclass names the selectors that say which runs a user sees.
+    """
+
+    runs_visible_to = staticmethod(lambda user: None)
+    get_run_for_user = staticmethod(lambda user, pk: None)
+
+    def get_queryset(self):
+        return self.runs_visible_to(self.request.user).order_by("-created_at", "-id")
+
+    def get_object(self):
+        return self.get_run_for_user(self.request.user, object_id(self.kwargs["pk"]))
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        job_cancel(job=self.get_object().job, actor=request.user)
+        return Response(self.get_serializer(self.get_object()).data)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, extend_schema_field
-from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.decorators import action
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from jobs.engine import job_cancel
+from jobs.api.jobs import RunViewSet
 from jobs.models import ProbeResult, ProbeRun
 from jobs.selectors import get_probe_for_user, probe_results_of, probe_runs_visible_to
 from jobs.services.probes import probe_launch
-from portal.api import object_id
 from portal.errors import NotFound
 from zoo.selectors.catalogue import versions_visible_to
 from zoo.selectors.datasets import get_dataset_version_for_user
@@ -87,16 +85,13 @@ class ProbeInput(serializers.Serializer):
     seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
 
 
-class ProbeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ProbeViewSet(RunViewSet):
     """Transferability probes: which of several models suits a dataset."""
 
     serializer_class = ProbeRunSerializer
 
-    def get_queryset(self):
-        return probe_runs_visible_to(self.request.user).order_by("-created_at", "-id")
-
-    def get_object(self) -> ProbeRun:
-        return get_probe_for_user(self.request.user, object_id(self.kwargs["pk"]))
+    runs_visible_to = staticmethod(probe_runs_visible_to)
+    get_run_for_user = staticmethod(get_probe_for_user)
 
     @extend_schema(request=ProbeInput, responses={201: ProbeRunSerializer})
     def create(self, request: Request) -> Response:
@@ -118,9 +113,3 @@ class ProbeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             seed=values["seed"],
         )
         return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=None, responses=ProbeRunSerializer)
-    @action(detail=True, methods=["post"])
-    def cancel(self, request: Request, pk: str) -> Response:
-        job_cancel(job=self.get_object().job, actor=request.user)
-        return Response(self.get_serializer(self.get_object()).data)

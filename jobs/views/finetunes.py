@@ -14,7 +14,7 @@ from jobs.forms import FineTuneForm
 from jobs.models import FineTuneRun
 from jobs.selectors import can_cancel, finetune_runs_visible_to, get_finetune_for_user
 from jobs.services.finetunes import finetune_defaults, finetune_launch, lora_targets_for
-from jobs.views.jobs import cancel_and_return
+from jobs.views.jobs import cancel_and_return, live_page
 from portal.errors import Forbidden
 from portal.http import shown_to
 from zoo.selectors.datasets import dataset_versions_visible_to
@@ -114,9 +114,7 @@ def finetune_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "can_cancel": can_cancel(request.user, run.job),
         **finetune_view_data(run),
     }
-    if request.headers.get("HX-Request"):
-        return render(request, "jobs/_finetune_status.html", context)
-    return render(request, "jobs/finetune_detail.html", context)
+    return live_page(request, "jobs/finetune_detail.html", "jobs/_finetune_status.html", context)
 
 
 @login_required

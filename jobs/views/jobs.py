@@ -41,9 +41,12 @@ def job_list(request: HttpRequest) -> HttpResponse:
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_job_for_user(request.user, pk)
     context = {"job": job, "can_cancel": can_cancel(request.user, job)}
-    if request.headers.get("HX-Request"):
-        return render(request, "jobs/_job_status.html", context)
-    return render(request, "jobs/job_detail.html", context)
+    return live_page(request, "jobs/job_detail.html", "jobs/_job_status.html", context)
+
+
+def live_page(request: HttpRequest, page: str, fragment: str, context: dict) -> HttpResponse:
+    """The whole page, or only its live part when htmx polls for it."""
+    return render(request, fragment if request.headers.get("HX-Request") else page, context)
 
 
 def cancel_and_return(request: HttpRequest, job: Job, *, what: str, to: str) -> HttpResponse:

@@ -19,7 +19,7 @@ from jobs.selectors import (
     probe_runs_visible_to,
 )
 from jobs.services.probes import probe_launch
-from jobs.views.jobs import cancel_and_return
+from jobs.views.jobs import cancel_and_return, live_page
 from portal.http import shown_to
 from zoo.selectors.datasets import dataset_versions_visible_to
 
@@ -82,9 +82,7 @@ def probe_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "logme": [r.logme for r in scored],
         },
     }
-    if request.headers.get("HX-Request"):
-        return render(request, "jobs/_probe_status.html", context)
-    return render(request, "jobs/probe_detail.html", context)
+    return live_page(request, "jobs/probe_detail.html", "jobs/_probe_status.html", context)
 
 
 @login_required
