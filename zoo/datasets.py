@@ -561,15 +561,7 @@ def _cell(value: Any) -> str:
 
 
 def _read_jsonl(path: Path, codec: str, limits: DatasetLimits) -> pd.DataFrame:
-    objects: list[dict[str, str]] = []
-    numbers: list[int] = []
-    columns: dict[str, int] = {}  # name -> first line
-    bad_json: list[str] = []
-    not_object: list[int] = []
-    nested: dict[str, list[int]] = {}
-    empty_key: list[int] = []
-    long_key: list[str] = []
-    errors: list[str] = []
+    lines = _JsonLines()
     with open(path, encoding=codec, newline="") as fh:
         first = True
         for number, line in enumerate(fh, 1):
@@ -580,82 +572,106 @@ def _read_jsonl(path: Path, codec: str, limits: DatasetLimits) -> pd.DataFrame:
                     "The file is a JSON array. Upload JSON Lines instead: one JSON object per line."
                 )
             first = False
-            try:
-                value = json.loads(
-                    line, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant
-                )
-            except _DuplicateKey as exc:
-                bad_json.append(f"line {number:,} has the key {_q(str(exc))} twice")
-                continue
-            except (ValueError, RecursionError) as exc:
-                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-                column = f", column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-                bad_json.append(f"line {number:,} ({reason}{column})")
-                continue
-            if not isinstance(value, dict):
-                not_object.append(number)
-                continue
-            row: dict[str, str] = {}
-            for raw_key, cell in value.items():
-                key = raw_key.strip()
-                if not key:
-                    empty_key.append(number)
-                    continue
-                if len(key) > MAX_COLUMN_NAME:
-                    long_key.append(f"{_q(key, 40)} (line {number:,})")
-                    continue
-                if key in row:
-                    bad_json.append(f"line {number:,} has the key {_q(key)} twice")
-                    continue
-                if isinstance(cell, (dict, list)):
-                    nested.setdefault(key, []).append(number)
-                    cell = None
-                columns.setdefault(key, number)
-                row[key] = _cell(cell)
-            objects.append(row)
-            numbers.append(number)
-            if len(objects) > limits.max_rows:
+            lines.read(number, line)
+            if len(lines.objects) > limits.max_rows:
                 raise DatasetError(
                     f"The file has more than {limits.max_rows:,} lines of data; the limit is "
                     f"{limits.max_rows:,}."
                 )
-    if bad_json:
-        errors.append(
-            f"{_plural(len(bad_json), 'line')} {'is' if len(bad_json) == 1 else 'are'} not valid "
-            f"JSON: {_listing(bad_json, limit=EXAMPLES)}."
-        )
-    if not_object:
-        errors.append(
-            f"Each line must be a JSON object ({{...}}); {_rows(not_object, 'line')} "
-            f"{'is' if len(not_object) == 1 else 'are'} not."
-        )
-    for key, where in nested.items():
-        errors.append(
-            f"The column {_q(key)} holds nested values (lists or objects) on "
-            f"{_rows(where, 'line')}; each value must be text, a number, true/false or null."
-        )
-    if empty_key:
-        errors.append(
-            f"{_cap(_rows(empty_key, 'line'))} {'uses' if len(empty_key) == 1 else 'use'} an "
-            "empty key; every key must name a column."
-        )
-    if long_key:
-        errors.append(
-            f"Keys longer than {MAX_COLUMN_NAME} characters cannot be column names: "
-            f"{_listing(long_key)}."
-        )
-    if len(columns) > limits.max_columns:
-        errors.append(
-            f"The lines use {len(columns):,} different keys (columns); the limit is "
-            f"{limits.max_columns:,}."
-        )
-    if not objects and not errors:
-        errors.append("The file holds no JSON objects.")
+    errors = lines.problems(limits)
     if errors:
         raise DatasetError(errors)
-    names = list(columns)
-    rows = [[obj.get(name, "") for name in names] for obj in objects]
-    return _frame(rows, names, numbers, "line")
+    names = list(lines.columns)
+    rows = [[obj.get(name, "") for name in names] for obj in lines.objects]
+    return _frame(rows, names, lines.numbers, "line")
+
+
+@dataclass
+class _JsonLines:
+    """JSON Lines read one line at a time, with what was wrong with each kept for the report."""
+
+    objects: list[dict[str, str]] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+    columns: dict[str, int] = field(default_factory=dict)  # name -> first line
+    bad_json: list[str] = field(default_factory=list)
+    not_object: list[int] = field(default_factory=list)
+    nested: dict[str, list[int]] = field(default_factory=dict)
+    empty_key: list[int] = field(default_factory=list)
+    long_key: list[str] = field(default_factory=list)
+
+    def read(self, number: int, line: str) -> None:
+        try:
+            value = json.loads(
+                line, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant
+            )
+        except _DuplicateKey as exc:
+            self.bad_json.append(f"line {number:,} has the key {_q(str(exc))} twice")
+            return
+        except (ValueError, RecursionError) as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            column = f", column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+            self.bad_json.append(f"line {number:,} ({reason}{column})")
+            return
+        if not isinstance(value, dict):
+            self.not_object.append(number)
+            return
+        row: dict[str, str] = {}
+        for raw_key, cell in value.items():
+            key = raw_key.strip()
+            if not key:
+                self.empty_key.append(number)
+                continue
+            if len(key) > MAX_COLUMN_NAME:
+                self.long_key.append(f"{_q(key, 40)} (line {number:,})")
+                continue
+            if key in row:
+                self.bad_json.append(f"line {number:,} has the key {_q(key)} twice")
+                continue
+            if isinstance(cell, (dict, list)):
+                self.nested.setdefault(key, []).append(number)
+                cell = None
+            self.columns.setdefault(key, number)
+            row[key] = _cell(cell)
+        self.objects.append(row)
+        self.numbers.append(number)
+
+    def problems(self, limits: DatasetLimits) -> list[str]:
+        errors: list[str] = []
+        if self.bad_json:
+            errors.append(
+                f"{_plural(len(self.bad_json), 'line')} "
+                f"{'is' if len(self.bad_json) == 1 else 'are'} not valid "
+                f"JSON: {_listing(self.bad_json, limit=EXAMPLES)}."
+            )
+        if self.not_object:
+            errors.append(
+                f"Each line must be a JSON object ({{...}}); {_rows(self.not_object, 'line')} "
+                f"{'is' if len(self.not_object) == 1 else 'are'} not."
+            )
+        for key, where in self.nested.items():
+            errors.append(
+                f"The column {_q(key)} holds nested values (lists or objects) on "
+                f"{_rows(where, 'line')}; each value must be text, a number, true/false or null."
+            )
+        if self.empty_key:
+            errors.append(
+                f"{_cap(_rows(self.empty_key, 'line'))} "
+                f"{'uses' if len(self.empty_key) == 1 else 'use'} an "
+                "empty key; every key must name a column."
+            )
+        if self.long_key:
+            errors.append(
+                f"Keys longer than {MAX_COLUMN_NAME} characters cannot be column names: "
+                f"{_listing(self.long_key)}."
+            )
+        if len(self.columns) > limits.max_columns:
+            errors.append(
+                f"The lines use {len(self.columns):,} different keys (columns); the limit is "
+                f"{limits.max_columns:,}."
+            )
+        if not self.objects and not errors:
+            errors.append("The file holds no JSON objects.")
+        return errors
 
 
 # --- tables -------------------------------------------------------------------------
@@ -857,62 +873,109 @@ def load_text_dataset(
     each with a warning.
     """
     frame, _codec, delimiter = read_table(Path(path), fmt=fmt, limits=limits)
-    unit = "line" if delimiter is None else "row"
     columns = [str(c) for c in frame.columns]
     choice = _check_choice(columns, text_column, label_column, slice_column, time_column)
     if choice:
         raise DatasetError(choice)
+    table = _Table(
+        unit="line" if delimiter is None else "row",
+        numbers=[int(n) for n in frame.index],
+        texts=[v.strip() for v in frame[text_column]],
+        labels=[v.strip() for v in frame[label_column]],
+    )
+    candidates = _rows_with_text_and_label(table, text_column, label_column, limits)
+    kept = _without_duplicates(table, candidates)
+    counts = Counter(table.labels[i] for i in kept)
+    _check_classes(table, kept, counts, label_column, limits)
+    times = slices = None
+    if time_column is not None:
+        raw = [v.strip() for v in frame[time_column]]
+        times, time_errors, time_notes = _parse_times(
+            [raw[i] for i in kept], [table.numbers[i] for i in kept], time_column, table.unit
+        )
+        table.errors += time_errors
+        table.notes += time_notes
+    if slice_column is not None:
+        slices = _slices(table, kept, [v.strip() for v in frame[slice_column]], slice_column)
+    if table.errors:
+        raise DatasetError(table.errors)
+    return TextDataset(
+        texts=[table.texts[i] for i in kept],
+        labels=[table.labels[i] for i in kept],
+        slices=slices,
+        times=times,
+        label_counts={label: counts[label] for label in sorted(counts)},
+        n_rows=len(kept),
+        warnings=table.notes,
+        row_numbers=[table.numbers[i] for i in kept],
+    )
 
-    numbers = [int(n) for n in frame.index]
-    texts_all = [v.strip() for v in frame[text_column]]
-    labels_all = [v.strip() for v in frame[label_column]]
-    slices_all = [v.strip() for v in frame[slice_column]] if slice_column else None
-    times_raw = [v.strip() for v in frame[time_column]] if time_column else None
 
-    errors: list[str] = []
-    notes: list[str] = []
+@dataclass
+class _Table:
+    """A text table being checked: its columns as lists, and what was found so far."""
+
+    unit: str  # "row" or "line", as the person would count them
+    numbers: list[int]
+    texts: list[str]
+    labels: list[str]
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def has(self, rows: list[int]) -> str:
+        return f"{_plural(len(rows), self.unit)} {'has' if len(rows) == 1 else 'have'}"
+
+
+def _rows_with_text_and_label(
+    table: _Table, text_column: str, label_column: str, limits: DatasetLimits
+) -> list[int]:
+    """Positions of the rows with both a text and a label; the others named by number."""
     empty: list[int] = []
     no_label: list[int] = []
     no_text: list[int] = []
     too_long: list[int] = []
-    candidates: list[int] = []  # positions with both text and label
-    for i, (text, label) in enumerate(zip(texts_all, labels_all, strict=True)):
+    candidates: list[int] = []
+    for i, (text, label) in enumerate(zip(table.texts, table.labels, strict=True)):
         if not text and not label:
-            empty.append(numbers[i])
+            empty.append(table.numbers[i])
         elif not label:
-            no_label.append(numbers[i])
+            no_label.append(table.numbers[i])
         elif not text:
-            no_text.append(numbers[i])
+            no_text.append(table.numbers[i])
         elif len(text) > limits.max_text_chars:
-            too_long.append(numbers[i])
+            too_long.append(table.numbers[i])
         else:
             candidates.append(i)
+    unit = table.unit
     if no_label:
-        errors.append(
-            f"{_plural(len(no_label), unit)} {'has' if len(no_label) == 1 else 'have'} text but "
-            f"no label in {_q(label_column)}: {_rows(no_label, unit)}."
+        table.errors.append(
+            f"{table.has(no_label)} text but no label in {_q(label_column)}: "
+            f"{_rows(no_label, unit)}."
         )
     if no_text:
-        errors.append(
-            f"{_plural(len(no_text), unit)} {'has' if len(no_text) == 1 else 'have'} a label but "
-            f"no text in {_q(text_column)}: {_rows(no_text, unit)}."
+        table.errors.append(
+            f"{table.has(no_text)} a label but no text in {_q(text_column)}: "
+            f"{_rows(no_text, unit)}."
         )
     if too_long:
-        errors.append(
-            f"{_plural(len(too_long), unit)} {'has' if len(too_long) == 1 else 'have'} text "
-            f"longer than {limits.max_text_chars:,} characters: {_rows(too_long, unit)}."
+        table.errors.append(
+            f"{table.has(too_long)} text longer than {limits.max_text_chars:,} characters: "
+            f"{_rows(too_long, unit)}."
         )
     if empty:
-        notes.append(f"Skipped {_plural(len(empty), 'empty row')} ({_rows(empty, unit)}).")
+        table.notes.append(f"Skipped {_plural(len(empty), 'empty row')} ({_rows(empty, unit)}).")
+    return candidates
 
-    # Exact duplicates go; the same text under different labels is an error.
+
+def _without_duplicates(table: _Table, candidates: list[int]) -> list[int]:
+    """Exact duplicates go (first kept); the same text under different labels is an error."""
     seen: set[tuple[str, str]] = set()
     by_text: dict[str, dict[str, None]] = {}
     text_rows: dict[str, list[int]] = {}
     kept: list[int] = []
     for i in candidates:
-        text, label = texts_all[i], labels_all[i]
-        text_rows.setdefault(text, []).append(numbers[i])
+        text, label = table.texts[i], table.labels[i]
+        text_rows.setdefault(text, []).append(table.numbers[i])
         by_text.setdefault(text, {})[label] = None
         if (text, label) in seen:
             continue
@@ -920,7 +983,7 @@ def load_text_dataset(
         kept.append(i)
     duplicates = len(candidates) - len(kept)
     if duplicates:
-        notes.append(
+        table.notes.append(
             f"Removed {_plural(duplicates, 'duplicate row')} (same text and label); "
             "the first of each was kept."
         )
@@ -931,78 +994,66 @@ def load_text_dataset(
             named = [_q(label, 30) for label in labels]
             both = "both " if len(named) == 2 else ""
             said = f"{', '.join(named[:-1])} and {named[-1]}"
-            examples.append(f"{_q(text)} is labelled {both}{said} ({_rows(text_rows[text], unit)})")
+            rows = _rows(text_rows[text], table.unit)
+            examples.append(f"{_q(text)} is labelled {both}{said} ({rows})")
         lead = (
             "A text has more than one label"
             if len(conflicts) == 1
             else f"{len(conflicts):,} texts have more than one label"
         )
         more = f"; and {len(conflicts) - EXAMPLES:,} more" if len(conflicts) > EXAMPLES else ""
-        errors.append(f"{lead}: {'; '.join(examples)}{more}. Give each text one label.")
+        table.errors.append(f"{lead}: {'; '.join(examples)}{more}. Give each text one label.")
+    return kept
 
-    # Classes, counted on the rows kept.
-    counts = Counter(labels_all[i] for i in kept)
+
+def _check_classes(
+    table: _Table, kept: list[int], counts: Counter, label_column: str, limits: DatasetLimits
+) -> None:
+    """Enough classes, each with two examples, not too many; case-only variants noted."""
+    unit = table.unit
     if len(counts) > limits.max_classes:
-        errors.append(
+        table.errors.append(
             f"The label column {_q(label_column)} has {len(counts):,} different values; the "
             f"limit is {limits.max_classes:,}. Is it the right column?"
         )
     elif len(counts) == 1:
         (only,) = counts
-        errors.append(
+        table.errors.append(
             f"All {_plural(len(kept), unit)} have the label {_q(only)}; a classifier needs at "
             "least two classes."
         )
     elif counts:
         single = [label for label in sorted(counts) if counts[label] < 2]
         if single:
-            first_row = {labels_all[i]: numbers[i] for i in reversed(kept)}
+            first_row = {table.labels[i]: table.numbers[i] for i in reversed(kept)}
             examples = [f"{_q(label, 30)} ({unit} {first_row[label]:,})" for label in single]
             classes = _plural(len(single), "class", "classes")
-            errors.append(
+            table.errors.append(
                 f"Every class needs at least two examples; {classes} "
                 f"{'has' if len(single) == 1 else 'have'} only one: {_listing(examples)}."
             )
-    elif not errors:
-        errors.append(f"No {unit} has both text and a label.")
+    elif not table.errors:
+        table.errors.append(f"No {unit} has both text and a label.")
     by_case: dict[str, list[str]] = {}
     for label in sorted(counts):
         by_case.setdefault(label.casefold(), []).append(label)
     variants = [names for names in by_case.values() if len(names) > 1]
     if variants:
         shown = _listing([" and ".join(_q(n, 30) for n in names) for names in variants])
-        notes.append(f"Some labels differ only in case and count as different classes: {shown}.")
-
-    times: list[str] | None = None
-    if time_column is not None and times_raw is not None:
-        parsed, time_errors, time_notes = _parse_times(
-            [times_raw[i] for i in kept], [numbers[i] for i in kept], time_column, unit
+        table.notes.append(
+            f"Some labels differ only in case and count as different classes: {shown}."
         )
-        times = parsed
-        errors += time_errors
-        notes += time_notes
-    slices: list[str] | None = None
-    if slice_column is not None and slices_all is not None:
-        slices = [slices_all[i] or BLANK_SLICE for i in kept]
-        blank_slices = [numbers[i] for i in kept if not slices_all[i]]
-        if blank_slices:
-            notes.append(
-                f"{_plural(len(blank_slices), unit)} {'has' if len(blank_slices) == 1 else 'have'}"
-                f" no value in the slice column {_q(slice_column)} "
-                f"({_rows(blank_slices, unit)}); they form the slice {_q(BLANK_SLICE)}."
-            )
-    if errors:
-        raise DatasetError(errors)
-    return TextDataset(
-        texts=[texts_all[i] for i in kept],
-        labels=[labels_all[i] for i in kept],
-        slices=slices,
-        times=times,
-        label_counts={label: counts[label] for label in sorted(counts)},
-        n_rows=len(kept),
-        warnings=notes,
-        row_numbers=[numbers[i] for i in kept],
-    )
+
+
+def _slices(table: _Table, kept: list[int], values: list[str], column: str) -> list[str]:
+    """Each kept row's slice; rows without one form the slice BLANK_SLICE (noted)."""
+    blank = [table.numbers[i] for i in kept if not values[i]]
+    if blank:
+        table.notes.append(
+            f"{table.has(blank)} no value in the slice column {_q(column)} "
+            f"({_rows(blank, table.unit)}); they form the slice {_q(BLANK_SLICE)}."
+        )
+    return [values[i] or BLANK_SLICE for i in kept]
 
 
 # --- image archives --------------------------------------------------------------------
@@ -1026,9 +1077,26 @@ def load_image_archive(path: Path, *, limits: DatasetLimits) -> ImageDataset:
     __MACOSX/ and files that are not images by extension are skipped with a
     warning.
     """
-    from PIL import Image
-
     path = Path(path)
+    images, notes = _listed_images(path, limits)
+    errors: list[str] = []
+    members, labels = _class_folders(images, errors)
+    counts = Counter(labels)
+    _check_image_classes(counts, len(members), errors, limits)
+    _verify_images(path, images, errors, limits)
+    if errors:
+        raise DatasetError(errors)
+    return ImageDataset(
+        members=members,
+        labels=labels,
+        label_counts={label: counts[label] for label in sorted(counts)},
+        n_rows=len(members),
+        warnings=notes,
+    )
+
+
+def _listed_images(path: Path, limits: DatasetLimits) -> tuple[list[str], list[str]]:
+    """The archive's image members (sorted), once the archive itself passed the safety rules."""
     _check_size(path, limits)
     with open(path, "rb") as fh:
         magic = fh.read(4)
@@ -1042,7 +1110,6 @@ def load_image_archive(path: Path, *, limits: DatasetLimits) -> ImageDataset:
         listed = safety.inspect_archive(path, limits=limits.archive_limits())
     except safety.UnsafeContent as exc:
         raise DatasetError(f"The archive was refused: {exc.message}.") from None
-
     images: list[str] = []
     skipped: list[str] = []
     for rel, _size in listed:
@@ -1064,14 +1131,17 @@ def load_image_archive(path: Path, *, limits: DatasetLimits) -> ImageDataset:
         raise DatasetError(
             f"The archive holds {len(images):,} images; the limit is {limits.max_images:,}."
         )
+    return images, notes
 
+
+def _class_folders(images: list[str], errors: list[str]) -> tuple[list[str], list[str]]:
+    """The images inside a class folder and their classes; loose images are an error."""
     # One folder wrapping everything is not a class.
     split = [rel.split("/") for rel in images]
     depth = 0
     tops = {parts[0] for parts in split}
     if len(tops) == 1 and all(len(p) >= 2 for p in split) and any(len(p) >= 3 for p in split):
         depth = 1
-    errors: list[str] = []
     top_level = [rel for rel, parts in zip(images, split, strict=True) if len(parts) == depth + 1]
     if top_level:
         errors.append(
@@ -1080,8 +1150,12 @@ def load_image_archive(path: Path, *, limits: DatasetLimits) -> ImageDataset:
             f"{_listing(top_level)}."
         )
     members = [rel for rel, parts in zip(images, split, strict=True) if len(parts) > depth + 1]
-    labels = [rel.split("/")[depth] for rel in members]
-    counts = Counter(labels)
+    return members, [rel.split("/")[depth] for rel in members]
+
+
+def _check_image_classes(
+    counts: Counter, n_members: int, errors: list[str], limits: DatasetLimits
+) -> None:
     if len(counts) > limits.max_classes:
         errors.append(
             f"The archive has {len(counts):,} class folders; the limit is {limits.max_classes:,}."
@@ -1089,7 +1163,7 @@ def load_image_archive(path: Path, *, limits: DatasetLimits) -> ImageDataset:
     elif len(counts) == 1:
         (only,) = counts
         errors.append(
-            f"All {_plural(len(members), 'image')} are in the folder {_q(only)}; a classifier "
+            f"All {_plural(n_members, 'image')} are in the folder {_q(only)}; a classifier "
             "needs at least two classes (one folder per class)."
         )
     elif not counts:
@@ -1101,6 +1175,11 @@ def load_image_archive(path: Path, *, limits: DatasetLimits) -> ImageDataset:
                 f"Every class needs at least two images; {_listing([_q(s) for s in single])} "
                 f"{'has' if len(single) == 1 else 'have'} only one."
             )
+
+
+def _verify_images(path: Path, images: list[str], errors: list[str], limits) -> None:
+    """Decode every image in memory: damaged ones and decompression bombs are named."""
+    from PIL import Image
 
     corrupt: list[str] = []
     too_big: list[str] = []
@@ -1134,15 +1213,6 @@ def load_image_archive(path: Path, *, limits: DatasetLimits) -> ImageDataset:
             f"{_plural(len(too_big), 'image')} {'has' if len(too_big) == 1 else 'have'} more than "
             f"{limits.max_image_pixels:,} pixels: {_listing(too_big)}."
         )
-    if errors:
-        raise DatasetError(errors)
-    return ImageDataset(
-        members=members,
-        labels=labels,
-        label_counts={label: counts[label] for label in sorted(counts)},
-        n_rows=len(members),
-        warnings=notes,
-    )
 
 
 def _check_image(image_module: Any, data: bytes, limits: DatasetLimits) -> str | None:

@@ -1048,28 +1048,9 @@ def _read_safetensors(path: Path) -> tuple[dict[str, list[int]], list[str]]:
     library does ("file not fully covered"): bytes no tensor accounts for are
     bytes nobody has looked at.
     """
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size < 8:
-            return {}, ["the file is too short to be safetensors"]
-        (length,) = struct.unpack("<Q", fh.read(8))
-        if length > _ST_MAX_HEADER:
-            return {}, [f"the file declares a {_human(length)} header; the limit is 100 MB"]
-        if length > size - 8:
-            return {}, ["the file declares a header longer than itself"]
-        raw = fh.read(length)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return {}, ["the header is not UTF-8"]
-    try:
-        header = json.loads(text, object_pairs_hook=_strict_object, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:
-        return {}, [f"the header is not valid JSON: {exc}"]
-    if not isinstance(header, dict):
-        return {}, ["the header is not a JSON object"]
-
-    data_bytes = size - 8 - length
+    header, data_bytes, problem = _safetensors_header(path)
+    if problem:
+        return {}, [problem]
     problems: list[str] = []
     shapes: dict[str, list[int]] = {}
     spans: list[tuple[int, int, str]] = []
@@ -1080,44 +1061,73 @@ def _read_safetensors(path: Path) -> tuple[dict[str, list[int]], list[str]]:
             ):
                 problems.append("the header's __metadata__ is not a map of strings to strings")
             continue
-        label = f"tensor {name!r}"
-        if not isinstance(entry, dict):
-            problems.append(f"{label} is not described by an object")
+        problem = _tensor_entry_problem(f"tensor {name!r}", entry, data_bytes)
+        if problem:
+            problems.append(problem)
             continue
-        if set(entry) != {"dtype", "shape", "data_offsets"}:
-            problems.append(f"{label} needs exactly dtype, shape and data_offsets")
-            continue
-        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if not isinstance(dtype, str) or dtype not in _ST_DTYPE_BITS:
-            problems.append(f"{label} has unknown dtype {dtype!r}")
-            continue
-        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
-            problems.append(f"{label} has a shape that is not a list of non-negative integers")
-            continue
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(_is_int(o) and o >= 0 for o in offsets)
-        ):
-            problems.append(f"{label} has data_offsets that are not two non-negative integers")
-            continue
-        begin, end = offsets
-        if begin > end:
-            problems.append(f"{label} ends before it begins")
-            continue
-        if end > data_bytes:
-            problems.append(f"{label} ends past the end of the file")
-            continue
-        bits = math.prod(shape) * _ST_DTYPE_BITS[dtype]
-        if bits % 8 or end - begin != bits // 8:
-            problems.append(
-                f"{label} takes {end - begin:,} bytes but its dtype and shape need {bits / 8:,g}"
-            )
-            continue
-        shapes[name] = shape
-        spans.append((begin, end, name))
+        shapes[name] = entry["shape"]
+        spans.append((*entry["data_offsets"], name))
     if problems:
         return shapes, problems
+    return shapes, _coverage_problems(spans, data_bytes)
+
+
+def _safetensors_header(path: Path) -> tuple[dict, int, str]:
+    """The parsed JSON header and the size of the data area, or a problem naming why not."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < 8:
+            return {}, 0, "the file is too short to be safetensors"
+        (length,) = struct.unpack("<Q", fh.read(8))
+        if length > _ST_MAX_HEADER:
+            return {}, 0, f"the file declares a {_human(length)} header; the limit is 100 MB"
+        if length > size - 8:
+            return {}, 0, "the file declares a header longer than itself"
+        raw = fh.read(length)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return {}, 0, "the header is not UTF-8"
+    try:
+        header = json.loads(text, object_pairs_hook=_strict_object, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        return {}, 0, f"the header is not valid JSON: {exc}"
+    if not isinstance(header, dict):
+        return {}, 0, "the header is not a JSON object"
+    return header, size - 8 - length, ""
+
+
+def _tensor_entry_problem(label: str, entry, data_bytes: int) -> str:
+    """What is wrong with one tensor's header entry, or "" when it is well formed."""
+    if not isinstance(entry, dict):
+        return f"{label} is not described by an object"
+    if set(entry) != {"dtype", "shape", "data_offsets"}:
+        return f"{label} needs exactly dtype, shape and data_offsets"
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in _ST_DTYPE_BITS:
+        return f"{label} has unknown dtype {dtype!r}"
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        return f"{label} has a shape that is not a list of non-negative integers"
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(_is_int(o) and o >= 0 for o in offsets)
+    ):
+        return f"{label} has data_offsets that are not two non-negative integers"
+    begin, end = offsets
+    if begin > end:
+        return f"{label} ends before it begins"
+    if end > data_bytes:
+        return f"{label} ends past the end of the file"
+    bits = math.prod(shape) * _ST_DTYPE_BITS[dtype]
+    if bits % 8 or end - begin != bits // 8:
+        return f"{label} takes {end - begin:,} bytes but its dtype and shape need {bits / 8:,g}"
+    return ""
+
+
+def _coverage_problems(spans: list[tuple[int, int, str]], data_bytes: int) -> list[str]:
+    """The tensors must tile the data area: no overlap, no gap, nothing left over."""
+    problems: list[str] = []
     position, previous = 0, None
     for begin, end, name in sorted(spans):
         if begin < position:
@@ -1128,7 +1138,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, list[int]], list[str]]:
         position, previous = max(position, end), name
     if position < data_bytes:
         problems.append(f"{data_bytes - position:,} bytes at the end belong to no tensor")
-    return shapes, problems
+    return problems
 
 
 def safetensors_parameter_count(path: Path) -> int | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["build_model_card", "hf_license"]
@@ -170,27 +171,41 @@ def _evaluation(metrics: Mapping, baseline: Mapping, class_names: list[str], nam
         "",
         "### Overall",
         "",
-        _table(
-            ["metric", "this model", "baseline"],
-            [
-                ["accuracy", _num(metrics.get("accuracy")), _num(baseline.get("accuracy"))],
-                ["macro-F1", _num(metrics.get("macro_f1")), _num(baseline.get("macro_f1"))],
-                [
-                    "ECE (15 bins, lower is better)",
-                    _num(metrics.get("ece")),
-                    _num(baseline.get("ece")),
-                ],
-                [
-                    "Brier score (multi-class, 0-2, lower is better)",
-                    _num(metrics.get("brier")),
-                    _num(baseline.get("brier")),
-                ],
-            ],
-        ),
+        _overall_table(metrics, baseline),
         "",
         "### Per class",
         "",
+        _per_class_table(metrics, baseline, class_names),
     ]
+    parts += _confusion_section(metrics, class_names)
+    parts += _slices_section(metrics, baseline)
+    parts += [
+        "",
+        "### Calibration",
+        "",
+        "ECE is the expected calibration error over 15 equal-width bins of the top-class "
+        "probability: the average gap between how confident the model is and how often it "
+        "is right. The Brier score is the mean over examples of the summed squared "
+        "difference between the predicted probabilities and the one-hot true label. "
+        "Probabilities are the raw softmax outputs, without temperature scaling.",
+    ]
+    return "\n".join(parts)
+
+
+def _overall_table(metrics: Mapping, baseline: Mapping) -> str:
+    rows = [
+        ("accuracy", "accuracy"),
+        ("macro-F1", "macro_f1"),
+        ("ECE (15 bins, lower is better)", "ece"),
+        ("Brier score (multi-class, 0-2, lower is better)", "brier"),
+    ]
+    return _table(
+        ["metric", "this model", "baseline"],
+        [[label, _num(metrics.get(key)), _num(baseline.get(key))] for label, key in rows],
+    )
+
+
+def _per_class_table(metrics: Mapping, baseline: Mapping, class_names: list[str]) -> str:
     per_class = metrics.get("per_class", {})
     base_class = baseline.get("per_class", {})
     rows = []
@@ -207,55 +222,52 @@ def _evaluation(metrics: Mapping, baseline: Mapping, class_names: list[str], nam
                 _num(m.get("support")),
             ]
         )
-    parts.append(_table(["class", "precision", "recall", "F1", "baseline F1", "support"], rows))
+    return _table(["class", "precision", "recall", "F1", "baseline F1", "support"], rows)
+
+
+def _confusion_section(metrics: Mapping, class_names: list[str]) -> list[str]:
     matrix = metrics.get("confusion_matrix")
-    if matrix:
-        parts += [
-            "",
-            "### Confusion matrix",
-            "",
-            "Rows are the true class, columns the predicted class.",
-            "",
-            _table(
-                ["true \\ predicted", *(_cell(c) for c in class_names)],
-                [
-                    [_cell(cls), *(_num(int(v)) for v in row)]
-                    for cls, row in zip(class_names, matrix, strict=False)
-                ],
-            ),
-        ]
-    slices = metrics.get("slices")
-    if slices:
-        base_slices = baseline.get("slices", {})
-        parts += [
-            "",
-            "### Per slice",
-            "",
-            _table(
-                ["slice", "n", "accuracy", "macro-F1", "baseline macro-F1"],
-                [
-                    [
-                        _cell(key),
-                        _num(value.get("n")),
-                        _num(value.get("accuracy")),
-                        _num(value.get("macro_f1")),
-                        _num(base_slices.get(key, {}).get("macro_f1")),
-                    ]
-                    for key, value in slices.items()
-                ],
-            ),
-        ]
-    parts += [
+    if not matrix:
+        return []
+    return [
         "",
-        "### Calibration",
+        "### Confusion matrix",
         "",
-        "ECE is the expected calibration error over 15 equal-width bins of the top-class "
-        "probability: the average gap between how confident the model is and how often it "
-        "is right. The Brier score is the mean over examples of the summed squared "
-        "difference between the predicted probabilities and the one-hot true label. "
-        "Probabilities are the raw softmax outputs, without temperature scaling.",
+        "Rows are the true class, columns the predicted class.",
+        "",
+        _table(
+            ["true \\ predicted", *(_cell(c) for c in class_names)],
+            [
+                [_cell(cls), *(_num(int(v)) for v in row)]
+                for cls, row in zip(class_names, matrix, strict=False)
+            ],
+        ),
     ]
-    return "\n".join(parts)
+
+
+def _slices_section(metrics: Mapping, baseline: Mapping) -> list[str]:
+    slices = metrics.get("slices")
+    if not slices:
+        return []
+    base_slices = baseline.get("slices", {})
+    return [
+        "",
+        "### Per slice",
+        "",
+        _table(
+            ["slice", "n", "accuracy", "macro-F1", "baseline macro-F1"],
+            [
+                [
+                    _cell(key),
+                    _num(value.get("n")),
+                    _num(value.get("accuracy")),
+                    _num(value.get("macro_f1")),
+                    _num(base_slices.get(key, {}).get("macro_f1")),
+                ]
+                for key, value in slices.items()
+            ],
+        ),
+    ]
 
 
 def build_model_card(
@@ -292,77 +304,128 @@ def build_model_card(
     ``library_name`` defaults to "peft" for adapters, else "transformers";
     ``baseline_name`` describes the baseline (default from ``pipeline_tag``).
     """
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    facts = _CardFacts(**locals())  # first, while the arguments are all the locals there are
+    from huggingface_hub import ModelCard
 
-    if relation not in ("finetune", "adapter"):
-        raise ValueError(f"relation must be 'finetune' or 'adapter', got {relation!r}")
-    if not dataset_ids:
-        raise ValueError("dataset_ids must name the dataset the model was trained on")
-    license_field, license_name = hf_license(license_id)
-    library = library_name or ("peft" if relation == "adapter" else "transformers")
-    task_name = _TASK_NAMES.get(pipeline_tag, pipeline_tag.replace("-", " ").title())
-    if baseline_name is None:
-        baseline_name = (
-            "TF-IDF (word 1-2 grams) + logistic regression"
-            if pipeline_tag == "text-classification"
-            else "logistic regression on downscaled pixels"
-        )
-    dataset = dataset_ids[0]
+    data = _card_data(facts)
+    body = _card_intro(facts) + _card_outro(facts)
+    for key, value in provenance.items():
+        body += f"- {_cell(key)}: {_cell(_hp(value))}\n"
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
+
+
+@dataclass(frozen=True)
+class _CardFacts:
+    """What ``build_model_card`` was given, checked, with the defaults it derives."""
+
+    repo_id: str
+    base_repo_id: str
+    base_revision: str
+    relation: str
+    license_id: str
+    pipeline_tag: str
+    dataset_ids: list[str]
+    class_names: list[str]
+    metrics: dict
+    baseline: dict
+    hyperparameters: dict
+    strategy: str
+    training: dict
+    emissions: dict
+    intended_use: str
+    limitations: str
+    bias_notes: str
+    provenance: dict
+    library_name: str | None = None
+    baseline_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.relation not in ("finetune", "adapter"):
+            raise ValueError(f"relation must be 'finetune' or 'adapter', got {self.relation!r}")
+        if not self.dataset_ids:
+            raise ValueError("dataset_ids must name the dataset the model was trained on")
+
+    @property
+    def library(self) -> str:
+        return self.library_name or ("peft" if self.relation == "adapter" else "transformers")
+
+    @property
+    def task_name(self) -> str:
+        tag = self.pipeline_tag
+        return _TASK_NAMES.get(tag, tag.replace("-", " ").title())
+
+    @property
+    def baseline_method(self) -> str:
+        if self.baseline_name is not None:
+            return self.baseline_name
+        if self.pipeline_tag == "text-classification":
+            return "TF-IDF (word 1-2 grams) + logistic regression"
+        return "logistic regression on downscaled pixels"
+
+    @property
+    def dataset(self) -> str:
+        return self.dataset_ids[0]
+
+
+def _card_data(f: _CardFacts):
+    """The card's YAML metadata: license, base model, datasets, model-index, f.emissions."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    license_field, license_name = hf_license(f.license_id)
+    dataset = f.dataset
+    common = {
+        "task_type": f.pipeline_tag,
+        "task_name": f.task_name,
+        "dataset_type": dataset,
+        "dataset_name": f"{dataset} (test split)",
+        "dataset_split": "test",
+    }
     eval_results = [
         EvalResult(
-            task_type=pipeline_tag,
-            task_name=task_name,
-            dataset_type=dataset,
-            dataset_name=f"{dataset} (test split)",
-            dataset_split="test",
+            **common,
             metric_type="accuracy",
             metric_name="Accuracy",
-            metric_value=round(float(metrics["accuracy"]), 6),
+            metric_value=round(float(f.metrics["accuracy"]), 6),
         ),
         EvalResult(
-            task_type=pipeline_tag,
-            task_name=task_name,
-            dataset_type=dataset,
-            dataset_name=f"{dataset} (test split)",
-            dataset_split="test",
+            **common,
             metric_type="f1",
             metric_name="F1 (macro)",
             metric_config="macro",
             metric_args={"average": "macro"},
-            metric_value=round(float(metrics["macro_f1"]), 6),
+            metric_value=round(float(f.metrics["macro_f1"]), 6),
         ),
     ]
-    tags = [pipeline_tag, "fine-tuned", f"strategy-{strategy}", "model-zoo-portal"]
-    if relation == "adapter":
+    tags = [f.pipeline_tag, "fine-tuned", f"strategy-{f.strategy}", "model-zoo-portal"]
+    if f.relation == "adapter":
         tags += ["lora", "peft"]
-    extra: dict[str, Any] = {
-        "base_model_relation": relation,
-        "base_model_revision": base_revision,
-        "co2_eq_emissions": {
-            "emissions": round(float(emissions.get("co2_kg", 0.0)) * 1000.0, 3),
-            "source": str(
-                emissions.get("assumptions")
-                or "Estimate, not a measurement: board power x time x PUE x grid intensity."
-            ),
-            "training_type": "fine-tuning",
-            "hardware_used": str(emissions.get("hardware") or training.get("device") or ""),
-        },
+    co2 = {
+        "emissions": round(float(f.emissions.get("co2_kg", 0.0)) * 1000.0, 3),
+        "source": str(
+            f.emissions.get("assumptions")
+            or "Estimate, not a measurement: board power x time x PUE x grid intensity."
+        ),
+        "training_type": "fine-tuning",
+        "hardware_used": str(f.emissions.get("hardware") or f.training.get("device") or ""),
     }
-    data = ModelCardData(
+    return ModelCardData(
         license=license_field,
         license_name=license_name,
-        base_model=base_repo_id,
-        datasets=list(dataset_ids),
-        pipeline_tag=pipeline_tag,
-        library_name=library,
+        base_model=f.base_repo_id,
+        datasets=list(f.dataset_ids),
+        pipeline_tag=f.pipeline_tag,
+        library_name=f.library,
         tags=tags,
-        model_name=repo_id,
+        model_name=f.repo_id,
         eval_results=eval_results,
-        **extra,
+        base_model_relation=f.relation,
+        base_model_revision=f.base_revision,
+        co2_eq_emissions=co2,
     )
 
-    hp_rows = [[_cell(key), _cell(_hp(value))] for key, value in sorted(hyperparameters.items())]
-    train_rows = [
+
+def _training_rows(training: dict) -> list[list[str]]:
+    rows = [
         ["device", _cell(training.get("device", "-"))],
         ["wall time (s)", _num(float(training.get("seconds", 0.0)), 1)],
         ["GPU-hours", _num(float(training.get("gpu_hours", 0.0)), 4)],
@@ -372,35 +435,42 @@ def build_model_card(
     ]
     for key in ("train_examples", "validation_examples", "test_examples", "split"):
         if key in training:
-            train_rows.append([key.replace("_", " "), _num(training[key])])
+            rows.append([key.replace("_", " "), _num(training[key])])
+    return rows
+
+
+def _card_intro(f: _CardFacts) -> str:
+    """The Markdown body up to the evaluation: what it is, how to load it, how it was trained."""
+    labels = ", ".join(f"`{_cell(name)}`" for name in f.class_names)
     how_to_load = _how_to_load(
-        repo_id=repo_id,
-        base_repo_id=base_repo_id,
-        base_revision=base_revision,
-        relation=relation,
-        library=library,
-        pipeline_tag=pipeline_tag,
-        classes=len(class_names),
+        repo_id=f.repo_id,
+        base_repo_id=f.base_repo_id,
+        base_revision=f.base_revision,
+        relation=f.relation,
+        library=f.library,
+        pipeline_tag=f.pipeline_tag,
+        classes=len(f.class_names),
     )
-    labels = ", ".join(f"`{_cell(name)}`" for name in class_names)
-    body = f"""
-# {repo_id}
+    hp_rows = [[_cell(key), _cell(_hp(value))] for key, value in sorted(f.hyperparameters.items())]
+    train_rows = _training_rows(f.training)
+    return f"""
+# {f.repo_id}
 
-A {task_name.lower()} model {"adapter " if relation == "adapter" else ""}fine-tuned from
-`{base_repo_id}` (revision `{base_revision}`) to predict one of
-{len(class_names)} classes: {labels}.
+A {f.task_name.lower()} model {"adapter " if f.relation == "adapter" else ""}fine-tuned from
+`{f.base_repo_id}` (revision `{f.base_revision}`) to predict one of
+{len(f.class_names)} classes: {labels}.
 
-Strategy: {_STRATEGY_TEXT.get(strategy, strategy)}.
+Strategy: {_STRATEGY_TEXT.get(f.strategy, f.strategy)}.
 
 {how_to_load}
 
 ## Intended use
 
-{_text(intended_use, "Not stated.")}
+{_text(f.intended_use, "Not stated.")}
 
 ## Training procedure
 
-Trained on `{dataset}`. A validation set was carved out of the training split
+Trained on `{f.dataset}`. A validation set was carved out of the training split
 (stratified) and used for early stopping on macro-F1; the weights of the best
 validation epoch are the ones published.
 
@@ -412,41 +482,43 @@ validation epoch are the ones published.
 
 {_table(["", ""], train_rows)}
 
-## Evaluation
+"""
 
-{_evaluation(metrics, baseline, class_names, baseline_name)}
+
+def _card_outro(f: _CardFacts) -> str:
+    """The Markdown body from the evaluation to the provenance list (which the caller ends)."""
+    evaluation = _evaluation(f.metrics, f.baseline, f.class_names, f.baseline_method)
+    return f"""## Evaluation
+
+{evaluation}
 
 ## Environmental impact
 
-{_cell(emissions.get("assumptions", ""))}
+{_cell(f.emissions.get("assumptions", ""))}
 
-- energy: {_num(float(emissions.get("energy_kwh", 0.0)), 4)} kWh
-- CO2-equivalent: {_num(float(emissions.get("co2_kg", 0.0)) * 1000.0, 1)} g
-- GPU-hours: {_num(float(emissions.get("gpu_hours", 0.0)), 4)}
+- energy: {_num(float(f.emissions.get("energy_kwh", 0.0)), 4)} kWh
+- CO2-equivalent: {_num(float(f.emissions.get("co2_kg", 0.0)) * 1000.0, 1)} g
+- GPU-hours: {_num(float(f.emissions.get("gpu_hours", 0.0)), 4)}
 
 ## Limitations and biases
 
-{_text(limitations, "Not stated.")}
+{_text(f.limitations, "Not stated.")}
 
 This model inherits the limitations and biases of its base model
-{base_repo_id} and of the base model's training data:
+{f.base_repo_id} and of the base model's training data:
 
-{_text(bias_notes, "The base model's card states none; that does not mean there are none.")}
+{_text(f.bias_notes, "The base model's card states none; that does not mean there are none.")}
 
-Fine-tuning on `{dataset}` adds the biases of that dataset: classes or groups
+Fine-tuning on `{f.dataset}` adds the biases of that dataset: classes or groups
 that are rare there are learned less well (see the per-class and per-slice
 tables above). Check performance on your own population before relying on it.
 
 ## Provenance
 
-- base model: {base_repo_id} at revision `{base_revision}`
-- relation to the base: {relation}
-- datasets: {", ".join(f"`{d}`" for d in dataset_ids)}
+- base model: {f.base_repo_id} at revision `{f.base_revision}`
+- relation to the base: {f.relation}
+- datasets: {", ".join(f"`{d}`" for d in f.dataset_ids)}
 """
-    for key, value in provenance.items():
-        body += f"- {_cell(key)}: {_cell(_hp(value))}\n"
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
-    return str(card)
 
 
 def _how_to_load(

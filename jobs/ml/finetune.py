@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -793,24 +793,13 @@ def finetune(
     import torch
 
     config.validate()
-    model_dir = Path(model_dir)
-    work_dir = Path(work_dir)
-    if modality not in ("text", "vision"):
-        raise ValueError(f"modality must be 'text' or 'vision', got {modality!r}")
-    class_names = [str(name) for name in class_names]
-    if len(class_names) < 2 or len(set(class_names)) != len(class_names):
-        raise ValueError("class_names must name at least two distinct classes")
-    class_count = len(class_names)
-    train_inputs, y_train = _check_split("train", train, class_count, modality)
-    val_inputs, y_val = _check_split("validation", val, class_count, modality)
-    dev = torch.device(device)
-    cuda = dev.type == "cuda"
-
+    model_dir, work_dir = Path(model_dir), Path(work_dir)
+    class_names, train, val = _checked_inputs(modality, class_names, train, val)
     expected = {
         "modality": modality,
         "class_names": class_names,
-        "n_train": len(train_inputs),
-        "n_val": len(val_inputs),
+        "n_train": len(train[0]),
+        "n_val": len(val[0]),
         "base_fingerprint": _fingerprint(model_dir),
         "config": config.as_dict(),
     }
@@ -818,14 +807,120 @@ def finetune(
     if resume is not None:
         resumed = _read_checkpoint_state(Path(resume))
         _check_resumable(resumed, expected)
-
     torch.manual_seed(config.seed)
-    loaded = _load_classifier(model_dir, modality, class_names, num_labels=class_count)
+    run = _prepare(model_dir, modality, class_names, train, val, config, device, work_dir)
+    run.expected = expected
+    progress = _Progress()
+    if resumed is not None:
+        progress = _restore(run, Path(resume), resumed)
+    if run.cuda:
+        torch.cuda.reset_peak_memory_stats(run.dev)
+    run.model.train()
+    _freeze_batchnorm_stats(run.model)
+    try:
+        while progress.epoch < config.epochs and not progress.stopped_early:
+            _train_epoch(run, progress, on_step)
+            improved, report = _validate_epoch(run, progress)
+            folder = _checkpoint_epoch(run, progress, improved)
+            if on_epoch is not None:
+                on_epoch(report, folder)
+    finally:
+        for maker in (run.make_train, run.make_val):
+            if isinstance(maker, _ImageBatches):
+                maker.close()
+    return _finish(run, progress, model_dir, class_names)
+
+
+def _checked_inputs(modality: str, class_names, train, val):
+    """The class names as strings and both splits as (list of inputs, int64 labels)."""
+    if modality not in ("text", "vision"):
+        raise ValueError(f"modality must be 'text' or 'vision', got {modality!r}")
+    class_names = [str(name) for name in class_names]
+    if len(class_names) < 2 or len(set(class_names)) != len(class_names):
+        raise ValueError("class_names must name at least two distinct classes")
+    count = len(class_names)
+    return (
+        class_names,
+        _check_split("train", train, count, modality),
+        _check_split("validation", val, count, modality),
+    )
+
+
+@dataclass
+class _Progress:
+    """Where training stands: what each checkpoint saves and a resumed run restores."""
+
+    epoch: int = 0
+    step: int = 0
+    samples_seen: int = 0
+    train_seconds: float = 0.0
+    curves: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_metric: float = -1.0
+    since_best: int = 0
+    stopped_early: bool = False
+
+    def state(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "samples_seen": self.samples_seen,
+            "train_seconds": self.train_seconds,
+            "curves": self.curves,
+            "best_epoch": self.best_epoch,
+            "best_metric": self.best_metric,
+            "since_best": self.since_best,
+            "stopped_early": self.stopped_early,
+        }
+
+
+@dataclass
+class _Run:
+    """Everything one training run holds: model, batches, optimizer, losses and paths."""
+
+    config: FineTuneConfig
+    device: str
+    dev: Any
+    cuda: bool
+    loaded: _Loaded
+    model: Any
+    make_train: Any
+    make_val: Any
+    val_lengths: Any
+    n_train: int
+    y_train: Any
+    y_val: np.ndarray
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    loss_fn: Any
+    val_loss_fn: Any
+    trainable: list
+    total_steps: int
+    checkpoints: Path
+    best_file: Path
+    work_dir: Path
+    expected: dict = field(default_factory=dict)
+    # The current epoch's start and mean training loss, for its validation report.
+    epoch_began: float = 0.0
+    epoch_loss: float = 0.0
+
+    def with_labels(self, index: np.ndarray) -> dict:
+        return {**self.make_train(index), "labels": self.y_train[index]}
+
+
+def _prepare(model_dir, modality, class_names, train, val, config, device, work_dir) -> _Run:
+    """Load the model with its new head, apply the strategy, build batches and the optimizer."""
+    import torch
+
+    train_inputs, y_train = train
+    val_inputs, y_val = val
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    loaded = _load_classifier(model_dir, modality, class_names, num_labels=len(class_names))
     model, _head = _apply_strategy(loaded, config, model_dir)
     model.to(dev)
-    kind = loaded.kind
-
-    if kind == "text":
+    if loaded.kind == "text":
         max_length = min(config.max_length, loaded.max_length)
         make_train = _TextBatches(loaded.tokenizer, train_inputs, max_length, 8 if cuda else 1)
         make_val = _TextBatches(loaded.tokenizer, val_inputs, max_length, 8 if cuda else 1)
@@ -835,195 +930,215 @@ def finetune(
         make_train = _ImageBatches(train_inputs, loaded.image)
         make_val = _ImageBatches(val_inputs, loaded.image)
         val_lengths = None
-
     batches_per_epoch = math.ceil(len(train_inputs) / config.batch_size)
-    steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
-    total_steps = steps_per_epoch * config.epochs
+    total_steps = math.ceil(batches_per_epoch / config.grad_accum) * config.epochs
     optimizer = _optimizer(model, config, device)
-    scheduler = _scheduler(optimizer, config, total_steps)
     amp_dtype = _autocast_dtype(device)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    loss_fn = build_loss(config, y_train, class_count).to(dev)
-    val_loss_fn = torch.nn.CrossEntropyLoss()  # plain, so val loss compares across settings
-    y_train_t = torch.from_numpy(y_train)
-
-    def with_labels(index: np.ndarray) -> dict[str, torch.Tensor]:
-        return {**make_train(index), "labels": y_train_t[index]}
-
-    trainable = [p for p in model.parameters() if p.requires_grad]
-
-    checkpoints = work_dir / "checkpoints"
     best_dir = work_dir / "best"
     best_dir.mkdir(parents=True, exist_ok=True)
-    best_file = best_dir / "trainable.safetensors"
+    return _Run(
+        config=config,
+        device=device,
+        dev=dev,
+        cuda=cuda,
+        loaded=loaded,
+        model=model,
+        make_train=make_train,
+        make_val=make_val,
+        val_lengths=val_lengths,
+        n_train=len(train_inputs),
+        y_train=torch.from_numpy(y_train),
+        y_val=y_val,
+        optimizer=optimizer,
+        scheduler=_scheduler(optimizer, config, total_steps),
+        scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None,
+        loss_fn=build_loss(config, y_train, len(class_names)).to(dev),
+        # Plain, so validation loss compares across settings.
+        val_loss_fn=torch.nn.CrossEntropyLoss(),
+        trainable=[p for p in model.parameters() if p.requires_grad],
+        total_steps=total_steps,
+        checkpoints=work_dir / "checkpoints",
+        best_file=best_dir / "trainable.safetensors",
+        work_dir=work_dir,
+    )
 
-    epoch = step = samples_seen = 0
-    train_seconds = 0.0
-    curves: list[dict] = []
-    best_epoch, best_metric, since_best, stopped_early = 0, -1.0, 0, False
-    if resumed is not None:
-        from safetensors.torch import load_file
 
-        resume = Path(resume)  # type: ignore[arg-type]
-        _load_trainable(model, load_file(str(resume / "trainable.safetensors"), device="cpu"))
-        saved = torch.load(resume / "training_state.pt", map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        if scaler is not None and saved["scaler"]:
-            scaler.load_state_dict(saved["scaler"])
-        torch.set_rng_state(saved["rng"]["torch"])
-        if cuda and saved["rng"].get("cuda"):
-            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
-        epoch, step = resumed["epoch"], resumed["step"]
-        samples_seen, train_seconds = resumed["samples_seen"], resumed["train_seconds"]
-        curves = resumed["curves"]
-        best_epoch, best_metric = resumed["best_epoch"], resumed["best_metric"]
-        since_best, stopped_early = resumed["since_best"], resumed["stopped_early"]
-        source = "trainable.safetensors" if best_epoch == epoch else "best.safetensors"
-        _link_or_copy(resume / source, best_file)
-
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(dev)
-    model.train()
-    _freeze_batchnorm_stats(model)
-    try:
-        while epoch < config.epochs and not stopped_early:
-            epoch += 1
-            began = time.perf_counter()
-            batches = _epoch_batches(len(train_inputs), config.batch_size, config.seed, epoch)
-            running = torch.zeros((), device=dev)
-            epoch_total = torch.zeros((), device=dev)
-            running_batches = 0
-            last = len(batches) - 1
-            for i, batch in enumerate(_prefetch(with_labels, batches, enabled=cuda)):
-                index = batches[i]
-                batch = _to_device(batch, device, cuda)
-                labels = batch.pop("labels")
-                with _autocast(device):
-                    logits = _logits(model, kind, batch)
-                loss = loss_fn(logits.float(), labels)
-                scaled = loss / config.grad_accum
-                (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                running += loss.detach()
-                epoch_total += loss.detach()
-                running_batches += 1
-                samples_seen += len(index)
-                if (i + 1) % config.grad_accum and i != last:
-                    continue
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                if config.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                if step % LOG_EVERY == 0 or i == last:
-                    mean_loss = float(running.item()) / running_batches
-                    curves.append(
-                        {
-                            "step": step,
-                            "epoch": epoch,
-                            "train_loss": mean_loss,
-                            "lr": float(scheduler.get_last_lr()[-1]),
-                        }
-                    )
-                    running.zero_()
-                    running_batches = 0
-                    if on_step is not None:
-                        on_step(step, total_steps, mean_loss)
-
-            val_logits = _predict(
-                model,
-                kind,
-                make_val,
-                len(val_inputs),
-                device=device,
-                batch_size=config.batch_size * 2,
-                lengths=val_lengths,
-            )
-            _freeze_batchnorm_stats(model)
-            val_metrics = _val_metrics(val_logits, y_val, val_loss_fn)
-            improved = val_metrics["val_macro_f1"] > best_metric
-            if improved:
-                best_epoch, best_metric, since_best = epoch, val_metrics["val_macro_f1"], 0
-            else:
-                since_best += 1
-            stopped_early = config.patience > 0 and since_best >= config.patience
-            seconds = time.perf_counter() - began
-            train_seconds += seconds
-            train_loss = float(epoch_total.item()) / len(batches)
-            curves.append(
-                {"epoch": epoch, "step": step, "train_loss_epoch": train_loss, **val_metrics}
-            )
-            state = {
-                "format": CHECKPOINT_FORMAT,
-                **expected,
-                "epoch": epoch,
-                "step": step,
-                "samples_seen": samples_seen,
-                "train_seconds": train_seconds,
-                "curves": curves,
-                "best_epoch": best_epoch,
-                "best_metric": best_metric,
-                "since_best": since_best,
-                "stopped_early": stopped_early,
-                "total_steps": total_steps,
-            }
-            folder = checkpoints / f"epoch-{epoch:04d}"
-            _write_checkpoint(
-                folder,
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                scaler=scaler,
-                state=state,
-                best_file=None if improved else best_file,
-            )
-            if improved:
-                _link_or_copy(folder / "trainable.safetensors", best_file)
-            for old in checkpoints.glob("epoch-*"):
-                if old != folder:
-                    shutil.rmtree(old, ignore_errors=True)
-            if on_epoch is not None:
-                report = EpochReport(
-                    epoch=epoch,
-                    step=step,
-                    train_loss=train_loss,
-                    val_loss=val_metrics["val_loss"],
-                    val_accuracy=val_metrics["val_accuracy"],
-                    val_macro_f1=val_metrics["val_macro_f1"],
-                    seconds=seconds,
-                )
-                on_epoch(report, folder)
-    finally:
-        for maker in (make_train, make_val):
-            if isinstance(maker, _ImageBatches):
-                maker.close()
-
+def _restore(run: _Run, resume: Path, resumed: dict) -> _Progress:
+    """Weights, optimizer, scheduler, scaler and random state as the checkpoint left them."""
+    import torch
     from safetensors.torch import load_file
 
-    _load_trainable(model, load_file(str(best_file), device="cpu"))
-    output = work_dir / "output"
-    _save_output(model, loaded, output, model_dir, class_names, is_lora=config.strategy == "lora")
-    peak = int(torch.cuda.max_memory_allocated(dev)) if cuda else None
+    _load_trainable(run.model, load_file(str(resume / "trainable.safetensors"), device="cpu"))
+    saved = torch.load(resume / "training_state.pt", map_location="cpu", weights_only=True)
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    if run.scaler is not None and saved["scaler"]:
+        run.scaler.load_state_dict(saved["scaler"])
+    torch.set_rng_state(saved["rng"]["torch"])
+    if run.cuda and saved["rng"].get("cuda"):
+        torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+    progress = _Progress(**{name: resumed[name] for name in _Progress().state()})
+    source = (
+        "trainable.safetensors" if progress.best_epoch == progress.epoch else "best.safetensors"
+    )
+    _link_or_copy(resume / source, run.best_file)
+    return progress
+
+
+def _train_epoch(run: _Run, progress: _Progress, on_step) -> None:
+    """One pass over the training split, in this epoch's seeded order."""
+    import torch
+
+    config = run.config
+    progress.epoch += 1
+    run.epoch_began = time.perf_counter()
+    batches = _epoch_batches(run.n_train, config.batch_size, config.seed, progress.epoch)
+    running = torch.zeros((), device=run.dev)
+    epoch_total = torch.zeros((), device=run.dev)
+    running_batches = 0
+    last = len(batches) - 1
+    for i, batch in enumerate(_prefetch(run.with_labels, batches, enabled=run.cuda)):
+        batch = _to_device(batch, run.device, run.cuda)
+        labels = batch.pop("labels")
+        with _autocast(run.device):
+            logits = _logits(run.model, run.loaded.kind, batch)
+        loss = run.loss_fn(logits.float(), labels)
+        scaled = loss / config.grad_accum
+        (run.scaler.scale(scaled) if run.scaler is not None else scaled).backward()
+        running += loss.detach()
+        epoch_total += loss.detach()
+        running_batches += 1
+        progress.samples_seen += len(batches[i])
+        if (i + 1) % config.grad_accum and i != last:
+            continue
+        _optimizer_step(run)
+        progress.step += 1
+        if progress.step % LOG_EVERY == 0 or i == last:
+            mean_loss = float(running.item()) / running_batches
+            progress.curves.append(
+                {
+                    "step": progress.step,
+                    "epoch": progress.epoch,
+                    "train_loss": mean_loss,
+                    "lr": float(run.scheduler.get_last_lr()[-1]),
+                }
+            )
+            running.zero_()
+            running_batches = 0
+            if on_step is not None:
+                on_step(progress.step, run.total_steps, mean_loss)
+    run.epoch_loss = float(epoch_total.item()) / len(batches)
+
+
+def _optimizer_step(run: _Run) -> None:
+    """Unscale, clip, step the optimizer and the schedule, and clear the gradients."""
+    import torch
+
+    if run.scaler is not None:
+        run.scaler.unscale_(run.optimizer)
+    if run.config.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(run.trainable, run.config.max_grad_norm)
+    if run.scaler is not None:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+
+
+def _validate_epoch(run: _Run, progress: _Progress) -> tuple[bool, EpochReport]:
+    """Score the validation split; keep track of the best epoch and of early stopping."""
+    config = run.config
+    val_logits = _predict(
+        run.model,
+        run.loaded.kind,
+        run.make_val,
+        len(run.y_val),
+        device=run.device,
+        batch_size=config.batch_size * 2,
+        lengths=run.val_lengths,
+    )
+    _freeze_batchnorm_stats(run.model)
+    metrics = _val_metrics(val_logits, run.y_val, run.val_loss_fn)
+    improved = metrics["val_macro_f1"] > progress.best_metric
+    if improved:
+        progress.best_epoch, progress.best_metric = progress.epoch, metrics["val_macro_f1"]
+        progress.since_best = 0
+    else:
+        progress.since_best += 1
+    progress.stopped_early = config.patience > 0 and progress.since_best >= config.patience
+    seconds = time.perf_counter() - run.epoch_began
+    progress.train_seconds += seconds
+    progress.curves.append(
+        {
+            "epoch": progress.epoch,
+            "step": progress.step,
+            "train_loss_epoch": run.epoch_loss,
+            **metrics,
+        }
+    )
+    report = EpochReport(
+        epoch=progress.epoch,
+        step=progress.step,
+        train_loss=run.epoch_loss,
+        val_loss=metrics["val_loss"],
+        val_accuracy=metrics["val_accuracy"],
+        val_macro_f1=metrics["val_macro_f1"],
+        seconds=seconds,
+    )
+    return improved, report
+
+
+def _checkpoint_epoch(run: _Run, progress: _Progress, improved: bool) -> Path:
+    """Write this epoch's complete checkpoint and drop the previous one; returns its folder."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        **run.expected,
+        **progress.state(),
+        "total_steps": run.total_steps,
+    }
+    folder = run.checkpoints / f"epoch-{progress.epoch:04d}"
+    _write_checkpoint(
+        folder,
+        model=run.model,
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        scaler=run.scaler,
+        state=state,
+        best_file=None if improved else run.best_file,
+    )
+    if improved:
+        _link_or_copy(folder / "trainable.safetensors", run.best_file)
+    for old in run.checkpoints.glob("epoch-*"):
+        if old != folder:
+            shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def _finish(run: _Run, progress: _Progress, model_dir: Path, class_names: list[str]):
+    """Load the best epoch's weights, save the output folder and say how training went."""
+    import torch
+    from safetensors.torch import load_file
+
+    _load_trainable(run.model, load_file(str(run.best_file), device="cpu"))
+    output = run.work_dir / "output"
+    is_lora = run.config.strategy == "lora"
+    _save_output(run.model, run.loaded, output, model_dir, class_names, is_lora=is_lora)
+    peak = int(torch.cuda.max_memory_allocated(run.dev)) if run.cuda else None
     return TrainResult(
         output_dir=output,
-        curves=curves,
-        best_epoch=best_epoch,
-        epochs_run=epoch,
-        stopped_early=stopped_early,
-        steps=step,
-        samples_seen=samples_seen,
-        train_seconds=train_seconds,
+        curves=progress.curves,
+        best_epoch=progress.best_epoch,
+        epochs_run=progress.epoch,
+        stopped_early=progress.stopped_early,
+        steps=progress.step,
+        samples_seen=progress.samples_seen,
+        train_seconds=progress.train_seconds,
         peak_memory_bytes=peak,
-        trainable_parameters=sum(p.numel() for p in trainable),
-        total_parameters=sum(p.numel() for p in model.parameters()),
-        precision=_precision(device),
+        trainable_parameters=sum(p.numel() for p in run.trainable),
+        total_parameters=sum(p.numel() for p in run.model.parameters()),
+        precision=_precision(run.device),
     )
 
 
