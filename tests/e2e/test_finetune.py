@@ -8,16 +8,13 @@ from playwright.sync_api import expect
 from tests.builders.catalogue import base_model
 from tests.builders.datasets import ticket_dataset
 from tests.builders.governance import approve_reuse
-from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def test_launch_a_fine_tune_from_the_model_page_and_watch_it_finish(
-    live_server, celery_worker, page, sign_in, tmp_path
+    live_server, celery_worker, page, sign_in, tmp_path, alice, sam
 ):
-    alice = UserFactory(username="alice", roles=["ml-engineers"])
-    sam = UserFactory(username="sam", roles=["stewards"])
     base = base_model(tmp_path / "bert", "acme/tiny-bert", steward=sam)
     approve_reuse(alice, base)  # legal approves through the real review services
     data = ticket_dataset(alice, n_per_class=20)

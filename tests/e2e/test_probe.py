@@ -8,14 +8,13 @@ from playwright.sync_api import expect
 from tests.builders.catalogue import import_model
 from tests.builders.datasets import csv_bytes, spam_rows
 from tests.builders.weights import tiny_bert_folder
-from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def test_upload_a_dataset_and_probe_two_models(live_server, celery_worker, page, sign_in, tmp_path):
-    UserFactory(username="alice", roles=["ml-engineers"])
-    sam = UserFactory(username="sam", roles=["stewards"])
+def test_upload_a_dataset_and_probe_two_models(
+    live_server, celery_worker, page, sign_in, tmp_path, alice, sam
+):
     for seed in (0, 1):
         import_model(tiny_bert_folder(tmp_path / f"b{seed}", seed=seed), f"acme/b{seed}", actor=sam)
     data = tmp_path / "support-tickets.csv"

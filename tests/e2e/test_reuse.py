@@ -3,15 +3,14 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.factories import ModelVersionFactory, UserFactory
+from tests.factories import ModelVersionFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_request_approved_by_legal_and_security_in_the_browser(live_server, page, sign_in):
-    UserFactory(username="alice", roles=["ml-engineers"])
-    UserFactory(username="lena", roles=["legal"])
-    UserFactory(username="sean", roles=["security"])
+def test_request_approved_by_legal_and_security_in_the_browser(
+    live_server, page, sign_in, alice, lena, sean
+):
     version = ModelVersionFactory()
     repo = version.model.repo_id
 

@@ -23,7 +23,6 @@ from jobs.services.finetunes import finetune_launch
 from tests.builders.catalogue import base_model
 from tests.builders.datasets import ticket_dataset
 from tests.builders.governance import approve_reuse
-from tests.factories import UserFactory
 from zoo.models import ModelVersion
 
 pytestmark = [pytest.mark.integration]
@@ -51,10 +50,9 @@ def _wait(run: FineTuneRun, predicate, *, timeout: float = 180.0, log: Path | No
 
 
 @pytest.fixture
-def people(transactional_db):
-    return UserFactory(username="alice", roles=["ml-engineers"]), UserFactory(
-        username="sam", roles=["stewards"]
-    )
+def people(transactional_db, alice, sam):
+    """alice and sam, with committed rows: the worker reads through its own connection."""
+    return alice, sam
 
 
 @pytest.fixture

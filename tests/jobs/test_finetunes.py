@@ -425,10 +425,8 @@ def test_beat_runs_the_stale_job_recovery_every_minute():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_retried_attempt_resumes_from_the_last_checkpoint(tmp_path):
+def test_a_retried_attempt_resumes_from_the_last_checkpoint(alice, sam, tmp_path):
     """Attempt 1 loses its lease after a checkpoint; attempt 2 resumes from it, in-process."""
-    alice = UserFactory(username="alice", roles=["ml-engineers"])
-    sam = UserFactory(username="sam", roles=["stewards"])
     base = base_model(tmp_path / "bert", "acme/tiny-bert", steward=sam)
     approve_reuse(alice, base)
     data = ticket_dataset(alice, n_per_class=50)

@@ -16,7 +16,6 @@ from jobs.services.probes import probe_launch
 from tests.builders.catalogue import import_model
 from tests.builders.datasets import text_dataset
 from tests.builders.weights import tiny_bert_folder
-from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.integration]
 
@@ -32,10 +31,9 @@ def _wait(job: Job, predicate, timeout: float = 120.0) -> Job:
 
 
 @pytest.fixture
-def people(transactional_db):
-    return UserFactory(username="alice", roles=["ml-engineers"]), UserFactory(
-        username="sam", roles=["stewards"]
-    )
+def people(transactional_db, alice, sam):
+    """alice and sam, with committed rows: the worker reads through its own connection."""
+    return alice, sam
 
 
 @pytest.fixture
