@@ -33,7 +33,7 @@ COPY templates ./templates
 COPY static ./static
 # collectstatic needs settings to load; the key here is a throwaway for the build step only.
 RUN SECRET_KEY=build-only-collectstatic DEBUG=0 python manage.py collectstatic --noinput \
- && mkdir -p /data/media /data/var && chown -R zoo:zoo /data
+ && mkdir -p /data/media /data/var /tmp/prometheus && chown -R zoo:zoo /data /tmp/prometheus
 
 USER zoo
 EXPOSE 8000

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import logging
 import socket
+import tempfile
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
@@ -28,14 +32,21 @@ from django.utils import timezone
 from governance.audit import audit_record
 from jobs.ml.device import describe_device
 from jobs.models import Job
+from portal import broker
 from portal.celery import app as celery_app
-from portal.errors import Conflict, Forbidden, PortalError
+from portal.errors import Conflict, Forbidden, PortalError, Unavailable
+from portal.health import check_broker
+from zoo.storage import remove_tree
 
 logger = logging.getLogger(__name__)
 
-# A running job must report at least this often or another worker may take it over.
-LEASE = timedelta(minutes=10)
 MAX_LOG_LINE = 2000
+
+
+def lease() -> timedelta:
+    """How long a claim holds without a renewal (a report or the heartbeat)."""
+    return timedelta(seconds=settings.JOB_LEASE_S)
+
 
 Handler = Callable[["JobContext"], dict[str, Any] | None]
 HANDLERS: dict[str, Handler] = {}
@@ -76,6 +87,22 @@ class JobContext:
         if not job_report(job_id=self.job_id, attempt=self.attempt, log_line=line):
             raise JobCancelled
 
+    @contextmanager
+    def workspace(self) -> Iterator[Path]:
+        """A folder for this attempt's files, removed however the handler ends.
+
+        It is named after the job and the attempt (``job-<id>-a<attempt>-…``
+        under WORK_DIR), so what a killed worker leaves is recognised as such
+        and swept once that attempt no longer owns the job.
+        """
+        root = Path(settings.WORK_DIR)
+        root.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"job-{self.job_id}-a{self.attempt}-", dir=root))
+        try:
+            yield folder
+        finally:
+            remove_tree(folder)
+
 
 def job_create(
     *,
@@ -84,10 +111,23 @@ def job_create(
     params: dict[str, Any] | None = None,
     queue: str | None = None,
 ) -> Job:
-    """Record a job and enqueue it once the surrounding transaction commits."""
+    """Record a job and enqueue it once the surrounding transaction commits.
+
+    When the broker cannot be reached nothing is recorded and ``Unavailable``
+    (503) says so: a job that could not be queued is not left behind looking
+    queued. Should the broker fail between this check and the send after
+    commit, the row stays queued and ``job_reconcile`` sends it once the
+    broker is back.
+    """
     if kind not in HANDLERS:
         raise PortalError(f"No worker knows how to run a {kind!r} job.")
     queue = queue or DEFAULT_QUEUES[kind]
+    unreachable = check_broker()
+    if unreachable:
+        raise Unavailable(
+            "The job queue cannot be reached just now, so nothing was started; try again in a "
+            f"minute. ({unreachable})"
+        )
     with transaction.atomic():
         job = Job.objects.create(
             kind=kind,
@@ -109,8 +149,15 @@ RUN_JOB_TASK = "jobs.run_job"  # jobs.tasks.run_job, sent by name so the engine 
 
 
 def _enqueue(job_id: int, queue: str) -> None:
-    result = celery_app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
-    Job.objects.filter(pk=job_id).update(celery_task_id=result.id or "")
+    """Send the job's message; a failure leaves the row queued for the reconciler."""
+    try:
+        result = celery_app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
+    except Exception:
+        logger.warning("could not send job %s; the reconciler will send it", job_id, exc_info=True)
+        return
+    Job.objects.filter(pk=job_id).update(
+        celery_task_id=result.id or "", enqueued_at=timezone.now(), sends=F("sends") + 1
+    )
 
 
 def job_claim(*, job_id: int, worker: str, device: str) -> int | None:
@@ -131,7 +178,7 @@ def job_claim(*, job_id: int, worker: str, device: str) -> int | None:
                 worker=worker[:255],
                 device=device[:255],
                 started_at=now,
-                lease_expires_at=now + LEASE,
+                lease_expires_at=now + lease(),
                 error="",
             )
         )
@@ -168,7 +215,7 @@ def job_report(
     log_line: str | None = None,
 ) -> bool:
     """Write progress for one attempt; False when that attempt no longer owns the job."""
-    changes: dict[str, Any] = {"lease_expires_at": timezone.now() + LEASE}
+    changes: dict[str, Any] = {"lease_expires_at": timezone.now() + lease()}
     if progress is not None:
         changes["progress"] = min(max(float(progress), 0.0), 1.0)
     if stage is not None:
@@ -259,6 +306,16 @@ def job_execute(*, job_id: int, worker: str | None = None) -> str:
         requested_by_id=job.requested_by_id,
         device=device,
     )
+    heartbeat = _Heartbeat(job_id, attempt)
+    heartbeat.start()
+    try:
+        return _run_handler(handler, ctx)
+    finally:
+        heartbeat.stop()
+
+
+def _run_handler(handler: Handler, ctx: JobContext) -> str:
+    job_id, attempt = ctx.job_id, ctx.attempt
     try:
         result = handler(ctx)
     except JobCancelled:
@@ -281,6 +338,42 @@ def job_execute(*, job_id: int, worker: str | None = None) -> str:
     if job_succeed(job_id=job_id, attempt=attempt, result=result or {}):
         return "succeeded"
     return "stale"
+
+
+class _Heartbeat(threading.Thread):
+    """Renews the attempt's lease every JOB_HEARTBEAT_S while its handler runs.
+
+    A handler busy in one long step (loading a large model, one slow epoch)
+    reports nothing for a while; the heartbeat keeps its claim alive, so the
+    lease can be short and a dead worker's job is taken over within a minute
+    or two. The heartbeat never cancels anything: it stops when the attempt no
+    longer owns the job, and the handler learns that at its next report.
+    """
+
+    def __init__(self, job_id: int, attempt: int) -> None:
+        super().__init__(name=f"job-{job_id}-heartbeat", daemon=True)
+        self.job_id = job_id
+        self.attempt = attempt
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stopped.wait(settings.JOB_HEARTBEAT_S):
+                try:
+                    renewed = _owned(self.job_id, self.attempt).update(
+                        lease_expires_at=timezone.now() + lease()
+                    )
+                except Exception:
+                    logger.warning("heartbeat of job %s failed", self.job_id, exc_info=True)
+                    continue
+                if not renewed:
+                    return
+        finally:
+            connection.close()  # this thread's own connection
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(timeout=10)
 
 
 @contextmanager
@@ -346,3 +439,64 @@ def job_requeue_stale(*, now=None) -> list[int]:
             transaction.on_commit(lambda pk=pk, queue=job.queue: _enqueue(pk, queue))
             requeued.append(pk)
     return requeued
+
+
+def job_reconcile(*, now=None) -> list[int]:
+    """Send again the queued jobs whose message the broker no longer holds; a beat task.
+
+    The Job row is the truth about queued work. A message can be lost after
+    its row committed (the broker flushed or restarted without persistence,
+    or the send itself failed), and then nothing would ever run the job. Every
+    queued job that has waited RECONCILE_GRACE_S is checked against the ids
+    of the messages the broker holds for its queue (waiting, or delivered and
+    not yet acknowledged); a missing one is sent again. Where the broker
+    cannot be read, a job is re-sent after waiting twice as long as the last
+    time (capped at an hour), so duplicates stay few. A duplicate delivery is
+    harmless: only one claim of a queued job succeeds; the others are skipped.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.RECONCILE_GRACE_S)
+    waiting = list(
+        Job.objects.filter(status=Job.Status.QUEUED, cancel_requested=False)
+        .filter(Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, created_at__lt=cutoff))
+        .order_by("pk")
+        .values("pk", "queue", "celery_task_id", "enqueued_at", "sends")
+    )
+    if not waiting:
+        return []
+    held = broker.pending_task_ids(sorted({row["queue"] for row in waiting}))
+    resent = []
+    for row in waiting:
+        if held is not None and row["celery_task_id"] and row["celery_task_id"] in held:
+            continue
+        if held is None and row["enqueued_at"] is not None:
+            backoff = min(3600, settings.RECONCILE_GRACE_S * 2 ** max(0, row["sends"] - 1))
+            if row["enqueued_at"] > now - timedelta(seconds=backoff):
+                continue
+        if _resend(row, now, lost=held is not None):
+            resent.append(row["pk"])
+    return resent
+
+
+def _resend(row: dict, now, *, lost: bool) -> bool:
+    """Claim the re-send (so two reconcilers send once) and send after commit."""
+    with transaction.atomic():
+        moved = Job.objects.filter(
+            pk=row["pk"], status=Job.Status.QUEUED, enqueued_at=row["enqueued_at"]
+        ).update(enqueued_at=now)
+        if not moved:
+            return False
+        job = Job.objects.get(pk=row["pk"])
+        audit_record(
+            actor=None,
+            verb="job.resend",
+            target=job,
+            payload={
+                "previous_task": row["celery_task_id"],
+                "reason": "its message is not on the broker"
+                if lost
+                else "it waited past the re-send interval (the broker could not be read)",
+            },
+        )
+        transaction.on_commit(lambda: _enqueue(job.pk, job.queue))
+    return True

@@ -51,6 +51,12 @@ class Job(models.Model):
     worker = models.CharField(max_length=255, blank=True)
     device = models.CharField(max_length=255, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its message was last handed to the broker."
+    )
+    sends = models.PositiveIntegerField(
+        default=0, help_text="Messages sent for it: the first, then requeues and re-sends."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -285,3 +291,38 @@ class FineTuneRun(models.Model):
     @property
     def is_adapter(self) -> bool:
         return self.strategy == self.Strategy.LORA
+
+
+class WorkerHeartbeat(models.Model):
+    """A worker process that said it was alive, which queues it serves, and when."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    queues = models.JSONField(default=list)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    device = models.CharField(max_length=255, blank=True)
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        ordering = ["hostname"]
+
+    def __str__(self) -> str:
+        return f"{self.hostname} on {', '.join(self.queues)}"
+
+
+class PeriodicTaskRun(models.Model):
+    """The last run of one periodic (beat) task: proof that beat ticks and a worker runs it."""
+
+    name = models.CharField(max_length=100, unique=True)
+    last_started_at = models.DateTimeField()
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+    last_ok = models.BooleanField(default=False)
+    last_result = models.JSONField(default=dict, blank=True)
+    last_error = models.TextField(blank=True)
+    runs = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (last {self.last_started_at:%Y-%m-%d %H:%M:%S})"

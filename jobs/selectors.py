@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Count, Min, QuerySet
+from django.utils import timezone
 
 from jobs.engine import may_cancel
-from jobs.models import FineTuneRun, Job, ProbeResult, ProbeRun
+from jobs.models import (
+    FineTuneRun,
+    Job,
+    PeriodicTaskRun,
+    ProbeResult,
+    ProbeRun,
+    WorkerHeartbeat,
+)
+from portal import broker
+from portal.celery import QUEUES, beat_schedule
 from portal.errors import NotFound
+from portal.health import check_broker
 
 
 def jobs_visible_to(user) -> QuerySet[Job]:
@@ -85,3 +100,125 @@ def get_finetune_for_user(user, pk: int) -> FineTuneRun:
     if run is None:
         raise NotFound("No such fine-tune.")
     return run
+
+
+# --- operations -------------------------------------------------------------------------
+
+
+def _periodic_status(now) -> list[dict]:
+    runs = {r.name: r for r in PeriodicTaskRun.objects.all()}
+    rows = []
+    for entry in beat_schedule().values():
+        name, every = entry["task"], float(entry["schedule"])
+        run = runs.get(name)
+        last = run.last_started_at if run else None
+        # Beat sends on schedule; a run missing for two intervals (and a minute) means
+        # beat is not ticking, or no worker runs what it sends.
+        late = last is None or (now - last).total_seconds() > 2 * every + 60
+        rows.append(
+            {
+                "task": name,
+                "every_s": every,
+                "last_started_at": last,
+                "last_finished_at": run.last_finished_at if run else None,
+                "ok": bool(run and run.last_ok),
+                "error": (run.last_error.splitlines() or [""])[0] if run else "",
+                "runs": run.runs if run else 0,
+                "late": late,
+            }
+        )
+    return rows
+
+
+def _queue_status(now, workers: list[dict]) -> list[dict]:
+    oldest = {
+        row["queue"]: row
+        for row in Job.objects.filter(status=Job.Status.QUEUED)
+        .values("queue")
+        .annotate(n=Count("pk"), oldest=Min("created_at"))
+    }
+    depths = broker.queue_depths(list(QUEUES))
+    rows = []
+    for queue in QUEUES:
+        waiting = oldest.get(queue, {})
+        served_by = [w["hostname"] for w in workers if w["alive"] and queue in w["queues"]]
+        rows.append(
+            {
+                "queue": queue,
+                "workers": served_by,
+                "served": bool(served_by),
+                "queued_jobs": waiting.get("n", 0),
+                "oldest_queued_at": waiting.get("oldest"),
+                "oldest_queued_age_s": (now - waiting["oldest"]).total_seconds()
+                if waiting.get("oldest")
+                else None,
+                "broker_depth": depths.get(queue),
+            }
+        )
+    return rows
+
+
+def operations_status(*, now=None) -> dict:
+    """Workers by queue, beat's last ticks, the oldest queued job per queue, jobs gone stale."""
+    now = now or timezone.now()
+    stale_after = settings.WORKER_STALE_S
+    workers = [
+        {
+            "hostname": w.hostname,
+            "queues": w.queues,
+            "device": w.device,
+            "pid": w.pid,
+            "started_at": w.started_at,
+            "last_seen": w.last_seen,
+            "alive": (now - w.last_seen).total_seconds() <= stale_after,
+        }
+        for w in WorkerHeartbeat.objects.all()
+    ]
+    stale = list(
+        Job.objects.filter(status=Job.Status.RUNNING, lease_expires_at__lt=now)
+        .order_by("lease_expires_at")
+        .values("pk", "kind", "queue", "worker", "attempts", "lease_expires_at")[:50]
+    )
+    broker_error = check_broker()
+    queues = _queue_status(now, workers)
+    periodic = _periodic_status(now)
+    return {
+        "checked_at": now,
+        "broker": "ok" if broker_error is None else broker_error,
+        "workers": workers,
+        "queues": queues,
+        "periodic": periodic,
+        "stale_jobs": stale,
+        "healthy": broker_error is None
+        and all(q["served"] for q in queues)
+        and not any(p["late"] for p in periodic)
+        and not stale,
+    }
+
+
+def queue_warning(job: Job) -> str:
+    """Why an active job may not move right now, in a sentence; "" when nothing is wrong.
+
+    Cached for a few seconds: the job pages poll every two.
+    """
+    if not job.is_active:
+        return ""
+    key = f"jobs:queue-warning:{job.queue}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    warning = ""
+    if check_broker(timeout=1.0) is not None:
+        warning = (
+            "The job queue cannot be reached just now: this job waits, and starts once it is back."
+        )
+    else:
+        fresh = timezone.now() - timedelta(seconds=settings.WORKER_STALE_S)
+        serving = WorkerHeartbeat.objects.filter(last_seen__gte=fresh, queues__contains=[job.queue])
+        if not serving.exists():
+            warning = (
+                f"No worker is serving the '{job.queue}' queue just now: this job waits until "
+                "one starts. Staff can see the workers on the status page."
+            )
+    cache.set(key, warning, timeout=5)
+    return warning

@@ -1,11 +1,13 @@
 from django.urls import path
 
-from jobs.views import finetunes, imports, jobs, probes
+from jobs.views import finetunes, imports, jobs, operations, probes
 
 app_name = "jobs"
 urlpatterns = [
     path("", jobs.job_list, name="list"),
     path("worker-check/", jobs.worker_check, name="worker_check"),
+    path("status/", operations.status_page, name="status"),
+    path("status.json", operations.status_json, name="status_json"),
     path("<int:pk>/", jobs.job_detail, name="detail"),
     path("<int:pk>/cancel/", jobs.job_cancel_view, name="cancel"),
 ]

@@ -18,6 +18,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("portal")
 
+# The queues workers consume: "gpu" for probes and fine-tunes (GPU nodes, CPU fallback).
+QUEUES = ("default", "gpu")
+
 
 def _configure(app: Celery) -> None:
     limit = settings.JOB_TIME_LIMIT_S
@@ -42,7 +45,7 @@ def _configure(app: Celery) -> None:
         result_backend=None,
         task_ignore_result=True,
         task_default_queue="default",
-        task_queues=(Queue("default", routing_key="default"), Queue("gpu", routing_key="gpu")),
+        task_queues=tuple(Queue(name, routing_key=name) for name in QUEUES),
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -58,16 +61,31 @@ def _configure(app: Celery) -> None:
         # goes through the Job row, which every broker supports.
         worker_enable_remote_control=not settings.BROKER_IS_FILESYSTEM,
         worker_send_task_events=False,
-        beat_schedule={
-            "expire-reuse-approvals": {
-                "task": "governance.expire_reuse_requests",
-                "schedule": 15 * 60,
-            },
-            # A worker killed outright leaves its message unacknowledged until the
-            # visibility timeout (hours); the job's lease notices within minutes.
-            "requeue-stale-jobs": {"task": "jobs.requeue_stale_jobs", "schedule": 60},
-        },
+        beat_schedule=beat_schedule(),
+        beat_schedule_filename=str(settings.VAR_DIR / "celerybeat-schedule"),
     )
+
+
+def beat_schedule() -> dict:
+    """The periodic tasks, at intervals from the settings (see jobs/tasks.py)."""
+    return {
+        "expire-reuse-approvals": {
+            "task": "governance.expire_reuse_requests",
+            "schedule": settings.EXPIRE_EVERY_S,
+        },
+        # A worker killed outright leaves its message unacknowledged until the
+        # visibility timeout (hours); the job's lease notices within a minute.
+        "requeue-stale-jobs": {
+            "task": "jobs.requeue_stale_jobs",
+            "schedule": settings.REQUEUE_EVERY_S,
+        },
+        # A message the broker lost (a flush, a restart) is sent again.
+        "reconcile-queued-jobs": {
+            "task": "jobs.reconcile_queued_jobs",
+            "schedule": settings.RECONCILE_EVERY_S,
+        },
+        "sweep-storage": {"task": "jobs.sweep_storage", "schedule": settings.SWEEP_EVERY_S},
+    }
 
 
 @app.on_configure.connect

@@ -18,6 +18,7 @@ NAV = (
     ("Requests", "governance:requests", "user"),
     ("Reviews", "governance:reviews", "reviewer"),
     ("Audit", "governance:audit", "auditor"),
+    ("Status", "jobs:status", "staff"),
     ("Admin", "admin:index", "staff"),
 )
 

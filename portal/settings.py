@@ -59,6 +59,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "portal.metrics.RequestTimer",
     "portal.health.HealthzMiddleware",
     "portal.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -216,6 +217,29 @@ BROKER_IS_FILESYSTEM = urlsplit(CELERY_BROKER_URL).scheme == "filesystem"
 # set above this.
 JOB_TIME_LIMIT_S = env_int("JOB_TIME_LIMIT_S", 6 * 3600, minimum=60)
 CELERY_BROKER_FOLDER = Path(env_str("CELERY_BROKER_FOLDER", str(VAR_DIR / "broker")))
+# A running job holds a lease on its row, renewed by a heartbeat while it works; a job
+# whose lease ran out is requeued (every REQUEUE_EVERY_S) as a new attempt.
+JOB_LEASE_S = env_int("JOB_LEASE_S", 60, minimum=10)
+JOB_HEARTBEAT_S = env_int("JOB_HEARTBEAT_S", max(2, JOB_LEASE_S // 4), minimum=1)
+REQUEUE_EVERY_S = env_int("REQUEUE_EVERY_S", 20, minimum=1)
+# Queued jobs whose message is no longer on the broker (flushed, restarted, never sent)
+# are sent again once they have waited RECONCILE_GRACE_S; checked every RECONCILE_EVERY_S.
+RECONCILE_EVERY_S = env_int("RECONCILE_EVERY_S", 30, minimum=1)
+RECONCILE_GRACE_S = env_int("RECONCILE_GRACE_S", 30, minimum=1)
+EXPIRE_EVERY_S = env_int("EXPIRE_EVERY_S", 15 * 60, minimum=1)
+# What dead processes leave (work folders, staging, unreferenced blobs, old checkpoints)
+# is swept every SWEEP_EVERY_S once it is older than SWEEP_GRACE_S; unreferenced blobs
+# also wait out an upload's 24 hours to be confirmed.
+SWEEP_EVERY_S = env_int("SWEEP_EVERY_S", 3600, minimum=1)
+SWEEP_GRACE_S = env_int("SWEEP_GRACE_S", JOB_TIME_LIMIT_S + 3600, minimum=0)
+# Workers write a heartbeat row this often; a queue none has beaten for in
+# WORKER_STALE_S is shown as unserved.
+WORKER_HEARTBEAT_S = env_int("WORKER_HEARTBEAT_S", 15, minimum=1)
+WORKER_STALE_S = env_int("WORKER_STALE_S", 60, minimum=2)
+# Where workers do their work: one folder per attempt, so the sweep knows whose it is.
+WORK_DIR = Path(env_str("WORK_DIR", str(VAR_DIR / "work")))
+# /metrics (Prometheus) answers only with `Authorization: Bearer <METRICS_TOKEN>`; unset, 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
 HF_ENDPOINT = env_str("HF_ENDPOINT", "https://huggingface.co")
 

@@ -14,7 +14,7 @@ from jobs.api.finetunes import FineTuneViewSet
 from jobs.api.imports import ImportViewSet
 from jobs.api.jobs import JobViewSet
 from jobs.api.probes import ProbeViewSet
-from portal import health, views
+from portal import health, metrics, views
 from zoo import urls as zoo_urls
 from zoo.api.catalogue import ArtifactViewSet, CatalogModelViewSet, ModelVersionViewSet
 from zoo.api.datasets import DatasetViewSet
@@ -34,6 +34,7 @@ router.register("finetunes", FineTuneViewSet, basename="finetune")
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     # The Hugging Face-compatible endpoint (HF_ENDPOINT=https://<host>/hf): token-only, JSON errors.
     path("hf/", include(hub_patterns)),
     path("account/tokens/", include(governance_urls.token_patterns)),

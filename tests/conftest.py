@@ -116,6 +116,7 @@ def _private_storage(settings, tmp_path):
     settings.IMPORT_STAGING_DIR = tmp_path / "staging"
     settings.IMPORT_ROOTS = [tmp_path / "imports"]
     settings.MODEL_CACHE_DIR = tmp_path / "model-cache"
+    settings.WORK_DIR = tmp_path / "work"
     (tmp_path / "imports").mkdir()
     from django.core.cache import cache
 

@@ -264,13 +264,10 @@ def seed_datasets(owner) -> list[tuple[DatasetVersion, bool]]:
     results = []
     for name, filename, build, description, columns in DEMO_DATASETS:
         existing = Dataset.objects.filter(owner=owner, name=name).first()
-        staged = dataset_services.dataset_stage_upload(
-            actor=owner, upload=SimpleUploadedFile(filename, build())
-        )
         results.append(
-            dataset_services.dataset_create(
+            dataset_services.dataset_upload(
                 actor=owner,
-                staged=staged,
+                upload=SimpleUploadedFile(filename, build()),
                 dataset=existing,
                 name=name,
                 description=description,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,7 +148,7 @@ def import_from_hub(
             report=report,
         )
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        storage.remove_tree(staging)
 
 
 def _hub_model_info(hub_repo_id: str, revision: str, endpoint: str, token: str | None):
@@ -258,7 +257,7 @@ def import_from_archive(
             report=report,
         )
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        storage.remove_tree(staging)
 
 
 def import_finetune_output(
@@ -395,7 +394,7 @@ def ingest(
             return existing, False
         return version, True
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        storage.remove_tree(staging)
 
 
 def _verify(name: str, digest: safety.FileDigest, promised: Expected | None) -> None:

@@ -7,16 +7,22 @@ never overwritten and two versions sharing a file share one copy.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 from django.core.files import File
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, default_storage
 
 from portal.errors import PortalError
 from zoo.safety import digest_file
+
+logger = logging.getLogger(__name__)
 
 
 def blob_name(sha256: str) -> str:
@@ -24,24 +30,95 @@ def blob_name(sha256: str) -> str:
 
 
 def store_blob(path: Path, sha256: str) -> str:
-    """Store the file at ``path`` under its content hash, unless that blob already exists."""
+    """Store the file at ``path`` under its content hash; returns the blob's name.
+
+    Verify, then make visible: the bytes are first written under a temporary
+    name and checked (size and sha256) before they take the blob's name, so a
+    process killed mid-write leaves a temporary file for the sweep, never a
+    truncated blob that later reads as the content. A blob already stored
+    under the name is kept only if its size and hash are right; a damaged one
+    is replaced.
+    """
+    local = digest_file(path)
+    if local.sha256 != sha256:
+        raise PortalError(f"{path.name} changed before it could be stored (its hash differs).")
     name = blob_name(sha256)
     if default_storage.exists(name):
-        return name
-    with path.open("rb") as handle:
-        saved = default_storage.save(name, File(handle))
-    if saved != name:
-        # Another import stored the same content in between; keep the canonical one.
-        default_storage.delete(saved)
+        if blob_is_intact(name, sha256=sha256, size=local.size):
+            return name
+        logger.error("blob %s is damaged (size or hash wrong); storing it again", name)
+        default_storage.delete(name)
+    if _local_folder() is not None:
+        _publish_local(path, name, sha256=sha256, size=local.size)
+    else:
+        _publish_remote(path, name, sha256=sha256, size=local.size)
     return name
 
 
-def store_upload(upload, *, max_bytes: int) -> tuple[str, str, int]:
-    """Store an uploaded file under its content hash; returns (blob name, sha256, size).
+def blob_is_intact(name: str, *, sha256: str, size: int) -> bool:
+    """Whether the stored blob has exactly the recorded size and sha256 (reads it whole)."""
+    try:
+        if default_storage.size(name) != size:
+            return False
+        digest = hashlib.sha256()
+        with default_storage.open(name, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return False
+    return digest.hexdigest() == sha256
+
+
+def _local_folder() -> Path | None:
+    """The storage's folder on this machine when it is a local filesystem storage."""
+    location = getattr(default_storage, "location", None)
+    return Path(location) if isinstance(default_storage, FileSystemStorage) and location else None
+
+
+def _publish_local(path: Path, name: str, *, sha256: str, size: int) -> None:
+    final = Path(default_storage.path(name))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary_name = tempfile.mkstemp(dir=final.parent, prefix=f".{sha256[:12]}-")
+    temporary = Path(temporary_name)
+    try:
+        with os.fdopen(fd, "wb") as handle, path.open("rb") as src:
+            shutil.copyfileobj(src, handle, 1 << 20)
+            handle.flush()
+            os.fsync(handle.fileno())
+        written = digest_file(temporary)
+        if (written.size, written.sha256) != (size, sha256):
+            raise PortalError(f"Storing {path.name} wrote other bytes than it read; try again.")
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, final)  # atomic: the name holds the whole file or nothing
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _publish_remote(path: Path, name: str, *, sha256: str, size: int) -> None:
+    """Object storage writes an object whole or not at all; check it after writing."""
+    with path.open("rb") as handle:
+        saved = default_storage.save(name, File(handle))
+    if saved != name:
+        # Another process stored the same content in between; keep the canonical one.
+        default_storage.delete(saved)
+    if not blob_is_intact(name, sha256=sha256, size=size):
+        default_storage.delete(name)
+        raise PortalError(f"Storing {path.name} did not leave the bytes it read; try again.")
+
+
+# Uploads wait here, each under a name of its own, until they are confirmed (or swept).
+STAGED_UPLOADS = "uploads/staged"
+
+
+def stage_upload(upload, *, max_bytes: int) -> tuple[str, str, int]:
+    """Keep an uploaded file until it is confirmed; returns (staged name, sha256, size).
 
     The bytes are hashed while they are copied to a local temporary file, so the
-    hash names exactly the bytes stored. An upload over ``max_bytes`` is refused
-    before anything reaches storage.
+    hash names exactly the bytes kept. An upload over ``max_bytes`` is refused
+    before anything reaches storage. The staged file has a name of its own, not
+    the content-addressed blob's, so refusing or abandoning it can never remove
+    a blob something else uses; ``store_blob`` files it under its hash once it
+    is confirmed.
     """
     digest = hashlib.sha256()
     size = 0
@@ -57,8 +134,15 @@ def store_upload(upload, *, max_bytes: int) -> tuple[str, str, int]:
         tmp.flush()
         if size == 0:
             raise PortalError("The file is empty.", field="file")
-        sha256 = digest.hexdigest()
-        return store_blob(Path(tmp.name), sha256), sha256, size
+        tmp.seek(0)
+        name = default_storage.save(f"{STAGED_UPLOADS}/{uuid.uuid4().hex}", File(tmp))
+    return name, digest.hexdigest(), size
+
+
+def discard(name: str) -> None:
+    """Remove a staged file; one that is already gone is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        default_storage.delete(name)
 
 
 def copy_blob_to(name: str, dest: Path) -> Path:
@@ -101,5 +185,28 @@ def materialize_version(version, root: Path) -> Path:
                 raise
     finally:
         if building.exists():
-            shutil.rmtree(building, ignore_errors=True)
+            remove_tree(building)
     return final
+
+
+def remove_tree(path: Path) -> bool:
+    """Remove a local folder and everything in it, read-only parts included; True if it went.
+
+    ``shutil.rmtree(..., ignore_errors=True)`` leaves behind what it cannot
+    delete (a read-only file from an archive, say) without a word; this makes
+    such entries writable and tries again, and says whether the folder is gone.
+    """
+
+    def writable_then_retry(function, name, _exc) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(name) or ".", 0o700)
+            os.chmod(name, 0o700)
+            function(name)
+
+    if not path.exists() and not path.is_symlink():
+        return True
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+        return True
+    shutil.rmtree(path, onerror=writable_then_retry)
+    return not path.exists()

@@ -8,11 +8,14 @@ after commit.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
@@ -134,7 +137,7 @@ def review_submit(
                     decided_at=now,
                     expires_at=expires,
                 )
-                transaction.on_commit(lambda: _grant(locked.pk))
+                transaction.on_commit(lambda: sync_permissions_for_request(locked.pk))
         locked.refresh_from_db()
     if locked.status != ReuseRequest.Status.SUBMITTED:
         transaction.on_commit(lambda: _notify(locked.pk))
@@ -191,7 +194,7 @@ def reuse_request_revoke(*, request: ReuseRequest, actor, reason: str) -> ReuseR
         audit_record(
             actor=actor, verb="reuse.revoke.reason", target=request, payload={"reason": reason}
         )
-        transaction.on_commit(lambda: _ungrant(request.pk))
+        transaction.on_commit(lambda: sync_permissions_for_request(request.pk))
     request.refresh_from_db()
     return request
 
@@ -211,28 +214,61 @@ def reuse_requests_expire(*, now=None) -> int:
             if request.status != ReuseRequest.Status.APPROVED:
                 continue
             _move(request, ReuseRequest.Status.EXPIRED, None)
-            transaction.on_commit(lambda pk=pk: _ungrant(pk))
+            transaction.on_commit(lambda pk=pk: sync_permissions_for_request(pk))
             expired += 1
     return expired
 
 
-def _grant(request_id: int) -> None:
-    request = ReuseRequest.objects.select_related("requester", "version").get(pk=request_id)
-    for perm in GRANTED_PERMISSIONS:
-        assign_perm(perm, request.requester, request.version)
+def sync_permissions_for_request(request_id: int) -> None:
+    """Make the requester's object permissions on the version match their live approvals."""
+    request = ReuseRequest.objects.only("requester_id", "version_id").get(pk=request_id)
+    sync_permissions(user_id=request.requester_id, version_id=request.version_id)
 
 
-def _ungrant(request_id: int) -> None:
-    request = ReuseRequest.objects.select_related("requester", "version").get(pk=request_id)
-    still_approved = ReuseRequest.objects.filter(
-        requester=request.requester,
-        version=request.version,
-        status=ReuseRequest.Status.APPROVED,
-    ).exists()
-    if still_approved:  # another live approval covers the same version
-        return
-    for perm in GRANTED_PERMISSIONS:
-        remove_perm(perm, request.requester, request.version)
+def sync_permissions(*, user_id: int, version_id: int) -> bool:
+    """Grant or remove the approval's permissions so they equal what the approvals say now.
+
+    Called after every approval, revocation and expiry commits. The permissions
+    are derived, not toggled: whatever order the callbacks of an approval and a
+    racing revocation run in, the last one to run reads the final state. The
+    changes for one (user, version) are serialised by a transaction-level
+    advisory lock (on PostgreSQL), so two of them never interleave. Returns
+    whether the user now holds the permissions.
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s, %s)",
+                    [_PERMISSION_LOCK, _pair(user_id, version_id)],
+                )
+        live = (
+            ReuseRequest.objects.filter(
+                requester_id=user_id, version_id=version_id, status=ReuseRequest.Status.APPROVED
+            )
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+            .exists()
+        )
+        user = get_user_model().objects.get(pk=user_id)
+        version = ModelVersion.objects.get(pk=version_id)
+        for perm in GRANTED_PERMISSIONS:
+            if live:
+                assign_perm(perm, user, version)
+            else:
+                remove_perm(perm, user, version)
+    return live
+
+
+_PERMISSION_LOCK = 720_033  # arbitrary, fixed, an int4: "reuse permissions"
+
+
+def _pair(user_id: int, version_id: int) -> int:
+    """One 32-bit key per (user, version) for the advisory lock's second argument."""
+    return int.from_bytes(
+        hashlib.blake2b(f"{user_id}:{version_id}".encode(), digest_size=4).digest(),
+        "big",
+        signed=True,
+    )
 
 
 def _notify(request_id: int) -> None:

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from jobs.engine import job_cancel
 from jobs.models import Job
 from jobs.selectors import get_job_for_user, jobs_visible_to
-from jobs.services.checks import QUEUES, worker_check_launch
+from jobs.services.checks import MAX_HOLD_S, QUEUES, worker_check_launch
 from portal.api import object_id
 
 
@@ -50,6 +50,12 @@ class JobFilter(django_filters.FilterSet):
 
 class WorkerCheckInput(serializers.Serializer):
     queue = serializers.ChoiceField(choices=QUEUES, default="default")
+    hold_s = serializers.IntegerField(
+        default=0,
+        min_value=0,
+        max_value=MAX_HOLD_S,
+        help_text="Keep the worker on the job this long: a failover drill.",
+    )
     require_gpu = serializers.BooleanField(default=False)
 
 

@@ -220,65 +220,81 @@ def _load_classifier(
     ``model_dir`` may also be a folder ``finetune`` wrote (then the trained head
     loads too, as its size matches).
     """
-    import torch
-
     model_dir = Path(model_dir)
     actual = modality_of(model_dir)
     if actual != modality:
         raise ValueError(f"{model_dir.name} is a {actual} model, not a {modality} model")
     config = _read_config(model_dir)
-    names = list(class_names) if class_names else [f"LABEL_{i}" for i in range(num_labels)]
-    id2label = {i: str(name) for i, name in enumerate(names)}
-    label2id = {str(name): i for i, name in enumerate(names)}
     if config.get("model_type") == EFFICIENTNET_LITE:
-        from .vision import FEATURE_DIM, load_efficientnet_lite
+        return _load_efficientnet(model_dir, config, num_labels)
+    options = _pretrained_options(class_names, num_labels)
+    if modality == "text":
+        return _load_text_classifier(model_dir, config, options)
+    from transformers import AutoModelForImageClassification
 
-        weights, variant = _effnet_weights(model_dir, config)
-        net = load_efficientnet_lite(
-            weights, variant=variant, num_classes=int(config.get("num_classes", 1000))
-        )
-        if net._fc.out_features != num_labels:
-            net._fc = torch.nn.Linear(FEATURE_DIM, num_labels)
-        return _Loaded(net.train(), "efficientnet", image=image_settings(model_dir))
-    common = {
+    model = _from_pretrained(
+        AutoModelForImageClassification, model_dir, options, config, "image-classification"
+    )
+    return _Loaded(model, "vision", image=image_settings(model_dir))
+
+
+def _load_efficientnet(model_dir: Path, config: dict, num_labels: int) -> _Loaded:
+    """The plain-torch EfficientNet-Lite, its classifier replaced when the class count differs."""
+    import torch
+
+    from .vision import FEATURE_DIM, load_efficientnet_lite
+
+    weights, variant = _effnet_weights(model_dir, config)
+    net = load_efficientnet_lite(
+        weights, variant=variant, num_classes=int(config.get("num_classes", 1000))
+    )
+    if net._fc.out_features != num_labels:
+        net._fc = torch.nn.Linear(FEATURE_DIM, num_labels)
+    return _Loaded(net.train(), "efficientnet", image=image_settings(model_dir))
+
+
+def _pretrained_options(class_names: Sequence[str] | None, num_labels: int) -> dict:
+    """``from_pretrained`` keywords: the label names, float32, no download, a resizable head."""
+    import torch
+
+    names = list(class_names) if class_names else [f"LABEL_{i}" for i in range(num_labels)]
+    return {
         "num_labels": num_labels,
-        "id2label": id2label,
-        "label2id": label2id,
+        "id2label": {i: str(name) for i, name in enumerate(names)},
+        "label2id": {str(name): i for i, name in enumerate(names)},
         "local_files_only": True,
         "dtype": torch.float32,
         "ignore_mismatched_sizes": True,
     }
-    if modality == "text":
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-        tokenizer.padding_side = "right"
-        try:
-            with _quiet_transformers():
-                model = AutoModelForSequenceClassification.from_pretrained(model_dir, **common)
-        except ValueError as exc:
-            raise UnsupportedModel(
-                f"model type {config.get('model_type')!r} has no sequence-classification head "
-                f"in transformers: {exc}"
-            ) from exc
-        if model.config.pad_token_id is None:
-            model.config.pad_token_id = tokenizer.pad_token_id
-        return _Loaded(
-            model, "text", tokenizer=tokenizer, max_length=_text_max_length(model_dir, 10**6)
-        )
-    from transformers import AutoModelForImageClassification
 
+def _load_text_classifier(model_dir: Path, config: dict, options: dict) -> _Loaded:
+    """Tokenizer and sequence-classification model; padding on the right with a pad token."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"
+    model = _from_pretrained(
+        AutoModelForSequenceClassification, model_dir, options, config, "sequence-classification"
+    )
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return _Loaded(
+        model, "text", tokenizer=tokenizer, max_length=_text_max_length(model_dir, 10**6)
+    )
+
+
+def _from_pretrained(auto_class, model_dir: Path, options: dict, config: dict, head: str):
+    """``auto_class.from_pretrained``; UnsupportedModel when transformers has no such head."""
     try:
         with _quiet_transformers():
-            model = AutoModelForImageClassification.from_pretrained(model_dir, **common)
+            return auto_class.from_pretrained(model_dir, **options)
     except ValueError as exc:
         raise UnsupportedModel(
-            f"model type {config.get('model_type')!r} has no image-classification head "
-            f"in transformers: {exc}"
+            f"model type {config.get('model_type')!r} has no {head} head in transformers: {exc}"
         ) from exc
-    return _Loaded(model, "vision", image=image_settings(model_dir))
 
 
 # --------------------------------------------------------------------------- model anatomy
@@ -795,7 +811,22 @@ def finetune(
     config.validate()
     model_dir, work_dir = Path(model_dir), Path(work_dir)
     class_names, train, val = _checked_inputs(modality, class_names, train, val)
-    expected = {
+    expected = _run_identity(model_dir, modality, class_names, train, val, config)
+    resumed = _resumable_state(Path(resume), expected) if resume is not None else None
+    # Seeded before loading: the new head's (and LoRA's) initial weights draw from it.
+    torch.manual_seed(config.seed)
+    run = _prepare(model_dir, modality, class_names, train, val, config, device, work_dir)
+    run.expected = expected
+    progress = _Progress()
+    if resumed is not None:
+        progress = _restore(run, Path(resume), resumed)
+    _run_epochs(run, progress, on_step, on_epoch)
+    return _finish(run, progress, model_dir, class_names)
+
+
+def _run_identity(model_dir: Path, modality: str, class_names, train, val, config) -> dict:
+    """What a checkpoint records about its run, and must share with a run resuming it."""
+    return {
         "modality": modality,
         "class_names": class_names,
         "n_train": len(train[0]),
@@ -803,22 +834,25 @@ def finetune(
         "base_fingerprint": _fingerprint(model_dir),
         "config": config.as_dict(),
     }
-    resumed: dict | None = None
-    if resume is not None:
-        resumed = _read_checkpoint_state(Path(resume))
-        _check_resumable(resumed, expected)
-    torch.manual_seed(config.seed)
-    run = _prepare(model_dir, modality, class_names, train, val, config, device, work_dir)
-    run.expected = expected
-    progress = _Progress()
-    if resumed is not None:
-        progress = _restore(run, Path(resume), resumed)
+
+
+def _resumable_state(resume: Path, expected: dict) -> dict:
+    """The state.json of checkpoint ``resume``, checked to belong to this run."""
+    resumed = _read_checkpoint_state(resume)
+    _check_resumable(resumed, expected)
+    return resumed
+
+
+def _run_epochs(run: _Run, progress: _Progress, on_step, on_epoch) -> None:
+    """Train, validate and checkpoint epoch after epoch until the last or an early stop."""
+    import torch
+
     if run.cuda:
         torch.cuda.reset_peak_memory_stats(run.dev)
     run.model.train()
     _freeze_batchnorm_stats(run.model)
     try:
-        while progress.epoch < config.epochs and not progress.stopped_early:
+        while progress.epoch < run.config.epochs and not progress.stopped_early:
             _train_epoch(run, progress, on_step)
             improved, report = _validate_epoch(run, progress)
             folder = _checkpoint_epoch(run, progress, improved)
@@ -828,7 +862,6 @@ def finetune(
         for maker in (run.make_train, run.make_val):
             if isinstance(maker, _ImageBatches):
                 maker.close()
-    return _finish(run, progress, model_dir, class_names)
 
 
 def _checked_inputs(modality: str, class_names, train, val):

@@ -12,7 +12,12 @@ from django.views.decorators.http import require_POST
 from governance.access import may_launch_finetunes, versions_finetunable_by
 from jobs.forms import FineTuneForm
 from jobs.models import FineTuneRun
-from jobs.selectors import can_cancel, finetune_runs_visible_to, get_finetune_for_user
+from jobs.selectors import (
+    can_cancel,
+    finetune_runs_visible_to,
+    get_finetune_for_user,
+    queue_warning,
+)
 from jobs.services.finetunes import finetune_defaults, finetune_launch, lora_targets_for
 from jobs.views.jobs import cancel_and_return, live_page
 from portal.errors import Forbidden
@@ -112,6 +117,7 @@ def finetune_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "run": run,
         "job": run.job,
         "can_cancel": can_cancel(request.user, run.job),
+        "queue_warning": queue_warning(run.job),
         **finetune_view_data(run),
     }
     return live_page(request, "jobs/finetune_detail.html", "jobs/_finetune_status.html", context)

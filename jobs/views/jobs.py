@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from jobs.engine import job_cancel
 from jobs.forms import WorkerCheckForm
 from jobs.models import Job
-from jobs.selectors import can_cancel, get_job_for_user, jobs_visible_to
+from jobs.selectors import can_cancel, get_job_for_user, jobs_visible_to, queue_warning
 from jobs.services.checks import worker_check_launch
 from portal.http import shown_to
 
@@ -40,7 +40,11 @@ def job_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_job_for_user(request.user, pk)
-    context = {"job": job, "can_cancel": can_cancel(request.user, job)}
+    context = {
+        "job": job,
+        "can_cancel": can_cancel(request.user, job),
+        "queue_warning": queue_warning(job),
+    }
     return live_page(request, "jobs/job_detail.html", "jobs/_job_status.html", context)
 
 

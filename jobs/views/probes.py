@@ -17,6 +17,7 @@ from jobs.selectors import (
     probe_history,
     probe_results_of,
     probe_runs_visible_to,
+    queue_warning,
 )
 from jobs.services.probes import probe_launch
 from jobs.views.jobs import cancel_and_return, live_page
@@ -75,6 +76,7 @@ def probe_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "results": results,
         "best": scored[0] if scored else None,
         "can_cancel": can_cancel(request.user, run.job),
+        "queue_warning": queue_warning(run.job),
         "chart": {
             "labels": [f"{r.version.model.repo_id} {r.version.label}" for r in scored],
             "knn": [r.knn_accuracy for r in scored],

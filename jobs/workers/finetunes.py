@@ -69,12 +69,12 @@ def finetune(ctx: JobContext) -> dict:
     if run.output_version_id:
         # An earlier attempt registered the version and stopped before reporting success.
         ctx.log(f"Already registered as {run.output_version.model.repo_id}")
+        _remove_checkpoints(run.pk)
         return _finetune_result(run, run.output_version)
     began = time.perf_counter()
     ctx.progress(0.0, stage="Loading the base model")
     base_dir = materialize_version(run.base_version, settings.MODEL_CACHE_DIR)
-    with tempfile.TemporaryDirectory(prefix="finetune-") as tmp_name:
-        tmp = Path(tmp_name)
+    with ctx.workspace() as tmp:
         data = _training_data(ctx, run, tmp)
         config = _config_of(run)
         checkpoint = services.finetune_resume_point(ctx=ctx, run_id=run.pk)
@@ -434,7 +434,8 @@ def _checkpoint_prefix(run_id: int) -> str:
 
 def _store_checkpoint(folder: Path, *, run_id: int, attempt: int, epoch: int) -> dict:
     """Zip a checkpoint folder into storage (any backend); returns its name, hash and size."""
-    with tempfile.TemporaryDirectory(prefix="checkpoint-") as tmp:
+    # Next to the checkpoint, inside the attempt's workspace, so a kill leaves nothing elsewhere.
+    with tempfile.TemporaryDirectory(prefix="checkpoint-", dir=folder.parent) as tmp:
         archive = Path(tmp) / "checkpoint.zip"
         # Weights do not compress; storing keeps the upload as fast as a copy.
         with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -38,7 +37,7 @@ def import_model(ctx: JobContext) -> dict:
             folder=Path(params["folder"]), repo_id=params["repo_id"], actor=actor, report=report
         )
     elif source == "archive":
-        version, created = _import_archive(params, actor, report)
+        version, created = _import_archive(ctx, params, actor, report)
     else:
         raise PortalError(f"Unknown import source {source!r}.")
     ctx.log(
@@ -58,10 +57,10 @@ def import_model(ctx: JobContext) -> dict:
     }
 
 
-def _import_archive(params: dict, actor, report):
+def _import_archive(ctx: JobContext, params: dict, actor, report):
     """Copy the upload out of storage (which may be remote) into a local file, then import it."""
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / "archive"
+    with ctx.workspace() as tmp:
+        local = tmp / "archive"
         with default_storage.open(params["archive"], "rb") as src, local.open("wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         try:

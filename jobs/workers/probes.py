@@ -43,6 +43,7 @@ class _Sample:
     labels: np.ndarray
     key: str  # sha256 of the row indices: part of the feature cache key
     modality: str
+    tmp: Path  # the attempt's workspace
 
 
 @register(Job.Kind.PROBE, queue="gpu")
@@ -50,8 +51,8 @@ def probe(ctx: JobContext) -> dict:
     """Score each candidate in turn, then rank those that could be scored."""
     run = ProbeRun.objects.select_related("dataset_version__dataset").get(job_id=ctx.job_id)
     results = list(run.results.select_related("version__model").order_by("position"))
-    with tempfile.TemporaryDirectory(prefix="probe-") as tmp_name:
-        sample = _sample(ctx, run, Path(tmp_name))
+    with ctx.workspace() as tmp:
+        sample = _sample(ctx, run, tmp)
         for index, result in enumerate(results):
             if result.status != ProbeResult.Status.SUCCEEDED:
                 _run_candidate(
@@ -82,6 +83,7 @@ def _sample(ctx: JobContext, run: ProbeRun, tmp: Path) -> _Sample:
         labels=labels[picked],
         key=hashlib.sha256(np.asarray(picked, dtype=np.int64).tobytes()).hexdigest(),
         modality=run.dataset_version.dataset.modality,
+        tmp=tmp,
     )
 
 
@@ -161,7 +163,7 @@ def _features(ctx, result, run, sample, model_dir, extract, *, device, share, na
         dataset_version=run.dataset_version, preprocessing=preprocessing, sample_key=sample.key
     ).first()
     if cached is not None:
-        with tempfile.TemporaryDirectory(prefix="features-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="features-", dir=sample.tmp) as tmp:
             X = features.load_features(copy_blob_to(cached.blob_name, Path(tmp) / "f.npy"))
         ctx.log(f"{name}: features from the cache ({cached.n_rows}x{cached.dim})")
         return X, True, None
@@ -184,12 +186,12 @@ def _features(ctx, result, run, sample, model_dir, extract, *, device, share, na
     except (OSError, ValueError) as exc:
         raise CandidateFailed(f"The model could not be loaded or run: {exc}") from exc
     seconds = time.perf_counter() - began
-    _cache_features(ctx, X, result.version, run.dataset_version, preprocessing, sample.key, seconds)
+    _cache_features(ctx, X, result.version, run.dataset_version, preprocessing, sample, seconds)
     return X, False, seconds
 
 
-def _cache_features(ctx, X, version, dataset_version, preprocessing, sample_key, seconds) -> None:
-    with tempfile.TemporaryDirectory(prefix="features-") as tmp:
+def _cache_features(ctx, X, version, dataset_version, preprocessing, sample, seconds) -> None:
+    with tempfile.TemporaryDirectory(prefix="features-", dir=sample.tmp) as tmp:
         path = Path(tmp) / "features.npy"
         features.save_features(path, X)
         blob = store_blob(path, digest_file(path).sha256)
@@ -198,7 +200,7 @@ def _cache_features(ctx, X, version, dataset_version, preprocessing, sample_key,
         version=version,
         dataset_version=dataset_version,
         preprocessing=preprocessing,
-        sample_key=sample_key,
+        sample_key=sample.key,
         n_rows=int(X.shape[0]),
         dim=int(X.shape[1]),
         blob_name=blob,

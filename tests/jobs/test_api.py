@@ -70,7 +70,11 @@ def test_worker_check_is_for_staff_only(api, alice, admin_user, django_capture_o
         response = api.post("/api/jobs/worker-check/", {"queue": "gpu", "require_gpu": True})
     assert response.status_code == 201
     job = Job.objects.get()
-    assert (job.queue, job.params, job.requested_by) == ("gpu", {"require_gpu": True}, admin_user)
+    assert (job.queue, job.params, job.requested_by) == (
+        "gpu",
+        {"require_gpu": True, "hold_s": 0},
+        admin_user,
+    )
     assert len(callbacks) == 1  # the enqueue waits for the commit
 
 

@@ -415,13 +415,16 @@ def test_jobs_whose_worker_stopped_reporting_go_back_to_the_queue(alice):
     assert job_claim(job_id=stale.pk, worker="w2", device="cpu") == 2
 
 
-def test_beat_runs_the_stale_job_recovery_every_minute():
+def test_beat_runs_the_stale_job_recovery_at_the_configured_interval(settings):
+    from jobs.models import PeriodicTaskRun
     from jobs.tasks import requeue_stale_jobs
     from portal.celery import app
 
     entry = app.conf.beat_schedule["requeue-stale-jobs"]
-    assert entry == {"task": requeue_stale_jobs.name, "schedule": 60}
-    assert requeue_stale_jobs() == []
+    assert entry == {"task": requeue_stale_jobs.name, "schedule": settings.REQUEUE_EVERY_S}
+    assert requeue_stale_jobs() == {"requeued": []}
+    run = PeriodicTaskRun.objects.get(name=requeue_stale_jobs.name)
+    assert (run.runs, run.last_ok, run.last_result) == (1, True, {"requeued": []})
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,7 +1,8 @@
 """The embedded default that ``make run`` uses: SQLite plus the on-disk broker.
 
-Boots ``manage.py serve`` (web server and worker) as a subprocess with no
-database or broker server, runs a job through it, and stops it with Ctrl-C.
+Boots ``manage.py serve`` (web server, worker and beat inside it) as a
+subprocess with no database or broker server, runs a job through it, sees every
+periodic task run, and stops it with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def embedded_env(tmp_path):
         "DATABASE_URL": f"sqlite:///{tmp_path}/var/portal.sqlite3",
         "CELERY_BROKER_URL": "filesystem://",
         "PYTHONUNBUFFERED": "1",
+        # Beat runs inside the embedded worker; short intervals so the test sees it tick.
+        "EXPIRE_EVERY_S": "1",
+        "REQUEUE_EVERY_S": "1",
+        "RECONCILE_EVERY_S": "1",
+        "SWEEP_EVERY_S": "2",
     }
 
 
@@ -51,6 +57,24 @@ def _manage(env, *args, timeout=180):
         timeout=timeout,
         check=False,
     )
+
+
+def _periodic_tasks_that_ran(env, timeout: float = 60) -> list[str]:
+    """The periodic tasks with a successful run recorded, once all of them have one."""
+    script = (
+        "from jobs.models import PeriodicTaskRun as P; "
+        "print(','.join(sorted(P.objects.filter(last_ok=True).values_list('name', flat=True))))"
+    )
+    deadline = time.monotonic() + timeout
+    names: list[str] = []
+    while time.monotonic() < deadline:
+        done = _manage(env, "shell", "-c", script)
+        last = done.stdout.strip().splitlines()[-1:] or [""]  # after shell's own notice
+        names = [n for n in last[0].split(",") if n]
+        if len(names) == 4:
+            break
+        time.sleep(1)
+    return names
 
 
 def test_embedded_portal_serves_runs_a_job_and_stops_on_ctrl_c(embedded_env, tmp_path):
@@ -81,6 +105,12 @@ def test_embedded_portal_serves_runs_a_job_and_stops_on_ctrl_c(embedded_env, tmp
         assert "answered on cpu" in checked.stdout
         assert (tmp_path / "var" / "portal.sqlite3").exists()
         assert any((tmp_path / "var" / "broker").iterdir())
+        assert _periodic_tasks_that_ran(embedded_env) == [
+            "governance.expire_reuse_requests",
+            "jobs.reconcile_queued_jobs",
+            "jobs.requeue_stale_jobs",
+            "jobs.sweep_storage",
+        ]
 
         serve.send_signal(signal.SIGINT)
         assert serve.wait(timeout=40) == 0

@@ -9,6 +9,7 @@ import logging
 import pickle
 import subprocess
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -641,3 +642,14 @@ def test_staff_revoke_tokens_in_the_admin(client, admin_user, bob):
     assert "Revoked 1 token(s)." in response.content.decode()
     assert user_for_token(plaintext) is None
     assert AuditEvent.objects.get(verb="token.revoke").actor_id == admin_user.pk
+
+
+def test_a_damaged_stored_copy_is_never_served(client, v1, steward_token):
+    artifact = v1.artifacts.get(path="model.safetensors")
+    stored = Path(default_storage.path(artifact.blob_name))
+    stored.write_bytes(stored.read_bytes()[:10])  # what a half-finished write would leave
+    url = f"/hf/{REPO}/resolve/main/model.safetensors"
+    response = client.get(url, headers=bearer(steward_token))
+    assert error_of(response) == (500, None)
+    assert "damaged" in response["X-Error-Message"]
+    assert not AuditEvent.objects.filter(verb="hub.download").exists()

@@ -99,10 +99,9 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             dataset = selectors.get_dataset_for_user(request.user, values["dataset"])
         elif not values["name"].strip():
             raise PortalError("Name the new dataset, or give the dataset to add to.", field="name")
-        staged = services.dataset_stage_upload(actor=request.user, upload=values["file"])
-        version, created = services.dataset_create(
+        version, created = services.dataset_upload(
             actor=request.user,
-            staged=staged,
+            upload=values["file"],
             dataset=dataset,
             **{k: values[k] for k in ("name", "description", "sensitivity")},
             **{

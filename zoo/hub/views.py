@@ -560,13 +560,28 @@ def _with_headers(response: HttpResponse, headers: dict[str, str]) -> HttpRespon
 
 
 def _open_blob(f: HubFile, model: CatalogModel):
+    """The stored file, if it is there and of its recorded size: a damaged copy is never sent.
+
+    (The size is checked on every download; the full hash is checked when the
+    blob is written, and whenever a worker copies it out.)
+    """
     try:
-        return default_storage.open(f.blob_name, "rb")
+        size = default_storage.size(f.blob_name)
+        handle = default_storage.open(f.blob_name, "rb")
     except FileNotFoundError:
         logger.error("Blob %s of %s %s is missing from storage", f.blob_name, model, f.path)
         raise HubError(
             500, None, f"The stored copy of {f.path} is missing; a steward has to re-import it."
         ) from None
+    if size != f.size:
+        handle.close()
+        logger.error(
+            "Blob %s of %s %s has %s bytes, not %s", f.blob_name, model, f.path, size, f.size
+        )
+        raise HubError(
+            500, None, f"The stored copy of {f.path} is damaged; a steward has to re-import it."
+        )
+    return handle
 
 
 def _file_response(handle, f: HubFile, window, content_type: str) -> FileResponse:

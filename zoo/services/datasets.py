@@ -22,9 +22,9 @@ from zoo.models import Dataset, DatasetVersion
 
 @dataclass
 class StagedUpload:
-    """An uploaded dataset file stored by hash, waiting for the uploader to pick its columns."""
+    """An uploaded dataset file kept under a name of its own until the uploader picks columns."""
 
-    blob_name: str
+    staged_name: str
     sha256: str
     size: int
     original_name: str
@@ -35,7 +35,7 @@ class StagedUpload:
         """A signed handle the preview form carries back; only its uploader can redeem it."""
         return signing.dumps(
             {
-                "blob": self.blob_name,
+                "staged": self.staged_name,
                 "sha256": self.sha256,
                 "size": self.size,
                 "name": self.original_name,
@@ -58,7 +58,7 @@ class StagedUpload:
         if data.get("user") != user.pk:
             raise PortalError("This upload is not yours; upload the file again.", field="file")
         return cls(
-            blob_name=data["blob"],
+            staged_name=data["staged"],
             sha256=data["sha256"],
             size=data["size"],
             original_name=data["name"],
@@ -78,9 +78,17 @@ def dataset_limits() -> datasets.DatasetLimits:
 
 
 @contextmanager
-def _local_copy(blob_name: str, suffix: str = ""):
+def _local_copy(staged: StagedUpload):
+    """The staged file on local disk, for the readers; gone, it is an expired upload."""
     with tempfile.TemporaryDirectory(prefix="dataset-") as tmp:
-        yield storage.copy_blob_to(blob_name, Path(tmp) / f"data{suffix}")
+        try:
+            path = storage.copy_blob_to(staged.staged_name, Path(tmp) / f"data.{staged.format}")
+        except FileNotFoundError:
+            raise PortalError(
+                "This upload has expired or was already recorded; upload the file again.",
+                field="file",
+            ) from None
+        yield path
 
 
 def _problems(exc: datasets.DatasetError) -> PortalError:
@@ -96,16 +104,20 @@ def dataset_stage_upload(*, actor, upload) -> StagedUpload:
         fmt = datasets.detect_format(original, head)
     except datasets.DatasetError as exc:
         raise _problems(exc) from exc
-    blob, sha256, size = storage.store_upload(upload, max_bytes=settings.DATASET_MAX_BYTES)
+    name, sha256, size = storage.stage_upload(upload, max_bytes=settings.DATASET_MAX_BYTES)
     staged = StagedUpload(
-        blob_name=blob, sha256=sha256, size=size, original_name=original, format=fmt, preview={}
+        staged_name=name, sha256=sha256, size=size, original_name=original, format=fmt, preview={}
     )
-    return dataset_stage_preview(staged)
+    try:
+        return dataset_stage_preview(staged)
+    except PortalError:
+        storage.discard(name)  # refused: nothing of it is kept
+        raise
 
 
 def dataset_stage_preview(staged: StagedUpload) -> StagedUpload:
     """Read the stored file again for its preview: columns, a few rows, suggested columns."""
-    with _local_copy(staged.blob_name, f".{staged.format}") as path:
+    with _local_copy(staged) as path:
         try:
             if staged.format == "zip":
                 images = datasets.load_image_archive(path, limits=dataset_limits())
@@ -134,35 +146,34 @@ def dataset_stage_preview(staged: StagedUpload) -> StagedUpload:
     return staged
 
 
-def _read_dataset(staged: StagedUpload, columns: dict[str, str]) -> dict:
+def _read_dataset(path: Path, staged: StagedUpload, columns: dict[str, str]) -> dict:
     """Validate the whole file with the chosen columns; the fields a DatasetVersion stores."""
-    with _local_copy(staged.blob_name, f".{staged.format}") as path:
-        try:
-            if staged.format == "zip":
-                images = datasets.load_image_archive(path, limits=dataset_limits())
-                return {
-                    "n_rows": images.n_rows,
-                    "label_counts": images.label_counts,
-                    "warnings": images.warnings,
-                    "columns": [],
-                    "sample": [
-                        {"image": member, "label": label}
-                        for member, label in list(zip(images.members, images.labels, strict=True))[
-                            :: max(1, images.n_rows // 10)
-                        ][:10]
-                    ],
-                }
-            table = datasets.load_text_dataset(
-                path,
-                fmt=staged.format,
-                text_column=columns["text_column"],
-                label_column=columns["label_column"],
-                slice_column=columns.get("slice_column") or None,
-                time_column=columns.get("time_column") or None,
-                limits=dataset_limits(),
-            )
-        except datasets.DatasetError as exc:
-            raise _problems(exc) from exc
+    try:
+        if staged.format == "zip":
+            images = datasets.load_image_archive(path, limits=dataset_limits())
+            return {
+                "n_rows": images.n_rows,
+                "label_counts": images.label_counts,
+                "warnings": images.warnings,
+                "columns": [],
+                "sample": [
+                    {"image": member, "label": label}
+                    for member, label in list(zip(images.members, images.labels, strict=True))[
+                        :: max(1, images.n_rows // 10)
+                    ][:10]
+                ],
+            }
+        table = datasets.load_text_dataset(
+            path,
+            fmt=staged.format,
+            text_column=columns["text_column"],
+            label_column=columns["label_column"],
+            slice_column=columns.get("slice_column") or None,
+            time_column=columns.get("time_column") or None,
+            limits=dataset_limits(),
+        )
+    except datasets.DatasetError as exc:
+        raise _problems(exc) from exc
     sample = []
     for i in range(min(10, table.n_rows)):
         row = {"text": table.texts[i][:500], "label": table.labels[i]}
@@ -219,14 +230,19 @@ def dataset_create(
             )
         existing = dataset.versions.filter(sha256=staged.sha256).first()
         if existing is not None:
-            return _same_file(existing, columns), False
+            same = _same_file(existing, columns)
+            transaction.on_commit(lambda: storage.discard(staged.staged_name))
+            return same, False
     if sensitivity not in Sensitivity.values:
         raise PortalError(f"Unknown sensitivity {sensitivity!r}.", field="sensitivity")
-    fields = _read_dataset(staged, columns)
+    with _local_copy(staged) as path:
+        fields = _read_dataset(path, staged, columns)
+        blob = storage.store_blob(path, staged.sha256)
     try:
-        return _record_dataset_version(
+        result = _record_dataset_version(
             actor=actor,
             staged=staged,
+            blob=blob,
             dataset=dataset,
             name=name,
             description=description,
@@ -240,10 +256,26 @@ def dataset_create(
         raise Conflict(
             "This dataset changed while your file was checked; open it and try again."
         ) from exc
+    transaction.on_commit(lambda: storage.discard(staged.staged_name))
+    return result
+
+
+def dataset_upload(*, actor, upload, **choices) -> tuple[DatasetVersion, bool]:
+    """Stage, validate and record a file in one step (the API, the demo seed).
+
+    Refused at any point, nothing of the upload is kept: there is no preview
+    page to come back to.
+    """
+    staged = dataset_stage_upload(actor=actor, upload=upload)
+    try:
+        return dataset_create(actor=actor, staged=staged, **choices)
+    except PortalError:
+        storage.discard(staged.staged_name)
+        raise
 
 
 def _record_dataset_version(
-    *, actor, staged, dataset, name, description, sensitivity, modality, columns, fields
+    *, actor, staged, blob, dataset, name, description, sensitivity, modality, columns, fields
 ) -> tuple[DatasetVersion, bool]:
     with transaction.atomic():
         if dataset is None:
@@ -282,7 +314,7 @@ def _record_dataset_version(
             size=staged.size,
             format=staged.format,
             original_name=staged.original_name,
-            blob_name=staged.blob_name,
+            blob_name=blob,
             created_by=actor,
             **columns,
             **fields,

@@ -24,9 +24,17 @@ class Command(BaseCommand):
         parser.add_argument("--queue", default="default", choices=QUEUES)
         parser.add_argument("--require-gpu", action="store_true")
         parser.add_argument("--timeout", type=float, default=60.0, help="Seconds to wait.")
+        parser.add_argument(
+            "--hold",
+            type=int,
+            default=0,
+            help="Seconds the worker keeps the job: a failover drill.",
+        )
 
-    def handle(self, *args, queue: str, require_gpu: bool, timeout: float, **options) -> None:
-        job = worker_check_launch(actor=None, queue=queue, require_gpu=require_gpu)
+    def handle(
+        self, *args, queue: str, require_gpu: bool, timeout: float, hold: int, **options
+    ) -> None:
+        job = worker_check_launch(actor=None, queue=queue, require_gpu=require_gpu, hold_s=hold)
         self.stdout.write(
             f"Queued worker check #{job.pk} on '{queue}'; waiting up to {timeout:g}s."
         )

@@ -1,4 +1,4 @@
-"""Run the web server and a Celery worker together, for ``make run``.
+"""Run the web server and a Celery worker (with beat inside it) together, for ``make run``.
 
 Both children get their own process group so that Ctrl-C reaches only this
 command, which then stops them in order and waits for them: no worker is left
@@ -34,6 +34,8 @@ class Command(BaseCommand):
             python, "-m", "celery", "-A", "portal", "worker",
             "-Q", queues, "--concurrency", "1", "--loglevel", "INFO",
             "--hostname", f"embedded@{host}:{port}",
+            # Beat inside the worker: expiry, requeue, reconcile and sweep run here too.
+            "--beat", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"),
         ]  # fmt: skip
         web_cmd = [python, manage, "runserver", "--noreload", f"{host}:{port}"]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
