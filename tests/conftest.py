@@ -20,6 +20,7 @@ from tests.factories import UserFactory
 PURE = (
     "tests/jobs/ml/",
     "tests/zoo/test_safety.py",
+    "tests/zoo/test_scanning.py",
     "tests/zoo/test_dataset_files.py",
     "tests/zoo/test_cards.py",
     "tests/test_architecture.py",

@@ -23,7 +23,7 @@ from django.db import IntegrityError, transaction
 from governance.audit import audit_record
 from governance.models import License
 from portal.errors import PortalError
-from zoo import safety, storage
+from zoo import safety, scanning, storage
 from zoo.cards import CardError, CardInfo, parse_card
 from zoo.models import Artifact, CatalogModel, ModelVersion
 from zoo.services.catalogue import catalog_model_refresh_search, version_block_reasons
@@ -325,7 +325,7 @@ class _Staged:
     staged: Path
     digest: safety.FileDigest
     fmt: str
-    scan: safety.ScanReport
+    scan: scanning.ScanReport
 
 
 def content_revision(entries: list[tuple[str, str]]) -> str:
@@ -362,8 +362,9 @@ def ingest(
                 digest = _checked(lambda rel=rel, out=out: safety.copy_with_digest(root / rel, out))
             if expected is not None:
                 _verify(name, digest, expected.get(name))
-            fmt = safety.classify_format(name)
-            staged.append(_Staged(name, target, digest, fmt, safety.scan_file(target, fmt)))
+            # What the file is comes from its bytes; the name is only reported.
+            scan = scanning.scan_file(target, name, limits=limits())
+            staged.append(_Staged(name, target, digest, scan.format, scan))
         card = _read_card(staged)
         revision = revision or content_revision([(s.path, s.digest.sha256) for s in staged])
         existing = find_version(repo_id, revision)
@@ -446,7 +447,7 @@ def _parameter_count(staged: list[_Staged]) -> int | None:
     found = False
     for s in staged:
         if s.fmt == Artifact.Format.SAFETENSORS and not s.scan.blocks:
-            count = safety.safetensors_parameter_count(s.staged)
+            count = scanning.safetensors_parameter_count(s.staged)
             if count is not None:
                 total += count
                 found = True
@@ -600,6 +601,7 @@ def _record_artifacts(version: ModelVersion, staged, blob_names: dict[str, str])
                 format=s.fmt,
                 scan_status=s.scan.status,
                 scan_findings=s.scan.findings,
+                detected=s.scan.detected,
                 blob_name=blob_names[s.path],
             )
             for s in staged

@@ -208,6 +208,9 @@ class Artifact(models.Model):
     format = models.CharField(max_length=12, choices=Format.choices)
     scan_status = models.CharField(max_length=16, choices=Scan.choices)
     scan_findings = models.JSONField(default=list, blank=True)
+    detected = models.CharField(
+        max_length=200, blank=True, help_text="What the scan found the bytes to be, in words."
+    )
     blob_name = models.CharField(max_length=200, help_text="Name in the artifact storage.")
 
     class Meta:

@@ -19,36 +19,28 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
-import math
 import os
-import pickletools
 import re
 import shutil
 import stat
-import struct
 import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, BinaryIO
+from typing import IO, BinaryIO
 
 __all__ = [
-    "FORMATS",
     "FileDigest",
     "Limits",
-    "ScanReport",
     "UnsafeContent",
     "check_folder",
-    "classify_format",
     "copy_with_digest",
     "digest_file",
     "extract_archive",
+    "guarded_tarinfo",
     "inspect_archive",
-    "safetensors_parameter_count",
-    "scan_file",
 ]
 
 
@@ -77,7 +69,7 @@ class Limits:
 # Compression ratios are only judged above this many uncompressed bytes: a
 # kilobyte of padding compresses a thousandfold and says nothing about a bomb,
 # and the archive-wide ratio still catches many small members together.
-_RATIO_FLOOR = 1 << 20
+RATIO_FLOOR = 1 << 20
 _CHUNK = 1 << 20
 _MAX_NAME_BYTES = 255
 _MAX_PATH_BYTES = 4096
@@ -87,7 +79,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 # Errors the archive libraries raise for damaged or hostile input, as opposed
 # to errors writing the output (those are not the archive's fault).
-_READ_ERRORS = (
+READ_ERRORS = (
     zipfile.BadZipFile,
     tarfile.TarError,
     EOFError,
@@ -104,7 +96,7 @@ def _show(name: str) -> str:
     return name if name.isprintable() else ascii(name)
 
 
-def _human(size: float) -> str:
+def human_size(size: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
             return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
@@ -200,19 +192,19 @@ class _Tally:
             raise UnsafeContent(f"archive member {shown} declares a negative size")
         if size > self.limits.max_file_bytes:
             raise UnsafeContent(
-                f"archive member {shown} is {_human(size)}; "
-                f"the limit is {_human(self.limits.max_file_bytes)}"
+                f"archive member {shown} is {human_size(size)}; "
+                f"the limit is {human_size(self.limits.max_file_bytes)}"
             )
         self.total += size
         if self.total > self.limits.max_total_bytes:
             raise UnsafeContent(
-                f"the archive expands to more than {_human(self.limits.max_total_bytes)}"
+                f"the archive expands to more than {human_size(self.limits.max_total_bytes)}"
             )
         self.file_names.add(rel)
         self.files.append((rel, size))
 
     def check_expansion(self, expanded: int) -> None:
-        if expanded > _RATIO_FLOOR and expanded > self.limits.max_ratio * max(
+        if expanded > RATIO_FLOOR and expanded > self.limits.max_ratio * max(
             self.archive_bytes, 1
         ):
             raise UnsafeContent(
@@ -271,7 +263,7 @@ def _inspect_zip(
             raise UnsafeContent(f"archive member {shown} uses an unsupported compression method")
         size = info.file_size
         tally.add_file(rel, size)
-        if size > _RATIO_FLOOR and (
+        if size > RATIO_FLOOR and (
             info.compress_size <= 0 or size / info.compress_size > limits.max_ratio
         ):
             raise UnsafeContent(
@@ -326,7 +318,7 @@ _MAX_TAR_EXTENSION = 8 << 10
 _MAX_TAR_EXTENSIONS = 4 << 20
 
 
-def _guarded_tarinfo() -> type[tarfile.TarInfo]:
+def guarded_tarinfo() -> type[tarfile.TarInfo]:
     """A TarInfo class that refuses oversized extended headers before tarfile reads them."""
     seen = 0
 
@@ -356,7 +348,7 @@ def _tar_members(
     import gzip
 
     fh.seek(0)
-    cap = max(_RATIO_FLOOR, int(archive_bytes * limits.max_ratio))
+    cap = max(RATIO_FLOOR, int(archive_bytes * limits.max_ratio))
     budget = _Budget(
         gzip.GzipFile(fileobj=fh, mode="rb"),
         cap,
@@ -364,7 +356,7 @@ def _tar_members(
     )
     tally = _Tally(limits, archive_bytes)
     try:
-        with tarfile.open(fileobj=budget, mode="r|", tarinfo=_guarded_tarinfo()) as tar:
+        with tarfile.open(fileobj=budget, mode="r|", tarinfo=guarded_tarinfo()) as tar:
             for member in tar:
                 shown = _show(member.name)
                 if member.issym():
@@ -450,7 +442,7 @@ def _copy_member(read: Callable[[int], bytes], out: BinaryIO, declared: int, sho
             chunk = read(min(_CHUNK, declared - written + 1))
         except UnsafeContent:
             raise
-        except _READ_ERRORS as exc:
+        except READ_ERRORS as exc:
             raise UnsafeContent(f"archive member {shown} could not be read: {exc}") from None
         if not chunk:
             break
@@ -497,7 +489,7 @@ def extract_archive(path: Path, dest: Path, *, limits: Limits) -> list[Path]:
                         shown = _show(rel)
                         try:
                             src = zf.open(info)
-                        except _READ_ERRORS as exc:
+                        except READ_ERRORS as exc:
                             raise UnsafeContent(
                                 f"archive member {shown} could not be read: {exc}"
                             ) from None
@@ -581,13 +573,13 @@ def check_folder(root: Path, *, limits: Limits) -> list[Path]:
                     raise UnsafeContent(f"the folder holds more than {limits.max_files:,} files")
                 if st.st_size > limits.max_file_bytes:
                     raise UnsafeContent(
-                        f"{shown} is {_human(st.st_size)}; "
-                        f"the limit is {_human(limits.max_file_bytes)}"
+                        f"{shown} is {human_size(st.st_size)}; "
+                        f"the limit is {human_size(limits.max_file_bytes)}"
                     )
                 total += st.st_size
                 if total > limits.max_total_bytes:
                     raise UnsafeContent(
-                        f"the folder holds more than {_human(limits.max_total_bytes)}"
+                        f"the folder holds more than {human_size(limits.max_total_bytes)}"
                     )
                 found.append(relpath)
     return [Path(p) for p in sorted(found)]
@@ -672,481 +664,3 @@ def copy_with_digest(src: Path, dst_file: BinaryIO, *, chunk: int = 1 << 20) -> 
     if not same or count != before.st_size:
         raise changed
     return digest
-
-
-# --- formats ------------------------------------------------------------------
-
-FORMATS = ("safetensors", "pickle", "onnx", "config", "tokenizer", "other")
-
-_PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib"})
-_TOKENIZER_NAMES = frozenset(
-    {
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "vocab.txt",
-        "vocab.json",
-        "merges.txt",
-        "special_tokens_map.json",
-        "spiece.model",
-        "sentencepiece.bpe.model",
-        "tokenizer.model",
-    }
-)
-_CONFIG_SUFFIXES = frozenset({".json", ".yaml", ".yml"})
-
-
-def classify_format(relative_path: str) -> str:
-    """The kind of a file, judged by its name alone (the scan then checks the bytes)."""
-    name = PurePosixPath(relative_path).name.lower()
-    suffix = PurePosixPath(name).suffix
-    if suffix == ".safetensors":
-        return "safetensors"
-    if suffix in _PICKLE_SUFFIXES:
-        return "pickle"
-    if suffix == ".onnx":
-        return "onnx"
-    if name in _TOKENIZER_NAMES or suffix == ".tiktoken":
-        return "tokenizer"
-    if suffix in _CONFIG_SUFFIXES:
-        return "config"
-    return "other"
-
-
-# --- scanning -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScanReport:
-    """The verdict on one file; 'dangerous' and 'unscannable' files may not be used."""
-
-    status: str  # 'clean' | 'dangerous' | 'unscannable' | 'not_applicable'
-    # JSON-serialisable. A global: module, name, safety (picklescan's rating) and, for a
-    # member of a zip-format file, file. A problem: message and perhaps file.
-    findings: list[dict]
-
-    @property
-    def blocks(self) -> bool:
-        return self.status in ("dangerous", "unscannable")
-
-
-_MAX_FINDINGS = 50
-
-
-def _report(global_findings: list[dict], problems: list[dict]) -> ScanReport:
-    # Globals first: the catalogue lists the first few module.name pairs as the reason.
-    findings = global_findings + problems
-    if len(findings) > _MAX_FINDINGS:
-        extra = len(findings) - _MAX_FINDINGS + 1
-        findings = [*findings[: _MAX_FINDINGS - 1], {"message": f"... and {extra} more"}]
-    if global_findings:
-        return ScanReport("dangerous", findings)
-    if problems:
-        return ScanReport("unscannable", findings)
-    return ScanReport("clean", [])
-
-
-def scan_file(path: Path, fmt: str) -> ScanReport:
-    """Decide whether a file may be used, without ever loading it.
-
-    'pickle' files are disassembled and every global they import is rated by
-    picklescan, in strict mode: only globals picklescan knows to be innocuous
-    pass, and a file that cannot be fully parsed blocks too, since what cannot
-    be read cannot be shown to be safe. 'safetensors' headers are validated as
-    the safetensors library would before trusting any offset. Other formats
-    carry no code and come back 'not_applicable'. The file is judged by its
-    bytes, not its name (staged copies have none).
-    """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}")
-    path = Path(path)
-    if fmt == "pickle":
-        return _scan_pickle(path)
-    if fmt == "safetensors":
-        try:
-            _, problems = _read_safetensors(path)
-        except OSError as exc:
-            problems = [f"the file could not be read: {exc}"]
-        return _report([], [{"message": p} for p in problems])
-    return ScanReport("not_applicable", [])
-
-
-# pickle ----------------------------------------------------------------------
-
-# torch.save's legacy (pre-1.6) format: five pickles, the first of them this
-# number, then raw storage bytes. Value from torch/serialization.py.
-_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_TORCH_LEGACY_PICKLES = 5
-_PROTO_BYTE = frozenset(range(6))
-
-
-class _Problems:
-    def __init__(self) -> None:
-        self.globals: list[dict] = []
-        self.problems: list[dict] = []
-
-    def problem(self, message: str, member: str | None) -> None:
-        """Record a problem; ``message`` continues a sentence about the file or member."""
-        entry: dict[str, Any] = {"message": f"{member or 'the file'} {message}"}
-        if member is not None:
-            entry["file"] = member
-        self.problems.append(entry)
-
-    def add_global(self, module: str, name: str, safety: str, member: str | None) -> None:
-        entry: dict[str, Any] = {"module": module, "name": name, "safety": safety}
-        if member is not None:
-            entry["file"] = member
-        if entry not in self.globals:
-            self.globals.append(entry)
-
-
-def _scan_pickle(path: Path) -> ScanReport:
-    found = _Problems()
-    try:
-        with open(path, "rb") as fh:
-            if fh.read(4) == _ZIP_MAGIC:
-                _scan_zip_pickles(fh, found)
-            else:
-                _scan_pickle_stream(fh, os.fstat(fh.fileno()).st_size, None, found, top_level=True)
-    except OSError as exc:
-        found.problem(f"could not be read: {exc}", None)
-    return _report(found.globals, found.problems)
-
-
-# Longest text line a protocol-0 opcode may carry before the pickle is called broken.
-_MAX_PICKLE_LINE = 16 << 20
-
-
-class _Clamped:
-    """A seekable reader that never asks the layer below for more than remains.
-
-    Pickle opcodes carry their own lengths: twelve bytes can claim an exabyte,
-    and pickletools asks for it in one read, which the io layer tries to
-    allocate before finding out how much there is. Text lines are capped for
-    the same reason.
-    """
-
-    def __init__(self, raw: IO[bytes], size: int) -> None:
-        self._raw = raw
-        self._size = size
-
-    def read(self, size: int | None = -1) -> bytes:
-        remaining = max(self._size - self._raw.tell(), 0)
-        return self._raw.read(remaining if size is None or size < 0 else min(size, remaining))
-
-    def readline(self, size: int | None = -1) -> bytes:
-        limit = _MAX_PICKLE_LINE if size is None or size < 0 else min(size, _MAX_PICKLE_LINE)
-        return self._raw.readline(limit)
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        return self._raw.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._raw.tell()
-
-
-@dataclass
-class _Layout:
-    """Where the pickles in a stream are, found by parsing alone."""
-
-    spans: list[int]  # start offsets of complete pickles
-    extension_codes: list[int]
-    broken_at: int | None = None  # start of a pickle that does not parse
-    error: str = ""
-
-
-def _pickle_layout(fh: _Clamped, *, top_level: bool) -> _Layout:
-    """Find the pickles in a stream with pickletools, which parses and never executes.
-
-    Every byte must belong to a complete pickle, except for the raw storage
-    data that follows the five pickles of a legacy torch file.
-    """
-    fh.seek(0)
-    layout = _Layout(spans=[], extension_codes=[])
-    legacy = False
-    while True:
-        start = fh.tell()
-        if not fh.read(1):
-            break
-        fh.seek(start)
-        ints: list[Any] = []
-        others = 0
-        try:
-            for opcode, arg, _pos in pickletools.genops(fh):
-                if opcode.name in ("EXT1", "EXT2", "EXT4"):
-                    layout.extension_codes.append(arg)
-                if opcode.name in ("INT", "LONG", "LONG1", "LONG4", "BININT", "BININT1"):
-                    ints.append(arg)
-                elif opcode.name not in ("PROTO", "FRAME", "STOP"):
-                    others += 1
-        except ValueError as exc:
-            layout.broken_at = start
-            layout.error = f"is not a complete pickle at byte {start}: {exc}"
-            return layout
-        layout.spans.append(start)
-        if len(layout.spans) == 1 and top_level:
-            legacy = not others and ints == [_TORCH_LEGACY_MAGIC]
-        if legacy and len(layout.spans) == _TORCH_LEGACY_PICKLES:
-            return layout
-    if not layout.spans:
-        layout.error = "is empty"
-    elif legacy:
-        layout.error = "is a truncated legacy torch file"
-    return layout
-
-
-def _scan_pickle_stream(
-    fh: IO[bytes], size: int, member: str | None, found: _Problems, *, top_level: bool = False
-) -> None:
-    from picklescan.scanner import SafetyLevel, scan_pickle_bytes
-
-    if top_level and _is_tar(fh):
-        # torch.load tries a file as a tar archive before anything else (the
-        # oldest torch format) and unpickles members inside it; picklescan
-        # does not look there, so such a file cannot be shown to be safe.
-        found.problem("is a tar archive (the oldest torch format), which is not scanned", member)
-        return
-    reader = _Clamped(fh, size)
-    layout = _pickle_layout(reader, top_level=top_level)
-    if layout.error:
-        found.problem(layout.error, member)
-    for code in layout.extension_codes:
-        # The extension registry maps these codes to globals that picklescan
-        # never sees; nothing the zoo accepts needs them.
-        found.add_global("copyreg", f"extension code {code}", "dangerous", member)
-    # A pickle that breaks part-way is still scanned: whatever it imports
-    # before the break would run when it is loaded.
-    starts = layout.spans + ([layout.broken_at] if layout.broken_at is not None else [])
-    for start in starts:
-        reader.seek(start)
-        try:
-            # Not picklescan's strict flag: it would relabel unknown globals
-            # 'dangerous'. Keeping its own rating shows the reader which
-            # globals are known-bad and which merely unknown; both block here.
-            result = scan_pickle_bytes(reader, member or "file", multiple_pickles=False)
-        except Exception as exc:  # picklescan has no narrower contract
-            found.problem(f"could not be scanned: {exc}", member)
-            continue
-        if result.scan_err and start != layout.broken_at:
-            found.problem("could not be scanned completely", member)
-        for item in sorted(result.globals, key=lambda g: (g.module, g.name)):
-            if item.safety is not SafetyLevel.Innocuous:
-                found.add_global(item.module, item.name, item.safety.value, member)
-
-
-def _is_tar(fh: IO[bytes]) -> bool:
-    """Whether the file opens as a tar archive, as torch.load would try first."""
-    fh.seek(0)
-    try:
-        with tarfile.open(fileobj=fh, mode="r:", tarinfo=_guarded_tarinfo()):
-            return True
-    except UnsafeContent:
-        return True  # a valid tar header announcing an oversized extension: a tar
-    except Exception:  # anything else tarfile trips over means it is not one
-        return False
-    finally:
-        fh.seek(0)
-
-
-def _scan_zip_pickles(fh: IO[bytes], found: _Problems) -> None:
-    """Scan the pickles inside a zip-format torch file (or any zip handed in as a pickle).
-
-    The zip is read with the standard library's strict reader: a file it
-    refuses but torch's more forgiving reader might accept is unscannable.
-    Members that are named *.pkl or start like a protocol-2+ pickle are
-    scanned, which covers every pickle torch.load and torch.jit.load read.
-    """
-    fh.seek(0)
-    try:
-        zf = zipfile.ZipFile(fh)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
-        found.problem(f"is not a readable zip file: {exc}", None)
-        return
-    with zf:
-        names: set[str] = set()
-        for info in zf.infolist():
-            name = info.filename
-            if name in names:
-                found.problem("appears more than once in the zip file", name)
-                continue
-            names.add(name)
-            if info.is_dir():
-                continue
-            if info.flag_bits & 0x1:
-                found.problem("is encrypted", name)
-                continue
-            try:
-                with zf.open(info) as member:
-                    head = member.read(2)
-                    is_pickle = name.endswith(".pkl") or (
-                        head[:1] == b"\x80" and head[1:2] and head[1] in _PROTO_BYTE
-                    )
-                    if not is_pickle:
-                        continue
-                    if info.file_size > _RATIO_FLOOR and (
-                        info.compress_size <= 0
-                        or info.file_size / info.compress_size > Limits.max_ratio
-                    ):
-                        found.problem("expands suspiciously far when decompressed", name)
-                        continue
-                    _scan_pickle_stream(member, info.file_size, name, found)
-            except _READ_ERRORS as exc:
-                found.problem(f"could not be read: {exc}", name)
-
-
-# safetensors -----------------------------------------------------------------
-
-_ST_MAX_HEADER = 100_000_000
-# Bits per element of every dtype the safetensors format defines.
-_ST_DTYPE_BITS = {
-    "BOOL": 8,
-    "F4": 4,
-    "F6_E2M3": 6,
-    "F6_E3M2": 6,
-    "U8": 8,
-    "I8": 8,
-    "F8_E5M2": 8,
-    "F8_E4M3": 8,
-    "F8_E8M0": 8,
-    "F8_E4M3FNUZ": 8,
-    "F8_E5M2FNUZ": 8,
-    "I16": 16,
-    "U16": 16,
-    "F16": 16,
-    "BF16": 16,
-    "I32": 32,
-    "U32": 32,
-    "F32": 32,
-    "C64": 64,
-    "F64": 64,
-    "I64": 64,
-    "U64": 64,
-}
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _read_safetensors(path: Path) -> tuple[dict[str, list[int]], list[str]]:
-    """Validate a safetensors header without reading any tensor data.
-
-    Returns ({tensor name: shape}, problems). Beyond the brief's checks this
-    requires the tensors to tile the data area exactly, as the safetensors
-    library does ("file not fully covered"): bytes no tensor accounts for are
-    bytes nobody has looked at.
-    """
-    header, data_bytes, problem = _safetensors_header(path)
-    if problem:
-        return {}, [problem]
-    problems: list[str] = []
-    shapes: dict[str, list[int]] = {}
-    spans: list[tuple[int, int, str]] = []
-    for name, entry in header.items():
-        if name == "__metadata__":
-            if not isinstance(entry, dict) or not all(
-                isinstance(value, str) for value in entry.values()
-            ):
-                problems.append("the header's __metadata__ is not a map of strings to strings")
-            continue
-        problem = _tensor_entry_problem(f"tensor {name!r}", entry, data_bytes)
-        if problem:
-            problems.append(problem)
-            continue
-        shapes[name] = entry["shape"]
-        spans.append((*entry["data_offsets"], name))
-    if problems:
-        return shapes, problems
-    return shapes, _coverage_problems(spans, data_bytes)
-
-
-def _safetensors_header(path: Path) -> tuple[dict, int, str]:
-    """The parsed JSON header and the size of the data area, or a problem naming why not."""
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size < 8:
-            return {}, 0, "the file is too short to be safetensors"
-        (length,) = struct.unpack("<Q", fh.read(8))
-        if length > _ST_MAX_HEADER:
-            return {}, 0, f"the file declares a {_human(length)} header; the limit is 100 MB"
-        if length > size - 8:
-            return {}, 0, "the file declares a header longer than itself"
-        raw = fh.read(length)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return {}, 0, "the header is not UTF-8"
-    try:
-        header = json.loads(text, object_pairs_hook=_strict_object, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:
-        return {}, 0, f"the header is not valid JSON: {exc}"
-    if not isinstance(header, dict):
-        return {}, 0, "the header is not a JSON object"
-    return header, size - 8 - length, ""
-
-
-def _tensor_entry_problem(label: str, entry, data_bytes: int) -> str:
-    """What is wrong with one tensor's header entry, or "" when it is well formed."""
-    if not isinstance(entry, dict):
-        return f"{label} is not described by an object"
-    if set(entry) != {"dtype", "shape", "data_offsets"}:
-        return f"{label} needs exactly dtype, shape and data_offsets"
-    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if not isinstance(dtype, str) or dtype not in _ST_DTYPE_BITS:
-        return f"{label} has unknown dtype {dtype!r}"
-    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
-        return f"{label} has a shape that is not a list of non-negative integers"
-    if (
-        not isinstance(offsets, list)
-        or len(offsets) != 2
-        or not all(_is_int(o) and o >= 0 for o in offsets)
-    ):
-        return f"{label} has data_offsets that are not two non-negative integers"
-    begin, end = offsets
-    if begin > end:
-        return f"{label} ends before it begins"
-    if end > data_bytes:
-        return f"{label} ends past the end of the file"
-    bits = math.prod(shape) * _ST_DTYPE_BITS[dtype]
-    if bits % 8 or end - begin != bits // 8:
-        return f"{label} takes {end - begin:,} bytes but its dtype and shape need {bits / 8:,g}"
-    return ""
-
-
-def _coverage_problems(spans: list[tuple[int, int, str]], data_bytes: int) -> list[str]:
-    """The tensors must tile the data area: no overlap, no gap, nothing left over."""
-    problems: list[str] = []
-    position, previous = 0, None
-    for begin, end, name in sorted(spans):
-        if begin < position:
-            problems.append(f"tensors {previous!r} and {name!r} overlap")
-        elif begin > position:
-            gap = begin - position
-            problems.append(f"{gap:,} bytes before tensor {name!r} belong to no tensor")
-        position, previous = max(position, end), name
-    if position < data_bytes:
-        problems.append(f"{data_bytes - position:,} bytes at the end belong to no tensor")
-    return problems
-
-
-def safetensors_parameter_count(path: Path) -> int | None:
-    """Total number of elements in a safetensors file, or None if its header is not valid."""
-    try:
-        shapes, problems = _read_safetensors(Path(path))
-    except OSError:
-        return None
-    if problems:
-        return None
-    return sum(math.prod(shape) for shape in shapes.values())

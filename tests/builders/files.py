@@ -28,8 +28,11 @@ Routes support tickets to the right team.
 class Evil:
     """Pickles to a call of os.system; dumped by tests, never loaded."""
 
+    def __init__(self, command: str = "echo pwned") -> None:
+        self.command = command
+
     def __reduce__(self):
-        return (os.system, ("echo pwned",))
+        return (os.system, (self.command,))
 
 
 def make_model(folder: Path, *, card: str | None = CARD, extra: dict[str, bytes] | None = None):
@@ -67,3 +70,20 @@ def folder_bytes(folder: Path) -> dict[str, bytes]:
     return {
         p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
     }
+
+
+def patch_zip(data: bytes, name: str, *, local: dict[int, bytes], central: dict[int, bytes]):
+    """Overwrite fields of one member's local header and central directory entry."""
+    raw = bytearray(data)
+    encoded = name.encode()
+    at = raw.index(b"PK\x03\x04")
+    while raw[at + 30 : at + 30 + len(encoded)] != encoded:
+        at = raw.index(b"PK\x03\x04", at + 1)
+    for offset, value in local.items():
+        raw[at + offset : at + offset + len(value)] = value
+    at = raw.index(b"PK\x01\x02")
+    while raw[at + 46 : at + 46 + len(encoded)] != encoded:
+        at = raw.index(b"PK\x01\x02", at + 1)
+    for offset, value in central.items():
+        raw[at + offset : at + offset + len(value)] = value
+    return bytes(raw)
