@@ -374,6 +374,10 @@ _IMAGES = (
     (b"\xff\xd8\xff", "JPEG image"),
     (b"GIF87a", "GIF image"),
     (b"GIF89a", "GIF image"),
+    (b"fLaC", "FLAC audio"),
+    (b"OggS", "Ogg audio"),
+    (b"ID3", "MP3 audio"),
+    (b"%PDF-", "PDF document"),
 )
 _HDF5 = b"\x89HDF\r\n\x1a\n"
 # A Keras Lambda layer (HDF5 model_config, or a .keras archive's config.json) carries
@@ -436,11 +440,11 @@ def _judge_data(path: Path, name: str, head: bytes, size: int, scan: _Scan, memb
         return "protobuf message"
     for magic, kind in _IMAGES:
         if head.startswith(magic):
-            scan.kinds.add("image")
+            scan.kinds.add("media")
             return kind
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        scan.kinds.add("image")
-        return "WebP image"
+    if head.startswith(b"RIFF") and head[8:12] in (b"WEBP", b"WAVE"):
+        scan.kinds.add("media")
+        return "WebP image" if head[8:12] == b"WEBP" else "WAV audio"
     if _is_text(path):
         scan.kinds.add("text")
         if _contains(path, _KERAS_CODE):

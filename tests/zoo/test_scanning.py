@@ -590,6 +590,7 @@ BENIGN = {
     "model.gguf": (lambda: b"GGUF\x03\x00\x00\x00" + bytes(32), "not_applicable", "other"),
     "model.onnx_data": (lambda: bytes(range(256)) * 4, "not_applicable", "other"),
     "plot.png": (lambda: b"\x89PNG\r\n\x1a\n" + bytes(40), "not_applicable", "other"),
+    "sample.wav": (lambda: b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(32), "not_applicable", "other"),
     "tf_model.h5": (lambda: _hdf5(b'{"class_name": "Dense"}'), "not_applicable", "other"),
     "README.md.gz": (lambda: gzip.compress(b"# Model\n"), "not_applicable", "other"),
 }
