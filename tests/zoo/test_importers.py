@@ -12,6 +12,7 @@ import pytest
 from django.core.files.storage import default_storage
 
 from governance.models import License
+from tests.builders import corpus
 from tests.builders.files import Evil, folder_bytes, make_model, tar_archive, zip_archive
 from tests.hf_server import FakeHub
 from zoo import importers
@@ -274,3 +275,55 @@ def test_hub_unreachable_is_a_clear_refusal(sam):
         importers.import_from_hub(
             hub_repo_id="acme/router", endpoint="http://127.0.0.1:1", actor=sam
         )
+
+
+# --- every path judges files by their bytes ----------------------------------
+
+
+def _disguised(tmp_path) -> dict[str, bytes]:
+    marker = tmp_path / "pwned"
+    return {f"disguised/{name}": build(marker) for name, build in corpus.DISGUISES.items()}
+
+
+def _import_through(path: str, sam, tmp_path, hub, files: dict[str, bytes]) -> ModelVersion:
+    source = make_model(tmp_path / "src", extra=files)
+    if path == "folder":
+        version, _ = importers.import_from_folder(folder=source, repo_id="acme/x", actor=sam)
+    elif path == "archive":
+        archive = tar_archive(tmp_path / "upload", folder_bytes(source))
+        version, _ = importers.import_from_archive(
+            archive=archive, repo_id="acme/x", original_name="x.tar.gz", actor=sam
+        )
+    else:
+        hub.add_repo("acme/x", source)
+        version, _ = importers.import_from_hub(
+            hub_repo_id="acme/x", revision="main", endpoint=hub.endpoint, actor=sam
+        )
+    assert not (tmp_path / "pwned").exists(), "an import executed a pickle"
+    return version
+
+
+@pytest.mark.parametrize("path", ["folder", "archive", "hub"])
+def test_the_disguised_corpus_is_blocked_through_every_import_path(sam, tmp_path, hub, path):
+    files = _disguised(tmp_path)
+
+    version = _import_through(path, sam, tmp_path, hub, files)
+
+    assert version.status == ModelVersion.Status.BLOCKED
+    judged = {a.path: a for a in version.artifacts.filter(path__startswith="disguised/")}
+    assert set(judged) == set(files)
+    assert {p: a.scan_status for p, a in judged.items()} == dict.fromkeys(files, "dangerous")
+    assert all(a.detected for a in judged.values())
+    assert len([r for r in version.block_reasons if r.startswith("disguised/")]) == len(files)
+
+
+@pytest.mark.parametrize("path", ["folder", "archive", "hub"])
+def test_ordinary_files_pass_through_every_import_path(sam, tmp_path, hub, path):
+    files = {f"extra/{name}": build() for name, (build, _, _) in corpus.BENIGN.items()}
+
+    version = _import_through(path, sam, tmp_path, hub, files)
+
+    assert version.status == ModelVersion.Status.AVAILABLE, version.block_reasons
+    statuses = {a.path: a.scan_status for a in version.artifacts.filter(path__startswith="extra/")}
+    expected = {f"extra/{name}": status for name, (_, status, _) in corpus.BENIGN.items()}
+    assert statuses == expected

@@ -7,11 +7,9 @@ repository holds, which must still pass.
 
 from __future__ import annotations
 
-import bz2
 import gzip
 import io
 import json
-import lzma
 import os
 import pickle
 import struct
@@ -19,7 +17,6 @@ import sys
 import tarfile
 import types
 import zipfile
-import zlib
 
 import numpy as np
 import pytest
@@ -28,6 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import save_file as save_torch
 
+from tests.builders import corpus
 from tests.builders.files import Evil, patch_zip, zip_archive
 from zoo import scanning
 from zoo.safety import Limits
@@ -249,12 +247,6 @@ def test_tar_format_torch_file_is_judged_by_its_members(tmp_path, marker):
     assert report.findings[0]["file"] == "pickle"
 
 
-def _torch_bytes() -> bytes:
-    buffer = io.BytesIO()
-    torch.save(torch.nn.Linear(4, 3).state_dict(), buffer)
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize(
     "content",
     [
@@ -262,7 +254,7 @@ def _torch_bytes() -> bytes:
         pytest.param(pickle.dumps({"a": 1})[:-3], id="truncated-pickle"),
         pytest.param(pickle.dumps({"a": 1}) + b"trailing junk", id="trailing-junk"),
         pytest.param(b"\x80\x04\x8e" + (2**62).to_bytes(8, "little") + b"x", id="huge-length"),
-        pytest.param(_torch_bytes()[:1500], id="truncated-torch-zip"),
+        pytest.param(corpus.torch_bytes()[:1500], id="truncated-torch-zip"),
     ],
 )
 def test_files_that_do_not_parse_are_unscannable(tmp_path, content):
@@ -436,96 +428,10 @@ def test_report_blocks(status, blocks):
 # --- the corpus: pickles in disguise -----------------------------------------
 
 
-def _evil(marker) -> bytes:
-    return pickle.dumps(Evil(f"touch {marker}"), protocol=4)
-
-
-def _tar(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tf:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return out.getvalue()
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return out.getvalue()
-
-
-def _npy(array, **kwargs) -> bytes:
-    out = io.BytesIO()
-    np.save(out, array, allow_pickle=True, **kwargs)
-    return out.getvalue()
-
-
-def _object_array(marker) -> np.ndarray:
-    array = np.empty(1, dtype=object)
-    array[0] = Evil(f"touch {marker}")
-    return array
-
-
-def _hdf5(attribute: bytes) -> bytes:
-    # The HDF5 signature, then a model_config attribute as Keras writes it.
-    return b"\x89HDF\r\n\x1a\n" + bytes(40) + b"model_config\x00" + attribute + bytes(64)
-
-
-_LAMBDA = json.dumps(
-    {"class_name": "Sequential", "config": {"layers": [{"class_name": "Lambda", "config": {}}]}}
-).encode()
-
-
-def _torch_zip_with_renamed_pickle(marker) -> bytes:
-    # torch.load finds the pickle by its record name; a scanner that only
-    # reads members ending in .pkl would miss this one.
-    buffer = io.BytesIO()
-    torch.save(torch.nn.Linear(2, 2).state_dict(), buffer)
-    out = io.BytesIO()
-    with zipfile.ZipFile(buffer) as src, zipfile.ZipFile(out, "w") as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            if info.filename.endswith("data.pkl"):
-                dst.writestr(info.filename.replace("data.pkl", "weights"), _evil(marker))
-            else:
-                dst.writestr(info, data)
-    return out.getvalue()
-
-
-DISGUISES = {
-    "plain.pkl": lambda m: _evil(m),
-    "model.p": lambda m: _evil(m),
-    "model.dill": lambda m: _evil(m),
-    "classifier.model": lambda m: _evil(m),
-    "weights.dat": lambda m: _evil(m),
-    "net.torch": lambda m: _evil(m),
-    "pytorch_model.bin.1": lambda m: _evil(m),
-    "protocol0.bin": lambda m: pickle.dumps(Evil(f"touch {m}"), protocol=0),
-    "model.zip": lambda m: _zip({"inner/model.pkl": _evil(m)}),
-    "exported.pt2": lambda m: _zip({"archive/data/weights": _evil(m)}),
-    "renamed.pt": _torch_zip_with_renamed_pickle,
-    "arr.npy": lambda m: _npy(_object_array(m)),
-    "arrays.npz": lambda m: _zip({"a.npy": _npy(np.ones(3)), "b.npy": _npy(_object_array(m))}),
-    "ckpt.pth.tar": lambda m: _tar({"ckpt/state.pkl": _evil(m)}),
-    "model.pkl.gz": lambda m: gzip.compress(_evil(m)),
-    "model.pkl.bz2": lambda m: bz2.compress(_evil(m)),
-    "model.pkl.xz": lambda m: lzma.compress(_evil(m)),
-    "model.sav": lambda m: zlib.compress(_evil(m)),  # joblib's zlib compression
-    "nested.tar": lambda m: _tar({"a.zip": _zip({"b.pkl.gz": gzip.compress(_evil(m))})}),
-    "keras.h5": lambda m: _hdf5(_LAMBDA),
-    "model.keras": lambda m: _zip({"config.json": _LAMBDA, "model.weights.h5": _hdf5(b"{}")}),
-    "config.json": lambda m: _LAMBDA,
-}
-
-
-@pytest.mark.parametrize("name", DISGUISES)
+@pytest.mark.parametrize("name", corpus.DISGUISES)
 def test_code_in_disguise_is_dangerous(tmp_path, marker, name):
     path = tmp_path / "000001"  # staged files lose their names
-    path.write_bytes(DISGUISES[name](marker))
+    path.write_bytes(corpus.DISGUISES[name](marker))
 
     report = scanning.scan_file(path, name)
 
@@ -557,7 +463,7 @@ def test_archive_formats_the_portal_cannot_open_are_unscannable(tmp_path):
 
 def test_unpacking_is_held_to_the_limits(tmp_path):
     path = tmp_path / "many.zip"
-    path.write_bytes(_zip({f"f{i}.txt": b"x" for i in range(6)}))
+    path.write_bytes(corpus.zip_bytes({f"f{i}.txt": b"x" for i in range(6)}))
     tight = Limits(max_files=3, max_total_bytes=2**20, max_ratio=50, max_file_bytes=2**20)
     report = scanning.scan_file(path, path.name, limits=tight)
     assert report.status == "unscannable"
@@ -567,44 +473,9 @@ def test_unpacking_is_held_to_the_limits(tmp_path):
 # --- the corpus: what a model repository ordinarily holds --------------------
 
 
-def _st(tensors) -> bytes:
-    from safetensors.numpy import save
-
-    return save(tensors)
-
-
-BENIGN = {
-    "model.safetensors": (lambda: _st({"w": np.ones((2, 2), np.float32)}), "clean", "safetensors"),
-    "pytorch_model.bin": (lambda: _torch_bytes(), "clean", "pickle"),
-    "legacy.bin": (lambda: _legacy_torch_bytes(), "clean", "pickle"),
-    "embeddings.npy": (lambda: _npy(np.arange(6, dtype=np.float32)), "not_applicable", "other"),
-    "arrays.npz": (lambda: _zip({"a.npy": _npy(np.ones(3))}), "not_applicable", "other"),
-    "config.json": (
-        lambda: b'{"model_type": "bert", "hidden_size": 8}',
-        "not_applicable",
-        "config",
-    ),
-    "vocab.txt": (lambda: b"[PAD]\n[UNK]\nhello\n", "not_applicable", "tokenizer"),
-    "labels.csv": (lambda: b"label,text\nspam,win\n", "not_applicable", "other"),
-    "flax_model.msgpack": (lambda: b"\x81\xa1w\x93\x01\x02\x03", "not_applicable", "other"),
-    "model.gguf": (lambda: b"GGUF\x03\x00\x00\x00" + bytes(32), "not_applicable", "other"),
-    "model.onnx_data": (lambda: bytes(range(256)) * 4, "not_applicable", "other"),
-    "plot.png": (lambda: b"\x89PNG\r\n\x1a\n" + bytes(40), "not_applicable", "other"),
-    "sample.wav": (lambda: b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(32), "not_applicable", "other"),
-    "tf_model.h5": (lambda: _hdf5(b'{"class_name": "Dense"}'), "not_applicable", "other"),
-    "README.md.gz": (lambda: gzip.compress(b"# Model\n"), "not_applicable", "other"),
-}
-
-
-def _legacy_torch_bytes() -> bytes:
-    buffer = io.BytesIO()
-    torch.save(torch.nn.Linear(2, 2).state_dict(), buffer, _use_new_zipfile_serialization=False)
-    return buffer.getvalue()
-
-
-@pytest.mark.parametrize("name", BENIGN)
+@pytest.mark.parametrize("name", corpus.BENIGN)
 def test_ordinary_files_pass(tmp_path, name):
-    build, status, fmt = BENIGN[name]
+    build, status, fmt = corpus.BENIGN[name]
     path = tmp_path / "000001"
     path.write_bytes(build())
     report = scanning.scan_file(path, name)
