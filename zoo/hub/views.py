@@ -32,6 +32,7 @@ from urllib.parse import urlencode
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.utils.http import content_disposition_header
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -521,6 +522,13 @@ def resolve(request: HttpRequest, namespace: str, name: str, revision: str, path
         # Per-user answers: no shared cache may keep them, no proxy may re-encode them.
         "Cache-Control": "private, no-transform",
         "Vary": "Authorization",
+        # Uploaded bytes are never a page of the portal: a browser saves them, never
+        # renders them (an .html or .svg in a repository would otherwise run here).
+        "Content-Disposition": content_disposition_header(
+            as_attachment=True, filename=f.path.rsplit("/", 1)[-1]
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox; default-src 'none'",
     }
     content_type = _content_type(f.path)
     if request.method == "HEAD":
