@@ -208,6 +208,7 @@ def test_head_carries_what_the_client_needs_and_is_not_audited(client, v1, stewa
     assert response["ETag"] == response["X-Linked-Etag"] == f'"{weights.sha256}"'
     assert response["Content-Length"] == response["X-Linked-Size"] == str(weights.size)
     assert response["Accept-Ranges"] == "bytes"
+    assert response["Content-Disposition"] == 'attachment; filename="model.safetensors"'
     assert "X-Xet-Hash" not in response
     assert "Content-Encoding" not in response
     assert "Location" not in response
@@ -230,6 +231,10 @@ def test_get_streams_the_stored_bytes_and_audits_the_download(client, v1, sam, s
         assert b"".join(response.streaming_content) == blob(v1, path)
         assert response["Content-Length"] == str(v1.artifacts.get(path=path).size)
         assert response["X-Repo-Commit"] == v1.revision
+        name = path.rsplit("/", 1)[-1]
+        assert response["Content-Disposition"] == f'attachment; filename="{name}"'
+        assert response["X-Content-Type-Options"] == "nosniff"
+        assert response["Content-Security-Policy"] == "sandbox; default-src 'none'"
     event = AuditEvent.objects.filter(verb="hub.download").order_by("id").first()
     assert (event.actor_id, event.target_id) == (sam.pk, str(v1.pk))
     assert event.payload == {
