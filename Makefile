@@ -6,7 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 # The suite talks to the real services; override these to point elsewhere.
-TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal
+# Migrations run as the schema owner, the tests as the app role (deploy/postgres-roles.sql).
+TEST_DATABASE_URL ?= postgres://portal_owner@127.0.0.1:5432/portal
+TEST_DATABASE_APP_ROLE ?= portal_app
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -38,6 +40,7 @@ run: $(STAMP)
 
 test: export DEBUG = 1
 test: export DATABASE_URL = $(TEST_DATABASE_URL)
+test: export DATABASE_APP_ROLE = $(TEST_DATABASE_APP_ROLE)
 test: export CELERY_BROKER_URL = $(TEST_BROKER_URL)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

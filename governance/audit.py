@@ -1,26 +1,38 @@
-"""The audit log: one append-only hash chain that every app writes to.
+"""The audit log: one append-only, keyed hash chain that every app writes to.
 
 ``audit_record`` is called inside the transaction of the action it records,
 so the change and its event commit or roll back together. Appends take a
 transaction-level advisory lock on PostgreSQL (SQLite serialises writers
 anyway), so two concurrent writers can never both extend the same link.
+
+Each link is an HMAC under ``settings.AUDIT_KEY``, which the database never
+sees: someone who can write the table (a DBA, a stolen backup restored
+elsewhere) cannot recompute a link after changing an event. Events written
+before links were keyed carry the scheme "sha256"; they may only precede the
+keyed ones, so a rewrite cannot downgrade the chain. What a key cannot show
+(the newest events deleted, the whole table emptied) the signed anchors of
+``governance.anchors`` do.
 """
 
 from __future__ import annotations
 
 import contextvars
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from governance.models import AuditEvent
 
 GENESIS = "0" * 64
-_LOCK_KEY = 7_200_331_001  # arbitrary, fixed: "the audit chain"
+LOCK_KEY = 7_200_331_001  # arbitrary, fixed: "the audit chain"
+KEYED = "hmac-sha256"
+UNKEYED = "sha256"  # events recorded before links were keyed
 current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
     "audit_request_id", default=""
 )
@@ -47,8 +59,39 @@ def canonical(event: AuditEvent) -> str:
     )
 
 
-def chain_hash(prev_hash: str, event: AuditEvent) -> str:
-    return hashlib.sha256((prev_hash + canonical(event)).encode()).hexdigest()
+def sign(message: str) -> str:
+    """HMAC-SHA256 of ``message`` under the audit key."""
+    return hmac.new(settings.AUDIT_KEY.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def chain_hash(prev_hash: str, event: AuditEvent, scheme: str = KEYED) -> str:
+    """The link that seals ``event`` onto ``prev_hash``, by ``scheme``."""
+    message = prev_hash + canonical(event)
+    if scheme == UNKEYED:
+        return hashlib.sha256(message.encode()).hexdigest()
+    if scheme != KEYED:
+        raise ValueError(f"unknown audit scheme {scheme!r}")
+    return sign(message)
+
+
+def _storable_text(text: str) -> str:
+    text = text.replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def storable(value: Any) -> Any:
+    """``value`` with NUL characters and lone surrogates spelled out as escapes.
+
+    PostgreSQL's jsonb refuses both, and a payload often quotes what a caller sent
+    (a path, a name): the event must be written all the same, and say what came.
+    """
+    if isinstance(value, str):
+        return _storable_text(value)
+    if isinstance(value, dict):
+        return {_storable_text(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
 
 
 def audit_record(
@@ -64,7 +107,7 @@ def audit_record(
         raise RuntimeError("audit_record must run inside the action's transaction")
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
     last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
     authenticated = actor is not None and getattr(actor, "is_authenticated", False)
     event = AuditEvent(
@@ -73,11 +116,12 @@ def audit_record(
         verb=verb,
         target_type=target._meta.label_lower if target is not None else "",
         target_id=str(target.pk) if target is not None else "",
-        target_repr=str(target)[:300] if target is not None else "",
-        payload=json.loads(json.dumps(payload or {}, default=str)),
+        target_repr=_storable_text(str(target))[:300] if target is not None else "",
+        payload=storable(json.loads(json.dumps(payload or {}, default=str))),
         request_id=request_id if request_id is not None else current_request_id.get(),
         created_at=timezone.now(),
         prev_hash=last or GENESIS,
+        scheme=KEYED,
     )
     event.hash = chain_hash(event.prev_hash, event)
     event.save()
@@ -105,17 +149,50 @@ class ChainReport:
     checked: int
     broken_at: int | None = None
     reason: str = ""
+    anchors: int = 0  # anchors that held
 
 
-def verify_chain() -> ChainReport:
-    """Walk the chain from the start; name the first event whose link does not hold."""
-    expected_prev = GENESIS
-    checked = 0
+def _link_problem(event: AuditEvent, expected_prev: str, keyed_seen: bool) -> str:
+    if event.prev_hash != expected_prev:
+        return "its prev_hash is not the previous event's hash"
+    if event.scheme == UNKEYED and keyed_seen:
+        return "an unkeyed link follows keyed ones (a downgrade)"
+    if event.scheme not in (KEYED, UNKEYED):
+        return f"its scheme {event.scheme!r} is unknown"
+    if not hmac.compare_digest(chain_hash(event.prev_hash, event, event.scheme), event.hash):
+        return "its content does not match its hash"
+    return ""
+
+
+def verify_chain(anchors: list | None = None) -> ChainReport:
+    """Walk the chain from the start; name the first event whose link does not hold.
+
+    ``anchors`` (``governance.anchors.Anchor``) pin events that must still be
+    there with the hash and position they had when anchored; one that is not
+    shows events were rewritten or deleted, the newest or all of them included.
+    """
+    pinned = {anchor.event_id: anchor for anchor in anchors or []}
+    expected_prev, checked, keyed_seen, held = GENESIS, 0, False, 0
     for event in AuditEvent.objects.order_by("id").iterator(chunk_size=2000):
-        if event.prev_hash != expected_prev:
-            return ChainReport(checked, event.pk, "its prev_hash is not the previous event's hash")
-        if chain_hash(event.prev_hash, event) != event.hash:
-            return ChainReport(checked, event.pk, "its content does not match its hash")
+        problem = _link_problem(event, expected_prev, keyed_seen)
+        if problem:
+            return ChainReport(checked, event.pk, problem, held)
+        keyed_seen = keyed_seen or event.scheme == KEYED
         expected_prev = event.hash
         checked += 1
-    return ChainReport(checked)
+        anchor = pinned.pop(event.pk, None)
+        if anchor is not None:
+            if anchor.hash != event.hash or anchor.count != checked:
+                return ChainReport(
+                    checked, event.pk, f"it differs from its anchor of {anchor.at}", held
+                )
+            held += 1
+    if pinned:
+        missing = min(pinned.values(), key=lambda a: a.event_id)
+        return ChainReport(
+            checked,
+            missing.event_id,
+            f"it was anchored at {missing.at} and is gone: events were deleted",
+            held,
+        )
+    return ChainReport(checked, anchors=held)

@@ -68,6 +68,9 @@ class AuditEvent(models.Model):
     created_at = models.DateTimeField()
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # How ``hash`` was computed: "hmac-sha256" (keyed), or "sha256" for events
+    # recorded before the chain was keyed.
+    scheme = models.CharField(max_length=16, default="hmac-sha256")
 
     class Meta:
         ordering = ["-id"]

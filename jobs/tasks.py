@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from governance.anchors import anchor_write
 from governance.services.reuse import reuse_requests_expire
 from jobs.engine import RUN_JOB_TASK, job_execute, job_reconcile, job_requeue_stale
 from jobs.ml.device import describe_device
@@ -59,6 +60,12 @@ def periodic(name: str, *, time_limit: int = 300):
 @periodic("governance.expire_reuse_requests", time_limit=600)
 def expire_reuse_requests() -> dict:
     return {"expired": reuse_requests_expire()}
+
+
+@periodic("governance.anchor_audit")
+def anchor_audit() -> dict:
+    anchor = anchor_write()
+    return {"event_id": anchor.event_id if anchor else None}
 
 
 @periodic("jobs.requeue_stale_jobs")

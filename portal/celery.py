@@ -85,6 +85,11 @@ def beat_schedule() -> dict:
             "schedule": settings.RECONCILE_EVERY_S,
         },
         "sweep-storage": {"task": "jobs.sweep_storage", "schedule": settings.SWEEP_EVERY_S},
+        # A signed checkpoint of the audit chain's head, outside the database.
+        "anchor-audit": {
+            "task": "governance.anchor_audit",
+            "schedule": settings.AUDIT_ANCHOR_EVERY_S,
+        },
     }
 
 

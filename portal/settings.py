@@ -7,6 +7,8 @@ DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis); see README.md.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,6 +35,13 @@ if not SECRET_KEY:
     raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off.")
 if not DEBUG and SECRET_KEY == _DEV_SECRET:
     raise ImproperlyConfigured("SECRET_KEY is the development key; set a real one.")
+# The audit chain's HMAC key: the database never sees it, so whoever holds only the
+# database cannot recompute a link. Without AUDIT_KEY it is derived from SECRET_KEY
+# (then rotating SECRET_KEY would orphan the chain: set AUDIT_KEY in production).
+AUDIT_KEY = (
+    env_str("AUDIT_KEY", "")
+    or hmac.new(SECRET_KEY.encode(), b"model-zoo audit chain", hashlib.sha256).hexdigest()
+)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -101,6 +110,9 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A fresh checkout has no var/ yet; SQLite creates the file but not its folder.
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+# The role the web server and workers connect as (not the owner, never a superuser);
+# `manage.py migrate`, run as the owner, grants it its privileges. See deploy/postgres-roles.sql.
+DATABASE_APP_ROLE = env_str("DATABASE_APP_ROLE", "")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
@@ -128,6 +140,9 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+# Signed checkpoints of the audit chain's head, appended to this file (keep it off the
+# database host, ideally on append-only storage); written every AUDIT_ANCHOR_EVERY_S.
+AUDIT_ANCHOR_FILE = Path(env_str("AUDIT_ANCHOR_FILE", str(VAR_DIR / "audit" / "anchors.jsonl")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -192,6 +207,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "portal.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "portal.api.Pagination",
     "PAGE_SIZE": 50,
@@ -241,6 +261,7 @@ REQUEUE_EVERY_S = env_int("REQUEUE_EVERY_S", 20, minimum=1)
 RECONCILE_EVERY_S = env_int("RECONCILE_EVERY_S", 30, minimum=1)
 RECONCILE_GRACE_S = env_int("RECONCILE_GRACE_S", 30, minimum=1)
 EXPIRE_EVERY_S = env_int("EXPIRE_EVERY_S", 15 * 60, minimum=1)
+AUDIT_ANCHOR_EVERY_S = env_int("AUDIT_ANCHOR_EVERY_S", 5 * 60, minimum=1)
 # What dead processes leave (work folders, staging, unreferenced blobs, old checkpoints)
 # is swept every SWEEP_EVERY_S once it is older than SWEEP_GRACE_S; unreferenced blobs
 # also wait out an upload's 24 hours to be confirmed.

@@ -72,6 +72,7 @@ def _require_services() -> None:
             f"({str(exc).strip().splitlines()[0]}). Start it, or set TEST_DATABASE_URL.",
             returncode=3,
         )
+    _require_app_role(db)
     try:
         redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:
@@ -80,6 +81,55 @@ def _require_services() -> None:
             "Start it, or set TEST_BROKER_URL.",
             returncode=3,
         )
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database is made and migrated as the owner; the tests run as the app role."""
+    from django.core.management.commands import flush
+
+    from tests import database
+
+    owner = database.remember_owner()
+    plain_flush = flush.Command.handle
+
+    def flush_as_owner(self, *args, **options):
+        with database.connected_as(owner):
+            return plain_flush(self, *args, **options)
+
+    flush.Command.handle = flush_as_owner
+    database.switch_to(database.app_credentials())
+    try:
+        yield
+    finally:
+        database.switch_to(owner)
+        flush.Command.handle = plain_flush
+
+
+def _require_app_role(db) -> None:
+    """The tests run as the portal's own role: it must exist and be no superuser."""
+    import psycopg
+
+    role = settings.DATABASE_APP_ROLE
+    how = (
+        "Create the roles with `psql -U postgres -v owner=portal_owner -v app=portal_app "
+        "-v db=portal -f deploy/postgres-roles.sql` and run `make test`."
+    )
+    if not role:
+        pytest.exit(f"DATABASE_APP_ROLE is not set: the suite tests as the app role. {how}", 3)
+    with psycopg.connect(
+        host=db["HOST"] or None,
+        port=db["PORT"] or None,
+        user=db["USER"] or None,
+        password=db["PASSWORD"] or None,
+        dbname="postgres",
+        connect_timeout=3,
+    ) as conn:
+        found = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", [role]).fetchone()
+    if found is None:
+        pytest.exit(f"The app role {role!r} does not exist. {how}", 3)
+    if found[0]:
+        pytest.exit(f"The app role {role!r} is a superuser; it must not be. {how}", 3)
 
 
 def _reseed() -> None:
@@ -118,6 +168,7 @@ def _private_storage(settings, tmp_path):
     settings.IMPORT_ROOTS = [tmp_path / "imports"]
     settings.MODEL_CACHE_DIR = tmp_path / "model-cache"
     settings.WORK_DIR = tmp_path / "work"
+    settings.AUDIT_ANCHOR_FILE = tmp_path / "audit" / "anchors.jsonl"
     (tmp_path / "imports").mkdir()
     from django.core.cache import cache
 

@@ -54,6 +54,7 @@ def portal_env(name: str, tmp_path: Path, **overrides: str) -> dict[str, str]:
         "MODEL_CACHE_DIR": str(tmp_path / f"{name}-model-cache"),
         "IMPORT_STAGING_DIR": str(settings.IMPORT_STAGING_DIR),
         "WORK_DIR": str(settings.WORK_DIR),
+        "AUDIT_ANCHOR_FILE": str(settings.AUDIT_ANCHOR_FILE),
         "PORTAL_VAR_DIR": str(tmp_path / f"{name}-var"),
         "PYTHONUNBUFFERED": "1",
         **overrides,

@@ -54,3 +54,19 @@ def test_compose_refuses_to_start_without_a_secret_key():
     result = _compose("config", "--quiet", env={})
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_compose_migrates_as_the_owner_and_runs_as_the_app_role():
+    result = _compose("config", "--format", "json", env={"SECRET_KEY": "s" * 50})
+    services = json.loads(result.stdout)["services"]
+    assert services["migrate"]["environment"]["DATABASE_URL"].startswith("postgres://portal_owner:")
+    assert services["migrate"]["environment"]["DATABASE_APP_ROLE"] == "portal_app"
+    for name in ("web", "worker", "worker-gpu", "beat"):
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://portal_app:"), name
+    for name in ("web", "worker", "worker-gpu"):
+        mounts = [v["target"] for v in services[name]["volumes"]]
+        assert "/data/audit" in mounts, f"{name} cannot reach the audit anchors"
+    init = {v["target"] for v in services["postgres"]["volumes"]}
+    assert "/docker-entrypoint-initdb.d/10-portal-roles.sh" in init
+    assert (ROOT / "deploy" / "postgres-roles.sql").exists()

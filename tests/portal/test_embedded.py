@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from portal.celery import beat_schedule
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -44,6 +46,7 @@ def embedded_env(tmp_path):
         "REQUEUE_EVERY_S": "1",
         "RECONCILE_EVERY_S": "1",
         "SWEEP_EVERY_S": "2",
+        "AUDIT_ANCHOR_EVERY_S": "1",
     }
 
 
@@ -71,7 +74,7 @@ def _periodic_tasks_that_ran(env, timeout: float = 60) -> list[str]:
         done = _manage(env, "shell", "-c", script)
         last = done.stdout.strip().splitlines()[-1:] or [""]  # after shell's own notice
         names = [n for n in last[0].split(",") if n]
-        if len(names) == 4:
+        if len(names) == len(beat_schedule()):
             break
         time.sleep(1)
     return names
@@ -106,6 +109,7 @@ def test_embedded_portal_serves_runs_a_job_and_stops_on_ctrl_c(embedded_env, tmp
         assert (tmp_path / "var" / "portal.sqlite3").exists()
         assert any((tmp_path / "var" / "broker").iterdir())
         assert _periodic_tasks_that_ran(embedded_env) == [
+            "governance.anchor_audit",
             "governance.expire_reuse_requests",
             "jobs.reconcile_queued_jobs",
             "jobs.requeue_stale_jobs",
