@@ -159,12 +159,13 @@ class ReuseRequestViewSet(
             )
         )
 
-    @extend_schema(responses=ReuseRequestSerializer(many=True))
+    @extend_schema(responses=ReuseRequestSerializer(many=True), filters=False)
     @action(detail=False, methods=["get"])
     def queue(self, request: Request) -> Response:
-        """Requests waiting for a review role you hold."""
+        """Requests waiting for a review role you hold, oldest first, a page at a time."""
         items = [reuse for reuse, _roles in selectors.review_queue(request.user)]
-        return Response(ReuseRequestSerializer(items, many=True).data)
+        page = self.paginate_queryset(items)
+        return self.get_paginated_response(ReuseRequestSerializer(page, many=True).data)
 
     @extend_schema(
         parameters=[ReuseRequestInput(partial=True)],

@@ -7,6 +7,7 @@ it is rendered, then sanitized with nh3 (no scripts, no event handlers, no
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -96,6 +97,34 @@ def _as_list(value: Any) -> list[str]:
     return []
 
 
+# A card's metadata is a few keys; kept small, so one page of versions stays small.
+MAX_METADATA_BYTES = 64 * 1024
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader without anchors and aliases: a 700-byte header of nested aliases
+    expands to tens of megabytes, and no model card needs them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise CardError(
+                f"The card's YAML header uses an alias (*{event.anchor}, line "
+                f"{event.start_mark.line + 2}); write the value out instead."
+            )
+        return super().compose_node(parent, index)
+
+
+def _checked_size(metadata: dict[str, Any]) -> dict[str, Any]:
+    encoded = json.dumps(metadata, default=str, ensure_ascii=False)
+    if len(encoded.encode()) > MAX_METADATA_BYTES:
+        raise CardError(
+            f"The card's YAML header holds {len(encoded.encode()):,} bytes of metadata; "
+            f"the limit is {MAX_METADATA_BYTES:,}."
+        )
+    return json.loads(encoded)
+
+
 def parse_card(text: str) -> CardInfo:
     """Split a README.md into YAML metadata and markdown body.
 
@@ -112,7 +141,9 @@ def parse_card(text: str) -> CardInfo:
         header = "".join(lines[1:end])
         body = "".join(lines[end + 1 :])
         try:
-            loaded = yaml.safe_load(header)
+            loaded = yaml.load(header, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
+        except RecursionError:
+            raise CardError("The card's YAML header is nested too deeply.") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 2})" if mark is not None else ""
@@ -122,7 +153,7 @@ def parse_card(text: str) -> CardInfo:
             loaded = {}
         if not isinstance(loaded, dict):
             raise CardError("The card's YAML header must be a mapping of keys to values.")
-        metadata = loaded
+        metadata = _checked_size(loaded)
     license_value = metadata.get("license")
     if isinstance(license_value, list):
         license_value = license_value[0] if license_value else None

@@ -546,6 +546,17 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def storable_text(text: str) -> bool:
+    """Whether PostgreSQL can store ``text``: no NUL character and no lone surrogate."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
@@ -598,6 +609,7 @@ class _JsonLines:
     nested: dict[str, list[int]] = field(default_factory=dict)
     empty_key: list[int] = field(default_factory=list)
     long_key: list[str] = field(default_factory=list)
+    unstorable: list[int] = field(default_factory=list)
 
     def read(self, number: int, line: str) -> None:
         try:
@@ -614,6 +626,13 @@ class _JsonLines:
             return
         if not isinstance(value, dict):
             self.not_object.append(number)
+            return
+        # JSON escapes (\u0000, \ud800) can spell what the file's bytes could not.
+        if "\\" in line and not all(
+            storable_text(k) and (not isinstance(v, str) or storable_text(v))
+            for k, v in value.items()
+        ):
+            self.unstorable.append(number)
             return
         row: dict[str, str] = {}
         for raw_key, cell in value.items():
@@ -652,6 +671,13 @@ class _JsonLines:
             errors.append(
                 f"The column {_q(key)} holds nested values (lists or objects) on "
                 f"{_rows(where, 'line')}; each value must be text, a number, true/false or null."
+            )
+        if self.unstorable:
+            errors.append(
+                f"{_cap(_rows(self.unstorable, 'line'))} "
+                f"{'holds' if len(self.unstorable) == 1 else 'hold'} text that cannot be "
+                "stored: a NUL character (\\u0000) or half of a surrogate pair (such as "
+                "\\ud800) written as a JSON escape. Remove them and upload again."
             )
         if self.empty_key:
             errors.append(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -185,6 +186,8 @@ def _expected_files(hub_repo_id: str, info) -> dict[str, Expected]:
     expected: dict[str, Expected] = {}
     total = 0
     for sibling in info.siblings or []:
+        # Refused before anything is downloaded: the client would write what it is told.
+        _checked(lambda name=sibling.rfilename: safety.check_name(name, "file"))
         lfs = getattr(sibling, "lfs", None)
         # For LFS files the Hub's blob id hashes the pointer, not the content:
         # those are checked by their sha256, the others by their git blob id.
@@ -366,6 +369,7 @@ def ingest(
             scan = scanning.scan_file(target, name, limits=limits())
             staged.append(_Staged(name, target, digest, scan.format, scan))
         card = _read_card(staged)
+        _config(staged)  # refuses a hostile config.json before anything is stored
         revision = revision or content_revision([(s.path, s.digest.sha256) for s in staged])
         existing = find_version(repo_id, revision)
         if existing:
@@ -431,13 +435,38 @@ def _read_card(staged: list[_Staged]) -> CardInfo | None:
         raise ImportRefused(f"README.md: {exc}") from None
 
 
+MAX_CONFIG_DEPTH = 100
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(text: str) -> int:
+    """How deeply arrays and objects nest in JSON ``text`` (strings skipped), without parsing."""
+    depth = deepest = 0
+    for char in _JSON_STRING.sub("", text):
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def _config(staged: list[_Staged]) -> dict:
     config = next((s for s in staged if s.path == "config.json"), None)
     if config is None or config.digest.size > 2**20:
         return {}
     try:
-        data = json.loads(config.staged.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        text = config.staged.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return {}
+    if json_depth(text) > MAX_CONFIG_DEPTH:
+        raise ImportRefused(
+            f"config.json nests more than {MAX_CONFIG_DEPTH} levels deep; a model "
+            "configuration never does. Nothing was imported."
+        )
+    try:
+        data = json.loads(text)
+    except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
 

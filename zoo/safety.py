@@ -72,7 +72,9 @@ class Limits:
 RATIO_FLOOR = 1 << 20
 _CHUNK = 1 << 20
 _MAX_NAME_BYTES = 255
-_MAX_PATH_BYTES = 4096
+# A stored file's path is at most 500 characters (Artifact.path); no model needs 64 folders.
+MAX_PATH_BYTES = 500
+MAX_PATH_DEPTH = 64
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _ZIP_MAGIC = b"PK\x03\x04"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -138,11 +140,21 @@ def _clean_name(name: str, what: str, *, folder: bool = False) -> str | None:
         if folder:
             return None
         raise UnsafeContent(f"{what} {shown} has an empty name")
-    if len(encoded) > _MAX_PATH_BYTES or any(
-        len(part.encode("utf-8")) > _MAX_NAME_BYTES for part in parts
-    ):
+    if len(parts) > MAX_PATH_DEPTH:
+        raise UnsafeContent(f"{what} {shown} is nested more than {MAX_PATH_DEPTH} folders deep")
+    if len(encoded) > MAX_PATH_BYTES:
+        raise UnsafeContent(f"{what} {shown} has a path longer than {MAX_PATH_BYTES} bytes")
+    if any(len(part.encode("utf-8")) > _MAX_NAME_BYTES for part in parts):
         raise UnsafeContent(f"{what} {shown} has a name too long for the file system")
     return "/".join(parts)
+
+
+def check_name(name: str, what: str = "file") -> str:
+    """``name`` as a clean relative path (see ``_clean_name``), or UnsafeContent saying why."""
+    cleaned = _clean_name(name, what)
+    if cleaned != name:
+        raise UnsafeContent(f"{what} {_show(name)} is not a plain relative path")
+    return cleaned
 
 
 class _Tally:
@@ -204,9 +216,7 @@ class _Tally:
         self.files.append((rel, size))
 
     def check_expansion(self, expanded: int) -> None:
-        if expanded > RATIO_FLOOR and expanded > self.limits.max_ratio * max(
-            self.archive_bytes, 1
-        ):
+        if expanded > RATIO_FLOOR and expanded > self.limits.max_ratio * max(self.archive_bytes, 1):
             raise UnsafeContent(
                 f"the archive expands more than {self.limits.max_ratio:g} times its size"
             )

@@ -39,7 +39,9 @@ def test_submit_preview_review_and_queue(people):
     created = alice.post("/api/reuse-requests/", body, format="json")
     assert created.status_code == 201
     pk = created.json()["id"]
-    assert [r["id"] for r in _as(people["lena"]).get("/api/reuse-requests/queue/").json()] == [pk]
+    queue = _as(people["lena"]).get("/api/reuse-requests/queue/").json()
+    assert [r["id"] for r in queue["results"]] == [pk]
+    assert queue["count"] == 1
     _as(people["lena"]).post(
         f"/api/reuse-requests/{pk}/review/", {"role": "legal", "decision": "approve"}
     )

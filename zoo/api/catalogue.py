@@ -121,7 +121,7 @@ class CatalogModelViewSet(
 class ModelVersionSerializer(serializers.ModelSerializer):
     repo_id = serializers.CharField(source="model.repo_id", read_only=True)
     license = LicenseSerializer(read_only=True)
-    parent = serializers.PrimaryKeyRelatedField(read_only=True)
+    parent = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
 
     class Meta:
         model = ModelVersion

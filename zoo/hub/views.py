@@ -23,6 +23,7 @@ in chunks. Nothing here ever reads a whole file into memory.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import mimetypes
@@ -32,8 +33,8 @@ from urllib.parse import urlencode
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
-from django.utils.http import content_disposition_header
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
 
 from governance.access import can_use_version, versions_usable_by
@@ -54,6 +55,7 @@ STREAM_BLOCK = 1 << 20
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class HubError(Exception):
@@ -107,6 +109,21 @@ def _record_refusal(request: HttpRequest, exc: HubError) -> None:
     )
 
 
+def _refuse_control_characters(request: HttpRequest, parts: dict) -> None:
+    """A NUL or other control character (``%00`` in the URL) names no repository, revision or
+    file; refused before any lookup, and recorded against the caller if the token is good."""
+    if not any(isinstance(v, str) and _CONTROL.search(v) for v in parts.values()):
+        return
+    with contextlib.suppress(HubError):  # an anonymous caller is told the same, unrecorded
+        _authenticate(request)
+    raise HubError(
+        400,
+        None,
+        "The path holds a NUL or another control character; repository ids, revisions and "
+        "file paths cannot contain one.",
+    )
+
+
 def hub_view(*methods: str):
     """Bearer-token views: no CSRF (no cookies are used), JSON errors, 405 for other methods."""
 
@@ -126,9 +143,10 @@ def hub_view(*methods: str):
                 response["Allow"] = ", ".join(methods)
                 return response
             try:
+                _refuse_control_characters(request, kwargs)
                 return view(request, *args, **kwargs)
             except HubError as exc:
-                if exc.status == 403:
+                if exc.status in (400, 403):
                     _record_refusal(request, exc)
                 return _error_response(exc)
 

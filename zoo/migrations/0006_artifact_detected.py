@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('zoo', '0005_datasets'),
+        ("zoo", "0005_datasets"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='artifact',
-            name='detected',
-            field=models.CharField(blank=True, help_text='What the scan found the bytes to be, in words.', max_length=200),
+            model_name="artifact",
+            name="detected",
+            field=models.CharField(
+                blank=True,
+                help_text="What the scan found the bytes to be, in words.",
+                max_length=200,
+            ),
         ),
     ]
