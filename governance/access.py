@@ -137,6 +137,47 @@ def finetune_refusal(user, version: ModelVersion) -> PortalError | None:
     return PortalError(f"{name} cannot be fine-tuned.", field=field)
 
 
+def versions_probeable_by(user) -> QuerySet[ModelVersion]:
+    """Versions the user may probe: published ones (the model available or deprecated) and
+    any they may use (their own drafts, approved versions), unblocked, of a trainable modality.
+
+    A probe only evaluates a model on frozen features, so a published version needs
+    no approval; which data it may be probed on is ``data_refusal``'s rule.
+    """
+    if not user.is_authenticated:
+        return ModelVersion.objects.none()
+    published = versions_visible_to(user).filter(
+        model__status__in=[CatalogModel.Status.AVAILABLE, CatalogModel.Status.DEPRECATED]
+    )
+    return (
+        (published | versions_usable_by(user))
+        .filter(status=ModelVersion.Status.AVAILABLE, model__modality__in=TRAINABLE_MODALITIES)
+        .exclude(model__status=CatalogModel.Status.BLOCKED)
+        .distinct()
+    )
+
+
+def probe_refusal(user, version: ModelVersion, *, dataset) -> PortalError | None:
+    """Why ``user`` may not probe ``version`` on ``dataset``, or None when they may."""
+    field = "versions"
+    name = f"{version.model.repo_id} {version.label}"
+    if not versions_visible_to(user).filter(pk=version.pk).exists():
+        return NotFound(f"No model version {version.pk} that you may see.", field=field)
+    if version.is_blocked or version.model.status == CatalogModel.Status.BLOCKED:
+        reasons = version.block_reasons or [version.model.status_reason]
+        return PortalError(
+            f"{name} is blocked and cannot be loaded: " + " ".join(r for r in reasons if r),
+            field=field,
+        )
+    if not versions_probeable_by(user).filter(pk=version.pk).exists():
+        return Forbidden(
+            f"{name} is not published: only published versions, and versions approved for "
+            "you, may be probed.",
+            field=field,
+        )
+    return data_refusal(user, version, dataset=dataset, action="probing", field=field)
+
+
 def approval_covers_data(user, version: ModelVersion, sensitivity: str) -> bool:
     """Whether data of ``sensitivity`` may be used with ``version`` by ``user``.
 

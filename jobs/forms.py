@@ -4,7 +4,7 @@ from django import forms
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 
-from governance.access import versions_finetunable_by
+from governance.access import versions_finetunable_by, versions_probeable_by
 from jobs.ml.config import (
     LORA_SETTINGS,
     MAX_TARGET_MODULES,
@@ -15,8 +15,7 @@ from jobs.ml.config import (
 )
 from jobs.models import FineTuneRun
 from jobs.services.finetunes import finetune_defaults
-from zoo.models import CatalogModel, ModelVersion, repo_id_validator
-from zoo.selectors.catalogue import versions_visible_to
+from zoo.models import repo_id_validator
 from zoo.selectors.datasets import dataset_versions_visible_to
 
 
@@ -135,9 +134,7 @@ class ProbeForm(forms.Form):
             "dataset__name", "-created_at"
         )
         candidates = (
-            versions_visible_to(user)
-            .filter(status=ModelVersion.Status.AVAILABLE)
-            .exclude(model__status=CatalogModel.Status.BLOCKED)
+            versions_probeable_by(user)
             .filter(model__modality__in=[modality] if modality else ["text", "vision"])
             .select_related("model")
             .order_by("model__repo_id", "-created_at")

@@ -22,6 +22,8 @@ from portal import broker
 from portal.celery import QUEUES, beat_schedule
 from portal.errors import NotFound
 from portal.health import check_broker
+from zoo.selectors.catalogue import versions_visible_to
+from zoo.selectors.datasets import dataset_versions_visible_to
 
 
 def jobs_visible_to(user) -> QuerySet[Job]:
@@ -67,10 +69,19 @@ def probe_results_of(run: ProbeRun) -> list[ProbeResult]:
 
 
 def probe_history(user, *, model_id: int | None = None, dataset_id: int | None = None):
-    """Results of the user's probes that involve a catalogue model or a dataset, newest first."""
-    qs = ProbeResult.objects.select_related(
-        "run__job", "run__dataset_version__dataset", "version__model"
-    ).filter(run__in=probe_runs_visible_to(user).values("pk"))
+    """Results of the user's probes that involve a catalogue model or a dataset, newest first.
+
+    Only the user's own probes (all of them for staff), and only candidates the
+    user may still see: a panel never names a colleague's draft or their data.
+    """
+    qs = (
+        ProbeResult.objects.select_related(
+            "run__job", "run__dataset_version__dataset", "version__model"
+        )
+        .filter(run__in=probe_runs_visible_to(user).values("pk"))
+        .filter(version__in=versions_visible_to(user).values("pk"))
+        .filter(run__dataset_version__in=dataset_versions_visible_to(user).values("pk"))
+    )
     if model_id is not None:
         qs = qs.filter(version__model_id=model_id)
     if dataset_id is not None:

@@ -7,11 +7,11 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from governance.access import probe_refusal
 from jobs.engine import JobContext, job_create, owned_by
 from jobs.models import FeatureSet, Job, ProbeResult, ProbeRun
 from portal.errors import NotFound, PortalError
 from zoo.models import CatalogModel
-from zoo.selectors.catalogue import versions_visible_to
 from zoo.selectors.datasets import dataset_versions_visible_to
 
 
@@ -25,8 +25,10 @@ def probe_launch(
 ) -> ProbeRun:
     """Check a probe request and queue it: one job, one row per candidate.
 
-    Every candidate must be a version the user may see, not blocked, and of the
-    dataset's modality; otherwise nothing is created and the message says which.
+    Every candidate must be one the user may probe (``governance.access.probe_refusal``:
+    published or approved for them, unblocked, and confidential or restricted data
+    only under an approval that covers it) and of the dataset's modality; otherwise
+    nothing is created and the message says which.
     """
     if not dataset_versions_visible_to(actor).filter(pk=dataset_version.pk).exists():
         raise NotFound("No such dataset.", field="dataset_version")
@@ -70,24 +72,14 @@ def _check_candidates(actor, dataset_version, versions: list) -> None:
             f"Choose at most {settings.PROBE_MAX_CANDIDATES} candidates per probe.",
             field="versions",
         )
-    visible = set(
-        versions_visible_to(actor)
-        .filter(pk__in=[v.pk for v in versions])
-        .values_list("pk", flat=True)
-    )
     dataset = dataset_version.dataset
     wanted = (
         CatalogModel.Modality.VISION if dataset.modality == "vision" else CatalogModel.Modality.TEXT
     )
     for version in versions:
-        if version.pk not in visible:
-            raise NotFound(f"No model version {version.pk} that you may see.", field="versions")
-        if version.is_blocked:
-            raise PortalError(
-                f"{version.model.repo_id} {version.label} is blocked and cannot be loaded: "
-                + " ".join(version.block_reasons),
-                field="versions",
-            )
+        refusal = probe_refusal(actor, version, dataset=dataset)
+        if refusal is not None:
+            raise refusal
         if version.model.modality != wanted:
             raise PortalError(
                 f"{version.model.repo_id} is a {version.model.get_modality_display().lower()} "

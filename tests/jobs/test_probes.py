@@ -7,8 +7,10 @@ worker-driven lifecycle is in test_probe_worker.py.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -19,8 +21,9 @@ from jobs.services.probes import probe_launch
 from portal.errors import PortalError
 from tests.builders.catalogue import import_model
 from tests.builders.datasets import image_zip_bytes, text_dataset, upload
+from tests.builders.governance import approve_reuse
 from tests.builders.weights import tiny_bert_folder, tiny_vit_folder
-from zoo.models import CatalogModel
+from zoo.models import CatalogModel, ModelVersion
 from zoo.services import catalogue as catalogue_services
 from zoo.services import datasets as dataset_services
 
@@ -225,6 +228,70 @@ def test_launch_refusals_say_why_and_create_nothing(case, message, alice, bob, s
 
     assert Job.objects.count() == jobs_before
     assert not ProbeRun.objects.exists()
+
+
+def _probe(actor, dataset, version) -> ProbeRun:
+    return probe_launch(actor=actor, dataset_version=dataset, versions=[version], max_examples=50)
+
+
+def test_published_versions_may_be_probed_by_anyone_on_their_own_data(alice, bob, encoders):
+    for user in (alice, bob):
+        run = _probe(user, text_dataset(user, name=f"{user.username}-sms"), encoders[0])
+        assert run.results.get().version == encoders[0]
+
+
+def test_an_unpublished_version_may_be_probed_by_whoever_may_use_it(alice, bob, sam, encoders):
+    folder = tiny_bert_folder(Path(settings.IMPORT_ROOTS[0]) / "own", seed=3)
+    mine = import_model(folder, "alice/own-encoder", actor=sam)
+    # As a fine-tune of hers is: a draft model she owns, a version she made.
+    CatalogModel.objects.filter(pk=mine.model_id).update(
+        status=CatalogModel.Status.DRAFT, owner=alice
+    )
+    ModelVersion.objects.filter(pk=mine.pk).update(created_by=alice)
+    mine.refresh_from_db()
+    assert _probe(alice, text_dataset(alice), mine).results.count() == 1  # her own draft
+    with pytest.raises(PortalError, match="No model version"):
+        _probe(bob, text_dataset(bob, name="bob-sms"), mine)  # a colleague's draft
+    assert ProbeRun.objects.count() == 1
+
+
+@pytest.mark.parametrize("sensitivity", ["confidential", "restricted"])
+def test_sensitive_data_needs_an_approval_that_covers_it(alice, encoders, sensitivity):
+    dataset = text_dataset(alice, sensitivity=sensitivity)
+    with pytest.raises(PortalError, match=f"{sensitivity} data: probing acme/bert-0"):
+        _probe(alice, dataset, encoders[0])
+    approve_reuse(alice, encoders[0], sensitivity="confidential")
+    if sensitivity == "confidential":
+        assert _probe(alice, dataset, encoders[0]).results.count() == 1
+    else:  # a confidential approval does not cover restricted data
+        with pytest.raises(PortalError, match="restricted data"):
+            _probe(alice, dataset, encoders[0])
+    assert not ProbeRun.objects.exclude(dataset_version__dataset__sensitivity="confidential")
+
+
+def test_the_form_offers_only_what_may_be_probed(alice, sam, encoders):
+    CatalogModel.objects.filter(pk=encoders[1].model_id).update(status=CatalogModel.Status.DRAFT)
+    page = _client(alice).get("/probes/new/").content.decode()
+    assert "acme/bert-0" in page
+    assert "acme/bert-1" not in page
+
+
+def test_history_panels_show_only_the_viewers_own_probes(alice, bob, encoders):
+    dataset = text_dataset(alice)
+    dataset_services.dataset_share(dataset=dataset.dataset, actor=alice, user=bob)
+    hers = _probe(alice, dataset, encoders[0])
+    his = _probe(bob, dataset, encoders[0])
+    model_panel = f"/probes/history/?model={encoders[0].model_id}"
+    dataset_panel = f"/probes/history/?dataset={dataset.dataset_id}"
+    for viewer, own, other in ((alice, hers, his), (bob, his, hers)):
+        for panel in (model_panel, dataset_panel):
+            page = _client(viewer).get(panel).content.decode()
+            assert f'href="{own.get_absolute_url()}"' in page, (viewer, panel)
+            assert f'href="{other.get_absolute_url()}"' not in page, (viewer, panel)
+    # Once the dataset is no longer shared, bob's panels stop naming it.
+    dataset_services.dataset_unshare(dataset=dataset.dataset, actor=alice, user=bob)
+    page = _client(bob).get(model_panel).content.decode()
+    assert "None of your probes used it yet." in page
 
 
 def test_a_stale_attempt_cannot_write_results(alice, encoders):
