@@ -10,6 +10,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://portal_owner@127.0.0.1:5432/portal
 TEST_DATABASE_APP_ROLE ?= portal_app
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+TEST_CACHE_URL ?= redis://127.0.0.1:6379/12
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -42,6 +43,7 @@ test: export DEBUG = 1
 test: export DATABASE_URL = $(TEST_DATABASE_URL)
 test: export DATABASE_APP_ROLE = $(TEST_DATABASE_APP_ROLE)
 test: export CELERY_BROKER_URL = $(TEST_BROKER_URL)
+test: export CACHE_URL = $(TEST_CACHE_URL)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -6,12 +6,17 @@ import django_filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from governance import selectors
+from governance.authentication import ApiTokenAuthentication
 from governance.models import ReuseRequest, Review, Sensitivity, UseType
-from governance.services import policy, reuse
+from governance.services import policy, reuse, tokens
+from governance.services.signin import client_address
 from portal.api import object_id
 from portal.errors import NotFound
 from zoo.selectors.catalogue import versions_visible_to
@@ -189,3 +194,54 @@ class ReuseRequestViewSet(
         return Response(
             {"refused": outcome.refused, "roles": outcome.roles, "explanation": outcome.explanation}
         )
+
+
+class TokenRequest(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+
+class IssuedToken(serializers.Serializer):
+    token = serializers.CharField(help_text="The secret, shown only in this answer.")
+    name = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+
+
+class ApiTokenView(APIView):
+    """POST: sign in with a password (throttled like the sign-in page) for an API token.
+
+    DELETE: revoke the API token this request is authenticated with.
+    """
+
+    authentication_classes = [ApiTokenAuthentication]
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=TokenRequest,
+        responses={201: IssuedToken},
+        auth=[],
+        summary="Get an API token (zoo_api_…) for a username and password",
+    )
+    def post(self, request: Request) -> Response:
+        data = TokenRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        token, plaintext = tokens.api_token_issue(
+            username=data.validated_data["username"],
+            password=data.validated_data["password"],
+            client=client_address(request),
+            request=request,
+        )
+        body = IssuedToken({"token": plaintext, "name": token.name, "expires_at": token.expires_at})
+        return Response(
+            body.data, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"}
+        )
+
+    @extend_schema(request=None, responses={204: None}, summary="Revoke the API token sent")
+    def delete(self, request: Request) -> Response:
+        if not isinstance(request.auth, str):
+            raise NotAuthenticated(
+                "Send the API token to revoke as `Authorization: Token zoo_api_…`."
+            )
+        token = selectors.access_token_for(request.auth)
+        tokens.access_token_revoke(token=token, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,14 +1,43 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib.auth.forms import AuthenticationForm
 
 from governance.models import (
     ACCESS_TOKEN_DEFAULT_DAYS,
     ACCESS_TOKEN_MAX_DAYS,
+    AccessToken,
     RiskEntry,
     Sensitivity,
     UseType,
 )
+from governance.services.signin import client_address, sign_in
+from portal.errors import PortalError, TooManyAttempts
+
+
+class SignInForm(AuthenticationForm):
+    """The sign-in page's form, held to the same throttle as POST /api/auth/token/."""
+
+    throttled: TooManyAttempts | None = None
+
+    def clean(self):
+        username = self.cleaned_data.get("username")
+        password = self.cleaned_data.get("password")
+        if username is not None and password:
+            try:
+                self.user_cache = sign_in(
+                    username=username,
+                    password=password,
+                    client=client_address(self.request),
+                    request=self.request,
+                )
+            except TooManyAttempts as exc:
+                self.throttled = exc
+                raise forms.ValidationError(exc.message, code="throttled") from exc
+            except PortalError as exc:
+                raise forms.ValidationError(exc.message, code="invalid_login") from exc
+            self.confirm_login_allowed(self.user_cache)
+        return self.cleaned_data
 
 
 class AuditFilterForm(forms.Form):
@@ -82,3 +111,14 @@ class AccessTokenForm(forms.Form):
         initial=ACCESS_TOKEN_DEFAULT_DAYS,
         help_text=f"Between 1 and {ACCESS_TOKEN_MAX_DAYS} days.",
     )
+    scope = forms.ChoiceField(
+        label="For",
+        choices=AccessToken.Scope.choices,
+        initial=AccessToken.Scope.READ,
+        required=False,
+        help_text="Downloads with the Hugging Face client, or scripts calling the REST API "
+        "(Authorization: Token …). A token works for its own use only.",
+    )
+
+    def clean_scope(self) -> str:
+        return self.cleaned_data["scope"] or AccessToken.Scope.READ

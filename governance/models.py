@@ -298,6 +298,7 @@ class RiskEntry(models.Model):
 # Portal tokens carry their own prefix: a Hugging Face token (hf_…) that the client
 # sends from a user's saved login is recognised as foreign at a glance and refused.
 ACCESS_TOKEN_PREFIX = "zoo_pat_"  # noqa: S105 (a prefix, not a secret)
+API_TOKEN_PREFIX = "zoo_api_"  # noqa: S105 (a prefix, not a secret)
 ACCESS_TOKEN_SHOWN_CHARS = 8  # characters of the secret kept in `prefix` for display
 ACCESS_TOKEN_DEFAULT_DAYS = 90
 ACCESS_TOKEN_MAX_DAYS = 365
@@ -309,10 +310,20 @@ def access_token_digest(raw: str) -> str:
 
 
 class AccessToken(models.Model):
-    """A personal access token for the Hugging Face-compatible endpoint; only its digest is kept."""
+    """A personal token, of one scope; only its digest is kept.
+
+    "read" tokens (``zoo_pat_…``) download through the Hugging Face-compatible
+    endpoint and nothing else; "api" tokens (``zoo_api_…``) act as their owner in
+    the REST API and are refused by the hub endpoint. Both expire and can be revoked.
+    """
 
     class Scope(models.TextChoices):
-        READ = "read", "Read (download files)"
+        READ = "read", "Hugging Face downloads"
+        API = "api", "REST API"
+
+        @property
+        def prefix(self) -> str:
+            return API_TOKEN_PREFIX if self == AccessToken.Scope.API else ACCESS_TOKEN_PREFIX
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="access_tokens"
@@ -333,7 +344,7 @@ class AccessToken(models.Model):
         indexes = [models.Index(fields=["user", "-created_at"], name="token_user_recent")]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(scope__in=["read"]), name="token_scope_valid"
+                condition=models.Q(scope__in=["read", "api"]), name="token_scope_valid"
             ),
             models.CheckConstraint(
                 condition=models.Q(expires_at__gt=models.F("created_at")),

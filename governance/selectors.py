@@ -9,7 +9,6 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from governance.models import (
-    ACCESS_TOKEN_PREFIX,
     AccessToken,
     AuditEvent,
     ReuseRequest,
@@ -104,20 +103,25 @@ _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{20,100}")
 _LAST_USED_EVERY = timedelta(minutes=1)
 
 
-def user_for_token(raw: str | None):
-    """The active user a live portal token belongs to, or None.
+def user_for_token(raw: str | None, scope: str = AccessToken.Scope.READ):
+    """The active user a live portal token of ``scope`` belongs to, or None.
 
-    Anything without the portal's prefix (an ``hf_…`` token sent from a user's
-    saved Hugging Face login, say) is refused before any lookup, and no refusal
-    here logs or records the value. ``last_used_at`` is written at most once a
-    minute per token, with a conditional update so concurrent requests write once.
+    Each scope has its own prefix, so a read token sent to the API (or an API
+    token sent to the hub), and anything without the portal's prefix (an
+    ``hf_…`` token from a user's saved Hugging Face login, say) is refused
+    before any lookup; no refusal here logs or records the value.
+    ``last_used_at`` is written at most once a minute per token, with a
+    conditional update so concurrent requests write once.
     """
-    if not raw or not raw.startswith(ACCESS_TOKEN_PREFIX):
+    prefix = AccessToken.Scope(scope).prefix
+    if not raw or not raw.startswith(prefix):
         return None
-    if not _TOKEN_SHAPE.fullmatch(raw[len(ACCESS_TOKEN_PREFIX) :]):
+    if not _TOKEN_SHAPE.fullmatch(raw[len(prefix) :]):
         return None
     token = (
-        AccessToken.objects.select_related("user").filter(digest=access_token_digest(raw)).first()
+        AccessToken.objects.select_related("user")
+        .filter(digest=access_token_digest(raw), scope=scope)
+        .first()
     )
     now = timezone.now()
     if token is None or not token.is_live(now) or not token.user.is_active:
@@ -128,6 +132,14 @@ def user_for_token(raw: str | None):
             Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale)
         ).update(last_used_at=now)
     return token.user
+
+
+def access_token_for(raw: str) -> AccessToken:
+    """The token row of a plaintext the caller has just authenticated with."""
+    token = AccessToken.objects.filter(digest=access_token_digest(raw)).first()
+    if token is None:
+        raise NotFound("No such token.")
+    return token
 
 
 def access_tokens_of(user) -> QuerySet:

@@ -5,6 +5,7 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -18,6 +19,7 @@ from governance.forms import (
     ReuseRequestForm,
     ReviewForm,
     RiskForm,
+    SignInForm,
 )
 from governance.models import RiskEntry
 from governance.roles import is_steward
@@ -40,6 +42,21 @@ class _Echo:
 def _csv_cell(value: str) -> str:
     # Spreadsheets run cells starting with these as formulas.
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+class SignInView(LoginView):
+    """Django's sign-in page with the portal's throttle: a throttled try answers 429."""
+
+    form_class = SignInForm
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if form.throttled is not None:
+            response.status_code = 429
+            response["Retry-After"] = str(form.throttled.retry_after)
+        else:
+            response.status_code = 400
+        return response
 
 
 @login_required
@@ -230,7 +247,10 @@ def token_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         with shown_to(request, form) as attempt:
             created, plaintext = tokens.access_token_create(
-                user=request.user, name=form.cleaned_data["name"], days=form.cleaned_data["days"]
+                user=request.user,
+                name=form.cleaned_data["name"],
+                days=form.cleaned_data["days"],
+                scope=form.cleaned_data["scope"],
             )
         if attempt.succeeded:
             form = AccessTokenForm()
@@ -243,6 +263,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
             "created": created,
             "plaintext": plaintext,
             "hub_endpoint": request.build_absolute_uri("/hf"),
+            "api_root": request.build_absolute_uri("/api/"),
             "now": timezone.now(),
         },
         status=400 if request.method == "POST" and plaintext is None else 200,

@@ -45,3 +45,14 @@ class Unavailable(PortalError):
 
     status_code = 503
     code = "unavailable"
+
+
+class TooManyAttempts(PortalError):
+    """Too many failed tries in a short time (sign-in); try again after ``retry_after`` s."""
+
+    status_code = 429
+    code = "throttled"
+
+    def __init__(self, message: str, *, retry_after: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from governance.audit import audit_refusal
-from portal.errors import Forbidden, PortalError
+from portal.errors import Forbidden, PortalError, TooManyAttempts
 
 
 def record_refusal(request: HttpRequest, exc: Exception) -> None:
@@ -78,7 +78,10 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         body = {"detail": exc.message, "code": exc.code}
         if exc.field:
             body["field"] = exc.field
-        return Response(body, status=exc.status_code)
+        response = Response(body, status=exc.status_code)
+        if isinstance(exc, TooManyAttempts):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, ValidationError):
         return Response(_validation_body(exc.detail), status=400)
     return exception_handler(exc, context)

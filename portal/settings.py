@@ -56,7 +56,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -200,10 +199,43 @@ if not DEBUG:
         # opting in is a deliberate choice (SECURE_HSTS_PRELOAD=true), not a default.
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
+# --- Sign-in and tokens -------------------------------------------------------
+# Failed sign-ins (page and POST /api/auth/token/) are counted in the cache per
+# account and per client address; past a limit every attempt waits out the window.
+SIGNIN_MAX_FAILURES = env_int("SIGNIN_MAX_FAILURES", 5, minimum=1)
+SIGNIN_MAX_FAILURES_PER_CLIENT = env_int("SIGNIN_MAX_FAILURES_PER_CLIENT", 50, minimum=1)
+SIGNIN_WINDOW_S = env_int("SIGNIN_WINDOW_S", 15 * 60, minimum=1)
+# How many reverse proxies of ours append to X-Forwarded-For; 0 trusts REMOTE_ADDR only.
+TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0, minimum=0)
+API_TOKEN_DAYS = env_int("API_TOKEN_DAYS", 30, minimum=1)
+if API_TOKEN_DAYS > 365:
+    raise ImproperlyConfigured("API_TOKEN_DAYS is at most 365, like every portal token.")
+
+# The cache holds the sign-in counters, so every web process must share it: Redis
+# (CACHE_URL=redis://…) in production; embedded, a folder under var/ serves one host.
+CACHE_URL = env_str("CACHE_URL", "")
+if CACHE_URL:
+    if urlsplit(CACHE_URL).scheme not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured("CACHE_URL must be a redis://, rediss:// or unix:// URL.")
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "zoo",
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
+
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "governance.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -222,7 +254,9 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Model Zoo Portal API",
     "DESCRIPTION": (
         "Catalogue, governance and jobs of the internal model zoo. Authenticate with "
-        "`Authorization: Token <key>` (POST /api/auth/token/) or a browser session."
+        "`Authorization: Token zoo_api_…`: an API token from POST /api/auth/token/ (sign-in "
+        "throttled; DELETE revokes the token sent) or from /account/tokens/, lasting "
+        "API_TOKEN_DAYS; or with a browser session."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

@@ -4,11 +4,11 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from governance import urls as governance_urls
-from governance.api import ReuseRequestViewSet
+from governance import views as governance_views
+from governance.api import ApiTokenView, ReuseRequestViewSet
 from jobs import urls as jobs_urls
 from jobs.api.finetunes import FineTuneViewSet
 from jobs.api.imports import ImportViewSet
@@ -38,7 +38,7 @@ urlpatterns = [
     # The Hugging Face-compatible endpoint (HF_ENDPOINT=https://<host>/hf): token-only, JSON errors.
     path("hf/", include(hub_patterns)),
     path("account/tokens/", include(governance_urls.token_patterns)),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", governance_views.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("jobs/", include("jobs.urls")),
     path("catalogue/import/", include(jobs_urls.import_patterns)),
@@ -50,7 +50,7 @@ urlpatterns = [
     path("governance/", include("governance.urls")),
     path("admin/", admin.site.urls),
     path("api/", include(router.urls)),
-    path("api/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/auth/token/", ApiTokenView.as_view(), name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -54,6 +54,12 @@ def _require_services() -> None:
             "CELERY_BROKER_URL=redis://127.0.0.1:6379/15.",
             returncode=3,
         )
+    if not settings.CACHE_URL:
+        pytest.exit(
+            "The suite counts sign-ins in Redis as production does. Run `make test`, or set "
+            "CACHE_URL=redis://127.0.0.1:6379/12.",
+            returncode=3,
+        )
     import psycopg
     import redis
 
@@ -74,7 +80,8 @@ def _require_services() -> None:
         )
     _require_app_role(db)
     try:
-        redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=3).ping()
+        for url in (settings.CELERY_BROKER_URL, settings.CACHE_URL):
+            redis.Redis.from_url(url, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:
         pytest.exit(
             f"Redis is unreachable at {broker.hostname}:{broker.port or 6379} ({exc}). "

@@ -1,10 +1,11 @@
-"""Personal access tokens for the Hugging Face-compatible endpoint."""
+"""Personal tokens: read tokens for the Hugging Face endpoint, API tokens for the REST API."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,19 +13,21 @@ from governance.audit import audit_record
 from governance.models import (
     ACCESS_TOKEN_DEFAULT_DAYS,
     ACCESS_TOKEN_MAX_DAYS,
-    ACCESS_TOKEN_PREFIX,
     ACCESS_TOKEN_SHOWN_CHARS,
     AccessToken,
     access_token_digest,
 )
+from governance.services.signin import sign_in
 from portal.errors import Conflict, Forbidden, PortalError
 
 # More than this many live tokens per person is a sign of tokens being made and forgotten.
 ACCESS_TOKEN_MAX_LIVE = 50
 
 
-def access_token_create(*, user, name: str, days: int = ACCESS_TOKEN_DEFAULT_DAYS):
-    """Issue a read-only token; returns (row, plaintext). The plaintext exists only here."""
+def access_token_create(
+    *, user, name: str, days: int = ACCESS_TOKEN_DEFAULT_DAYS, scope: str = AccessToken.Scope.READ
+):
+    """Issue a token of ``scope``; returns (row, plaintext). The plaintext exists only here."""
     name = (name or "").strip()
     if not user.is_authenticated or not user.is_active:
         raise Forbidden("Only active, signed-in users get access tokens.")
@@ -36,8 +39,13 @@ def access_token_create(*, user, name: str, days: int = ACCESS_TOKEN_DEFAULT_DAY
         raise PortalError(
             f"A token lasts between 1 and {ACCESS_TOKEN_MAX_DAYS} days.", field="days"
         )
+    if scope not in AccessToken.Scope.values:
+        raise PortalError(
+            "A token is for Hugging Face downloads or for the REST API.", field="scope"
+        )
+    prefix = AccessToken.Scope(scope).prefix
     secret = secrets.token_urlsafe(32)
-    plaintext = ACCESS_TOKEN_PREFIX + secret
+    plaintext = prefix + secret
     now = timezone.now()
     with transaction.atomic():
         live = AccessToken.objects.filter(
@@ -50,9 +58,9 @@ def access_token_create(*, user, name: str, days: int = ACCESS_TOKEN_DEFAULT_DAY
         token = AccessToken.objects.create(
             user=user,
             name=name,
-            prefix=ACCESS_TOKEN_PREFIX + secret[:ACCESS_TOKEN_SHOWN_CHARS],
+            prefix=prefix + secret[:ACCESS_TOKEN_SHOWN_CHARS],
             digest=access_token_digest(plaintext),
-            scope=AccessToken.Scope.READ,
+            scope=scope,
             expires_at=now + timedelta(days=days),
         )
         # Name, display prefix and dates only: never the secret or its digest.
@@ -89,3 +97,18 @@ def access_token_revoke(*, token: AccessToken, actor) -> AccessToken:
         )
     token.refresh_from_db()
     return token
+
+
+def api_token_issue(*, username: str, password: str, client: str, request=None):
+    """Sign in with a password and get an API token (``settings.API_TOKEN_DAYS`` long).
+
+    Held to the same throttle as the sign-in page, so a script cannot guess
+    passwords faster than a browser; returns (row, plaintext).
+    """
+    user = sign_in(username=username, password=password, client=client, request=request, via="api")
+    return access_token_create(
+        user=user,
+        name=f"API, issued to {client}"[:100],
+        days=settings.API_TOKEN_DAYS,
+        scope=AccessToken.Scope.API,
+    )

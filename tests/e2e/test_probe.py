@@ -30,7 +30,7 @@ def test_upload_a_dataset_and_probe_two_models(
     expect(page.get_by_label("Name")).to_have_value("support-tickets")
     page.get_by_label("Text column").select_option("message")
     page.get_by_label("Label column").select_option("label")
-    page.get_by_label("Sensitivity").select_option("confidential")
+    page.get_by_label("Sensitivity").select_option("internal")
     page.get_by_role("button", name="Check and save").click()
 
     expect(page.get_by_role("heading", name="support-tickets")).to_be_visible()

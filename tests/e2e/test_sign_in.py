@@ -15,7 +15,7 @@ def test_a_user_signs_in_sees_the_dashboard_and_signs_out(live_server, page, ali
     page.get_by_label("Username").fill("alice")
     page.get_by_label("Password").fill("wrong password")
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("alert")).to_contain_text("didn't match")
+    expect(page.get_by_role("alert")).to_contain_text("Wrong username or password.")
 
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()

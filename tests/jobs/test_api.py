@@ -22,7 +22,7 @@ def test_token_authentication_works(api, alice):
     response = api.post(
         "/api/auth/token/", {"username": "alice", "password": "correct-horse-battery"}
     )
-    assert response.status_code == 200
+    assert response.status_code == 201
     api.credentials(HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
     assert api.get("/api/jobs/").status_code == 200
 

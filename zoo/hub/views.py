@@ -39,7 +39,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from governance.access import can_use_version, versions_usable_by
 from governance.audit import audit_record, audit_refusal
-from governance.models import ACCESS_TOKEN_PREFIX
+from governance.models import ACCESS_TOKEN_PREFIX, API_TOKEN_PREFIX
 from governance.selectors import user_for_token
 from zoo.hub.files import HubFile, files_of, flag, iso, tree_oids
 from zoo.models import CatalogModel, ModelVersion
@@ -177,6 +177,14 @@ def _authenticate(request: HttpRequest, repo_id: str | None = None):
             "GatedRepo",
             f"{what}: send a portal access token (create one at {_tokens_url(request)}) "
             "as HF_TOKEN or token=.",
+        )
+    if raw.startswith(API_TOKEN_PREFIX):
+        raise HubError(
+            401,
+            "GatedRepo",
+            f"{what}: this is an API token ({API_TOKEN_PREFIX}...), which the REST API takes; "
+            f"downloads take a read token ({ACCESS_TOKEN_PREFIX}...). Create one at "
+            f"{_tokens_url(request)}.",
         )
     if not raw.startswith(ACCESS_TOKEN_PREFIX):
         raise HubError(
