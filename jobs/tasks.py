@@ -22,6 +22,7 @@ from jobs.engine import RUN_JOB_TASK, job_execute, job_reconcile, job_requeue_st
 from jobs.ml.device import describe_device
 from jobs.services.operations import periodic_task_run, worker_gone, worker_heartbeat
 from jobs.services.sweep import storage_sweep
+from zoo.services.waivers import scan_waivers_lapse
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,12 @@ def expire_reuse_requests() -> dict:
     return {"expired": reuse_requests_expire()}
 
 
+@periodic("zoo.lapse_scan_waivers", time_limit=600)
+def lapse_scan_waivers() -> dict:
+    """Block again the versions whose scan waivers expired (see zoo.services.waivers)."""
+    return {"lapsed": scan_waivers_lapse()}
+
+
 @periodic("governance.anchor_audit")
 def anchor_audit() -> dict:
     anchor = anchor_write()
@@ -84,14 +91,6 @@ def reconcile_queued_jobs() -> dict:
 def sweep_storage() -> dict:
     """Remove what dead processes left (see services.sweep.storage_sweep)."""
     return storage_sweep()
-
-
-PERIODIC_TASKS = (
-    "governance.expire_reuse_requests",
-    "jobs.requeue_stale_jobs",
-    "jobs.reconcile_queued_jobs",
-    "jobs.sweep_storage",
-)
 
 
 # --- the worker's heartbeat ----------------------------------------------------------

@@ -73,6 +73,11 @@ def beat_schedule() -> dict:
             "task": "governance.expire_reuse_requests",
             "schedule": settings.EXPIRE_EVERY_S,
         },
+        # Stored block state follows expired scan waivers (the hub checks at each download).
+        "lapse-scan-waivers": {
+            "task": "zoo.lapse_scan_waivers",
+            "schedule": settings.EXPIRE_EVERY_S,
+        },
         # A worker killed outright leaves its message unacknowledged until the
         # visibility timeout (hours); the job's lease notices within a minute.
         "requeue-stale-jobs": {

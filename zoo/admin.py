@@ -8,7 +8,7 @@ acting user and write the audit event. Nothing here adds, edits or deletes.
 from django.contrib import admin
 
 from portal.admin import ReadOnlyAdmin
-from zoo.models import Artifact, CatalogModel, Dataset, DatasetVersion, ModelVersion
+from zoo.models import Artifact, CatalogModel, Dataset, DatasetVersion, ModelVersion, ScanWaiver
 
 
 class ModelVersionInline(admin.TabularInline):
@@ -74,3 +74,11 @@ class DatasetVersionAdmin(ReadOnlyAdmin):
     list_filter = ("format",)
     list_select_related = ("dataset__owner",)
     search_fields = ("sha256", "dataset__name")
+
+
+@admin.register(ScanWaiver)
+class ScanWaiverAdmin(ReadOnlyAdmin):
+    """Waivers are granted and revoked on the version page, where the audit event is written."""
+
+    list_display = ["sha256", "scan_status", "granted_by", "created_at", "expires_at", "revoked_at"]
+    search_fields = ["sha256", "reason"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 
 from governance.models import License, Sensitivity
-from zoo.models import CatalogModel, Dataset, ModelVersion
+from zoo.models import SCAN_WAIVER_MAX_DAYS, CatalogModel, Dataset, ModelVersion
 
 
 class CatalogueFilterForm(forms.Form):
@@ -78,6 +78,26 @@ class ModelStatusForm(forms.Form):
 
 class VersionLicenseForm(forms.Form):
     license = forms.ModelChoiceField(queryset=License.objects.all(), to_field_name="spdx_id")
+
+
+class ScanWaiverForm(forms.Form):
+    reason = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Who checked these bytes and how, e.g. 'scikit-learn 1.5 pipeline exported by "
+        "the fraud team; opcodes reviewed, only sklearn and numpy globals'.",
+    )
+    days = forms.IntegerField(
+        label="Expires after (days)",
+        min_value=1,
+        max_value=SCAN_WAIVER_MAX_DAYS,
+        initial=90,
+        help_text=f"Between 1 and {SCAN_WAIVER_MAX_DAYS} days.",
+    )
+
+
+class ScanWaiverRevokeForm(forms.Form):
+    reason = forms.CharField(max_length=2000, required=False, label="Why (optional)")
 
 
 class VersionNotesForm(forms.ModelForm):

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 from governance.models import License, Sensitivity
 
@@ -14,6 +15,7 @@ repo_id_validator = RegexValidator(
     "each part starting with a letter or digit.",
 )
 revision_validator = RegexValidator(r"^[0-9a-f]{40}$", "A revision is 40 lower-case hex digits.")
+sha256_validator = RegexValidator(r"^[0-9a-f]{64}$", "A sha256 is 64 lower-case hex digits.")
 
 
 class CatalogModel(models.Model):
@@ -231,6 +233,68 @@ class Artifact(models.Model):
     @property
     def blocks(self) -> bool:
         return self.scan_status in (self.Scan.DANGEROUS, self.Scan.UNSCANNABLE)
+
+
+SCAN_WAIVER_MAX_DAYS = 365
+
+
+class ScanWaiverQuerySet(models.QuerySet):
+    def live(self, now=None):
+        """Waivers in force: neither revoked nor past their expiry."""
+        return self.filter(revoked_at__isnull=True, expires_at__gt=now or timezone.now())
+
+
+class ScanWaiver(models.Model):
+    """A steward's decision that one file, named by its sha256, may be used although its
+    scan blocks it (a scikit-learn pickle the team trusts, say), until ``expires_at``.
+
+    Bound to the bytes, never to a name or a version: the same file under another
+    path or in another version is covered, a single changed byte is not. There is no
+    global switch. A waiver ends by expiry or revocation, and a new one can be
+    granted; rows are kept, so the version page and the audit log show the history.
+    """
+
+    sha256 = models.CharField(max_length=64, validators=[sha256_validator])
+    reason = models.TextField()
+    scan_status = models.CharField(max_length=16, choices=Artifact.Scan.choices)
+    findings = models.JSONField(
+        default=list, blank=True, help_text="What the scan reported when the waiver was granted."
+    )
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    revoke_reason = models.TextField(blank=True)
+    # Set once the versions holding the file have been re-blocked after expiry.
+    lapsed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ScanWaiverQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["sha256", "-expires_at"], name="waiver_sha256")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(expires_at__gt=models.F("created_at")),
+                name="waiver_expires_after_creation",
+            ),
+            models.UniqueConstraint(
+                fields=["sha256"],
+                condition=models.Q(revoked_at__isnull=True, lapsed_at__isnull=True),
+                name="waiver_one_open_per_file",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"waiver for {self.sha256[:12]}…"
+
+    def is_live(self, now=None) -> bool:
+        return self.revoked_at is None and self.expires_at > (now or timezone.now())
 
 
 dataset_name_validator = RegexValidator(

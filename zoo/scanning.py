@@ -276,19 +276,23 @@ def _pickle_layout(fh: _Clamped, *, top_level: bool) -> _Layout:
             break
         fh.seek(start)
         ints: list[Any] = []
+        codes: list[int] = []
         others = 0
         try:
             for opcode, arg, _pos in pickletools.genops(fh):
                 if opcode.name in ("EXT1", "EXT2", "EXT4"):
-                    layout.extension_codes.append(arg)
+                    codes.append(arg)
                 if opcode.name in ("INT", "LONG", "LONG1", "LONG4", "BININT", "BININT1"):
                     ints.append(arg)
                 elif opcode.name not in ("PROTO", "FRAME", "STOP"):
                     others += 1
         except ValueError as exc:
             layout.broken_at = start
+            # What follows a pickle need not be one (a zip appended, say): opcodes
+            # read from such bytes are noise, and the break already blocks the file.
             layout.error = f"is not a complete pickle at byte {start}: {exc}"
             return layout
+        layout.extension_codes.extend(codes)
         layout.spans.append(start)
         if len(layout.spans) == 1 and top_level:
             legacy = not others and ints == [_TORCH_LEGACY_MAGIC]

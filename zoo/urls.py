@@ -13,6 +13,12 @@ urlpatterns = [
         catalogue.version_license,
         name="version_license",
     ),
+    path(
+        "<str:namespace>/<str:name>/versions/<str:label>/files/<int:pk>/waive/",
+        catalogue.artifact_waive,
+        name="artifact_waive",
+    ),
+    path("waivers/<int:pk>/revoke/", catalogue.waiver_revoke, name="waiver_revoke"),
 ]
 
 # Datasets live at /datasets/ under their own namespace ("datasets:…").

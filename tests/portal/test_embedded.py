@@ -114,6 +114,7 @@ def test_embedded_portal_serves_runs_a_job_and_stops_on_ctrl_c(embedded_env, tmp
             "jobs.reconcile_queued_jobs",
             "jobs.requeue_stale_jobs",
             "jobs.sweep_storage",
+            "zoo.lapse_scan_waivers",
         ]
 
         serve.send_signal(signal.SIGINT)

@@ -42,7 +42,7 @@ from governance.audit import audit_record, audit_refusal
 from governance.models import ACCESS_TOKEN_PREFIX, API_TOKEN_PREFIX
 from governance.selectors import user_for_token
 from zoo.hub.files import HubFile, files_of, flag, iso, tree_oids
-from zoo.models import CatalogModel, ModelVersion
+from zoo.models import CatalogModel, ModelVersion, ScanWaiver
 from zoo.selectors.catalogue import models_visible_to
 
 logger = logging.getLogger(__name__)
@@ -537,6 +537,16 @@ def resolve(request: HttpRequest, namespace: str, name: str, revision: str, path
             "EntryNotFound",
             f"{path} is not a file of {model.repo_id} {version.label}.",
             commit=version.revision,
+        )
+    if artifact.blocks and not ScanWaiver.objects.live().filter(sha256=artifact.sha256).exists():
+        # Checked at each download, so a waiver that has just expired or been revoked
+        # stops the file at once, before beat re-blocks the version.
+        raise HubError(
+            403,
+            "GatedRepo",
+            f"{path} of {model.repo_id} {version.label} is {artifact.get_scan_status_display()} "
+            "by its scan and has no waiver in force; it is not served.",
+            target=version,
         )
     f = HubFile.of(artifact)
     headers = {

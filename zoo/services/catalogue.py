@@ -12,13 +12,24 @@ from governance.audit import audit_record
 from governance.models import License
 from governance.roles import is_steward
 from portal.errors import Conflict, Forbidden, PortalError
-from zoo.models import Artifact, CatalogModel, ModelVersion
+from zoo.models import Artifact, CatalogModel, ModelVersion, ScanWaiver
 
 
 def version_block_reasons(version: ModelVersion) -> list[str]:
-    """Why a version may not be used, derived from its files and license."""
+    """Why a version may not be used, derived from its files and license.
+
+    A file whose sha256 has a live waiver (zoo.services.waivers) blocks nothing.
+    """
     reasons = []
-    for artifact in version.artifacts.all():
+    artifacts = list(version.artifacts.all())
+    waived = set(
+        ScanWaiver.objects.live()
+        .filter(sha256__in=[a.sha256 for a in artifacts if a.blocks])
+        .values_list("sha256", flat=True)
+    )
+    for artifact in artifacts:
+        if artifact.sha256 in waived:
+            continue
         if artifact.scan_status == Artifact.Scan.DANGEROUS:
             names = ", ".join(
                 f"{f.get('module', '?')}.{f.get('name', '?')}"

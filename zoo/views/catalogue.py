@@ -22,13 +22,16 @@ from zoo.forms import (
     CatalogueFilterForm,
     ModelEditForm,
     ModelStatusForm,
+    ScanWaiverForm,
+    ScanWaiverRevokeForm,
     VersionLicenseForm,
     VersionNotesForm,
 )
 from zoo.hub.snippets import use_this_model
-from zoo.models import CatalogModel
+from zoo.models import Artifact, CatalogModel, ScanWaiver
 from zoo.selectors import catalogue as selectors
 from zoo.services import catalogue as services
+from zoo.services import waivers
 
 
 @login_required
@@ -88,7 +91,8 @@ def model_detail(request: HttpRequest, namespace: str, name: str) -> HttpRespons
             "model": model,
             "version": version,
             "versions": versions,
-            "artifacts": version.artifacts.all(),
+            "artifacts": _with_waivers(version.artifacts.all()),
+            "waiver_form": ScanWaiverForm() if steward else None,
             "card_html": render_markdown(version.card_markdown) if version.card_markdown else "",
             "lineage": selectors.lineage(request.user, version),
             "risks": version.risks.select_related("owner"),
@@ -172,3 +176,66 @@ def version_license(request: HttpRequest, namespace: str, name: str, label: str)
             request, f"License set to {version.license.spdx_id}; the version is {state}."
         )
     return redirect(f"{model.get_absolute_url()}?version={label}")
+
+
+def _with_waivers(artifacts) -> list:
+    """Each file with its waivers (newest first) and the one in force, if any."""
+    artifacts = list(artifacts)
+    history: dict[str, list[ScanWaiver]] = {}
+    for waiver in ScanWaiver.objects.filter(
+        sha256__in=[a.sha256 for a in artifacts]
+    ).select_related("granted_by", "revoked_by"):
+        history.setdefault(waiver.sha256, []).append(waiver)
+    for artifact in artifacts:
+        artifact.waivers = history.get(artifact.sha256, [])
+        artifact.live_waiver = next((w for w in artifact.waivers if w.is_live()), None)
+    return artifacts
+
+
+@login_required
+@require_POST
+def artifact_waive(
+    request: HttpRequest, namespace: str, name: str, label: str, pk: int
+) -> HttpResponse:
+    model = _model(request, namespace, name)
+    artifact = Artifact.objects.filter(pk=pk, version__model=model, version__label=label).first()
+    if artifact is None:
+        raise NotFound("No such file.")
+    back = f"{model.get_absolute_url()}?version={label}#files"
+    form = ScanWaiverForm(request.POST)
+    if not form.is_valid():
+        for field, errors in form.errors.items():
+            messages.error(request, f"{form.fields[field].label or field}: {' '.join(errors)}")
+        return redirect(back)
+    with shown_to(request) as attempt:
+        waiver = waivers.scan_waiver_grant(
+            artifact=artifact,
+            actor=request.user,
+            reason=form.cleaned_data["reason"],
+            days=form.cleaned_data["days"],
+        )
+    if attempt.succeeded:
+        messages.success(
+            request,
+            f"{artifact.path} is waived until {waiver.expires_at:%Y-%m-%d}, in every version "
+            "that holds these bytes.",
+        )
+    return redirect(back)
+
+
+@login_required
+@require_POST
+def waiver_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    waiver = ScanWaiver.objects.filter(pk=pk).first()
+    if waiver is None:
+        raise NotFound("No such waiver.")
+    form = ScanWaiverRevokeForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    with shown_to(request) as attempt:
+        waivers.scan_waiver_revoke(waiver=waiver, actor=request.user, reason=reason)
+    if attempt.succeeded:
+        messages.success(
+            request, "The waiver is revoked; the versions holding the file are blocked."
+        )
+    back = request.POST.get("next", "")
+    return redirect(back if back.startswith("/catalogue/") else "zoo:catalogue")
