@@ -14,6 +14,7 @@ class Job(models.Model):
         PROBE = "probe", "Probe"
         FINETUNE = "finetune", "Fine-tune"
         WORKER_CHECK = "worker_check", "Worker check"
+        CONVERT = "convert", "Convert to safetensors"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -36,4 +36,7 @@ finetune_patterns = (
 )
 
 # The import form sits under the catalogue, where stewards look for it ("import").
-import_patterns = [path("", imports.import_model, name="import")]
+import_patterns = [
+    path("", imports.import_model, name="import"),
+    path("convert/<int:pk>/", imports.version_convert, name="version_convert"),
+]

@@ -329,6 +329,9 @@ DATASET_MAX_ROWS = env_int("DATASET_MAX_ROWS", 1_000_000, minimum=1)
 MODEL_CACHE_DIR = Path(env_str("MODEL_CACHE_DIR", str(VAR_DIR / "model-cache")))
 PROBE_MAX_EXAMPLES = env_int("PROBE_MAX_EXAMPLES", 20_000, minimum=10)
 PROBE_MAX_CANDIDATES = env_int("PROBE_MAX_CANDIDATES", 10, minimum=1)
+# The safetensors conversion runs in a child process with these limits.
+CONVERT_TIMEOUT_S = env_int("CONVERT_TIMEOUT_S", 3600, minimum=10)
+CONVERT_MAX_MEMORY_MB = env_int("CONVERT_MAX_MEMORY_MB", 16384, minimum=512)
 
 LOGGING = {
     "version": 1,

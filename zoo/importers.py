@@ -312,6 +312,52 @@ def import_finetune_output(
     )
 
 
+def import_conversion_output(
+    *,
+    folder: Path,
+    original: ModelVersion,
+    converted: dict[str, str],
+    actor,
+    report: Report = _no_report,
+) -> tuple[ModelVersion, bool]:
+    """Record a safetensors conversion of ``original`` as a new version of the same model.
+
+    Its parent is the original and its license, notes and provenance are the
+    original's, with ``converted_from`` naming the original version and each
+    converted file (``converted`` maps old paths to new ones). The files go
+    through the same hashing and scanning as any import.
+    """
+    files = _checked(lambda: safety.check_folder(folder, limits=limits()))
+    derived = Derived(
+        parent=original,
+        kind=original.kind,
+        bias_notes=original.bias_notes,
+        limitations=original.limitations,
+        provenance={
+            **(original.provenance or {}),
+            "converted_from": {
+                "version": original.pk,
+                "label": original.label,
+                "revision": original.revision,
+                "files": converted,
+            },
+        },
+    )
+    return ingest(
+        root=folder,
+        files=files,
+        repo_id=original.model.repo_id,
+        revision=None,
+        source=ModelVersion.Source.CONVERSION,
+        source_repo=original.model.repo_id,
+        source_revision=original.revision,
+        expected=None,
+        actor=actor,
+        report=report,
+        derived=derived,
+    )
+
+
 def _checked(func):
     try:
         return func()

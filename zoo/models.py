@@ -97,6 +97,7 @@ class ModelVersion(models.Model):
         FOLDER = "folder", "Server folder"
         ARCHIVE = "archive", "Uploaded archive"
         FINETUNE = "finetune", "Fine-tune job"
+        CONVERSION = "conversion", "Converted to safetensors"
 
     class Status(models.TextChoices):
         AVAILABLE = "available", "Available"

@@ -1,4 +1,5 @@
-"""The import form: a model from the Hub, a server folder or an uploaded archive."""
+"""The import form (a model from the Hub, a server folder or an uploaded archive), and the
+version page's "convert to safetensors" button."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
 from governance.roles import is_steward
 from jobs.forms import ImportForm
+from jobs.services.conversions import conversion_launch
 from jobs.services.imports import import_launch
-from portal.errors import Forbidden
+from portal.errors import Forbidden, NotFound
 from portal.http import shown_to
+from zoo.selectors.catalogue import versions_visible_to
 
 
 @login_required
@@ -41,3 +45,21 @@ def import_model(request: HttpRequest) -> HttpResponse:
         "jobs/import.html",
         {"form": form, "import_roots": settings.IMPORT_ROOTS, "hf_endpoint": settings.HF_ENDPOINT},
     )
+
+
+@login_required
+@require_POST
+def version_convert(request: HttpRequest, pk: int) -> HttpResponse:
+    version = versions_visible_to(request.user).select_related("model").filter(pk=pk).first()
+    if version is None:
+        raise NotFound("No such version.")
+    with shown_to(request) as attempt, transaction.atomic():
+        job = conversion_launch(actor=request.user, version=version)
+    if attempt.succeeded:
+        messages.success(
+            request,
+            f"Converting {version.model.repo_id} {version.label} to safetensors as job #{job.pk}; "
+            "the result is a new version.",
+        )
+        return redirect("jobs:detail", pk=job.pk)
+    return redirect(f"{version.model.get_absolute_url()}?version={version.label}#files")

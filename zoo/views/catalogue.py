@@ -84,6 +84,7 @@ def model_detail(request: HttpRequest, namespace: str, name: str) -> HttpRespons
     wanted = request.GET.get("version")
     version = next((v for v in versions if wanted in (v.label, v.revision)), versions[0])
     steward = is_steward(request.user)
+    artifacts = _with_waivers(version.artifacts.all())
     return render(
         request,
         "zoo/model_detail.html",
@@ -91,7 +92,8 @@ def model_detail(request: HttpRequest, namespace: str, name: str) -> HttpRespons
             "model": model,
             "version": version,
             "versions": versions,
-            "artifacts": _with_waivers(version.artifacts.all()),
+            "artifacts": artifacts,
+            "has_pickles": any(a.format == "pickle" for a in artifacts),
             "waiver_form": ScanWaiverForm() if steward else None,
             "card_html": render_markdown(version.card_markdown) if version.card_markdown else "",
             "lineage": selectors.lineage(request.user, version),
