@@ -37,6 +37,7 @@ run: export DEBUG = 1
 run: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
+	mkdir -p var/imports
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
 test: export DEBUG = 1

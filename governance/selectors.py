@@ -17,6 +17,7 @@ from governance.models import (
 )
 from governance.roles import REVIEW_ROLES, is_reviewer, is_steward, user_roles
 from portal.errors import NotFound
+from portal.text import and_list
 
 
 def can_read_audit(user) -> bool:
@@ -145,3 +146,29 @@ def access_token_for(raw: str) -> AccessToken:
 def access_tokens_of(user) -> QuerySet:
     """A user's tokens, newest first, for the token page."""
     return AccessToken.objects.filter(user=user).order_by("-created_at", "-id")
+
+
+def review_checklist(reuse: ReuseRequest) -> list[dict]:
+    """Each required role with its decision in the current round (None while it waits)."""
+    reviews = list(reuse.reviews.select_related("reviewer").order_by("created_at", "id"))
+    current = review_round(r.decision for r in reviews)
+    latest = {r.role: r for r in reviews if r.round == current}
+    return [{"role": role, "review": latest.get(role)} for role in (reuse.required_roles or [])]
+
+
+def request_state(reuse: ReuseRequest) -> str:
+    """Where a request stands, as a phrase: "waiting for security and compliance review"."""
+    status = reuse.status
+    if status == ReuseRequest.Status.SUBMITTED:
+        waiting = [c["role"] for c in review_checklist(reuse) if c["review"] is None]
+        done = len(reuse.required_roles or []) - len(waiting)
+        if not waiting:
+            return "in review"
+        return f"waiting for {and_list(waiting)} review" + (
+            f" ({done} of {len(reuse.required_roles)} approved)" if done else ""
+        )
+    if status == ReuseRequest.Status.CHANGES_REQUESTED:
+        return "back with the requester for changes"
+    if status == ReuseRequest.Status.APPROVED and reuse.expires_at:
+        return f"approved until {reuse.expires_at:%Y-%m-%d}"
+    return reuse.get_status_display().lower()

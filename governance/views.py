@@ -146,6 +146,8 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "reuse": reuse,
             "reviews": reuse.reviews.select_related("reviewer"),
+            "checklist": selectors.review_checklist(reuse),
+            "state": selectors.request_state(reuse),
             "review_form": ReviewForm(roles=roles) if roles else None,
             "is_requester": reuse.requester_id == request.user.pk,
             "can_revoke": reuse.status == "approved"
@@ -166,7 +168,7 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         reuse_request.refresh_from_db()
         messages.success(
             request,
-            f"Request #{reuse_request.pk} is {reuse_request.get_status_display().lower()}.",
+            f"Request #{reuse_request.pk}: {selectors.request_state(reuse_request)}.",
         )
     return redirect("governance:request", pk=reuse_request.pk)
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -117,9 +119,28 @@ class PortalErrorMiddleware:
             return None
         if isinstance(exc, Forbidden):
             record_refusal(request, exc)
+        back = _same_site_referer(request)
+        if request.method == "POST" and back and not request.headers.get("HX-Request"):
+            # A refused button press: the message goes on the page the person was on.
+            messages.error(request, exc.message)
+            return redirect(back)
         return render(
             request,
             "portal/error.html",
-            {"message": exc.message, "status": exc.status_code},
+            {"message": exc.message, "status": exc.status_code, "back": back},
             status=exc.status_code,
         )
+
+
+def _same_site_referer(request: HttpRequest) -> str:
+    """The path of the page a request came from, when that page is this site's."""
+    referer = request.headers.get("Referer", "")
+    if not referer:
+        return ""
+    parts = urlsplit(referer)
+    if parts.netloc != request.get_host() or not parts.path.startswith("/"):
+        return ""
+    if parts.path == request.path:
+        return ""
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    return path if url_has_allowed_host_and_scheme(path, allowed_hosts=None) else ""

@@ -34,6 +34,8 @@ router.register("finetunes", FineTuneViewSet, basename="finetune")
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", health.healthz, name="healthz"),
+    # Pages without the base template (admin, DRF's) still get an icon, not a 404.
+    path("favicon.ico", views.favicon),
     path("metrics", metrics.metrics, name="metrics"),
     # The Hugging Face-compatible endpoint (HF_ENDPOINT=https://<host>/hf): token-only, JSON errors.
     path("hf/", include(hub_patterns)),

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
 
 from governance.roles import DESCRIPTIONS, user_roles
 from jobs.models import Job
@@ -28,3 +29,8 @@ def home(request: HttpRequest) -> HttpResponse:
             "roles": [(r, DESCRIPTIONS[r]) for r in roles],
         },
     )
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Pages without the base template (the admin's, DRF's) ask for /favicon.ico."""
+    return redirect(static("favicon.svg"), permanent=True)

@@ -48,6 +48,9 @@ PIPELINE_MODALITY = {
 }
 
 
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+# **bold**, __bold__, *em*, _em_ and `code`, kept as their text in one-line summaries.
+_EMPHASIS = re.compile(r"(?<!\w)(\*\*|__|\*|_|`)(\S(?:.*?\S)?)\1(?!\w)")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 
 
@@ -83,7 +86,36 @@ class CardInfo:
             if not text or "```" in text or text.startswith(("<", "|", "-", "*", "!", ">")):
                 continue
             text = _LINK.sub(r"\1", text)
+            text = _EMPHASIS.sub(r"\2", text)
             return " ".join(text.split())[:500]
+        return ""
+
+    @property
+    def title(self) -> str:
+        """The card's first top-level heading ("# Ticket router"), if it has one."""
+        for line in self.body.splitlines():
+            match = _HEADING.match(line)
+            if match and len(match.group(1)) == 1:
+                return _EMPHASIS.sub(r"\2", match.group(2)).strip()[:200]
+        return ""
+
+    def section(self, word: str) -> str:
+        """The text under the first heading that contains ``word`` ("limitation"),
+        up to the next heading of the same or a higher level; "" if there is none."""
+        lines = self.body.splitlines()
+        for index, line in enumerate(lines):
+            match = _HEADING.match(line)
+            if not match or word not in match.group(2).lower():
+                continue
+            level, body = len(match.group(1)), []
+            for following in lines[index + 1 :]:
+                after = _HEADING.match(following)
+                if after and len(after.group(1)) <= level:
+                    break
+                body.append(following)
+            text = "\n".join(body).strip()
+            if text:
+                return text[:5000]
         return ""
 
 

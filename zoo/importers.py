@@ -562,8 +562,8 @@ def _record(
         source=source,
         source_repo=source_repo[:300],
         source_revision=source_revision[:100],
-        bias_notes=derived.bias_notes if derived else "",
-        limitations=derived.limitations if derived else "",
+        bias_notes=derived.bias_notes if derived else card.section("bias"),
+        limitations=derived.limitations if derived else card.section("limitation"),
         card_markdown=card.body,
         card_metadata=card.metadata,
         metrics=_model_index_metrics(card.metadata),
@@ -615,6 +615,7 @@ def _model_for(repo_id: str, card: CardInfo, staged, actor, derived) -> tuple[Ca
             "title": str(
                 (derived and derived.title)
                 or card.metadata.get("model_name")
+                or card.title
                 or repo_id.split("/", 1)[1]
             )[:200],
             "summary": (derived and derived.summary) or card.summary,

@@ -18,6 +18,7 @@ from governance.audit import audit_record
 from governance.models import License, PolicyRule, RiskEntry
 from governance.roles import REVIEW_ROLES
 from portal.errors import Forbidden, PortalError
+from portal.text import and_list
 from zoo.models import ModelVersion
 
 
@@ -33,7 +34,7 @@ class PolicyOutcome:
     def explanation(self) -> str:
         if self.refused:
             return "Refused: " + " ".join(self.reasons)
-        return f"Needs {' and '.join(self.roles)} review. " + " ".join(self.reasons)
+        return f"Needs {and_list(self.roles)} review. " + " ".join(self.reasons)
 
 
 def policy_evaluate(*, version: ModelVersion, use_type: str, sensitivity: str) -> PolicyOutcome:

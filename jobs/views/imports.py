@@ -3,6 +3,8 @@ version page's "convert to safetensors" button."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -43,7 +45,13 @@ def import_model(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "jobs/import.html",
-        {"form": form, "import_roots": settings.IMPORT_ROOTS, "hf_endpoint": settings.HF_ENDPOINT},
+        {
+            "form": form,
+            "import_roots": [
+                {"path": str(root), "exists": Path(root).is_dir()} for root in settings.IMPORT_ROOTS
+            ],
+            "hf_endpoint": settings.HF_ENDPOINT,
+        },
     )
 
 

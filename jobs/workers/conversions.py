@@ -67,6 +67,7 @@ def convert_version(ctx: JobContext) -> dict:
     )
     return {
         "version_id": converted.pk,
+        "repo_id": converted.model.repo_id,
         "label": converted.label,
         "parent": version.pk,
         "created": created,

@@ -6,6 +6,8 @@
  *   <button data-copy="ID" data-copy-status="ID2">
  *                                        copies the value of element ID to the
  *                                        clipboard and says how it went in ID2
+ *   <div data-show-when="NAME=v1,v2">    shown only while the form's field NAME has
+ *                                        one of those values (radio buttons or select)
  * Listeners sit on the document, so content that htmx swaps in works too.
  */
 (function () {
@@ -37,4 +39,27 @@
     copied.then(function () { say("Copied."); },
                 function () { say("Select the text and copy it."); });
   });
+
+  function fieldValue(form, name) {
+    var checked = form.querySelector("[name='" + name + "']:checked");
+    if (checked) { return checked.value; }
+    var field = form.querySelector("select[name='" + name + "']");
+    return field ? field.value : "";
+  }
+
+  function applyShowWhen(root) {
+    var parts = root.querySelectorAll ? root.querySelectorAll("[data-show-when]") : [];
+    Array.prototype.forEach.call(parts, function (part) {
+      var rule = part.getAttribute("data-show-when").split("=");
+      var form = part.closest("form");
+      if (!form || rule.length !== 2) { return; }
+      part.hidden = rule[1].split(",").indexOf(fieldValue(form, rule[0])) === -1;
+    });
+  }
+
+  document.addEventListener("change", function (event) {
+    if (event.target.form) { applyShowWhen(event.target.form); }
+  });
+  document.addEventListener("DOMContentLoaded", function () { applyShowWhen(document); });
+  document.addEventListener("htmx:afterSwap", function (event) { applyShowWhen(event.target); });
 })();

@@ -125,6 +125,9 @@ def test_embedded_portal_serves_runs_a_job_and_stops_on_ctrl_c(embedded_env, tmp
         log.close()
     output = (tmp_path / "serve.log").read_text()
     assert "Stopped web server and worker." in output
+    # The address comes once both are up, after the worker's banner and start-up lines.
+    announced = output.index(f"Portal on http://127.0.0.1:{port}/")
+    assert output.index(f"embedded@127.0.0.1:{port} ready.") < announced
     leftovers = subprocess.run(
         ["pgrep", "-f", f"embedded@127.0.0.1:{port}"], capture_output=True, check=False
     )

@@ -94,6 +94,7 @@ def model_detail(request: HttpRequest, namespace: str, name: str) -> HttpRespons
             "versions": versions,
             "artifacts": artifacts,
             "has_pickles": any(a.format == "pickle" for a in artifacts),
+            "blocking_files": [a for a in artifacts if a.blocks and a.live_waiver is None],
             "waiver_form": ScanWaiverForm() if steward else None,
             "card_html": render_markdown(version.card_markdown) if version.card_markdown else "",
             "lineage": selectors.lineage(request.user, version),

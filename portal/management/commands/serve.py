@@ -12,11 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 STOP_GRACE_S = 20
+READY_WAIT_S = 120
 
 
 class Command(BaseCommand):
@@ -52,11 +54,15 @@ class Command(BaseCommand):
         try:
             children["worker"] = subprocess.Popen(worker_cmd, env=env, start_new_session=True)  # noqa: S603
             children["web"] = subprocess.Popen(web_cmd, env=env, start_new_session=True)  # noqa: S603
-            self.stdout.write(
-                self.style.SUCCESS(f"Portal on http://{host}:{port}/ with a worker on {queues}.")
-                + " Press Ctrl-C to stop both."
-            )
+            announced = False
+            started = time.monotonic()
             while not stopping:
+                if not announced and (
+                    self._ready(host, port) or time.monotonic() - started > READY_WAIT_S
+                ):
+                    # Printed once both are up, so it is the last thing on the screen.
+                    self._announce(host, port, queues)
+                    announced = True
                 for name, proc in children.items():
                     if proc.poll() is not None:
                         self.stderr.write(
@@ -71,6 +77,38 @@ class Command(BaseCommand):
         if exit_code:
             sys.exit(exit_code)
         self.stdout.write("Stopped web server and worker.")
+
+    def _ready(self, host: str, port: int) -> bool:
+        """The web server answers and the worker has written its first heartbeat."""
+        from jobs.models import WorkerHeartbeat
+
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=1) as answer:
+                if answer.status != 200:
+                    return False
+        except OSError:
+            return False
+        return WorkerHeartbeat.objects.filter(hostname__startswith="embedded@").exists()
+
+    def _announce(self, host: str, port: int, queues: str) -> None:
+        from django.contrib.auth import get_user_model
+
+        from portal.management.commands.seed_demo import DEFAULT_PASSWORD, DEMO_USERS
+
+        self.stdout.write(
+            "\n"
+            + self.style.SUCCESS(f"Portal on http://{host}:{port}/ with a worker on {queues}.")
+            + " Press Ctrl-C to stop both."
+        )
+        names = [u[0] for u in DEMO_USERS]
+        present = set(
+            get_user_model().objects.filter(username__in=names).values_list("username", flat=True)
+        )
+        if present:
+            password = os.environ.get("DEMO_PASSWORD", DEFAULT_PASSWORD)
+            self.stdout.write(
+                f"Sign in as {', '.join(n for n in names if n in present)} (password {password})."
+            )
 
     def _stop(self, children: dict[str, subprocess.Popen]) -> None:
         # Web first so no new jobs are queued, then a warm shutdown of the worker.

@@ -1,0 +1,188 @@
+"""What a newcomer met: blocked results shown as blocked, requests in plain words, refusals
+on the page they came from, cards read as a person would, a form that shows one source."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from django.test import TestCase
+
+from governance.models import ReuseRequest
+from governance.services import reuse as gov_reuse
+from jobs.engine import job_execute
+from jobs.services.imports import import_launch
+from tests.builders.catalogue import import_model, small_model
+from tests.builders.files import Evil
+from tests.factories import UserFactory
+from zoo.cards import parse_card
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def blocked_job(sam, tmp_path):
+    folder = small_model("evil", extra={"pytorch_model.bin": pickle.dumps(Evil("true"))})
+    job = import_launch(actor=sam, source="folder", repo_id="acme/evil", folder=str(folder))
+    job_execute(job_id=job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def test_a_blocked_import_reads_as_blocked_with_its_reasons_in_words(client, sam, blocked_job):
+    client.force_login(sam)
+
+    html = client.get(f"/jobs/{blocked_job.pk}/").content.decode()
+
+    assert blocked_job.status == "succeeded"
+    assert "Imported, but blocked:" in html
+    assert 'data-testid="result-blocked"' in html
+    assert "<li>pytorch_model.bin: unsafe pickle (posix.system).</li>" in html
+    assert "[&#x27;" not in html  # no Python list repr anywhere
+    assert "Block reasons" not in html
+
+
+def test_a_blocked_version_offers_only_what_can_be_done(client, sam, bob, blocked_job):
+    page = "/catalogue/acme/evil/"
+    client.force_login(sam)
+    html = client.get(page).content.decode()
+
+    assert "nobody may download, probe or fine-tune it" in html
+    assert 'data-testid="blocked-actions"' in html
+    assert "waive its scan result" in html
+    assert "Convert its torch checkpoints to safetensors" in html
+    assert 'id="snippet-hub"' not in html
+    assert "Probe v1 on one of your datasets" not in html
+    assert "its files are not served to anyone" in html
+
+
+def test_a_request_says_where_it_stands_and_which_roles_are_left(client, alice, lena, sam):
+    version = import_model(small_model("router"), "acme/router", actor=sam)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        request = gov_reuse.reuse_request_submit(
+            requester=alice,
+            version=version,
+            intended_use="Route customer tickets.",
+            use_type="commercial",
+            business_unit="Support",
+            data_sensitivity="confidential",
+            justification="Ranked first.",
+            duration_days=30,
+        )
+        roles = request.required_roles
+        assert roles == ["legal", "security", "compliance"], roles
+        gov_reuse.review_submit(request=request, reviewer=lena, role="legal", decision="approve")
+    client.force_login(alice)
+
+    html = client.get(f"/governance/requests/{request.pk}/").content.decode()
+
+    assert request.policy_explanation.startswith("Needs legal, security and compliance review.")
+    assert "Waiting for security and compliance review (1 of 3 approved)" in html
+    assert "✓ <strong>legal</strong>: approve by lena" in html
+    assert "○ <strong>security</strong>: to decide" in html
+
+
+def test_a_review_message_is_a_sentence(client, alice, sam):
+    version = import_model(small_model("router"), "acme/router", actor=sam)
+    reviewer = UserFactory(username="lena", roles=["legal"])
+    request = gov_reuse.reuse_request_submit(
+        requester=alice,
+        version=version,
+        intended_use="Research.",
+        use_type="research",
+        business_unit="Support",
+        data_sensitivity="public",
+        justification="Ranked first.",
+        duration_days=30,
+    )
+    client.force_login(reviewer)
+
+    answer = client.post(
+        f"/governance/requests/{request.pk}/review/",
+        {"role": "legal", "decision": "changes", "comment": "Say which tickets."},
+        follow=True,
+    )
+
+    assert ReuseRequest.objects.get(pk=request.pk).status == "changes_requested"
+    assert f"Request #{request.pk}: back with the requester for changes." in (
+        answer.content.decode()
+    )
+
+
+def test_a_refused_button_press_returns_to_the_page_with_the_message(client, bob, sam):
+    version = import_model(small_model("router"), "acme/router", actor=sam)
+    page = "/catalogue/acme/router/"
+    client.force_login(bob)
+
+    answer = client.post(
+        f"/catalogue/import/convert/{version.pk}/", HTTP_REFERER=f"http://testserver{page}"
+    )
+    followed = client.get(answer["Location"])
+
+    assert answer.status_code == 302
+    assert answer["Location"] == page
+    assert "Only stewards may convert a version." in followed.content.decode()
+    # Without a page to return to (or from another site) it is still the 403 page.
+    assert client.post(f"/catalogue/import/convert/{version.pk}/").status_code == 403
+    elsewhere = client.post(
+        f"/catalogue/import/convert/{version.pk}/", HTTP_REFERER="https://evil.example/x"
+    )
+    assert elsewhere.status_code == 403
+
+
+def test_an_administrator_without_roles_is_told_what_they_are(client):
+    admin = UserFactory(username="ada", is_staff=True)
+    client.force_login(admin)
+
+    html = client.get("/").content.decode()
+
+    assert "You are an administrator" in html
+    assert "You hold no review or steward role" not in html
+
+
+def test_every_page_has_an_icon(client, bob):
+    client.force_login(bob)
+
+    assert 'rel="icon"' in client.get("/").content.decode()
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 301
+    assert icon["Location"].endswith("favicon.svg")
+
+
+def test_cards_are_read_as_a_person_would():
+    card = parse_card(
+        "---\nlicense: mit\n---\n# Ticket **router**\n\n"
+        "A **tiny** BERT for `support_tickets`, see *the notes*; keeps my_model_name.\n\n"
+        "## Bias, Risks, and Limitations\n\nLearned from English tickets only.\n\n"
+        "## Training\n\nThree epochs.\n"
+    )
+
+    assert card.title == "Ticket router"
+    assert card.summary == "A tiny BERT for support_tickets, see the notes; keeps my_model_name."
+    assert card.section("limitation") == "Learned from English tickets only."
+    assert card.section("nothing") == ""
+
+
+def test_an_import_takes_title_and_limitations_from_the_card(sam):
+    card = (
+        "---\nlicense: apache-2.0\n---\n# Ticket Router\n\nRoutes tickets.\n\n"
+        "## Limitations\n\nEnglish only.\n\n## Bias\n\nOver-represents billing.\n"
+    )
+    version = import_model(
+        small_model("router", extra={"README.md": card.encode()}), "acme/r", actor=sam
+    )
+
+    assert version.model.title == "Ticket Router"
+    assert version.limitations == "English only."
+    assert version.bias_notes == "Over-represents billing."
+
+
+def test_the_import_form_shows_one_source_at_a_time_and_says_drafts_come_first(client, sam):
+    client.force_login(sam)
+
+    html = client.get("/catalogue/import/").content.decode()
+
+    assert html.count('data-show-when="source=hub"') == 2
+    assert 'data-show-when="source=folder"' in html
+    assert 'data-show-when="source=archive"' in html
+    assert "An imported model lands as a draft" in html
