@@ -42,17 +42,22 @@ class SignInForm(AuthenticationForm):
 
 class AuditFilterForm(forms.Form):
     actor = forms.CharField(required=False, max_length=150)
-    verb = forms.CharField(required=False, max_length=64)
-    target_type = forms.CharField(required=False, max_length=64)
+    verb = forms.ChoiceField(required=False, label="Action")
+    target_type = forms.ChoiceField(required=False, label="Target type")
     target_id = forms.CharField(required=False, max_length=64)
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, choices: dict[str, list[str]] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        for name, values in (choices or {}).items():
+            self.fields[name].choices = [("", f"any {self.fields[name].label.lower()}")] + [
+                (v, v) for v in values
+            ]
         for name, field in self.fields.items():
             field.widget.attrs.setdefault("aria-label", name.replace("_", " ").capitalize())
-            field.widget.attrs.setdefault("placeholder", name.replace("_", " "))
+            if not isinstance(field, forms.ChoiceField):
+                field.widget.attrs.setdefault("placeholder", name.replace("_", " "))
 
 
 class ReuseRequestForm(forms.Form):

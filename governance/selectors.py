@@ -57,6 +57,50 @@ def audit_events(
     return qs
 
 
+# One snapshot_download is a GET per file within seconds: read as one row.
+DOWNLOAD_BURST = timedelta(minutes=2)
+
+
+def audit_rows(events) -> list[dict]:
+    """A page of events (newest first) as rows, with each run of one person's downloads
+    of one version folded into a single row listing its files. Only the display folds:
+    every download stays its own event in the chain and in the CSV export."""
+    rows: list[dict] = []
+    for event in events:
+        last = rows[-1] if rows else None
+        if (
+            event.verb == "hub.download"
+            and last is not None
+            and last["event"].verb == "hub.download"
+            and last["event"].actor_name == event.actor_name
+            and last["event"].target_id == event.target_id
+            and last["first"].created_at - event.created_at <= DOWNLOAD_BURST
+        ):
+            last["files"].append(event.payload.get("path", "?"))
+            last["first"] = event
+            continue
+        rows.append(
+            {
+                "event": event,
+                "first": event,
+                "files": [event.payload.get("path", "?")] if event.verb == "hub.download" else [],
+            }
+        )
+    return rows
+
+
+def audit_choices() -> dict[str, list[str]]:
+    """The verbs and target types the log holds, for the filter's menus."""
+    return {
+        "verb": sorted(AuditEvent.objects.values_list("verb", flat=True).distinct()),
+        "target_type": sorted(
+            AuditEvent.objects.exclude(target_type="")
+            .values_list("target_type", flat=True)
+            .distinct()
+        ),
+    }
+
+
 def requests_visible_to(user) -> QuerySet[ReuseRequest]:
     """Requesters see their own; reviewers, stewards and staff see every request."""
     qs = ReuseRequest.objects.select_related("requester", "version__model", "version__license")

@@ -63,9 +63,12 @@ class SignInView(LoginView):
 def audit_log(request: HttpRequest) -> HttpResponse:
     if not selectors.can_read_audit(request.user):
         raise Forbidden("The audit log is for staff, stewards and reviewers.")
-    form = AuditFilterForm(request.GET or None)
+    choices = selectors.audit_choices()
+    form = AuditFilterForm(request.GET or None, choices=choices)
     filters = form.cleaned_data if form.is_bound and form.is_valid() else {}
     events = selectors.audit_events(**{k: v for k, v in filters.items() if v})
+    if form.is_bound and not form.is_valid():
+        events = events.none()  # a filter that cannot match (an unknown action) matches nothing
     if request.GET.get("format") == "csv":
         writer = csv.writer(_Echo())
 
@@ -87,8 +90,9 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         request,
         "governance/audit.html",
         {
-            "form": form if form.is_bound else AuditFilterForm(),
+            "form": form if form.is_bound else AuditFilterForm(choices=choices),
             "page": page,
+            "rows": selectors.audit_rows(page.object_list),
             "query": params.urlencode(),
         },
     )

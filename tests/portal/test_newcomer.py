@@ -186,3 +186,28 @@ def test_the_import_form_shows_one_source_at_a_time_and_says_drafts_come_first(c
     assert 'data-show-when="source=folder"' in html
     assert 'data-show-when="source=archive"' in html
     assert "An imported model lands as a draft" in html
+
+
+def test_the_audit_page_folds_a_snapshot_download_into_one_row(client, sam):
+    from django.db import transaction
+
+    from governance.audit import audit_record
+
+    version = import_model(small_model("router"), "acme/router", actor=sam)
+    with transaction.atomic():
+        for path in ("config.json", "model.safetensors", "README.md"):
+            audit_record(actor=sam, verb="hub.download", target=version, payload={"path": path})
+        audit_record(actor=sam, verb="token.create", payload={"name": "ünïcode"})
+    client.force_login(sam)
+
+    html = client.get("/governance/audit/").content.decode()
+    filtered = client.get("/governance/audit/", {"verb": "hub.download"}).content.decode()
+    unknown = client.get("/governance/audit/", {"verb": "no.such"}).content.decode()
+
+    assert '<span class="badge" data-testid="download-count">3 files</span>' in html
+    assert "<li><code>model.safetensors</code></li>" in html
+    assert "&quot;name&quot;: &quot;ünïcode&quot;" in html  # JSON, not a Python repr
+    assert '<option value="hub.download" selected>hub.download</option>' in filtered
+    assert "No events match." in unknown
+    csv = client.get("/governance/audit/", {"format": "csv"})
+    assert b"".join(csv.streaming_content).count(b"hub.download") == 3
