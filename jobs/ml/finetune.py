@@ -797,7 +797,8 @@ def finetune(
     epoch a complete checkpoint is written to ``work_dir/checkpoints/epoch-NNNN``
     (the previous one is then removed) and ``on_epoch(report, folder)`` is
     called; ``on_step(step, total_steps, mean_loss)`` is called every
-    ``LOG_EVERY`` optimizer steps and at the end of each epoch. An exception
+    ``LOG_EVERY`` optimizer steps (more often in short runs) and at the end
+    of each epoch. An exception
     raised by either callback stops training and propagates unchanged (that is
     how a job is cancelled); the checkpoints already written stay usable.
     ``resume`` names a checkpoint folder: training continues with the epoch
@@ -1046,7 +1047,9 @@ def _train_epoch(run: _Run, progress: _Progress, on_step) -> None:
             continue
         _optimizer_step(run)
         progress.step += 1
-        if progress.step % LOG_EVERY == 0 or i == last:
+        # About fifty points per run at least, so a short run still draws a curve.
+        every = max(1, min(LOG_EVERY, run.total_steps // 50))
+        if progress.step % every == 0 or i == last:
             mean_loss = float(running.item()) / running_batches
             progress.curves.append(
                 {
@@ -1100,7 +1103,12 @@ def _validate_epoch(run: _Run, progress: _Progress) -> tuple[bool, EpochReport]:
         progress.since_best = 0
     else:
         progress.since_best += 1
-    progress.stopped_early = config.patience > 0 and progress.since_best >= config.patience
+    # Early stopping is stopping before the last epoch; running out of epochs is not.
+    progress.stopped_early = (
+        config.patience > 0
+        and progress.since_best >= config.patience
+        and progress.epoch < config.epochs
+    )
     seconds = time.perf_counter() - run.epoch_began
     progress.train_seconds += seconds
     progress.curves.append(

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from governance.access import may_launch_finetunes, versions_finetunable_by
 from jobs.forms import FineTuneForm
+from jobs.ml.verdict import transfer_verdict
 from jobs.models import FineTuneRun
 from jobs.selectors import (
     can_cancel,
@@ -185,6 +186,7 @@ def finetune_view_data(run: FineTuneRun) -> dict:
             "epochs": curves.get("epochs", []),
         },
         "comparison": comparison,
+        "verdict": transfer_verdict(metrics, baseline) if metrics and baseline else "",
         "per_class": per_class,
         "confusion": confusion,
         "classes": classes,

@@ -117,3 +117,24 @@ def test_a_setting_left_empty_on_the_form_takes_the_default_as_if_the_api_left_i
         if setting.kind == "bool":
             continue  # an unticked box is a value: False
         assert FineTuneForm.base_fields[setting.name].clean("") in (None, "", []), setting.name
+
+
+def test_training_progress_says_the_pace_and_the_time_left():
+    from jobs.workers.finetunes import _TrainingReporter
+
+    stages: list[str] = []
+
+    class Ctx:
+        def progress(self, fraction, *, stage):
+            stages.append(stage)
+
+    reporter = _TrainingReporter(Ctx(), None, epochs=2, samples_per_step=16)
+    reporter.PROGRESS_EVERY = 0
+    reporter.CURVES_EVERY = 10**9
+    reporter.step(1, 100, 0.9)
+    reporter.began = (reporter.began[0] - 10.0, 1)  # ten seconds for the next 9 steps
+    reporter.step(10, 100, 0.5)
+
+    assert stages[0] == "epoch 1/2, step 1/100, loss 0.9000"
+    assert stages[1].startswith("epoch 1/2, step 10/100, 14.")
+    assert "samples/s, about 2 min left, loss 0.5000" in stages[1]

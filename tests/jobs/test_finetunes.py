@@ -147,6 +147,8 @@ def test_a_head_only_fine_tune_becomes_a_child_version_with_a_model_card(alice, 
     verbs = set(AuditEvent.objects.values_list("verb", flat=True))
     assert {"finetune.launch", "finetune.register", "version.import"} <= verbs
     assert "epoch 2/2: train loss" in job.log
+    assert "Trained 2 of 2 epochs" in job.log
+    assert "(test macro-F1)" in job.log  # the verdict against the baseline, in words
 
 
 def test_lora_on_a_non_commercial_base_gives_a_non_commercial_adapter(alice, sam, tmp_path):
