@@ -28,24 +28,33 @@
       };
     },
 
-    // Scores per probe candidate: {labels, linear, knn, logme}.
-    "probe-scores": function (data) {
+    // Accuracies per probe candidate, on one 0–1 scale: {labels, linear, knn}.
+    "probe-accuracy": function (data) {
       return {
         type: "bar",
         data: {
           labels: data.labels,
           datasets: [
-            {label: "linear probe accuracy", data: data.linear, backgroundColor: BLUE, yAxisID: "acc"},
-            {label: "kNN accuracy", data: data.knn, backgroundColor: LIGHT_BLUE, yAxisID: "acc"},
-            {label: "LogME", data: data.logme, backgroundColor: ORANGE, yAxisID: "logme"}
+            {label: "linear probe accuracy", data: data.linear, backgroundColor: BLUE},
+            {label: "kNN accuracy", data: data.knn, backgroundColor: LIGHT_BLUE}
           ]
         },
         options: {
           maintainAspectRatio: false,
-          scales: {
-            acc: {position: "left", min: 0, max: 1, title: {display: true, text: "accuracy"}},
-            logme: {position: "right", grid: {drawOnChartArea: false}, title: {display: true, text: "LogME"}}
-          }
+          scales: {y: {min: 0, max: 1, title: {display: true, text: "accuracy"}}}
+        }
+      };
+    },
+
+    // LogME per probe candidate, on its own scale (it is not bounded like accuracy).
+    "probe-logme": function (data) {
+      return {
+        type: "bar",
+        data: {labels: data.labels, datasets: [{label: "LogME", data: data.logme, backgroundColor: ORANGE}]},
+        options: {
+          maintainAspectRatio: false,
+          plugins: {legend: {display: false}},
+          scales: {y: {title: {display: true, text: "LogME (higher is better)"}}}
         }
       };
     },

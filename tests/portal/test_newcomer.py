@@ -211,3 +211,17 @@ def test_the_audit_page_folds_a_snapshot_download_into_one_row(client, sam):
     assert "No events match." in unknown
     csv = client.get("/governance/audit/", {"format": "csv"})
     assert b"".join(csv.streaming_content).count(b"hub.download") == 3
+
+
+def test_the_same_file_under_a_new_name_is_pointed_out(client, alice):
+    from tests.builders.datasets import csv_bytes, spam_rows, text_dataset, upload
+
+    existing = text_dataset(alice, name="sms")
+    client.force_login(alice)
+
+    page = client.post(
+        "/datasets/upload/", {"file": upload("renamed.csv", csv_bytes(spam_rows()))}
+    ).content.decode()
+
+    assert 'data-testid="same-file"' in page
+    assert f'href="{existing.dataset.get_absolute_url()}?version={existing.label}"' in page

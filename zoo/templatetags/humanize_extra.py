@@ -34,3 +34,12 @@ def score(value, digits: int = 3) -> str:
         return f"{float(value):.{int(digits)}f}"
     except (TypeError, ValueError):
         return "—"
+
+
+@register.filter
+def intcomma(value) -> str:
+    """1000000 -> '1,000,000'; anything else as it is."""
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return value

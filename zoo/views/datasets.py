@@ -69,10 +69,26 @@ def _suggest_name(original: str) -> str:
 
 
 def _confirm_page(request, form, staged, dataset) -> HttpResponse:
+    # The same bytes already recorded under another dataset you can see: say so, with a
+    # link, before a second dataset is made of them.
+    same_file = (
+        selectors.dataset_versions_visible_to(request.user)
+        .filter(sha256=staged.sha256)
+        .exclude(dataset=dataset)
+        .select_related("dataset__owner")
+        .order_by("-created_at")
+        .first()
+    )
     return render(
         request,
         "zoo/dataset_confirm.html",
-        {"form": form, "staged": staged, "preview": staged.preview, "dataset": dataset},
+        {
+            "form": form,
+            "staged": staged,
+            "preview": staged.preview,
+            "dataset": dataset,
+            "same_file": same_file,
+        },
     )
 
 
