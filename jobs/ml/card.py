@@ -449,7 +449,7 @@ def _card_intro(f: _CardFacts) -> str:
         relation=f.relation,
         library=f.library,
         pipeline_tag=f.pipeline_tag,
-        classes=len(f.class_names),
+        class_names=list(f.class_names),
     )
     hp_rows = [[_cell(key), _cell(_hp(value))] for key, value in sorted(f.hyperparameters.items())]
     train_rows = _training_rows(f.training)
@@ -529,25 +529,33 @@ def _how_to_load(
     relation: str,
     library: str,
     pipeline_tag: str,
-    classes: int,
+    class_names: list[str],
 ) -> str:
     auto = {
         "text-classification": "AutoModelForSequenceClassification",
         "image-classification": "AutoModelForImageClassification",
     }.get(pipeline_tag)
     if relation == "adapter" and auto:
-        # The base needs a head of the right size before the adapter (which
-        # carries the trained head) loads onto it.
+        # The base needs a head of the right size, and the class names, before the
+        # adapter (which carries the trained head) loads onto it; the tokenizer is the base's.
+        labels = json.dumps([str(name) for name in class_names], ensure_ascii=False)
+        tokenizer = (
+            f'tokenizer = AutoTokenizer.from_pretrained("{base_repo_id}", '
+            f'revision="{base_revision}")\n'
+            if pipeline_tag == "text-classification"
+            else ""
+        )
         return (
             "```python\n"
             "from peft import PeftModel\n"
-            f"from transformers import {auto}\n\n"
+            f"from transformers import {auto}" + (", AutoTokenizer" if tokenizer else "") + "\n\n"
+            f"labels = {labels}\n"
             f"base = {auto}.from_pretrained(\n"
-            f'    "{base_repo_id}", revision="{base_revision}", num_labels={classes},\n'
+            f'    "{base_repo_id}", revision="{base_revision}", num_labels=len(labels),\n'
+            "    id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},\n"
             "    ignore_mismatched_sizes=True,\n"
             ")\n"
-            f'model = PeftModel.from_pretrained(base, "{repo_id}")\n'
-            "```"
+            f'model = PeftModel.from_pretrained(base, "{repo_id}")\n' + tokenizer + "```"
         )
     if library == "transformers":
         return (

@@ -396,6 +396,9 @@ def finetune_output_register(
                     "base_revision": base.revision,
                     "datasets": [f"sha256:{run.dataset_version.sha256}"],
                     "finetune_run": run.pk,
+                    # The class names in head order: the model page's loading snippet
+                    # needs them for an adapter, whose files carry no config.
+                    "labels": list((run.training or {}).get("classes") or []),
                 },
             ),
             source_repo=f"fine-tune #{run.pk}",

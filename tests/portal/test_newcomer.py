@@ -225,3 +225,15 @@ def test_the_same_file_under_a_new_name_is_pointed_out(client, alice):
 
     assert 'data-testid="same-file"' in page
     assert f'href="{existing.dataset.get_absolute_url()}?version={existing.label}"' in page
+
+
+def test_server_paths_of_imports_are_for_stewards_only(client, bob, sam):
+    version = import_model(small_model("router"), "acme/router", actor=sam)
+    client.force_login(bob)
+    as_bob = client.get("/catalogue/acme/router/").content.decode()
+    client.force_login(sam)
+    as_sam = client.get("/catalogue/acme/router/").content.decode()
+
+    assert version.source_repo.startswith("/")
+    assert version.source_repo not in as_bob
+    assert version.source_repo in as_sam

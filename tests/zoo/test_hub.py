@@ -617,7 +617,9 @@ def test_model_page_shows_the_client_snippet(
     assert "Use this model" in page
     assert "HF_ENDPOINT=http://testserver/hf" in page
     assert f'snapshot_download(\n    "{REPO}",\n    revision="{v1.revision}"' in page
-    assert "AutoModel.from_pretrained" in page
+    # The card names a base model: a fine-tuned classifier, loaded with its head and labels.
+    assert "AutoModelForSequenceClassification.from_pretrained(" in page
+    assert "print(model.config.id2label)" in page
     assert "/account/tokens/" in page
     assert "You may not download v1 yet" in page
     assert f"/catalogue/{REPO}/request/" in page
