@@ -4,8 +4,8 @@
  *   <select data-autosubmit>             submits its form when it changes
  *   <input data-select-on-focus>         selects its text when it gets the focus
  *   <button data-copy="ID" data-copy-status="ID2">
- *                                        copies the value of element ID to the
- *                                        clipboard and says how it went in ID2
+ *                                        copies the value (or the text) of element
+ *                                        ID to the clipboard and says how it went in ID2
  *   <div data-show-when="NAME=v1,v2">    shown only while the form's field NAME has
  *                                        one of those values (radio buttons or select)
  * Listeners sit on the document, so content that htmx swaps in works too.
@@ -32,9 +32,16 @@
     var status = document.getElementById(button.dataset.copyStatus || "");
     if (!field) { return; }
     function say(text) { if (status) { status.textContent = text; } }
+    var text = "value" in field ? field.value : field.textContent.trim();
     if (field.select) { field.select(); }
+    else if (!field.hidden) {
+      var range = document.createRange();
+      range.selectNodeContents(field);
+      window.getSelection().removeAllRanges();
+      window.getSelection().addRange(range);
+    }
     var copied = navigator.clipboard && window.isSecureContext
-      ? navigator.clipboard.writeText(field.value)
+      ? navigator.clipboard.writeText(text)
       : Promise.resolve(document.execCommand("copy"));
     copied.then(function () { say("Copied."); },
                 function () { say("Select the text and copy it."); });

@@ -226,3 +226,41 @@ def test_a_colleagues_draft_fine_tune_is_not_listed_under_its_base(client, alice
         page = client.get(url).content.decode()
         assert "acme/router-ft" in page, user
         assert ("alice/base-encoder-ft-salaries-7" in page) is sees_draft, user
+
+
+def test_lineage_is_drawn_from_the_base_to_every_descendant_the_viewer_may_see(client, alice, bob):
+    base = catalogue_entry("acme/base-encoder")
+    child = ModelVersionFactory(
+        model=CatalogModelFactory(repo_id="acme/router-ft", status="available"),
+        parent=base,
+        kind="finetuned",
+    )
+    grandchild = ModelVersionFactory(
+        model=CatalogModelFactory(repo_id="acme/router-lora", status="available"),
+        parent=child,
+        kind="adapter",
+    )
+    ModelVersionFactory(
+        model=CatalogModelFactory(repo_id="alice/router-ft-salaries", status="draft", owner=alice),
+        parent=child,
+        kind="finetuned",
+        created_by=alice,
+    )
+    client.force_login(bob)
+
+    page = client.get(f"{grandchild.model.get_absolute_url()}").content.decode()
+    tree = page[
+        page.index('data-testid="lineage-tree"') : page.index("</ul>\n", page.index("lineage-tree"))
+    ]
+
+    # From the root down, nested: base > fine-tune > adapter (here), the draft left out.
+    assert (
+        tree.index("acme/base-encoder")
+        < tree.index("acme/router-ft")
+        < tree.index("acme/router-lora")
+    )
+    assert 'class="current" aria-current="true"' in tree
+    assert "<strong>acme/router-lora v" in tree
+    assert "alice/router-ft-salaries" not in page
+    client.force_login(alice)
+    assert "alice/router-ft-salaries" in client.get(base.model.get_absolute_url()).content.decode()

@@ -169,7 +169,45 @@ def lineage(user, version: ModelVersion) -> dict:
     children = list(
         visible.filter(parent=version).select_related("model", "license").order_by("-created_at")
     )
-    return {"ancestors": list(reversed(ancestors)), "children": children}
+    ancestors.reverse()
+    return {
+        "ancestors": ancestors,
+        "children": children,
+        "tree": _lineage_tree(visible, ancestors[0] if ancestors else version, version),
+    }
+
+
+LINEAGE_MAX_NODES = 200
+
+
+def _lineage_tree(visible, root: ModelVersion, current: ModelVersion) -> list[dict]:
+    """The family from ``root`` down, as nested nodes, in the viewer's sight only.
+
+    One query per generation; stops at ``LINEAGE_MAX_NODES`` so a base with
+    thousands of fine-tunes still draws (``more`` says how many were left out).
+    """
+    nodes = {root.pk: {"version": root, "children": [], "current": root.pk == current.pk}}
+    generation, count = [root.pk], 1
+    while generation:
+        room = LINEAGE_MAX_NODES - count
+        found = list(
+            visible.filter(parent_id__in=generation)
+            .select_related("model")
+            .order_by("created_at", "id")[: room + 1]
+        )
+        if len(found) > room:
+            nodes[root.pk]["more"] = True
+            found = found[:room]
+        generation = []
+        for child in found:
+            if child.pk in nodes:
+                continue
+            node = {"version": child, "children": [], "current": child.pk == current.pk}
+            nodes[child.pk] = node
+            nodes[child.parent_id]["children"].append(node)
+            generation.append(child.pk)
+            count += 1
+    return [nodes[root.pk]]
 
 
 def task_choices() -> list[str]:
