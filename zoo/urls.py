@@ -1,5 +1,6 @@
 from django.urls import path
 
+from zoo.hub import views as hub
 from zoo.views import catalogue, datasets
 
 app_name = "zoo"
@@ -19,6 +20,11 @@ urlpatterns = [
         name="artifact_waive",
     ),
     path("waivers/<int:pk>/revoke/", catalogue.waiver_revoke, name="waiver_revoke"),
+    path(
+        "<str:namespace>/<str:name>/versions/<str:label>/files/<path:path>",
+        hub.browser_download,
+        name="file_download",
+    ),
 ]
 
 # Datasets live at /datasets/ under their own namespace ("datasets:…").

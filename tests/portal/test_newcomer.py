@@ -237,3 +237,34 @@ def test_server_paths_of_imports_are_for_stewards_only(client, bob, sam):
     assert version.source_repo.startswith("/")
     assert version.source_repo not in as_bob
     assert version.source_repo in as_sam
+
+
+def test_approved_users_download_single_files_from_the_page(client, bob, lena, sam):
+    from governance.models import AuditEvent
+    from tests.builders.governance import approve
+
+    version = import_model(small_model("router"), "acme/router", actor=sam)
+    url = f"/catalogue/acme/router/versions/{version.label}/files/config.json"
+    client.force_login(bob)
+
+    assert 'data-testid="download-' not in client.get("/catalogue/acme/router/").content.decode()
+    refused = client.get(url)
+    assert refused.status_code == 403
+    assert "you hold no approved, unexpired reuse request" in refused.content.decode()
+    assert AuditEvent.objects.filter(verb="hub.refused", actor=bob).exists()
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        approve(bob, version, reviewer=lena)
+    page = client.get("/catalogue/acme/router/").content.decode()
+    answer = client.get(url)
+
+    assert f'href="{url}" download' in page
+    assert answer.status_code == 200
+    assert answer["Content-Disposition"] == 'attachment; filename="config.json"'
+    assert answer["X-Content-Type-Options"] == "nosniff"
+    assert (
+        b"".join(answer.streaming_content) == (small_model("router") / "config.json").read_bytes()
+    )
+    event = AuditEvent.objects.filter(verb="hub.download", actor=bob).get()
+    assert event.payload["path"] == "config.json"
+    assert client.get(url.replace("config.json", "nope.bin")).status_code == 404

@@ -30,17 +30,20 @@ import mimetypes
 import re
 from urllib.parse import urlencode
 
+from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
 
 from governance.access import can_use_version, versions_usable_by
 from governance.audit import audit_record, audit_refusal
 from governance.models import ACCESS_TOKEN_PREFIX, API_TOKEN_PREFIX
 from governance.selectors import user_for_token
+from portal.errors import Forbidden, NotFound, PortalError
 from zoo.hub.files import HubFile, files_of, flag, iso, tree_oids
 from zoo.models import CatalogModel, ModelVersion, ScanWaiver
 from zoo.selectors.catalogue import models_visible_to
@@ -530,6 +533,28 @@ def _content_type(path: str) -> str:
 @hub_view("GET", "HEAD")
 def resolve(request: HttpRequest, namespace: str, name: str, revision: str, path: str):
     user, model, version = _gate(request, namespace, name, revision)
+    return _serve(request, user, model, version, path)
+
+
+@login_required
+@require_GET
+def browser_download(request: HttpRequest, namespace: str, name: str, label: str, path: str):
+    """The version page's per-file links for a signed-in browser: the same gate, scan
+    check, headers and ``hub.download`` event as the client's downloads; refusals are
+    pages, not JSON."""
+    request.hub_user = request.user
+    try:
+        _refuse_control_characters(request, {"path": path})
+        model = _model_for(request.user, namespace, name)
+        version = _resolve(request, request.user, model, label)
+        return _serve(request, request.user, model, version, path)
+    except HubError as exc:
+        if exc.status in (400, 403):
+            _record_refusal(request, exc)
+        raise {403: Forbidden, 404: NotFound}.get(exc.status, PortalError)(exc.message) from None
+
+
+def _serve(request: HttpRequest, user, model: CatalogModel, version: ModelVersion, path: str):
     artifact = version.artifacts.filter(path=path).first()
     if artifact is None:
         raise HubError(
