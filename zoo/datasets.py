@@ -1270,3 +1270,33 @@ def extract_image_archive(path: Path, dest: Path, *, limits: DatasetLimits) -> l
     except safety.UnsafeContent as exc:
         raise DatasetError(f"The archive was refused: {exc.message}.") from None
     return [Path(dest) / member for member in dataset.members]
+
+
+THUMBNAIL_PX = 96
+
+
+def image_thumbnail(archive: Any, member: str, *, max_bytes: int, max_pixels: int) -> bytes:
+    """A small PNG of one image in an image-dataset zip (a seekable file object).
+
+    The archive was checked at upload; the member is still read with its size
+    capped and its pixels counted before decoding, since the page asks for it
+    by name.
+    """
+    from PIL import Image
+
+    with zipfile.ZipFile(archive) as zf:
+        infos = {_normalise(i.filename): i for i in zf.infolist() if not i.is_dir()}
+        info = infos.get(_normalise(member))
+        if info is None or info.file_size > max_bytes:
+            raise ValueError(f"{member} is not an image of this dataset.")
+        with zf.open(info) as fh:
+            data = fh.read(max_bytes + 1)
+    with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as im:
+        if im.size[0] * im.size[1] > max_pixels:
+            raise ValueError(f"{member} is too large to preview.")
+        im.draft("RGB", (THUMBNAIL_PX * 2, THUMBNAIL_PX * 2))
+        picture = im.convert("RGB")
+    picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    out = io.BytesIO()
+    picture.save(out, format="PNG", optimize=True)
+    return out.getvalue()

@@ -34,6 +34,11 @@ dataset_patterns = (
         path("upload/", datasets.dataset_upload, name="upload"),
         path("upload/confirm/", datasets.dataset_confirm, name="confirm"),
         path("<int:pk>/", datasets.dataset_detail, name="detail"),
+        path(
+            "<int:pk>/versions/<str:label>/thumbnails/<int:index>.png",
+            datasets.dataset_thumbnail,
+            name="thumbnail",
+        ),
         path("<int:pk>/share/", datasets.dataset_share, name="share"),
         path("<int:pk>/unshare/", datasets.dataset_unshare, name="unshare"),
     ],

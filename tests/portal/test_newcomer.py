@@ -268,3 +268,33 @@ def test_approved_users_download_single_files_from_the_page(client, bob, lena, s
     event = AuditEvent.objects.filter(verb="hub.download", actor=bob).get()
     assert event.payload["path"] == "config.json"
     assert client.get(url.replace("config.json", "nope.bin")).status_code == 404
+
+
+def test_image_datasets_show_thumbnails_of_their_sample(client, alice, bob):
+    import io
+
+    from PIL import Image
+
+    from tests.builders.datasets import image_zip_bytes, upload
+    from zoo.services import datasets as dataset_services
+
+    staged = dataset_services.dataset_stage_upload(
+        actor=alice, upload=upload("shapes.zip", image_zip_bytes({"red": 3, "blue": 3}))
+    )
+    version, _ = dataset_services.dataset_create(
+        actor=alice, staged=staged, name="shapes", sensitivity="internal"
+    )
+    client.force_login(alice)
+
+    page = client.get(version.dataset.get_absolute_url()).content.decode()
+    thumb = client.get(f"/datasets/{version.dataset.pk}/versions/{version.label}/thumbnails/0.png")
+
+    assert f'src="/datasets/{version.dataset.pk}/versions/{version.label}/thumbnails/0.png"' in page
+    assert thumb.status_code == 200
+    assert thumb["Content-Type"] == "image/png"
+    with Image.open(io.BytesIO(thumb.content)) as picture:
+        assert max(picture.size) <= 96
+    missing = f"/datasets/{version.dataset.pk}/versions/{version.label}/thumbnails/99.png"
+    assert client.get(missing).status_code == 404
+    client.force_login(bob)  # not shared with bob
+    assert client.get(missing.replace("99", "0")).status_code == 404

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import re
+import zipfile
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from portal.errors import PortalError
+from portal.errors import NotFound, PortalError
 from portal.http import shown_to
+from zoo import datasets
 from zoo.forms import DatasetConfirmForm, DatasetShareForm, DatasetUploadForm
 from zoo.selectors import datasets as selectors
 from zoo.services import datasets as services
@@ -194,3 +197,27 @@ def dataset_unshare(request: HttpRequest, pk: int) -> HttpResponse:
         if attempt.succeeded:
             messages.success(request, f"{user.get_username()} no longer sees {dataset}.")
     return redirect(dataset.get_absolute_url())
+
+
+@login_required
+def dataset_thumbnail(request: HttpRequest, pk: int, label: str, index: int) -> HttpResponse:
+    """A thumbnail of one of a version's sample images (only those: the page shows them)."""
+    dataset = selectors.get_dataset_for_user(request.user, pk)
+    version = dataset.versions.filter(label=label).first()
+    sample = version.sample if version is not None else []
+    if not 0 <= index < len(sample) or not (sample[index] or {}).get("image"):
+        raise NotFound("No such image.")
+    limits = services.dataset_limits()
+    try:
+        with default_storage.open(version.blob_name, "rb") as stored:
+            png = datasets.image_thumbnail(
+                stored,
+                sample[index]["image"],
+                max_bytes=limits.max_archive_member_bytes,
+                max_pixels=limits.max_image_pixels,
+            )
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise NotFound(f"The image cannot be shown: {exc}") from None
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
