@@ -153,6 +153,19 @@ def copy_blob_to(name: str, dest: Path) -> Path:
     return dest
 
 
+def copy_artifact_to(artifact, folder: Path) -> Path:
+    """Copy one stored file of a version to ``folder/<its path>``, checked against its sha256."""
+    dest = folder / artifact.path
+    if not dest.resolve().is_relative_to(folder.resolve()):
+        raise PortalError(f"Artifact path {artifact.path!r} leaves the version folder.")
+    copy_blob_to(artifact.blob_name, dest)
+    if digest_file(dest).sha256 != artifact.sha256:
+        raise PortalError(
+            f"Stored file {artifact.path} of {artifact.version} does not match its hash."
+        )
+    return dest
+
+
 def materialize_version(version, root: Path) -> Path:
     """The version's files as a local folder ``root/<revision>``, for loading with torch.
 
@@ -169,14 +182,7 @@ def materialize_version(version, root: Path) -> Path:
     building = Path(tempfile.mkdtemp(prefix=f".{version.revision}-", dir=root))
     try:
         for artifact in version.artifacts.all():
-            dest = building / artifact.path
-            if not dest.resolve().is_relative_to(building.resolve()):
-                raise PortalError(f"Artifact path {artifact.path!r} leaves the version folder.")
-            copy_blob_to(artifact.blob_name, dest)
-            if digest_file(dest).sha256 != artifact.sha256:
-                raise PortalError(
-                    f"Stored file {artifact.path} of {version} does not match its hash."
-                )
+            copy_artifact_to(artifact, building)
         try:
             building.rename(final)
         except OSError:

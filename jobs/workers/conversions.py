@@ -13,7 +13,7 @@ from jobs.models import Job
 from portal.errors import PortalError
 from zoo import importers
 from zoo.models import ModelVersion
-from zoo.storage import copy_blob_to, digest_file
+from zoo.storage import copy_artifact_to
 
 _INDEX = "pytorch_model.bin.index.json"
 
@@ -31,15 +31,7 @@ def convert_version(ctx: JobContext) -> dict:
         artifacts = list(version.artifacts.all())
         for index, artifact in enumerate(artifacts):
             ctx.progress(0.3 * index / len(artifacts), stage=f"Fetching {artifact.path}")
-            into = original if artifact.path in plan else output
-            dest = into / artifact.path
-            if not dest.resolve().is_relative_to(into.resolve()):
-                raise PortalError(f"Artifact path {artifact.path!r} leaves the version folder.")
-            copy_blob_to(artifact.blob_name, dest)
-            if digest_file(dest).sha256 != artifact.sha256:
-                raise PortalError(
-                    f"Stored file {artifact.path} of {version} does not match its hash."
-                )
+            copy_artifact_to(artifact, original if artifact.path in plan else output)
         ctx.progress(0.3, stage=f"Converting {len(plan)} checkpoint{'s' if len(plan) != 1 else ''}")
         summary = convert_isolated(
             [(name, original / name, output / target) for name, target in plan.items()],
