@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -59,22 +58,9 @@ def _env(database_url: str, work: Path) -> dict[str, str]:
 def _setup(env: dict[str, str]) -> None:
     os.environ.update(env)
     Path(env["STATIC_ROOT"]).mkdir(parents=True, exist_ok=True)  # whitenoise warns without it
-    import psycopg
+    from bench._database import create_and_migrate
 
-    parts = urlsplit(env["DATABASE_URL"])
-    name = parts.path.lstrip("/")
-    with psycopg.connect(
-        host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres",
-        password=parts.password, dbname="postgres", autocommit=True,
-    ) as conn:  # fmt: skip
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    create_and_migrate(env["DATABASE_URL"])
 
 
 def _write_safetensors(path: Path, size: int) -> None:

@@ -34,8 +34,6 @@ OLD = {"JOB_LEASE_S": "600", "JOB_HEARTBEAT_S": "100000", "REQUEUE_EVERY_S": "60
 
 
 def _setup(work: Path, broker_url: str) -> None:
-    from urllib.parse import urlsplit
-
     database_url = os.environ.get(
         "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal_bench"
     )
@@ -51,22 +49,9 @@ def _setup(work: Path, broker_url: str) -> None:
             "DJANGO_SETTINGS_MODULE": "portal.settings",
         }
     )
-    import psycopg
+    from bench._database import create_and_migrate
 
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    with psycopg.connect(
-        host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres",
-        password=parts.password, dbname="postgres", autocommit=True,
-    ) as conn:  # fmt: skip
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    create_and_migrate(database_url)
 
 
 def _wait(job, predicate, timeout: float) -> float:

@@ -144,14 +144,15 @@ def request_list(request: HttpRequest) -> HttpResponse:
 def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     reuse = selectors.get_request_for_user(request.user, pk)
     roles = next((r for req, r in selectors.review_queue(request.user) if req.pk == reuse.pk), [])
+    checklist = selectors.review_checklist(reuse)
     return render(
         request,
         "governance/request_detail.html",
         {
             "reuse": reuse,
             "reviews": reuse.reviews.select_related("reviewer"),
-            "checklist": selectors.review_checklist(reuse),
-            "state": selectors.request_state(reuse),
+            "checklist": checklist,
+            "state": selectors.request_state(reuse, checklist),
             "review_form": ReviewForm(roles=roles) if roles else None,
             "is_requester": reuse.requester_id == request.user.pk,
             "can_revoke": reuse.status == "approved"

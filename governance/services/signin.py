@@ -71,7 +71,8 @@ def _count_failure(username: str, client: str, via: str) -> None:
     window = settings.SIGNIN_WINDOW_S
     for kind, key, limit in _counters(username, client):
         # add() only where the window has not started: the window is fixed, not sliding.
-        cache.add(f"{key}:since", time.time(), window)
+        # Whole seconds: the cache keeps integers as they are (anything else it pickles).
+        cache.add(f"{key}:since", int(time.time()), window)
         cache.add(key, 0, window)
         try:
             failures = cache.incr(key)

@@ -12,6 +12,27 @@ from tests.factories import UserFactory
 REVIEWERS = {"legal": "lena", "security": "sean", "compliance": "cora"}
 
 
+def submit_reuse(
+    requester,
+    version,
+    *,
+    sensitivity: str = "internal",
+    use_type: str = "research",
+    days: int = 30,
+) -> ReuseRequest:
+    """A reuse request submitted through the real service, before any review."""
+    return gov_reuse.reuse_request_submit(
+        requester=requester,
+        version=version,
+        intended_use="Fine-tune a classifier for support tickets.",
+        use_type=use_type,
+        business_unit="Support",
+        data_sensitivity=sensitivity,
+        justification="The probe ranked this model first.",
+        duration_days=days,
+    )
+
+
 def approve_reuse(
     requester,
     version,
@@ -28,15 +49,8 @@ def approve_reuse(
     transaction the callbacks are run here.
     """
     with TestCase.captureOnCommitCallbacks(execute=True):
-        request = gov_reuse.reuse_request_submit(
-            requester=requester,
-            version=version,
-            intended_use="Fine-tune a classifier for support tickets.",
-            use_type=use_type,
-            business_unit="Support",
-            data_sensitivity=sensitivity,
-            justification="The probe ranked this model first.",
-            duration_days=days,
+        request = submit_reuse(
+            requester, version, sensitivity=sensitivity, use_type=use_type, days=days
         )
         for role in request.required_roles:
             reviewer = (reviewers or {}).get(role) or UserFactory(

@@ -14,6 +14,7 @@ from jobs.engine import job_execute
 from jobs.services.imports import import_launch
 from tests.builders.catalogue import import_model, small_model
 from tests.builders.files import Evil
+from tests.builders.governance import submit_reuse
 from tests.factories import UserFactory
 from zoo.cards import parse_card
 
@@ -59,16 +60,7 @@ def test_a_blocked_version_offers_only_what_can_be_done(client, sam, bob, blocke
 def test_a_request_says_where_it_stands_and_which_roles_are_left(client, alice, lena, sam):
     version = import_model(small_model("router"), "acme/router", actor=sam)
     with TestCase.captureOnCommitCallbacks(execute=True):
-        request = gov_reuse.reuse_request_submit(
-            requester=alice,
-            version=version,
-            intended_use="Route customer tickets.",
-            use_type="commercial",
-            business_unit="Support",
-            data_sensitivity="confidential",
-            justification="Ranked first.",
-            duration_days=30,
-        )
+        request = submit_reuse(alice, version, use_type="commercial", sensitivity="confidential")
         roles = request.required_roles
         assert roles == ["legal", "security", "compliance"], roles
         gov_reuse.review_submit(request=request, reviewer=lena, role="legal", decision="approve")
@@ -85,16 +77,7 @@ def test_a_request_says_where_it_stands_and_which_roles_are_left(client, alice, 
 def test_a_review_message_is_a_sentence(client, alice, sam):
     version = import_model(small_model("router"), "acme/router", actor=sam)
     reviewer = UserFactory(username="lena", roles=["legal"])
-    request = gov_reuse.reuse_request_submit(
-        requester=alice,
-        version=version,
-        intended_use="Research.",
-        use_type="research",
-        business_unit="Support",
-        data_sensitivity="public",
-        justification="Ranked first.",
-        duration_days=30,
-    )
+    request = submit_reuse(alice, version, sensitivity="public")
     client.force_login(reviewer)
 
     answer = client.post(
