@@ -1,216 +1,275 @@
-"""Catalogue search and list API at scale: 20,000 models with 100,000 versions on PostgreSQL.
+"""Catalogue search and lists at scale, in-process, on PostgreSQL.
 
-Prints p50/p95 latency of the catalogue page with a search, of the models list
-API with and without a search, and the SQL queries per request, through the
-full Django stack (test client, no network). Two baselines run in the same
-process on the same data:
+Seeds ``--models`` models with ``--versions-per-model`` versions each (the
+catalogue of ``bench/_catalogue_data.py``; default 20,000 x 5 = 100,000
+versions) and prints p50/p95 latency and SQL queries per request, through the
+full Django stack (test client, no network), for each kind of request:
+one-word searches (a common word, a rare one), two words, a typo in a name, a
+tag filter, a filter combined with a search, the first and a deep page of the
+model list and of the version list, and the model page.
 
-- search with the substring fallback (what SQLite uses) instead of the
-  indexed full-text search, to show what the GIN index buys;
-- the list API at page size 10 against page size 100, to show that the query
-  count does not grow with the page.
+Baselines in the same run, on the same data and requests:
+
+- the same pages found by OFFSET with an exact count (what Django's
+  paginator does), against the keyset pages with a capped count;
+- ranking by ts_rank over the vector of all the text (card text included),
+  against the tiers and the name/summary rank the portal uses.
+
+``--sizes 2500,20000`` runs the benchmark once per size (each in its own
+database) and prints how each latency grows from the smallest size to the
+largest: the goal is less than 2x for 8x the data.
 
 Usage: .venv/bin/python bench/catalogue.py [--models 20000] [--versions-per-model 5]
-Needs PostgreSQL at BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/portal_bench);
-the database is created and seeded on the first run and reused afterwards.
+       .venv/bin/python bench/catalogue.py --sizes 2500,20000
+Needs PostgreSQL at BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/portal_bench;
+``--sizes`` appends the size to the database name). Databases are created and seeded on first
+use and reused afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-WORDS = [
-    "sentence",
-    "encoder",
-    "vision",
-    "transformer",
-    "invoice",
-    "receipt",
-    "legal",
-    "contract",
-    "fraud",
-    "support",
-    "ticket",
-    "routing",
-    "sentiment",
-    "review",
-    "medical",
-    "radiology",
-    "satellite",
-    "retail",
-    "product",
-    "search",
-    "ranking",
-    "speech",
-    "audio",
-    "keyword",
-    "spotting",
-    "tabular",
-    "churn",
-    "credit",
-    "risk",
-    "finance",
-    "german",
-    "french",
-    "multilingual",
-    "code",
-    "summarisation",
-    "translation",
-    "embedding",
-    "retrieval",
-    "classification",
-    "detection",
-    "segmentation",
-    "ocr",
-    "document",
-    "layout",
-    "table",
-    "question",
-    "answering",
-    "chat",
-    "safety",
-    "toxicity",
-    "moderation",
-    "spam",
-    "email",
-]
-MODALITIES = ["text", "vision", "audio", "tabular", "multimodal"]
-TASKS = [
-    "feature-extraction",
-    "text-classification",
-    "image-classification",
-    "token-classification",
-]
-# Card text draws on a large synthetic vocabulary, so a query matches a realistic
-# share of the catalogue rather than every entry.
-_SYLLABLES = ["ka", "lo", "mi", "ne", "su", "ta", "ri", "po", "ve", "zu", "an", "el", "or", "in"]
-FILLER = sorted({a + b + c for a in _SYLLABLES for b in _SYLLABLES for c in _SYLLABLES})
-LICENSES = ["apache-2.0", "mit", "cc-by-4.0", "cc-by-nc-4.0", "llama3", "openrail", "unknown"]
+from bench._catalogue_data import MODALITIES, production_environment, queries  # noqa: E402
+
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/portal_bench"
 
 
 def _setup(database_url: str) -> None:
-    os.environ.update(
-        DATABASE_URL=database_url,
-        DEBUG="0",
-        SECRET_KEY="bench-only-secret-key-that-is-long-enough-0123456789abcdefghijkl",  # noqa: S106
-        ALLOWED_HOSTS="testserver",
-        SECURE_SSL_REDIRECT="false",
-        CELERY_BROKER_URL="memory://",
-        LOG_LEVEL="WARNING",
-        STATIC_ROOT=str(Path(tempfile.gettempdir()) / "portal-bench-static"),
-    )
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    import psycopg
+    os.environ.update(production_environment(database_url))
+    from bench._database import create_and_migrate
 
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    with psycopg.connect(
-        host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres",
-        password=parts.password, dbname="postgres", autocommit=True,
-    ) as conn:  # fmt: skip
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    import django
-
-    django.setup()
+    create_and_migrate(database_url)
     from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
     # Production settings serve hashed static files: build the manifest they read.
     call_command("collectstatic", interactive=False, verbosity=0)
 
 
-def _seed(n_models: int, per_model: int) -> None:
-    from django.contrib.auth import get_user_model
-    from django.db import transaction
-
-    from governance.models import License
-    from zoo.models import CatalogModel, ModelVersion
-
-    if ModelVersion.objects.count() == n_models * per_model:
-        return
-    print(f"seeding {n_models:,} models x {per_model} versions ...", flush=True)
-    rng = random.Random(7)
-    licenses = {lic.spdx_id: lic for lic in License.objects.filter(spdx_id__in=LICENSES)}
-    user, _ = get_user_model().objects.get_or_create(username="bench-steward")
-    started = time.perf_counter()
-    with transaction.atomic():
-        ModelVersion.objects.all().delete()
-        CatalogModel.objects.all().delete()
-        batch = []
-        for i in range(n_models):
-            words = rng.sample(WORDS, 6)
-            summary = f"A {words[0]} {words[1]} model for {words[2]} and {words[3]} {words[4]}."
-            tags = rng.sample(WORDS, 3)
-            repo_id = f"org{i % 200}/{words[0]}-{words[1]}-{i}"
-            card = " ".join(rng.choice(FILLER) for _ in range(150))
-            batch.append(
-                CatalogModel(
-                    repo_id=repo_id,
-                    title=f"{words[0].title()} {words[1]} {i}",
-                    summary=summary,
-                    modality=rng.choice(MODALITIES),
-                    task=rng.choice(TASKS),
-                    architecture="BertModel",
-                    parameter_count=rng.randint(10**6, 10**9),
-                    domain_tags=tags,
-                    owner=user,
-                    status="available",
-                    search_document="\n".join([repo_id.replace("/", " "), summary, *tags, card]),
-                )
-            )
-        models = CatalogModel.objects.bulk_create(batch, batch_size=2000)
-        versions = []
-        for model in models:
-            for v in range(per_model):
-                versions.append(
-                    ModelVersion(
-                        model=model,
-                        revision=f"{rng.getrandbits(160):040x}",
-                        label=f"v{v + 1}",
-                        kind="base",
-                        license=licenses[rng.choice(LICENSES)],
-                        source="hub",
-                        total_size=rng.randint(10**6, 10**10),
-                        file_count=rng.randint(3, 20),
-                        created_by=user,
-                    )
-                )
-        ModelVersion.objects.bulk_create(versions, batch_size=5000)
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
-    print(f"seeded in {time.perf_counter() - started:.1f}s", flush=True)
-
-
-def _time(client, url: str, params_list: list[dict], *, count_queries: bool = True):
+def _time(client, url: str, params_list: list[dict]) -> dict:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    latencies, queries = [], []
+    latencies, queries_seen = [], []
     for params in params_list:
         with CaptureQueriesContext(connection) as ctx:
             started = time.perf_counter()
             response = client.get(url, params)
             latencies.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, (url, params, response.status_code)
-        queries.append(len(ctx.captured_queries))
+        queries_seen.append(len(ctx.captured_queries))
     latencies.sort()
-    p95 = latencies[max(0, int(len(latencies) * 0.95) - 1)]
-    return statistics.median(latencies), p95, max(queries)
+    return {
+        "p50": statistics.median(latencies),
+        "p95": latencies[max(0, int(len(latencies) * 0.95) - 1)],
+        "queries": max(queries_seen),
+    }
+
+
+def _deep_cursors(client, url: str, params: dict, depth: int) -> str:
+    """The cursor of page ``depth``, found by following ``next`` links once."""
+    from urllib.parse import parse_qs, urlsplit
+
+    cursor = ""
+    for _ in range(depth - 1):
+        body = client.get(url, {**params, **({"cursor": cursor} if cursor else {})}).json()
+        if not body["next"]:
+            break
+        cursor = parse_qs(urlsplit(body["next"]).query)["cursor"][0]
+    return cursor
+
+
+def _offset_baseline(user, kind: str, params_list: list[dict], size: int) -> dict:
+    """The same lists paged by OFFSET with an exact count, as Django's Paginator would."""
+    from django.core.paginator import Paginator
+
+    from zoo.selectors import catalogue as selectors
+
+    latencies = []
+    for params in params_list:
+        started = time.perf_counter()
+        if kind == "models":
+            qs, order, _, _ = selectors.search_catalogue(
+                user, selectors.CatalogueQuery(q=params.get("q", ""))
+            )
+            qs = qs.order_by(*order)
+        else:
+            qs = selectors.versions_visible_to(user).select_related("model", "license")
+            qs = qs.order_by("-created_at", "-id")
+        page = Paginator(qs, size).get_page(params.get("page", 1))
+        list(page.object_list)
+        latencies.append((time.perf_counter() - started) * 1000)
+    latencies.sort()
+    return {
+        "p50": statistics.median(latencies),
+        "p95": latencies[max(0, int(len(latencies) * 0.95) - 1)],
+        "queries": 2,
+    }
+
+
+def _full_vector_baseline(user, words: list[str], size: int) -> dict:
+    """Search ranked by ts_rank over the whole vector, card text included, with an exact count."""
+    from django.db.models import BooleanField, FloatField
+    from django.db.models.expressions import RawSQL
+
+    from zoo.selectors import catalogue as selectors
+    from zoo.selectors.search import TEXT_VECTOR
+
+    latencies = []
+    for q in words:
+        started = time.perf_counter()
+        qs = selectors.with_latest_license(selectors.models_visible_to(user))
+        qs = qs.filter(search_entry__isnull=False).filter(
+            RawSQL(  # noqa: S611
+                f"{TEXT_VECTOR} @@ websearch_to_tsquery('english', %s)",
+                [q],
+                output_field=BooleanField(),
+            )
+        )
+        rank = RawSQL(  # noqa: S611
+            f"ts_rank({TEXT_VECTOR}, websearch_to_tsquery('english', %s))",
+            [q],
+            output_field=FloatField(),
+        )
+        qs.count()
+        list(qs.annotate(rank=rank).order_by("-rank", "repo_id")[:size])
+        latencies.append((time.perf_counter() - started) * 1000)
+    latencies.sort()
+    return {
+        "p50": statistics.median(latencies),
+        "p95": latencies[max(0, int(len(latencies) * 0.95) - 1)],
+        "queries": 2,
+    }
+
+
+def run(n_models: int, per_model: int, n_requests: int, database_url: str) -> dict:
+    _setup(database_url)
+    from bench._catalogue_data import seed_portal
+
+    seed_portal(n_models, per_model)
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from zoo.models import CatalogModel, ModelVersion
+
+    user = get_user_model().objects.get(username="bench-steward")
+    client = Client()
+    client.force_login(user)
+    rng = random.Random(11)
+    asked = queries(n_models, n_requests)
+    search = {kind: [{"q": q} for q in qs] for kind, qs in asked.items() if kind != "tag"}
+    depth = 50
+    deep_models = _deep_cursors(client, "/api/models/", {}, depth)
+    deep_versions = _deep_cursors(client, "/api/versions/", {}, depth)
+    sample = list(CatalogModel.objects.order_by("?").values_list("repo_id", flat=True)[:50])
+    for params in search["one word, common"][:5]:  # warm caches and connections
+        client.get("/catalogue/", params)
+
+    rows: dict[str, dict] = {}
+    rows["catalogue page, one word (common)"] = _time(
+        client, "/catalogue/", search["one word, common"]
+    )
+    rows["catalogue page, one word (rare)"] = _time(client, "/catalogue/", search["one word, rare"])
+    rows["catalogue page, two words"] = _time(client, "/catalogue/", search["two words"])
+    rows["catalogue page, typo in a name"] = _time(client, "/catalogue/", search["typo in a name"])
+    rows["catalogue page, search + modality"] = _time(
+        client,
+        "/catalogue/",
+        [{**p, "modality": rng.choice(MODALITIES)} for p in search["one word, common"]],
+    )
+    rows["catalogue page, first page"] = _time(client, "/catalogue/", [{}] * n_requests)
+    rows["models API, one word (common)"] = _time(
+        client, "/api/models/", search["one word, common"]
+    )
+    rows["models API, tag filter"] = _time(
+        client, "/api/models/", [{"domain": t} for t in asked["tag"]]
+    )
+    rows["models API, first page"] = _time(client, "/api/models/", [{}] * n_requests)
+    rows[f"models API, page {depth}"] = _time(
+        client, "/api/models/", [{"cursor": deep_models}] * n_requests
+    )
+    rows["versions API, first page"] = _time(client, "/api/versions/", [{}] * n_requests)
+    rows[f"versions API, page {depth}"] = _time(
+        client, "/api/versions/", [{"cursor": deep_versions}] * n_requests
+    )
+    rows["model page"] = _model_pages(client, sample, n_requests)
+
+    baselines = {
+        "baseline: one word (common), rank over all text + exact count": _full_vector_baseline(
+            user, [p["q"] for p in search["one word, common"]], 20
+        ),
+        "baseline: OFFSET + exact count, models page 1": _offset_baseline(
+            user, "models", [{"page": 1}] * n_requests, 50
+        ),
+        f"baseline: OFFSET + exact count, models page {depth}": _offset_baseline(
+            user, "models", [{"page": depth}] * n_requests, 50
+        ),
+        f"baseline: OFFSET + exact count, versions page {depth}": _offset_baseline(
+            user, "versions", [{"page": depth}] * n_requests, 50
+        ),
+    }
+    return {
+        "models": CatalogModel.objects.count(),
+        "versions": ModelVersion.objects.count(),
+        "requests": n_requests,
+        "rows": rows,
+        "baselines": baselines,
+    }
+
+
+def _model_pages(client, repo_ids: list[str], n_requests: int) -> dict:
+    paths = [f"/catalogue/{repo_ids[i % len(repo_ids)]}/" for i in range(n_requests)]
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    latencies, counts = [], []
+    for path in paths:
+        with CaptureQueriesContext(connection) as ctx:
+            started = time.perf_counter()
+            response = client.get(path)
+            latencies.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, (path, response.status_code)
+        counts.append(len(ctx.captured_queries))
+    latencies.sort()
+    return {
+        "p50": statistics.median(latencies),
+        "p95": latencies[max(0, int(len(latencies) * 0.95) - 1)],
+        "queries": max(counts),
+    }
+
+
+def _print(result: dict) -> None:
+    print(
+        f"catalogue: {result['models']:,} models, {result['versions']:,} versions; "
+        f"{result['requests']} requests per row"
+    )
+    print(f"{'':62} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8}")
+    for name, row in {**result["rows"], **result["baselines"]}.items():
+        print(f"{name:62} {row['p50']:8.1f} {row['p95']:8.1f} {row['queries']:8d}")
+    rows, base = result["rows"], result["baselines"]
+    deep = next(k for k in rows if k.startswith("models API, page"))
+    vdeep = next(k for k in rows if k.startswith("versions API, page"))
+    print("ratios (baseline p50 / portal p50):")
+    pairs = [
+        ("one word, common", "catalogue page, one word (common)", next(iter(base))),
+        ("models, first page", "models API, first page", list(base)[1]),
+        ("models, deep page", deep, list(base)[2]),
+        ("versions, deep page", vdeep, list(base)[3]),
+    ]
+    for label, ours, theirs in pairs:
+        print(f"  {label:24} {base[theirs]['p50'] / rows[ours]['p50']:6.1f}x faster")
 
 
 def main() -> None:
@@ -218,53 +277,41 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=20_000)
     parser.add_argument("--versions-per-model", type=int, default=5)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--sizes", default="", help="comma-separated model counts, e.g. 2500,20000")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    _setup(os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal_bench"))
-    _seed(args.models, args.versions_per_model)
-
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
-    from zoo.models import CatalogModel, ModelVersion
-    from zoo.selectors import catalogue as selectors
-
-    user = get_user_model().objects.get(username="bench-steward")
-    client = Client()
-    client.force_login(user)
-    rng = random.Random(11)
-    searches = [{"q": " ".join(rng.sample(WORDS, 2))} for _ in range(args.requests)]
-    plain = [{"page": rng.randint(1, 50)} for _ in range(args.requests)]
+    if args.models < 1000:
+        parser.error("--models must be at least 1,000")
+    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
+    if not args.sizes:
+        result = run(args.models, args.versions_per_model, args.requests, url)
+        print(json.dumps(result)) if args.json else _print(result)
+        return
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    results = []
+    for size in sizes:
+        done = subprocess.run(
+            [
+                sys.executable, __file__, "--json", "--models", str(size),
+                "--versions-per-model", str(args.versions_per_model),
+                "--requests", str(args.requests),
+            ],
+            env={**os.environ, "BENCH_DATABASE_URL": f"{url}_{size}"},
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        _print(results[-1])
+        print()
+    small, large = results[0], results[-1]
+    growth = large["versions"] / small["versions"]
     print(
-        f"catalogue: {CatalogModel.objects.count():,} models, "
-        f"{ModelVersion.objects.count():,} versions; {args.requests} requests per row"
+        f"growth from {small['versions']:,} to {large['versions']:,} versions "
+        f"({growth:.0f}x the data), p95 large / p95 small:"
     )
-    for params in searches[:5]:  # warm caches and connections
-        client.get("/catalogue/", params)
-
-    rows = []
-    rows.append(("catalogue page, full-text search", *_time(client, "/catalogue/", searches)))
-    fts_p50 = rows[-1][1]
-    # Baseline: the substring search SQLite uses, forced on PostgreSQL.
-    original = selectors._use_full_text
-    selectors._use_full_text = lambda: False
-    try:
-        rows.append(("  baseline: substring search", *_time(client, "/catalogue/", searches)))
-    finally:
-        selectors._use_full_text = original
-    base_p50 = rows[-1][1]
-    rows.append(("list API, page of 50", *_time(client, "/api/models/", plain)))
-    rows.append(("list API, search", *_time(client, "/api/models/", searches)))
-    api_small = _time(client, "/api/models/", [{"page_size": 10, **p} for p in plain[:50]])
-    api_big = _time(client, "/api/models/", [{"page_size": 100, **p} for p in plain[:50]])
-    rows.append(("list API, page_size=10", *api_small))
-    rows.append(("list API, page_size=100", *api_big))
-    rows.append(("version list API", *_time(client, "/api/versions/", plain)))
-
-    print(f"{'':38} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8}")
-    for name, p50, p95, queries in rows:
-        print(f"{name:38} {p50:8.1f} {p95:8.1f} {queries:8d}")
-    print(f"full-text search vs substring baseline: {base_p50 / fts_p50:.1f}x faster at p50")
-    print(f"queries at page_size 100 / page_size 10: {api_big[2]} / {api_small[2]}")
+    for name in small["rows"]:
+        if name in large["rows"]:
+            ratio = large["rows"][name]["p95"] / small["rows"][name]["p95"]
+            print(f"  {name:44} {ratio:5.2f}x")
 
 
 if __name__ == "__main__":

@@ -49,9 +49,6 @@ class CatalogModel(models.Model):
     )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT)
     status_reason = models.TextField(blank=True)
-    # Name, summary, tags and card text in one column, kept by the services; on
-    # PostgreSQL a generated tsvector column over it carries the GIN index.
-    search_document = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -82,6 +79,49 @@ class CatalogModel(models.Model):
     @property
     def name(self) -> str:
         return self.repo_id.split("/", 1)[1]
+
+
+class SearchEntry(models.Model):
+    """The text catalogue search matches for one model, in its own table so list rows stay narrow.
+
+    Three fields rank in this order: ``name`` (repo id words and title),
+    ``meta`` (summary, task, architecture, tags) and ``card`` (the latest
+    version's card text). Kept by ``zoo.services.catalogue`` on every change.
+    On PostgreSQL the table also has a GIN index over the tsvector of all
+    three and a generated ``head`` tsvector (name and meta, weighted, to rank
+    without reading card text); on SQLite an FTS5 index (``zoo_catalogsearch_fts``) follows it by
+    triggers. Django models neither: ``zoo.selectors.search`` reaches them.
+    """
+
+    model = models.OneToOneField(
+        CatalogModel, primary_key=True, on_delete=models.CASCADE, related_name="search_entry"
+    )
+    name = models.TextField()
+    meta = models.TextField(blank=True)
+    card = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "zoo_catalogsearch"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SearchWord(models.Model):
+    """A word of some model's name: what a misspelt search is corrected to.
+
+    Only ever added to (a word of a renamed model that lingers corrects a
+    query to words that then match nothing, which is what the user typed
+    anyway). On PostgreSQL a trigram index (pg_trgm) finds the closest.
+    """
+
+    word = models.CharField(max_length=100, primary_key=True)
+
+    class Meta:
+        db_table = "zoo_searchword"
+
+    def __str__(self) -> str:
+        return self.word
 
 
 class ModelVersion(models.Model):

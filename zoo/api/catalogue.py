@@ -10,8 +10,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from governance.models import License
+from portal.api import KeysetPagination
 from zoo.models import Artifact, CatalogModel, ModelVersion
 from zoo.selectors import catalogue as selectors
+from zoo.selectors import search
 from zoo.services import catalogue as services
 
 
@@ -75,7 +77,8 @@ class CatalogModelFilter(django_filters.FilterSet):
         fields = ["modality", "task", "status"]
 
     def filter_q(self, qs, name, value):
-        return selectors.filter_text(qs, value)[0]
+        # Applied by the view after the other filters (see CatalogModelViewSet.filter_queryset).
+        return qs
 
     def filter_license_category(self, qs, name, value):
         return selectors.filter_license_category(qs, value)
@@ -90,15 +93,31 @@ class CatalogModelFilter(django_filters.FilterSet):
 class CatalogModelViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
-    """Catalogue entries. Everyone signed in reads; stewards edit metadata and status."""
+    """Catalogue entries. Everyone signed in reads; stewards edit metadata and status.
+
+    The list pages by cursor; with ``q`` it is ranked as the catalogue page is.
+    """
 
     serializer_class = CatalogModelSerializer
     filterset_class = CatalogModelFilter
+    pagination_class = KeysetPagination
 
     def get_queryset(self):
         return selectors.with_latest_license(
             selectors.models_visible_to(self.request.user)
         ).order_by("repo_id")
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        if self.action != "list":
+            return queryset
+        matches = selectors.filter_text(queryset, self.request.query_params.get("q", ""))
+        self.known_count = matches.count
+        return matches.qs
+
+    def keyset_order(self) -> tuple[str, ...]:
+        ranked = bool(search.normalise(self.request.query_params.get("q", "")))
+        return selectors.catalogue_order("", ranked=ranked)
 
     @extend_schema(request=CatalogModelEditSerializer, responses=CatalogModelSerializer)
     def partial_update(self, request: Request, pk: str) -> Response:
@@ -167,10 +186,15 @@ class ModelVersionFilter(django_filters.FilterSet):
 class ModelVersionViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
-    """Pinned versions. Their files never change; stewards may set the license."""
+    """Pinned versions, newest first, paged by cursor. Their files never change; stewards may
+    set the license."""
 
     serializer_class = ModelVersionSerializer
     filterset_class = ModelVersionFilter
+    pagination_class = KeysetPagination
+
+    def keyset_order(self) -> tuple[str, ...]:
+        return ("-created_at", "-id")
 
     def get_queryset(self):
         return (

@@ -7,16 +7,18 @@ owner and stewards only, in the list, in search and in a base model's lineage.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVectorField
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
-from django.db.models.expressions import RawSQL
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from governance.roles import is_steward
 from portal.errors import NotFound
+from portal.pagination import KeysetPage, keyset_page
 from zoo.models import Artifact, CatalogModel, ModelVersion
+from zoo.selectors import search
 
 
 def models_visible_to(user) -> QuerySet[CatalogModel]:
@@ -77,24 +79,22 @@ def with_latest_license(qs: QuerySet[CatalogModel]) -> QuerySet[CatalogModel]:
     )
 
 
-def _use_full_text() -> bool:
-    return connection.vendor == "postgresql"
+class TextMatches(NamedTuple):
+    qs: QuerySet[CatalogModel]
+    ranked: bool
+    count: int | None  # capped at COUNT_CAP + 1, when already known
+    corrected: str | None = None  # the words searched instead of a misspelt query
 
 
-def filter_text(qs: QuerySet[CatalogModel], text: str) -> tuple[QuerySet[CatalogModel], bool]:
-    """Full-text match (PostgreSQL, ranked) or word-by-word substring match elsewhere."""
-    text = text.strip()
-    if not text:
-        return qs, False
-    if _use_full_text():
-        ts_query = SearchQuery(text, search_type="websearch", config="english")
-        vector = RawSQL("zoo_catalogmodel.search_vector", [], output_field=SearchVectorField())
-        return qs.annotate(sv=vector).filter(sv=ts_query).annotate(
-            rank=SearchRank(vector, ts_query)
-        ), True
-    for word in text.split()[:8]:
-        qs = qs.filter(search_document__icontains=word)
-    return qs, False
+def filter_text(qs: QuerySet[CatalogModel], text: str) -> TextMatches:
+    """Models of ``qs`` matching ``text``, ranked (see ``zoo.selectors.search``).
+
+    Apply it after every other filter. ``qs`` comes back unchanged when the text is blank.
+    """
+    if not search.normalise(text):
+        return TextMatches(qs, False, None)
+    found = search.ranked_search(qs, text)
+    return TextMatches(found.qs, True, found.count, found.corrected)
 
 
 def filter_domain(qs: QuerySet[CatalogModel], tag: str) -> QuerySet[CatalogModel]:
@@ -115,15 +115,24 @@ def filter_commercial(qs: QuerySet[CatalogModel], allowed: bool) -> QuerySet[Cat
     )
 
 
+class CatalogueResults(NamedTuple):
+    qs: QuerySet[CatalogModel]
+    order: tuple[str, ...]  # the keyset order to list them in
+    count: int | None  # capped at COUNT_CAP + 1, when the search has counted already
+    corrected: str | None  # the words searched instead of a misspelt query
+
+
 def search_catalogue(
     user, query: CatalogueQuery, *, within: QuerySet | None = None
-) -> QuerySet[CatalogModel]:
-    """Visible models matching the query; ``within`` (model ids) narrows them further.
+) -> CatalogueResults:
+    """Visible models matching the query, with the order to list them in.
+
+    ``within`` (model ids) narrows them further.
 
     The "approved for me" filter is governance's rule: the caller passes
     ``governance.access.models_usable_by(user)`` as ``within``.
     """
-    qs, ranked = filter_text(models_visible_to(user), query.q)
+    qs = models_visible_to(user)
     if within is not None:
         qs = qs.filter(pk__in=within)
     if query.modality:
@@ -138,15 +147,39 @@ def search_catalogue(
         qs = filter_license_category(qs, query.license_category)
     if query.commercial in ("yes", "no"):
         qs = filter_commercial(qs, query.commercial == "yes")
-    qs = with_latest_license(qs)
-    order = {
-        "name": ["repo_id"],
-        "recent": ["-updated_at", "repo_id"],
-        "params": [F("parameter_count").desc(nulls_last=True), "repo_id"],
-    }.get(query.sort)
-    if order is None:
-        order = ["-rank", "repo_id"] if ranked else ["repo_id"]
-    return qs.order_by(*order)
+    # Last: whether to fall back to typo matches depends on what the filters leave.
+    matches = filter_text(qs, query.q)
+    return CatalogueResults(
+        with_latest_license(matches.qs),
+        catalogue_order(query.sort, ranked=matches.ranked),
+        matches.count,
+        matches.corrected,
+    )
+
+
+SORTS = {
+    "name": ("repo_id",),
+    "recent": ("-updated_at", "repo_id"),
+    # Models without a stated size sort last.
+    "params": ("-sort_params", "repo_id"),
+}
+
+
+def catalogue_order(sort: str, *, ranked: bool) -> tuple[str, ...]:
+    """The keyset order of a catalogue list: relevance for a search unless another sort is asked."""
+    if sort in SORTS:
+        return SORTS[sort]
+    return search.RANKED_ORDER if ranked else ("repo_id",)
+
+
+def catalogue_page(
+    user, query: CatalogueQuery, *, within=None, cursor=None, size=20
+) -> tuple[KeysetPage, str | None]:
+    """One keyset page of ``search_catalogue``'s results, and the corrected query if any."""
+    qs, order, count, corrected = search_catalogue(user, query, within=within)
+    if "-sort_params" in order:
+        qs = qs.annotate(sort_params=Coalesce("parameter_count", Value(-1)))
+    return keyset_page(qs, order, cursor, size, count=count), corrected
 
 
 def lineage(user, version: ModelVersion) -> dict:

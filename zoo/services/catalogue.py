@@ -6,13 +6,15 @@ whichever view, endpoint, task or command calls it.
 
 from __future__ import annotations
 
+import re
+
 from django.db import transaction
 
 from governance.audit import audit_record
 from governance.models import License
 from governance.roles import is_steward
 from portal.errors import Conflict, Forbidden, PortalError
-from zoo.models import Artifact, CatalogModel, ModelVersion, ScanWaiver
+from zoo.models import Artifact, CatalogModel, ModelVersion, ScanWaiver, SearchEntry, SearchWord
 
 
 def version_block_reasons(version: ModelVersion) -> list[str]:
@@ -56,21 +58,45 @@ def _apply_block_state(version: ModelVersion) -> None:
     version.status = ModelVersion.Status.BLOCKED if reasons else ModelVersion.Status.AVAILABLE
 
 
+CARD_SEARCH_CHARS = 20_000
+
+
+def search_fields(model: CatalogModel, card: str) -> dict[str, str]:
+    """What search matches for ``model`` whose latest card is ``card``, by rank of the field."""
+    return {
+        "name": f"{model.repo_id} {model.repo_id.replace('/', ' ')} {model.title}",
+        "meta": "\n".join(
+            p
+            for p in (
+                model.summary,
+                model.task,
+                model.architecture,
+                " ".join(str(t) for t in model.domain_tags),
+            )
+            if p
+        ),
+        "card": card[:CARD_SEARCH_CHARS],
+    }
+
+
+def name_words(model: CatalogModel) -> set[str]:
+    """The words of a model's repo id and title that a misspelt search may be corrected to."""
+    return {
+        w
+        for w in re.findall(r"\w+", f"{model.repo_id} {model.title}".lower())
+        if 3 <= len(w) <= 100 and not w.isdigit()
+    }
+
+
 def catalog_model_refresh_search(*, model: CatalogModel) -> None:
     """Rebuild the text that catalogue search matches against."""
-    latest = model.versions.order_by("-created_at").first()
-    parts = [
-        model.repo_id.replace("/", " "),
-        model.title,
-        model.summary,
-        model.task,
-        model.architecture,
-        " ".join(str(t) for t in model.domain_tags),
-        latest.card_markdown[:20000] if latest else "",
-    ]
-    document = "\n".join(p for p in parts if p)
-    CatalogModel.objects.filter(pk=model.pk).update(search_document=document)
-    model.search_document = document
+    latest = model.versions.order_by("-created_at", "-id").first()
+    SearchEntry.objects.update_or_create(
+        model=model, defaults=search_fields(model, latest.card_markdown if latest else "")
+    )
+    SearchWord.objects.bulk_create(
+        [SearchWord(word=w) for w in sorted(name_words(model))], ignore_conflicts=True
+    )
 
 
 def _require_steward(actor) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -41,16 +40,19 @@ def catalogue(request: HttpRequest) -> HttpResponse:
     if form.is_bound and form.is_valid():
         query = selectors.CatalogueQuery(**form.cleaned_data)
     within = models_usable_by(request.user) if query.approved else None
-    results = selectors.search_catalogue(request.user, query, within=within)
-    page = Paginator(results, 20).get_page(request.GET.get("page"))
+    page, corrected = selectors.catalogue_page(
+        request.user, query, within=within, cursor=request.GET.get("cursor"), size=20
+    )
     params = request.GET.copy()
-    params.pop("page", None)
+    params.pop("cursor", None)
     return render(
         request,
         "zoo/catalogue.html",
         {
             "form": form if form.is_bound else CatalogueFilterForm(),
             "page": page,
+            "ranked": page.order == selectors.search.RANKED_ORDER,
+            "corrected": corrected,
             "query_string": params.urlencode(),
             "tasks": selectors.task_choices(),
             "is_steward": is_steward(request.user),

@@ -1,0 +1,145 @@
+"""Keyset (cursor) pages for long lists, shared by the HTML pages and the API.
+
+A page is found by the sort key of the row before it, never by an offset, so
+the hundredth page costs what the first does and rows added meanwhile do not
+shift what the reader sees. Totals are counted up to ``COUNT_CAP`` only: past
+that the page says "1,000+" instead of scanning everything to be exact.
+
+The order must end in a unique key (the repo id, or the id) so that rows with
+equal sort values still have one place each.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db.models import Q, QuerySet
+
+from portal.errors import PortalError
+
+COUNT_CAP = 1000
+
+
+class BadCursor(PortalError):
+    """A page link that was not made by this paginator (or no longer fits its list)."""
+
+
+@dataclass
+class KeysetPage:
+    items: list
+    count: int
+    count_capped: bool
+    next_cursor: str | None = None
+    previous_cursor: str | None = None
+    order: tuple[str, ...] = field(default=())
+
+    @property
+    def count_label(self) -> str:
+        return f"{COUNT_CAP:,}+" if self.count_capped else f"{self.count:,}"
+
+    @property
+    def has_other_pages(self) -> bool:
+        return bool(self.next_cursor or self.previous_cursor)
+
+
+def _encode_value(value):
+    if isinstance(value, dt.datetime):
+        return {"t": value.isoformat()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"cannot page by a {type(value).__name__}")
+
+
+def _decode_value(raw):
+    if isinstance(raw, dict):
+        try:
+            return dt.datetime.fromisoformat(raw["t"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadCursor("This page link is not valid.") from exc
+    if raw is None or isinstance(raw, bool | int | float | str):
+        return raw
+    raise BadCursor("This page link is not valid.")
+
+
+def encode_cursor(values: list, *, backwards: bool) -> str:
+    payload = json.dumps({"k": [_encode_value(v) for v in values], "b": backwards})
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, width: int) -> tuple[list, bool]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        values, backwards = raw["k"], raw["b"]
+    except (binascii.Error, ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise BadCursor("This page link is not valid.") from exc
+    if not isinstance(values, list) or len(values) != width or not isinstance(backwards, bool):
+        raise BadCursor("This page link does not fit this list; start again from the first page.")
+    return [_decode_value(v) for v in values], backwards
+
+
+def _after(order: tuple[str, ...], values: list, *, backwards: bool) -> Q:
+    """Rows after ``values`` in ``order`` (before them when ``backwards``), as one condition."""
+    condition = Q()
+    for i, key in enumerate(order):
+        name = key.lstrip("-")
+        descending = key.startswith("-")
+        lookup = "lt" if descending != backwards else "gt"
+        ties = Q(**{k.lstrip("-"): v for k, v in zip(order[:i], values[:i], strict=True)})
+        condition |= ties & Q(**{f"{name}__{lookup}": values[i]})
+    return condition
+
+
+def _reversed(order: tuple[str, ...]) -> list[str]:
+    return [k[1:] if k.startswith("-") else f"-{k}" for k in order]
+
+
+def keyset_page(
+    qs: QuerySet, order: tuple[str, ...], cursor: str | None, size: int, *, count: int | None = None
+) -> KeysetPage:
+    """One page of ``qs`` in ``order`` (field or annotation names, ``-`` for descending).
+
+    ``cursor`` is a value from an earlier page's ``next_cursor`` or
+    ``previous_cursor``; ``None`` is the first page. A cursor from another
+    list, or tampered with, raises ``BadCursor``: it filters nothing else.
+    ``count`` is the caller's capped count when it has one already.
+    """
+    if count is None:
+        count = qs.order_by().values("pk")[: COUNT_CAP + 1].count()
+    backwards = False
+    rows = qs
+    if cursor:
+        values, backwards = decode_cursor(cursor, len(order))
+        try:
+            rows = rows.filter(_after(order, values, backwards=backwards))
+        except (TypeError, ValueError, ValidationError) as exc:
+            raise BadCursor("This page link is not valid.") from exc
+    rows = rows.order_by(*(_reversed(order) if backwards else order))
+    try:
+        items = list(rows[: size + 1])
+    except (
+        TypeError,
+        ValueError,
+        ValidationError,
+    ) as exc:  # a value of the wrong type for its column
+        raise BadCursor("This page link is not valid.") from exc
+    more = len(items) > size
+    items = items[:size]
+    if backwards:
+        items.reverse()
+    page = KeysetPage(items=items, count=min(count, COUNT_CAP), count_capped=count > COUNT_CAP)
+    page.order = order
+    if items:
+        first = [getattr(items[0], k.lstrip("-")) for k in order]
+        last = [getattr(items[-1], k.lstrip("-")) for k in order]
+        has_before = more if backwards else bool(cursor)
+        has_after = True if backwards else more
+        if has_after:
+            page.next_cursor = encode_cursor(last, backwards=False)
+        if has_before:
+            page.previous_cursor = encode_cursor(first, backwards=True)
+    return page

@@ -1,0 +1,204 @@
+"""Ranked catalogue search, the same rules on PostgreSQL and on SQLite (``make run``).
+
+A model matches when every word is found in its text (full-text, with
+stemming; the name holds the repo id's words, so an exact id matches too).
+The order is what a user expects from a name search:
+
+0. exact repo id, name or title;
+1. every word in the name;
+2. every word in the name, summary, task, architecture or tags;
+3. the words reach into the card text.
+
+Within a tier the score breaks ties (PostgreSQL's ts_rank over the weighted
+name and summary, SQLite's bm25 over the same columns), then the repo id.
+Card text is matched through the index but never read to rank, so a common
+word costs what the rows shown cost.
+
+When nothing matches, each word is corrected to the closest word of any
+model's name (trigram similarity, pg_trgm's measure on both databases:
+``minlm`` becomes ``minilm``) and the corrected words are searched instead;
+the page says so. Looking a word up among the distinct name words is a
+small index probe, where comparing it with every name would not be.
+
+Every SQL string here is a constant: the user's text only ever travels as a
+query parameter (hence the ``noqa`` marks on the raw SQL).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from django.db import connection
+from django.db.models import BooleanField, Case, FloatField, IntegerField, Q, QuerySet, Value, When
+from django.db.models.expressions import RawSQL
+
+from portal.pagination import COUNT_CAP
+from zoo.models import SearchWord
+
+# The order of a ranked search, for the keyset paginator: tier, then score, then repo id.
+RANKED_ORDER = ("search_tier", "-search_score", "repo_id")
+
+# How close a typed word must be to a name's word to be corrected to it. One
+# letter dropped from or added to a 5-12 letter word scores 0.44-0.8, while
+# "sentence" against "sentiment" scores 0.27. Set on each connection (zoo.apps).
+SIMILARITY = 0.4
+MAX_QUERY_CHARS = 200
+MAX_WORDS = 8
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.split())[:MAX_QUERY_CHARS]
+
+
+class Matches(NamedTuple):
+    qs: QuerySet
+    count: int  # capped at COUNT_CAP + 1
+    corrected: str | None  # the words searched instead of a misspelt query
+
+
+def ranked_search(qs: QuerySet, text: str) -> Matches:
+    """``qs`` (catalogue models, already filtered) narrowed to matches of ``text``, ranked.
+
+    Annotated with ``search_tier`` and ``search_score``: order by
+    ``RANKED_ORDER``. The count comes from the probe that decides whether to
+    correct the spelling, so the page need not count again; it reads up to
+    ``COUNT_CAP + 1`` ids rather than asking EXISTS, since with ``LIMIT 1``
+    PostgreSQL may walk the table hoping for an early match, which for a
+    word in one model means reading every row's text.
+    """
+    text = normalise(text)
+    found, count = _matches(qs, text)
+    if count:
+        return Matches(found, count, None)
+    corrected = correct_spelling(text)
+    if corrected and corrected != " ".join(_WORD.findall(text.lower())):
+        again, count = _matches(qs, corrected)
+        if count:
+            return Matches(again, count, corrected)
+    return Matches(found, 0, None)
+
+
+def _matches(qs: QuerySet, text: str) -> tuple[QuerySet, int]:
+    backend = _Postgres(text) if connection.vendor == "postgresql" else _SQLite(text)
+    if backend.in_text is None:  # no word at all (punctuation only)
+        nothing = qs.none().annotate(
+            search_tier=Value(3), search_score=Value(0.0, output_field=FloatField())
+        )
+        return nothing, 0
+    found = qs.filter(backend.join, backend.in_text)
+    count = len(found.order_by().values_list("pk", flat=True)[: COUNT_CAP + 1])
+    exact = Q(repo_id__iexact=text) | Q(repo_id__iendswith="/" + text) | Q(title__iexact=text)
+    tier = Case(
+        When(exact, then=Value(0)),
+        When(backend.in_name, then=Value(1)),
+        When(backend.in_head, then=Value(2)),
+        default=Value(3),
+        output_field=IntegerField(),
+    )
+    return found.annotate(search_tier=tier, search_score=backend.score), count
+
+
+def correct_spelling(text: str) -> str:
+    """``text`` with each word replaced by the closest word of a model's name, if one is close."""
+    words = []
+    for word in _WORD.findall(text.lower())[:MAX_WORDS]:
+        if len(word) < 3 or word.isdigit():
+            words.append(word)
+            continue
+        similarity = (
+            "similarity(word, %s)"
+            if connection.vendor == "postgresql"
+            else "zoo_similarity(word, %s)"
+        )
+        closest = (
+            SearchWord.objects.filter(_close_to(word))
+            .annotate(closeness=_raw(similarity, [word], FloatField()))
+            .order_by("-closeness", "word")
+            .values_list("word", flat=True)
+            .first()
+        )
+        words.append(closest or word)
+    return " ".join(words)
+
+
+def _close_to(word: str):
+    if connection.vendor == "postgresql":
+        return Q(word__trigram_similar=word)  # pg_trgm's %, served by the index
+    return _raw("zoo_similarity(word, %s) >= %s", [word, SIMILARITY], BooleanField())
+
+
+def _raw(sql: str, params, output_field) -> RawSQL:
+    return RawSQL(sql, params, output_field=output_field)  # noqa: S611
+
+
+# The expression the migration indexes (0009): written the same way, the planner uses the index.
+TEXT_VECTOR = (
+    "to_tsvector('english', \"zoo_catalogsearch\".name || ' ' || \"zoo_catalogsearch\".meta"
+    " || ' ' || \"zoo_catalogsearch\".card)"
+)
+
+
+class _Postgres:
+    """tsvector matches through the expression index, tiers and rank on the small ``head``."""
+
+    def __init__(self, text: str) -> None:
+        fts = text.replace("/", " ")
+        tsq = "websearch_to_tsquery('english', %s)"
+        entry = '"zoo_catalogsearch"'
+        # The inner join to the search table, which the raw SQL names.
+        self.join = Q(search_entry__isnull=False)
+        self.in_text = _raw(f"{TEXT_VECTOR} @@ {tsq}", [fts], BooleanField())
+        self.in_name = _raw(f"ts_filter({entry}.head, '{{a}}') @@ {tsq}", [fts], BooleanField())
+        self.in_head = _raw(f"{entry}.head @@ {tsq}", [fts], BooleanField())
+        # float8: its text form round-trips exactly, so a cursor can name a tie.
+        self.score = _raw(f"ts_rank({entry}.head, {tsq})::float8", [fts], FloatField())
+
+
+def fts5_query(text: str, columns: str = "") -> str:
+    """An FTS5 query for every word of ``text`` (quoted: user input is never FTS5 syntax)."""
+    words = " ".join(f'"{w}"' for w in _WORD.findall(text.lower())[:16])
+    if not words:
+        return ""
+    return f"{{{columns}}} : ({words})" if columns else words
+
+
+class _SQLite:
+    """FTS5 with column filters for the tiers, bm25 to rank."""
+
+    def __init__(self, text: str) -> None:
+        model_id = '"zoo_catalogmodel"."id"'
+        fts = "SELECT rowid FROM zoo_catalogsearch_fts WHERE zoo_catalogsearch_fts MATCH %s"
+        everywhere = fts5_query(text)
+        self.join = Q()
+        self.in_text = (
+            _raw(f"{model_id} IN ({fts})", [everywhere], BooleanField()) if everywhere else None
+        )
+        self.in_name = _raw(f"{model_id} IN ({fts})", [fts5_query(text, "name")], BooleanField())
+        self.in_head = _raw(
+            f"{model_id} IN ({fts})", [fts5_query(text, "name meta")], BooleanField()
+        )
+        # bm25 is lower for better matches; negated so that higher is better, as on PostgreSQL.
+        self.score = _raw(
+            "(SELECT -bm25(zoo_catalogsearch_fts, 10.0, 4.0, 1.0) FROM zoo_catalogsearch_fts"  # noqa: S608
+            f" WHERE zoo_catalogsearch_fts MATCH %s AND rowid = {model_id})",
+            [everywhere],
+            FloatField(),
+        )
+
+
+def _trigrams(text: str) -> set[str]:
+    grams = set()
+    for word in _WORD.findall(text.lower()):
+        padded = f"  {word} "
+        grams.update(padded[i : i + 3] for i in range(len(padded) - 2))
+    return grams
+
+
+def similarity(a: str, b: str) -> float:
+    """pg_trgm's ``similarity`` for SQLite: shared trigrams over all trigrams of the two."""
+    left, right = _trigrams(a), _trigrams(b)
+    if not left or not right:
+        return 0.0
+    return len(left & right) / len(left | right)
