@@ -204,8 +204,8 @@ def seed_portal(n_models: int, per_model: int) -> bool:
     from django.db import connection, transaction
 
     from governance.models import License
-    from zoo.models import CatalogModel, ModelVersion, SearchEntry
-    from zoo.services.catalogue import search_fields
+    from zoo.models import CatalogModel, ModelVersion, SearchEntry, SearchWord
+    from zoo.services.catalogue import name_words, search_fields
 
     if (
         CatalogModel.objects.count() == n_models
@@ -246,6 +246,10 @@ def seed_portal(n_models: int, per_model: int) -> bool:
                     for model, (_, record) in zip(created, pending, strict=True)
                 ],
                 batch_size=2000,
+            )
+            words = {w for model in created for w in name_words(model)}
+            SearchWord.objects.bulk_create(
+                [SearchWord(word=w) for w in sorted(words)], ignore_conflicts=True
             )
             pending.clear()
 

@@ -135,8 +135,7 @@ def _raw(sql: str, params, output_field) -> RawSQL:
 
 # The expression the migration indexes (0009): written the same way, the planner uses the index.
 TEXT_VECTOR = (
-    "to_tsvector('english', \"zoo_catalogsearch\".name || ' ' || \"zoo_catalogsearch\".meta"
-    " || ' ' || \"zoo_catalogsearch\".card)"
+    'zoo_search_text("zoo_catalogsearch".name, "zoo_catalogsearch".meta, "zoo_catalogsearch".card)'
 )
 
 
