@@ -100,7 +100,7 @@ def _offset_baseline(user, kind: str, params_list: list[dict], size: int) -> dic
     for params in params_list:
         started = time.perf_counter()
         if kind == "models":
-            qs, order, _, _ = selectors.search_catalogue(
+            qs, order, *_ = selectors.search_catalogue(
                 user, selectors.CatalogueQuery(q=params.get("q", ""))
             )
             qs = qs.order_by(*order)

@@ -33,7 +33,8 @@ class KeysetPagination(BasePagination):
     """Cursor pages for the long lists (models, versions): see ``portal.pagination``.
 
     The view names its order with ``keyset_order()``, and may set
-    ``known_count`` when its filtering counted already. ``count`` stops at
+    ``known_count`` when its filtering counted already and ``keyset_prefix``
+    (see ``portal.pagination.keyset_page``). ``count`` stops at
     1,000; ``count_capped`` says when there are more.
     """
 
@@ -50,6 +51,7 @@ class KeysetPagination(BasePagination):
             request.query_params.get(self.cursor_query_param) or None,
             self._size(request),
             count=getattr(view, "known_count", None),
+            prefix=getattr(view, "keyset_prefix", None),
         )
         return self.page.items
 

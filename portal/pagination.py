@@ -94,12 +94,29 @@ def _after(order: tuple[str, ...], values: list, *, backwards: bool) -> Q:
     return condition
 
 
+def _rows(qs: QuerySet, order, values, backwards: bool, size: int) -> list:
+    """Up to ``size + 1`` rows after (or before) the cursor's ``values``, in ``order``."""
+    try:
+        if values is not None:
+            qs = qs.filter(_after(order, values, backwards=backwards))
+        qs = qs.order_by(*(_reversed(order) if backwards else order))
+        return list(qs[: size + 1])
+    except (TypeError, ValueError, ValidationError) as exc:  # a value of the wrong type
+        raise BadCursor("This page link is not valid.") from exc
+
+
 def _reversed(order: tuple[str, ...]) -> list[str]:
     return [k[1:] if k.startswith("-") else f"-{k}" for k in order]
 
 
 def keyset_page(
-    qs: QuerySet, order: tuple[str, ...], cursor: str | None, size: int, *, count: int | None = None
+    qs: QuerySet,
+    order: tuple[str, ...],
+    cursor: str | None,
+    size: int,
+    *,
+    count: int | None = None,
+    prefix: tuple[QuerySet, object] | None = None,
 ) -> KeysetPage:
     """One page of ``qs`` in ``order`` (field or annotation names, ``-`` for descending).
 
@@ -107,26 +124,28 @@ def keyset_page(
     ``previous_cursor``; ``None`` is the first page. A cursor from another
     list, or tampered with, raises ``BadCursor``: it filters nothing else.
     ``count`` is the caller's capped count when it has one already.
+
+    ``prefix`` is ``(rows, bound)``: the rows of ``qs`` whose first sort
+    key is at most ``bound``, which the caller can find cheaply (through an
+    index of their own). A page that lies within them is read from them
+    alone, without sorting the whole list.
     """
     if count is None:
         count = qs.order_by().values("pk")[: COUNT_CAP + 1].count()
-    backwards = False
-    rows = qs
+    backwards, values = False, None
     if cursor:
         values, backwards = decode_cursor(cursor, len(order))
-        try:
-            rows = rows.filter(_after(order, values, backwards=backwards))
-        except (TypeError, ValueError, ValidationError) as exc:
-            raise BadCursor("This page link is not valid.") from exc
-    rows = rows.order_by(*(_reversed(order) if backwards else order))
-    try:
-        items = list(rows[: size + 1])
-    except (
-        TypeError,
-        ValueError,
-        ValidationError,
-    ) as exc:  # a value of the wrong type for its column
-        raise BadCursor("This page link is not valid.") from exc
+    items = None
+    if prefix is not None and not order[0].startswith("-"):
+        rows, bound = prefix
+        within = values is None or (isinstance(values[0], int | float) and values[0] <= bound)
+        if within:
+            # Backwards from inside the prefix, every earlier row is in it too.
+            items = _rows(rows, order, values, backwards, size)
+            if not backwards and len(items) <= size:
+                items = None  # the page runs past the prefix
+    if items is None:
+        items = _rows(qs, order, values, backwards, size)
     more = len(items) > size
     items = items[:size]
     if backwards:

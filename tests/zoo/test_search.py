@@ -11,7 +11,8 @@ from governance.models import License
 from portal.pagination import COUNT_CAP, encode_cursor
 from tests.factories import CatalogModelFactory, ModelVersionFactory, catalogue_entry
 from zoo.models import CatalogModel, ModelVersion, SearchEntry
-from zoo.selectors.search import similarity
+from zoo.selectors.catalogue import CatalogueQuery, search_catalogue
+from zoo.selectors.search import RANKED_ORDER, similarity
 from zoo.services.catalogue import search_fields
 
 pytestmark = pytest.mark.django_db
@@ -231,3 +232,35 @@ def test_the_sqlite_similarity_is_pg_trgms():
         ]:
             cursor.execute("SELECT similarity(%s, %s)", [a, b])
             assert similarity(a, b) == pytest.approx(cursor.fetchone()[0], abs=1e-6), (a, b)
+
+
+def test_name_matches_page_first_and_the_pages_join_up_with_the_rest(api, bob):
+    """Pages read from the name matches alone meet the pages after them without a gap."""
+    for i in range(7):
+        catalogue_entry(f"acme/encoder-{i}", summary="Plain.")
+    for i in range(5):
+        catalogue_entry(f"acme/other-{i}", summary="An encoder too.")
+    for i in range(4):
+        catalogue_entry(f"acme/carded-{i}", summary="Plain.", card="Built on an encoder.")
+    full = [
+        m.repo_id
+        for m in search_catalogue(bob, CatalogueQuery(q="encoder")).qs.order_by(*RANKED_ORDER)
+    ]
+    assert full[:7] == [f"acme/encoder-{i}" for i in range(7)]
+    assert len(full) == 16
+    seen, pages, last = _walk(api, "/api/models/", {"q": "encoder", "page_size": 3})
+    assert seen == full
+    assert pages == 6
+    # And back again from the last page to the first, page by page.
+    back, body = [], last
+    while body["previous"]:
+        body = api.get(body["previous"]).json()
+        back = [r["repo_id"] for r in body["results"]] + back
+    assert back == full[: len(back)]
+    assert back[:3] == full[:3]
+    # The first page came from the name index: the text index was probed (the count) only.
+    with CaptureQueriesContext(connection) as first:
+        api.get("/api/models/", {"q": "encoder", "page_size": 3})
+    sql = [q["sql"] for q in first.captured_queries]
+    assert sum("zoo_search_text" in q for q in sql) == 1
+    assert sum("zoo_search_name" in q for q in sql) == 1

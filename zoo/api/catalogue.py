@@ -113,6 +113,7 @@ class CatalogModelViewSet(
             return queryset
         matches = selectors.filter_text(queryset, self.request.query_params.get("q", ""))
         self.known_count = matches.count
+        self.keyset_prefix = selectors.ranked_prefix(self.keyset_order(), matches.names_first)
         return matches.qs
 
     def keyset_order(self) -> tuple[str, ...]:

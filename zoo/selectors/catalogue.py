@@ -84,6 +84,7 @@ class TextMatches(NamedTuple):
     ranked: bool
     count: int | None  # capped at COUNT_CAP + 1, when already known
     corrected: str | None = None  # the words searched instead of a misspelt query
+    names_first: QuerySet[CatalogModel] | None = None  # see search.Matches
 
 
 def filter_text(qs: QuerySet[CatalogModel], text: str) -> TextMatches:
@@ -94,7 +95,7 @@ def filter_text(qs: QuerySet[CatalogModel], text: str) -> TextMatches:
     if not search.normalise(text):
         return TextMatches(qs, False, None)
     found = search.ranked_search(qs, text)
-    return TextMatches(found.qs, True, found.count, found.corrected)
+    return TextMatches(found.qs, True, found.count, found.corrected, found.names_first)
 
 
 def filter_domain(qs: QuerySet[CatalogModel], tag: str) -> QuerySet[CatalogModel]:
@@ -120,6 +121,7 @@ class CatalogueResults(NamedTuple):
     order: tuple[str, ...]  # the keyset order to list them in
     count: int | None  # capped at COUNT_CAP + 1, when the search has counted already
     corrected: str | None  # the words searched instead of a misspelt query
+    names_first: QuerySet[CatalogModel] | None  # see search.Matches
 
 
 def search_catalogue(
@@ -154,6 +156,7 @@ def search_catalogue(
         catalogue_order(query.sort, ranked=matches.ranked),
         matches.count,
         matches.corrected,
+        None if matches.names_first is None else with_latest_license(matches.names_first),
     )
 
 
@@ -176,10 +179,18 @@ def catalogue_page(
     user, query: CatalogueQuery, *, within=None, cursor=None, size=20
 ) -> tuple[KeysetPage, str | None]:
     """One keyset page of ``search_catalogue``'s results, and the corrected query if any."""
-    qs, order, count, corrected = search_catalogue(user, query, within=within)
+    qs, order, count, corrected, names_first = search_catalogue(user, query, within=within)
     if "-sort_params" in order:
         qs = qs.annotate(sort_params=Coalesce("parameter_count", Value(-1)))
-    return keyset_page(qs, order, cursor, size, count=count), corrected
+    prefix = ranked_prefix(order, names_first)
+    return keyset_page(qs, order, cursor, size, count=count, prefix=prefix), corrected
+
+
+def ranked_prefix(order: tuple[str, ...], names_first) -> tuple[QuerySet, int] | None:
+    """The keyset prefix of a relevance-ordered search: its name matches (tiers 0 and 1)."""
+    if names_first is None or order != search.RANKED_ORDER:
+        return None
+    return names_first, search.NAME_TIERS
 
 
 def lineage(user, version: ModelVersion) -> dict:

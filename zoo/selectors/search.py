@@ -56,6 +56,13 @@ class Matches(NamedTuple):
     qs: QuerySet
     count: int  # capped at COUNT_CAP + 1
     corrected: str | None  # the words searched instead of a misspelt query
+    # The matches of tiers 0 and 1 alone (every word in the name), found through an
+    # index of names: they sort first, so a first page they fill never ranks the rest.
+    names_first: QuerySet | None = None
+
+
+# ``names_first`` holds exactly the rows whose first sort key is at most this.
+NAME_TIERS = 1
 
 
 def ranked_search(qs: QuerySet, text: str) -> Matches:
@@ -69,24 +76,24 @@ def ranked_search(qs: QuerySet, text: str) -> Matches:
     word in one model means reading every row's text.
     """
     text = normalise(text)
-    found, count = _matches(qs, text)
-    if count:
-        return Matches(found, count, None)
+    found = _matches(qs, text)
+    if found.count:
+        return found
     corrected = correct_spelling(text)
     if corrected and corrected != " ".join(_WORD.findall(text.lower())):
-        again, count = _matches(qs, corrected)
-        if count:
-            return Matches(again, count, corrected)
-    return Matches(found, 0, None)
+        again = _matches(qs, corrected)
+        if again.count:
+            return again._replace(corrected=corrected)
+    return found
 
 
-def _matches(qs: QuerySet, text: str) -> tuple[QuerySet, int]:
+def _matches(qs: QuerySet, text: str) -> Matches:
     backend = _Postgres(text) if connection.vendor == "postgresql" else _SQLite(text)
     if backend.in_text is None:  # no word at all (punctuation only)
         nothing = qs.none().annotate(
             search_tier=Value(3), search_score=Value(0.0, output_field=FloatField())
         )
-        return nothing, 0
+        return Matches(nothing, 0, None)
     found = qs.filter(backend.join, backend.in_text)
     count = len(found.order_by().values_list("pk", flat=True)[: COUNT_CAP + 1])
     exact = Q(repo_id__iexact=text) | Q(repo_id__iendswith="/" + text) | Q(title__iexact=text)
@@ -97,7 +104,11 @@ def _matches(qs: QuerySet, text: str) -> tuple[QuerySet, int]:
         default=Value(3),
         output_field=IntegerField(),
     )
-    return found.annotate(search_tier=tier, search_score=backend.score), count
+    names = qs.filter(backend.join, backend.name_indexed).annotate(
+        search_tier=Case(When(exact, then=Value(0)), default=Value(1)),
+        search_score=backend.score,
+    )
+    return Matches(found.annotate(search_tier=tier, search_score=backend.score), count, None, names)
 
 
 def correct_spelling(text: str) -> str:
@@ -137,6 +148,7 @@ def _raw(sql: str, params, output_field) -> RawSQL:
 TEXT_VECTOR = (
     'zoo_search_text("zoo_catalogsearch".name, "zoo_catalogsearch".meta, "zoo_catalogsearch".card)'
 )
+NAME_VECTOR = 'zoo_search_name("zoo_catalogsearch".name)'
 
 
 class _Postgres:
@@ -150,6 +162,7 @@ class _Postgres:
         self.join = Q(search_entry__isnull=False)
         self.in_text = _raw(f"{TEXT_VECTOR} @@ {tsq}", [fts], BooleanField())
         self.in_name = _raw(f"ts_filter({entry}.head, '{{a}}') @@ {tsq}", [fts], BooleanField())
+        self.name_indexed = _raw(f"{NAME_VECTOR} @@ {tsq}", [fts], BooleanField())
         self.in_head = _raw(f"{entry}.head @@ {tsq}", [fts], BooleanField())
         # float8: its text form round-trips exactly, so a cursor can name a tie.
         self.score = _raw(f"ts_rank({entry}.head, {tsq})::float8", [fts], FloatField())
@@ -175,6 +188,7 @@ class _SQLite:
             _raw(f"{model_id} IN ({fts})", [everywhere], BooleanField()) if everywhere else None
         )
         self.in_name = _raw(f"{model_id} IN ({fts})", [fts5_query(text, "name")], BooleanField())
+        self.name_indexed = self.in_name
         self.in_head = _raw(
             f"{model_id} IN ({fts})", [fts5_query(text, "name meta")], BooleanField()
         )
