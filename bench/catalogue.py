@@ -57,24 +57,33 @@ def _setup(database_url: str) -> None:
     call_command("collectstatic", interactive=False, verbosity=0)
 
 
+def _summary(latencies: list[float], queries: int) -> dict:
+    latencies = sorted(latencies)
+    return {
+        "p50": statistics.median(latencies),
+        "p95": latencies[max(0, int(len(latencies) * 0.95) - 1)],
+        "queries": queries,
+    }
+
+
 def _time(client, url: str, params_list: list[dict]) -> dict:
+    return _timed(client, [(url, params) for params in params_list])
+
+
+def _timed(client, requests: list[tuple[str, dict]]) -> dict:
+    """Latency of each request through the whole stack, and the most SQL queries one made."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     latencies, queries_seen = [], []
-    for params in params_list:
+    for url, params in requests:
         with CaptureQueriesContext(connection) as ctx:
             started = time.perf_counter()
             response = client.get(url, params)
             latencies.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, (url, params, response.status_code)
         queries_seen.append(len(ctx.captured_queries))
-    latencies.sort()
-    return {
-        "p50": statistics.median(latencies),
-        "p95": latencies[max(0, int(len(latencies) * 0.95) - 1)],
-        "queries": max(queries_seen),
-    }
+    return _summary(latencies, max(queries_seen))
 
 
 def _deep_cursors(client, url: str, params: dict, depth: int) -> str:
@@ -110,12 +119,7 @@ def _offset_baseline(user, kind: str, params_list: list[dict], size: int) -> dic
         page = Paginator(qs, size).get_page(params.get("page", 1))
         list(page.object_list)
         latencies.append((time.perf_counter() - started) * 1000)
-    latencies.sort()
-    return {
-        "p50": statistics.median(latencies),
-        "p95": latencies[max(0, int(len(latencies) * 0.95) - 1)],
-        "queries": 2,
-    }
+    return _summary(latencies, 2)
 
 
 def _full_vector_baseline(user, words: list[str], size: int) -> dict:
@@ -145,12 +149,7 @@ def _full_vector_baseline(user, words: list[str], size: int) -> dict:
         qs.count()
         list(qs.annotate(rank=rank).order_by("-rank", "repo_id")[:size])
         latencies.append((time.perf_counter() - started) * 1000)
-    latencies.sort()
-    return {
-        "p50": statistics.median(latencies),
-        "p95": latencies[max(0, int(len(latencies) * 0.95) - 1)],
-        "queries": 2,
-    }
+    return _summary(latencies, 2)
 
 
 def run(n_models: int, per_model: int, n_requests: int, database_url: str) -> dict:
@@ -230,24 +229,9 @@ def run(n_models: int, per_model: int, n_requests: int, database_url: str) -> di
 
 
 def _model_pages(client, repo_ids: list[str], n_requests: int) -> dict:
-    paths = [f"/catalogue/{repo_ids[i % len(repo_ids)]}/" for i in range(n_requests)]
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    latencies, counts = [], []
-    for path in paths:
-        with CaptureQueriesContext(connection) as ctx:
-            started = time.perf_counter()
-            response = client.get(path)
-            latencies.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200, (path, response.status_code)
-        counts.append(len(ctx.captured_queries))
-    latencies.sort()
-    return {
-        "p50": statistics.median(latencies),
-        "p95": latencies[max(0, int(len(latencies) * 0.95) - 1)],
-        "queries": max(counts),
-    }
+    return _timed(
+        client, [(f"/catalogue/{repo_ids[i % len(repo_ids)]}/", {}) for i in range(n_requests)]
+    )
 
 
 def _print(result: dict) -> None:
