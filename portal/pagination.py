@@ -150,8 +150,9 @@ def keyset_page(
     items = items[:size]
     if backwards:
         items.reverse()
-    page = KeysetPage(items=items, count=min(count, COUNT_CAP), count_capped=count > COUNT_CAP)
-    page.order = order
+    page = KeysetPage(
+        items=items, count=min(count, COUNT_CAP), count_capped=count > COUNT_CAP, order=order
+    )
     if items:
         first = [getattr(items[0], k.lstrip("-")) for k in order]
         last = [getattr(items[-1], k.lstrip("-")) for k in order]

@@ -215,7 +215,7 @@ def test_model_page_query_budget(client, bob, django_assert_max_num_queries):
     for i in range(6):
         ModelVersionFactory(model=entry.model, label=f"v{i + 2}", parent=entry)
     client.force_login(bob)
-    with django_assert_max_num_queries(30):
+    with django_assert_max_num_queries(14):
         assert client.get("/catalogue/acme/budget/").status_code == 200
 
 
@@ -264,3 +264,21 @@ def test_name_matches_page_first_and_the_pages_join_up_with_the_rest(api, bob):
     sql = [q["sql"] for q in first.captured_queries]
     assert sum("zoo_search_text" in q for q in sql) == 1
     assert sum("zoo_search_name" in q for q in sql) == 1
+
+
+def test_size_sort_puts_unsized_models_last_and_recent_sort_ranks_by_edit(client, bob):
+    for i, size in enumerate([5_000, None, 90_000, 20_000, None]):
+        catalogue_entry(f"acme/sized-{i}", parameter_count=size)
+    client.force_login(bob)
+    seen, url = [], "/catalogue/?sort=params"
+    while url:
+        html = client.get(url).content.decode()
+        seen += [x for x in html.split('"') if x.startswith("/catalogue/acme/sized-")]
+        marker = 'rel="next" href="'
+        url = None
+        if marker in html:
+            url = "/catalogue/" + html.split(marker, 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    order = [s.rsplit("-", 1)[1].rstrip("/") for s in dict.fromkeys(seen)]
+    assert order == ["2", "3", "0", "1", "4"]
+    recent = client.get("/catalogue/", {"sort": "recent", "q": "sized"}).content.decode()
+    assert recent.index("acme/sized-4") < recent.index("acme/sized-0")

@@ -112,8 +112,10 @@ class CatalogModelViewSet(
         if self.action != "list":
             return queryset
         matches = selectors.filter_text(queryset, self.request.query_params.get("q", ""))
+        if matches is None:
+            return queryset
         self.known_count = matches.count
-        self.keyset_prefix = selectors.ranked_prefix(self.keyset_order(), matches.names_first)
+        self.keyset_prefix = selectors.ranked_prefix(self.keyset_order(), matches)
         return matches.qs
 
     def keyset_order(self) -> tuple[str, ...]:

@@ -79,23 +79,14 @@ def with_latest_license(qs: QuerySet[CatalogModel]) -> QuerySet[CatalogModel]:
     )
 
 
-class TextMatches(NamedTuple):
-    qs: QuerySet[CatalogModel]
-    ranked: bool
-    count: int | None  # capped at COUNT_CAP + 1, when already known
-    corrected: str | None = None  # the words searched instead of a misspelt query
-    names_first: QuerySet[CatalogModel] | None = None  # see search.Matches
-
-
-def filter_text(qs: QuerySet[CatalogModel], text: str) -> TextMatches:
+def filter_text(qs: QuerySet[CatalogModel], text: str) -> search.Matches | None:
     """Models of ``qs`` matching ``text``, ranked (see ``zoo.selectors.search``).
 
-    Apply it after every other filter. ``qs`` comes back unchanged when the text is blank.
+    Apply it after every other filter; ``None`` when the text is blank.
     """
     if not search.normalise(text):
-        return TextMatches(qs, False, None)
-    found = search.ranked_search(qs, text)
-    return TextMatches(found.qs, True, found.count, found.corrected, found.names_first)
+        return None
+    return search.ranked_search(qs, text)
 
 
 def filter_domain(qs: QuerySet[CatalogModel], tag: str) -> QuerySet[CatalogModel]:
@@ -119,9 +110,7 @@ def filter_commercial(qs: QuerySet[CatalogModel], allowed: bool) -> QuerySet[Cat
 class CatalogueResults(NamedTuple):
     qs: QuerySet[CatalogModel]
     order: tuple[str, ...]  # the keyset order to list them in
-    count: int | None  # capped at COUNT_CAP + 1, when the search has counted already
-    corrected: str | None  # the words searched instead of a misspelt query
-    names_first: QuerySet[CatalogModel] | None  # see search.Matches
+    matches: search.Matches | None  # the search's count, correction and name matches
 
 
 def search_catalogue(
@@ -149,14 +138,15 @@ def search_catalogue(
         qs = filter_license_category(qs, query.license_category)
     if query.commercial in ("yes", "no"):
         qs = filter_commercial(qs, query.commercial == "yes")
-    # Last: whether to fall back to typo matches depends on what the filters leave.
+    qs = with_latest_license(qs)
+    if query.sort == "params":
+        qs = qs.annotate(sort_params=Coalesce("parameter_count", Value(-1)))
+    # Last: whether to correct the spelling depends on what the filters leave.
     matches = filter_text(qs, query.q)
     return CatalogueResults(
-        with_latest_license(matches.qs),
-        catalogue_order(query.sort, ranked=matches.ranked),
-        matches.count,
-        matches.corrected,
-        None if matches.names_first is None else with_latest_license(matches.names_first),
+        qs if matches is None else matches.qs,
+        catalogue_order(query.sort, ranked=matches is not None),
+        matches,
     )
 
 
@@ -179,18 +169,23 @@ def catalogue_page(
     user, query: CatalogueQuery, *, within=None, cursor=None, size=20
 ) -> tuple[KeysetPage, str | None]:
     """One keyset page of ``search_catalogue``'s results, and the corrected query if any."""
-    qs, order, count, corrected, names_first = search_catalogue(user, query, within=within)
-    if "-sort_params" in order:
-        qs = qs.annotate(sort_params=Coalesce("parameter_count", Value(-1)))
-    prefix = ranked_prefix(order, names_first)
-    return keyset_page(qs, order, cursor, size, count=count, prefix=prefix), corrected
+    qs, order, matches = search_catalogue(user, query, within=within)
+    page = keyset_page(
+        qs,
+        order,
+        cursor,
+        size,
+        count=matches and matches.count,
+        prefix=ranked_prefix(order, matches),
+    )
+    return page, matches and matches.corrected
 
 
-def ranked_prefix(order: tuple[str, ...], names_first) -> tuple[QuerySet, int] | None:
+def ranked_prefix(order: tuple[str, ...], matches) -> tuple[QuerySet, int] | None:
     """The keyset prefix of a relevance-ordered search: its name matches (tiers 0 and 1)."""
-    if names_first is None or order != search.RANKED_ORDER:
+    if matches is None or matches.names_first is None or order != search.RANKED_ORDER:
         return None
-    return names_first, search.NAME_TIERS
+    return matches.names_first, search.NAME_TIERS
 
 
 def lineage(user, version: ModelVersion) -> dict:
