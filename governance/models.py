@@ -169,6 +169,7 @@ class ReuseRequest(models.Model):
         WITHDRAWN = "withdrawn", "Withdrawn"
         EXPIRED = "expired", "Expired"
         REVOKED = "revoked", "Revoked"
+        SUSPENDED = "suspended", "Suspended"
 
     OPEN = (Status.SUBMITTED, Status.CHANGES_REQUESTED)
 
@@ -187,6 +188,11 @@ class ReuseRequest(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.SUBMITTED)
     required_roles = models.JSONField(default=list)
     policy_explanation = models.TextField(blank=True)
+    # Times the approval went back to review because the version changed; each opens a round.
+    reopened = models.PositiveIntegerField(default=0)
+    reopen_reason = models.TextField(blank=True, help_text="What changed, for the reviewers.")
+    # Reminders already sent for this approval's expiry ("14d", "1d", "expired").
+    reminders_sent = models.JSONField(default=list, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -206,9 +212,10 @@ class ReuseRequest(models.Model):
         return f"Request #{self.pk} by {self.requester} for {self.version}"
 
 
-def review_round(decisions) -> int:
-    """The current review round: each request for changes opens the next one."""
-    return 1 + sum(1 for d in decisions if d == "changes")
+def review_round(decisions, reopened: int = 0) -> int:
+    """The current review round: each request for changes, and each time an approval
+    went back to review, opens the next one."""
+    return 1 + reopened + sum(1 for d in decisions if d == "changes")
 
 
 class Review(models.Model):
@@ -358,3 +365,294 @@ class AccessToken(models.Model):
     def is_live(self, now=None) -> bool:
         now = now or timezone.now()
         return self.revoked_at is None and self.expires_at > now
+
+
+# --- The lifecycle: notifications, re-review, incidents ----------------------------
+
+
+class NotificationKind(models.TextChoices):
+    REVIEW_NEEDED = "review_needed", "A request needs your review"
+    DECISION = "decision", "A decision on your request"
+    CHANGES_REQUESTED = "changes_requested", "Changes requested on your request"
+    REVOKED = "revoked", "Your approval was revoked"
+    BACK_TO_REVIEW = "back_to_review", "Your approval went back to review"
+    EXPIRING = "expiring", "Your approval expires soon"
+    EXPIRED = "expired", "Your approval expired"
+    AWAITING_PUBLICATION = "awaiting_publication", "A model waits to be published"
+    REREVIEW_DUE = "rereview_due", "A re-review is due"
+    INCIDENT = "incident", "An incident touches a model you use or made"
+
+
+class Notification(models.Model):
+    """One event in one person's inbox."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    kind = models.CharField(max_length=24, choices=NotificationKind.choices)
+    title = models.CharField(max_length=300)
+    body = models.TextField(blank=True)
+    url = models.CharField(max_length=500, blank=True)
+    # Names the event, so that a reminder sent twice (a retried beat run) lands once.
+    event_key = models.CharField(max_length=120)
+    created_at = models.DateTimeField()
+    read_at = models.DateTimeField(null=True, blank=True)
+    # Whether the person shows it in the inbox (else it exists only to be e-mailed).
+    in_inbox = models.BooleanField(default=True)
+    # E-mail: wanted by the person's preferences; sent when the SMTP server took it.
+    email_wanted = models.BooleanField(default=False)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    email_attempts = models.PositiveSmallIntegerField(default=0)
+    email_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "event_key"], name="notification_once")
+        ]
+        indexes = [
+            models.Index(
+                fields=["user", "created_at"],
+                condition=models.Q(read_at__isnull=True),
+                name="notification_unread",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.user_id}: {self.title}"
+
+
+class NotificationPreference(models.Model):
+    """Which channels one person wants for one kind of event (absent: inbox and e-mail)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preferences"
+    )
+    kind = models.CharField(max_length=24, choices=NotificationKind.choices)
+    inbox = models.BooleanField(default=True)
+    email = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "kind"], name="notification_preference_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.kind}: inbox={self.inbox} email={self.email}"
+
+
+class WebhookEndpoint(models.Model):
+    """A URL staff registered to receive signed events (the Standard Webhooks scheme)."""
+
+    name = models.CharField(max_length=100)
+    url = models.URLField(max_length=500)
+    # The signing secret in the scheme's "whsec_<base64>" form; shown once at creation.
+    secret = models.CharField(max_length=100)
+    kinds = models.JSONField(default=list, blank=True, help_text="Empty for every kind.")
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.url})"
+
+    def wants(self, kind: str) -> bool:
+        return self.active and (not self.kinds or kind in self.kinds)
+
+
+class WebhookDelivery(models.Model):
+    """One event sent (or being sent) to one endpoint, with every attempt's outcome."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    message_id = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=24, choices=NotificationKind.choices)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    response_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["endpoint", "-created_at"], name="delivery_endpoint")]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} → {self.endpoint_id}: {self.status}"
+
+
+class ReviewInterval(models.Model):
+    """Policy data: how often a published version's owner re-attests its card, license
+    and risks, by license category and risk; the shortest matching interval applies."""
+
+    name = models.CharField(max_length=120, unique=True)
+    license_categories = models.JSONField(default=list, blank=True, help_text="Empty for any.")
+    min_risk = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Applies when the version's highest open risk is at least this (1-4).",
+    )
+    days = models.PositiveIntegerField()
+    overdue_suspends_approvals = models.BooleanField(
+        default=False, help_text="While overdue, reviewers cannot approve new requests for it."
+    )
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["days", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(days__gte=1) & models.Q(days__lte=1095),
+                name="review_interval_1_to_1095_days",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}: every {self.days} days"
+
+    def matches(self, *, license_category: str, risk: int) -> bool:
+        return (self.min_risk is None or risk >= self.min_risk) and (
+            not self.license_categories or license_category in self.license_categories
+        )
+
+
+class Rereview(models.Model):
+    """A published version's re-review schedule: when its owner must next re-attest."""
+
+    version = models.OneToOneField(
+        "zoo.ModelVersion", on_delete=models.CASCADE, related_name="rereview"
+    )
+    due_at = models.DateTimeField()
+    interval_days = models.PositiveIntegerField()
+    overdue_suspends_approvals = models.BooleanField(default=False)
+    last_attested_at = models.DateTimeField(null=True, blank=True)
+    last_attested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        indexes = [models.Index(fields=["due_at"], name="rereview_due")]
+
+    def __str__(self) -> str:
+        return f"re-review of {self.version_id} due {self.due_at:%Y-%m-%d}"
+
+    def is_overdue(self, now=None) -> bool:
+        return self.due_at <= (now or timezone.now())
+
+
+class IncidentCategory(models.TextChoices):
+    BACKDOOR = "backdoor", "Security backdoor"
+    PERSONAL_DATA = "personal_data", "Memorised personal data"
+    LICENSE = "license", "License problem"
+    HARMFUL = "harmful", "Harmful behaviour"
+
+
+class Incident(models.Model):
+    """Something found wrong with a version; a recall reaches everything made from it."""
+
+    class Severity(models.IntegerChoices):
+        LOW = 1, "Low"
+        MEDIUM = 2, "Medium"
+        HIGH = 3, "High"
+        CRITICAL = 4, "Critical"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    # From this severity on a recall blocks the descendants too; below it, flags them.
+    BLOCKS_DESCENDANTS_FROM = Severity.HIGH
+
+    version = models.ForeignKey(
+        "zoo.ModelVersion", on_delete=models.PROTECT, related_name="incidents"
+    )
+    category = models.CharField(max_length=16, choices=IncidentCategory.choices)
+    severity = models.PositiveSmallIntegerField(choices=Severity.choices)
+    title = models.CharField(max_length=200)
+    description = models.TextField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    opened_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    opened_at = models.DateTimeField()
+    recalled_at = models.DateTimeField(null=True, blank=True)
+    recall_lifted_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        indexes = [models.Index(fields=["status", "-opened_at"], name="incident_status")]
+
+    def __str__(self) -> str:
+        return f"Incident #{self.pk}: {self.title}"
+
+    @property
+    def source(self) -> str:
+        """The name its holds carry in zoo."""
+        return f"incident:{self.pk}"
+
+    @property
+    def recall_active(self) -> bool:
+        return self.recalled_at is not None and self.recall_lifted_at is None
+
+
+class IncidentStep(models.Model):
+    """One step of an incident's playbook, done by someone at some time."""
+
+    class Step(models.TextChoices):
+        CONTAIN = "contain", "Contain"
+        ASSESS = "assess", "Assess"
+        NOTIFY = "notify", "Notify"
+        REMEDIATE = "remediate", "Remediate"
+        CLOSE = "close", "Close"
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="steps")
+    step = models.CharField(max_length=10, choices=Step.choices)
+    note = models.TextField()
+    done_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    done_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["done_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "step"], name="incident_step_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.step} of incident {self.incident_id}"
+
+
+class RecallEffect(models.Model):
+    """What a recall did to one version, so that lifting it restores exactly that."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="effects")
+    version = models.ForeignKey("zoo.ModelVersion", on_delete=models.PROTECT, related_name="+")
+    depth = models.PositiveSmallIntegerField(help_text="0 for the recalled version itself.")
+    blocked = models.BooleanField(help_text="Blocked, or only flagged.")
+    suspended_requests = models.JSONField(default=list, blank=True)
+    restored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["depth", "version_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "version"], name="recall_effect_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"recall {self.incident_id} on {self.version_id}"

@@ -149,7 +149,7 @@ def review_queue(user) -> list[tuple[ReuseRequest, list[str]]]:
     )
     queue = []
     for request in waiting:
-        current = review_round(r.decision for r in request.reviews.all())
+        current = review_round((r.decision for r in request.reviews.all()), request.reopened)
         done = {r.role for r in request.reviews.all() if r.round == current}
         mine = {r.role for r in request.reviews.all() if r.reviewer_id == user.pk}
         open_roles = [r for r in request.required_roles if r in roles and r not in done]
@@ -212,7 +212,7 @@ def access_tokens_of(user) -> QuerySet:
 def review_checklist(reuse: ReuseRequest) -> list[dict]:
     """Each required role with its decision in the current round (None while it waits)."""
     reviews = list(reuse.reviews.select_related("reviewer").order_by("created_at", "id"))
-    current = review_round(r.decision for r in reviews)
+    current = review_round((r.decision for r in reviews), reuse.reopened)
     latest = {r.role: r for r in reviews if r.round == current}
     return [{"role": role, "review": latest.get(role)} for role in (reuse.required_roles or [])]
 

@@ -166,6 +166,8 @@ EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Model Zoo Portal <zoo@localhost>")
+# The portal's address as people reach it, for links in e-mails and webhooks.
+PORTAL_URL = env_str("PORTAL_URL", "http://localhost:8000").rstrip("/")
 
 # --- security: strict by default, relaxed only for local development ---------
 SESSION_COOKIE_HTTPONLY = True
@@ -296,6 +298,16 @@ RECONCILE_EVERY_S = env_int("RECONCILE_EVERY_S", 30, minimum=1)
 RECONCILE_GRACE_S = env_int("RECONCILE_GRACE_S", 30, minimum=1)
 EXPIRE_EVERY_S = env_int("EXPIRE_EVERY_S", 15 * 60, minimum=1)
 AUDIT_ANCHOR_EVERY_S = env_int("AUDIT_ANCHOR_EVERY_S", 5 * 60, minimum=1)
+# Notifications: e-mails and webhook deliveries are Celery tasks retried with a doubling
+# backoff from NOTIFY_BACKOFF_S, NOTIFY_MAX_ATTEMPTS times; beat re-sends any whose
+# message was lost (pending longer than NOTIFY_RESEND_AFTER_S) every NOTIFY_EVERY_S.
+NOTIFY_BACKOFF_S = env_int("NOTIFY_BACKOFF_S", 30, minimum=1)
+NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 6, minimum=1)
+NOTIFY_RESEND_AFTER_S = env_int("NOTIFY_RESEND_AFTER_S", 15 * 60, minimum=1)
+NOTIFY_EVERY_S = env_int("NOTIFY_EVERY_S", 5 * 60, minimum=1)
+WEBHOOK_TIMEOUT_S = env_int("WEBHOOK_TIMEOUT_S", 10, minimum=1)
+# Reminders (approvals expiring, re-reviews due) are looked for every REMIND_EVERY_S.
+REMIND_EVERY_S = env_int("REMIND_EVERY_S", 60 * 60, minimum=1)
 # What dead processes leave (work folders, staging, unreferenced blobs, old checkpoints)
 # is swept every SWEEP_EVERY_S once it is older than SWEEP_GRACE_S; unreferenced blobs
 # also wait out an upload's 24 hours to be confirmed.

@@ -150,6 +150,7 @@ def _reseed() -> None:
         ("governance.migrations.0003_seed_licenses", "seed"),
         ("governance.migrations.0007_seed_policy", "seed"),
         ("governance.migrations.0009_seed_risk_rules", "seed"),
+        ("governance.migrations.0014_seed_review_intervals", "seed"),
     ]:
         getattr(importlib.import_module(module), func)(apps, None)
 

@@ -338,6 +338,49 @@ class ScanWaiver(models.Model):
         return self.revoked_at is None and self.expires_at > (now or timezone.now())
 
 
+class VersionHoldQuerySet(models.QuerySet):
+    def live(self):
+        return self.filter(lifted_at__isnull=True)
+
+
+class VersionHold(models.Model):
+    """A hold placed on a version from outside its files: an incident's recall, say.
+
+    A blocking hold adds its reason to the version's block reasons (so every
+    path that serves or uses the version refuses it); a flag only marks the
+    version where it appears. Holds are lifted, never deleted, so the history
+    stays. ``source`` names what placed it (``incident:12``) and lifts it again.
+    """
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="holds")
+    source = models.CharField(max_length=64)
+    reason = models.TextField()
+    blocks = models.BooleanField(help_text="Block the version, or only flag it.")
+    placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    placed_at = models.DateTimeField()
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    objects = VersionHoldQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-placed_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "source"],
+                condition=models.Q(lifted_at__isnull=True),
+                name="hold_one_live_per_source",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{'block' if self.blocks else 'flag'} on {self.version_id} ({self.source})"
+
+
 dataset_name_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
     "Use letters, digits, '.', '_' or '-', starting with a letter or digit.",

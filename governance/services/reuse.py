@@ -70,7 +70,7 @@ def reuse_request_submit(
 
 
 def _round(request: ReuseRequest) -> int:
-    return review_round(request.reviews.values_list("decision", flat=True))
+    return review_round(request.reviews.values_list("decision", flat=True), request.reopened)
 
 
 def review_submit(

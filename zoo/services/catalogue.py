@@ -14,15 +14,30 @@ from governance.audit import audit_record
 from governance.models import License
 from governance.roles import is_steward
 from portal.errors import Conflict, Forbidden, PortalError
-from zoo.models import Artifact, CatalogModel, ModelVersion, ScanWaiver, SearchEntry, SearchWord
+from zoo.models import (
+    Artifact,
+    CatalogModel,
+    ModelVersion,
+    ScanWaiver,
+    SearchEntry,
+    SearchWord,
+    VersionHold,
+)
+from zoo.services.events import block_change, standing_changed
 
 
 def version_block_reasons(version: ModelVersion) -> list[str]:
-    """Why a version may not be used, derived from its files and license.
+    """Why a version may not be used, derived from its files, license and holds.
 
-    A file whose sha256 has a live waiver (zoo.services.waivers) blocks nothing.
+    A file whose sha256 has a live waiver (zoo.services.waivers) blocks nothing;
+    a live blocking hold (an incident's recall, zoo.services.holds) blocks.
     """
-    reasons = []
+    reasons = [
+        hold.reason
+        for hold in VersionHold.objects.live()
+        .filter(version=version, blocks=True)
+        .order_by("placed_at", "id")
+    ]
     artifacts = list(version.artifacts.all())
     waived = set(
         ScanWaiver.objects.live()
@@ -52,10 +67,13 @@ def version_block_reasons(version: ModelVersion) -> list[str]:
     return reasons
 
 
-def _apply_block_state(version: ModelVersion) -> None:
+def apply_block_state(version: ModelVersion) -> list[dict]:
+    """Re-derive the version's block state (unsaved); the change, if its status moved."""
+    before = version.status
     reasons = version_block_reasons(version)
     version.block_reasons = reasons
     version.status = ModelVersion.Status.BLOCKED if reasons else ModelVersion.Status.AVAILABLE
+    return block_change(before, version.status, reasons)
 
 
 CARD_SEARCH_CHARS = 20_000
@@ -176,7 +194,7 @@ def version_set_license(*, version: ModelVersion, license: License, actor) -> Mo
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
     before = {"license": version.license.spdx_id, "status": version.status}
     version.license = license
-    _apply_block_state(version)
+    changes = apply_block_state(version)
     version.save(update_fields=["license", "status", "block_reasons", "updated_at"])
     audit_record(
         actor=actor,
@@ -184,6 +202,11 @@ def version_set_license(*, version: ModelVersion, license: License, actor) -> Mo
         target=version,
         payload={"before": before, "after": {"license": license.spdx_id, "status": version.status}},
     )
+    if before["license"] != license.spdx_id:
+        changes.insert(
+            0, {"what": "license", "before": before["license"], "after": license.spdx_id}
+        )
+    standing_changed(version=version, actor=actor, changes=changes)
     return version
 
 

@@ -17,6 +17,7 @@ from governance.roles import is_steward
 from portal.errors import Conflict, Forbidden, PortalError
 from zoo.models import SCAN_WAIVER_MAX_DAYS, Artifact, ModelVersion, ScanWaiver
 from zoo.services.catalogue import version_block_reasons
+from zoo.services.events import block_change, standing_changed
 
 MIN_REASON_CHARS = 20
 
@@ -26,7 +27,7 @@ def _require_steward(actor) -> None:
         raise Forbidden("Only stewards may waive or revoke a scan result.")
 
 
-def _rederive(sha256: str) -> list[dict]:
+def _rederive(sha256: str, actor=None) -> list[dict]:
     """Re-apply the block state of each version holding these bytes; what changed."""
     changed = []
     holders = Artifact.objects.filter(sha256=sha256).values("version_id")
@@ -39,6 +40,11 @@ def _rederive(sha256: str) -> list[dict]:
             version.status = status
             version.block_reasons = reasons
             version.save(update_fields=["status", "block_reasons", "updated_at"])
+            standing_changed(
+                version=version,
+                actor=actor,
+                changes=block_change(changed[-1]["before"], status, reasons),
+            )
     return changed
 
 
@@ -71,7 +77,7 @@ def scan_waiver_grant(*, artifact: Artifact, actor, reason: str, days: int) -> S
                 created_at=now,
                 expires_at=now + timedelta(days=days),
             )
-            changed = _rederive(artifact.sha256)
+            changed = _rederive(artifact.sha256, actor)
             audit_record(
                 actor=actor,
                 verb="scan.waive",
@@ -102,7 +108,7 @@ def scan_waiver_revoke(*, waiver: ScanWaiver, actor, reason: str = "") -> ScanWa
         ).update(revoked_at=now, revoked_by=actor, revoke_reason=(reason or "").strip())
         if not moved:
             raise Conflict("This waiver has already ended.")
-        changed = _rederive(waiver.sha256)
+        changed = _rederive(waiver.sha256, actor)
         waiver.refresh_from_db()
         audit_record(
             actor=actor,
