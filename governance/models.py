@@ -625,7 +625,9 @@ class IncidentStep(models.Model):
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="steps")
     step = models.CharField(max_length=10, choices=Step.choices)
     note = models.TextField()
-    done_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    done_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     done_at = models.DateTimeField()
 
     class Meta:

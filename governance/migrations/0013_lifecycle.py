@@ -6,213 +6,495 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('governance', '0012_token_scopes'),
-        ('zoo', '0010_version_holds'),
+        ("governance", "0012_token_scopes"),
+        ("zoo", "0010_version_holds"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='reuserequest',
-            name='reminders_sent',
+            model_name="reuserequest",
+            name="reminders_sent",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddField(
-            model_name='reuserequest',
-            name='reopen_reason',
-            field=models.TextField(blank=True, help_text='What changed, for the reviewers.'),
+            model_name="reuserequest",
+            name="reopen_reason",
+            field=models.TextField(blank=True, help_text="What changed, for the reviewers."),
         ),
         migrations.AddField(
-            model_name='reuserequest',
-            name='reopened',
+            model_name="reuserequest",
+            name="reopened",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AlterField(
-            model_name='reuserequest',
-            name='status',
-            field=models.CharField(choices=[('submitted', 'Submitted'), ('changes_requested', 'Changes requested'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('withdrawn', 'Withdrawn'), ('expired', 'Expired'), ('revoked', 'Revoked'), ('suspended', 'Suspended')], default='submitted', max_length=20),
+            model_name="reuserequest",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("submitted", "Submitted"),
+                    ("changes_requested", "Changes requested"),
+                    ("approved", "Approved"),
+                    ("rejected", "Rejected"),
+                    ("withdrawn", "Withdrawn"),
+                    ("expired", "Expired"),
+                    ("revoked", "Revoked"),
+                    ("suspended", "Suspended"),
+                ],
+                default="submitted",
+                max_length=20,
+            ),
         ),
         migrations.CreateModel(
-            name='Incident',
+            name="Incident",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('category', models.CharField(choices=[('backdoor', 'Security backdoor'), ('personal_data', 'Memorised personal data'), ('license', 'License problem'), ('harmful', 'Harmful behaviour')], max_length=16)),
-                ('severity', models.PositiveSmallIntegerField(choices=[(1, 'Low'), (2, 'Medium'), (3, 'High'), (4, 'Critical')])),
-                ('title', models.CharField(max_length=200)),
-                ('description', models.TextField()),
-                ('status', models.CharField(choices=[('open', 'Open'), ('closed', 'Closed')], default='open', max_length=8)),
-                ('opened_at', models.DateTimeField()),
-                ('recalled_at', models.DateTimeField(blank=True, null=True)),
-                ('recall_lifted_at', models.DateTimeField(blank=True, null=True)),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('opened_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='incidents', to='zoo.modelversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "category",
+                    models.CharField(
+                        choices=[
+                            ("backdoor", "Security backdoor"),
+                            ("personal_data", "Memorised personal data"),
+                            ("license", "License problem"),
+                            ("harmful", "Harmful behaviour"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "severity",
+                    models.PositiveSmallIntegerField(
+                        choices=[(1, "Low"), (2, "Medium"), (3, "High"), (4, "Critical")]
+                    ),
+                ),
+                ("title", models.CharField(max_length=200)),
+                ("description", models.TextField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("open", "Open"), ("closed", "Closed")],
+                        default="open",
+                        max_length=8,
+                    ),
+                ),
+                ("opened_at", models.DateTimeField()),
+                ("recalled_at", models.DateTimeField(blank=True, null=True)),
+                ("recall_lifted_at", models.DateTimeField(blank=True, null=True)),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "opened_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="incidents",
+                        to="zoo.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-opened_at', '-id'],
+                "ordering": ["-opened_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='IncidentStep',
+            name="IncidentStep",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('step', models.CharField(choices=[('contain', 'Contain'), ('assess', 'Assess'), ('notify', 'Notify'), ('remediate', 'Remediate'), ('close', 'Close')], max_length=10)),
-                ('note', models.TextField()),
-                ('done_at', models.DateTimeField()),
-                ('done_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('incident', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='steps', to='governance.incident')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "step",
+                    models.CharField(
+                        choices=[
+                            ("contain", "Contain"),
+                            ("assess", "Assess"),
+                            ("notify", "Notify"),
+                            ("remediate", "Remediate"),
+                            ("close", "Close"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("note", models.TextField()),
+                ("done_at", models.DateTimeField()),
+                (
+                    "done_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "incident",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="steps",
+                        to="governance.incident",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['done_at', 'id'],
+                "ordering": ["done_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Notification',
+            name="Notification",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('review_needed', 'A request needs your review'), ('decision', 'A decision on your request'), ('changes_requested', 'Changes requested on your request'), ('revoked', 'Your approval was revoked'), ('back_to_review', 'Your approval went back to review'), ('expiring', 'Your approval expires soon'), ('expired', 'Your approval expired'), ('awaiting_publication', 'A model waits to be published'), ('rereview_due', 'A re-review is due'), ('incident', 'An incident touches a model you use or made')], max_length=24)),
-                ('title', models.CharField(max_length=300)),
-                ('body', models.TextField(blank=True)),
-                ('url', models.CharField(blank=True, max_length=500)),
-                ('event_key', models.CharField(max_length=120)),
-                ('created_at', models.DateTimeField()),
-                ('read_at', models.DateTimeField(blank=True, null=True)),
-                ('in_inbox', models.BooleanField(default=True)),
-                ('email_wanted', models.BooleanField(default=False)),
-                ('emailed_at', models.DateTimeField(blank=True, null=True)),
-                ('email_attempts', models.PositiveSmallIntegerField(default=0)),
-                ('email_error', models.TextField(blank=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='notifications', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("review_needed", "A request needs your review"),
+                            ("decision", "A decision on your request"),
+                            ("changes_requested", "Changes requested on your request"),
+                            ("revoked", "Your approval was revoked"),
+                            ("back_to_review", "Your approval went back to review"),
+                            ("expiring", "Your approval expires soon"),
+                            ("expired", "Your approval expired"),
+                            ("awaiting_publication", "A model waits to be published"),
+                            ("rereview_due", "A re-review is due"),
+                            ("incident", "An incident touches a model you use or made"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("title", models.CharField(max_length=300)),
+                ("body", models.TextField(blank=True)),
+                ("url", models.CharField(blank=True, max_length=500)),
+                ("event_key", models.CharField(max_length=120)),
+                ("created_at", models.DateTimeField()),
+                ("read_at", models.DateTimeField(blank=True, null=True)),
+                ("in_inbox", models.BooleanField(default=True)),
+                ("email_wanted", models.BooleanField(default=False)),
+                ("emailed_at", models.DateTimeField(blank=True, null=True)),
+                ("email_attempts", models.PositiveSmallIntegerField(default=0)),
+                ("email_error", models.TextField(blank=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notifications",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='NotificationPreference',
+            name="NotificationPreference",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('review_needed', 'A request needs your review'), ('decision', 'A decision on your request'), ('changes_requested', 'Changes requested on your request'), ('revoked', 'Your approval was revoked'), ('back_to_review', 'Your approval went back to review'), ('expiring', 'Your approval expires soon'), ('expired', 'Your approval expired'), ('awaiting_publication', 'A model waits to be published'), ('rereview_due', 'A re-review is due'), ('incident', 'An incident touches a model you use or made')], max_length=24)),
-                ('inbox', models.BooleanField(default=True)),
-                ('email', models.BooleanField(default=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='notification_preferences', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("review_needed", "A request needs your review"),
+                            ("decision", "A decision on your request"),
+                            ("changes_requested", "Changes requested on your request"),
+                            ("revoked", "Your approval was revoked"),
+                            ("back_to_review", "Your approval went back to review"),
+                            ("expiring", "Your approval expires soon"),
+                            ("expired", "Your approval expired"),
+                            ("awaiting_publication", "A model waits to be published"),
+                            ("rereview_due", "A re-review is due"),
+                            ("incident", "An incident touches a model you use or made"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("inbox", models.BooleanField(default=True)),
+                ("email", models.BooleanField(default=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notification_preferences",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='RecallEffect',
+            name="RecallEffect",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('depth', models.PositiveSmallIntegerField(help_text='0 for the recalled version itself.')),
-                ('blocked', models.BooleanField(help_text='Blocked, or only flagged.')),
-                ('suspended_requests', models.JSONField(blank=True, default=list)),
-                ('restored_at', models.DateTimeField(blank=True, null=True)),
-                ('incident', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='effects', to='governance.incident')),
-                ('version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='zoo.modelversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "depth",
+                    models.PositiveSmallIntegerField(
+                        help_text="0 for the recalled version itself."
+                    ),
+                ),
+                ("blocked", models.BooleanField(help_text="Blocked, or only flagged.")),
+                ("suspended_requests", models.JSONField(blank=True, default=list)),
+                ("restored_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "incident",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="effects",
+                        to="governance.incident",
+                    ),
+                ),
+                (
+                    "version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="zoo.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['depth', 'version_id'],
+                "ordering": ["depth", "version_id"],
             },
         ),
         migrations.CreateModel(
-            name='Rereview',
+            name="Rereview",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('due_at', models.DateTimeField()),
-                ('interval_days', models.PositiveIntegerField()),
-                ('overdue_suspends_approvals', models.BooleanField(default=False)),
-                ('last_attested_at', models.DateTimeField(blank=True, null=True)),
-                ('last_note', models.TextField(blank=True)),
-                ('last_attested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('version', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='rereview', to='zoo.modelversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("due_at", models.DateTimeField()),
+                ("interval_days", models.PositiveIntegerField()),
+                ("overdue_suspends_approvals", models.BooleanField(default=False)),
+                ("last_attested_at", models.DateTimeField(blank=True, null=True)),
+                ("last_note", models.TextField(blank=True)),
+                (
+                    "last_attested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "version",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="rereview",
+                        to="zoo.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['due_at', 'id'],
+                "ordering": ["due_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='ReviewInterval',
+            name="ReviewInterval",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120, unique=True)),
-                ('license_categories', models.JSONField(blank=True, default=list, help_text='Empty for any.')),
-                ('min_risk', models.PositiveSmallIntegerField(blank=True, help_text="Applies when the version's highest open risk is at least this (1-4).", null=True)),
-                ('days', models.PositiveIntegerField()),
-                ('overdue_suspends_approvals', models.BooleanField(default=False, help_text='While overdue, reviewers cannot approve new requests for it.')),
-                ('active', models.BooleanField(default=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120, unique=True)),
+                (
+                    "license_categories",
+                    models.JSONField(blank=True, default=list, help_text="Empty for any."),
+                ),
+                (
+                    "min_risk",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text="Applies when the version's highest open risk is at least this (1-4).",
+                        null=True,
+                    ),
+                ),
+                ("days", models.PositiveIntegerField()),
+                (
+                    "overdue_suspends_approvals",
+                    models.BooleanField(
+                        default=False,
+                        help_text="While overdue, reviewers cannot approve new requests for it.",
+                    ),
+                ),
+                ("active", models.BooleanField(default=True)),
             ],
             options={
-                'ordering': ['days', 'name'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('days__gte', 1), ('days__lte', 1095)), name='review_interval_1_to_1095_days')],
+                "ordering": ["days", "name"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("days__gte", 1), ("days__lte", 1095)),
+                        name="review_interval_1_to_1095_days",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='WebhookEndpoint',
+            name="WebhookEndpoint",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('url', models.URLField(max_length=500)),
-                ('secret', models.CharField(max_length=100)),
-                ('kinds', models.JSONField(blank=True, default=list, help_text='Empty for every kind.')),
-                ('active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField()),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("url", models.URLField(max_length=500)),
+                ("secret", models.CharField(max_length=100)),
+                (
+                    "kinds",
+                    models.JSONField(blank=True, default=list, help_text="Empty for every kind."),
+                ),
+                ("active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField()),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name', 'id'],
+                "ordering": ["name", "id"],
             },
         ),
         migrations.CreateModel(
-            name='WebhookDelivery',
+            name="WebhookDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('message_id', models.CharField(max_length=64, unique=True)),
-                ('kind', models.CharField(choices=[('review_needed', 'A request needs your review'), ('decision', 'A decision on your request'), ('changes_requested', 'Changes requested on your request'), ('revoked', 'Your approval was revoked'), ('back_to_review', 'Your approval went back to review'), ('expiring', 'Your approval expires soon'), ('expired', 'Your approval expired'), ('awaiting_publication', 'A model waits to be published'), ('rereview_due', 'A re-review is due'), ('incident', 'An incident touches a model you use or made')], max_length=24)),
-                ('payload', models.JSONField()),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('delivered', 'Delivered'), ('failed', 'Failed')], default='pending', max_length=10)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('response_code', models.PositiveIntegerField(blank=True, null=True)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField()),
-                ('last_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('delivered_at', models.DateTimeField(blank=True, null=True)),
-                ('endpoint', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='governance.webhookendpoint')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("message_id", models.CharField(max_length=64, unique=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("review_needed", "A request needs your review"),
+                            ("decision", "A decision on your request"),
+                            ("changes_requested", "Changes requested on your request"),
+                            ("revoked", "Your approval was revoked"),
+                            ("back_to_review", "Your approval went back to review"),
+                            ("expiring", "Your approval expires soon"),
+                            ("expired", "Your approval expired"),
+                            ("awaiting_publication", "A model waits to be published"),
+                            ("rereview_due", "A re-review is due"),
+                            ("incident", "An incident touches a model you use or made"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("payload", models.JSONField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("delivered", "Delivered"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("response_code", models.PositiveIntegerField(blank=True, null=True)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField()),
+                ("last_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("delivered_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "endpoint",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="governance.webhookendpoint",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddIndex(
-            model_name='incident',
-            index=models.Index(fields=['status', '-opened_at'], name='incident_status'),
+            model_name="incident",
+            index=models.Index(fields=["status", "-opened_at"], name="incident_status"),
         ),
         migrations.AddConstraint(
-            model_name='incidentstep',
-            constraint=models.UniqueConstraint(fields=('incident', 'step'), name='incident_step_once'),
+            model_name="incidentstep",
+            constraint=models.UniqueConstraint(
+                fields=("incident", "step"), name="incident_step_once"
+            ),
         ),
         migrations.AddIndex(
-            model_name='notification',
-            index=models.Index(condition=models.Q(('read_at__isnull', True)), fields=['user', 'created_at'], name='notification_unread'),
+            model_name="notification",
+            index=models.Index(
+                condition=models.Q(("read_at__isnull", True)),
+                fields=["user", "created_at"],
+                name="notification_unread",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='notification',
-            constraint=models.UniqueConstraint(fields=('user', 'event_key'), name='notification_once'),
+            model_name="notification",
+            constraint=models.UniqueConstraint(
+                fields=("user", "event_key"), name="notification_once"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='notificationpreference',
-            constraint=models.UniqueConstraint(fields=('user', 'kind'), name='notification_preference_once'),
+            model_name="notificationpreference",
+            constraint=models.UniqueConstraint(
+                fields=("user", "kind"), name="notification_preference_once"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='recalleffect',
-            constraint=models.UniqueConstraint(fields=('incident', 'version'), name='recall_effect_once'),
+            model_name="recalleffect",
+            constraint=models.UniqueConstraint(
+                fields=("incident", "version"), name="recall_effect_once"
+            ),
         ),
         migrations.AddIndex(
-            model_name='rereview',
-            index=models.Index(fields=['due_at'], name='rereview_due'),
+            model_name="rereview",
+            index=models.Index(fields=["due_at"], name="rereview_due"),
         ),
         migrations.AddIndex(
-            model_name='webhookdelivery',
-            index=models.Index(fields=['endpoint', '-created_at'], name='delivery_endpoint'),
+            model_name="webhookdelivery",
+            index=models.Index(fields=["endpoint", "-created_at"], name="delivery_endpoint"),
         ),
     ]

@@ -136,9 +136,11 @@ def role_members(*roles: str):
 
 def stewards():
     """Stewards, superusers included (they may do what stewards do)."""
-    return get_user_model().objects.filter(
-        Q(groups__name=STEWARDS) | Q(is_superuser=True), is_active=True
-    ).distinct()
+    return (
+        get_user_model()
+        .objects.filter(Q(groups__name=STEWARDS) | Q(is_superuser=True), is_active=True)
+        .distinct()
+    )
 
 
 def reviewers():
