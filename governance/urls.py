@@ -1,6 +1,6 @@
 from django.urls import path
 
-from governance import views
+from governance.views import core as views
 
 app_name = "governance"
 urlpatterns = [
