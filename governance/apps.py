@@ -11,3 +11,11 @@ class GovernanceConfig(AppConfig):
 
         # After the last app's migrations too: every app sends post_migrate.
         post_migrate.connect(grant_app_role, dispatch_uid="governance.grant_app_role")
+
+        from governance.services.standing import on_version_standing_changed
+        from zoo.services.events import version_standing_changed
+
+        # A license or block change in zoo sends the approvals on it back to review.
+        version_standing_changed.connect(
+            on_version_standing_changed, dispatch_uid="governance.standing_changed"
+        )

@@ -17,7 +17,8 @@ from django.db import connection
 from django.utils import timezone
 
 from governance.anchors import anchor_write
-from governance.services.reuse import reuse_requests_expire
+from governance.services.rereview import rereviews_remind
+from governance.services.reuse import reuse_approvals_remind, reuse_requests_expire
 from jobs.engine import RUN_JOB_TASK, job_execute, job_reconcile, job_requeue_stale
 from jobs.ml.device import describe_device
 from jobs.services.operations import periodic_task_run, worker_gone, worker_heartbeat
@@ -61,6 +62,15 @@ def periodic(name: str, *, time_limit: int = 300):
 @periodic("governance.expire_reuse_requests", time_limit=600)
 def expire_reuse_requests() -> dict:
     return {"expired": reuse_requests_expire()}
+
+
+@periodic("governance.send_reminders", time_limit=600)
+def send_reminders() -> dict:
+    """Approvals expiring in 14 days and in 1 day; re-reviews due soon or overdue."""
+    return {
+        "expiring": reuse_approvals_remind(),
+        **rereviews_remind(),
+    }
 
 
 @periodic("zoo.lapse_scan_waivers", time_limit=600)

@@ -73,6 +73,11 @@ def beat_schedule() -> dict:
             "task": "governance.expire_reuse_requests",
             "schedule": settings.EXPIRE_EVERY_S,
         },
+        # Approvals about to expire, re-reviews due: each reminder goes out once.
+        "send-reminders": {
+            "task": "governance.send_reminders",
+            "schedule": settings.REMIND_EVERY_S,
+        },
         # Stored block state follows expired scan waivers (the hub checks at each download).
         "lapse-scan-waivers": {
             "task": "zoo.lapse_scan_waivers",

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils import timezone
 
 from governance.models import License, Sensitivity
@@ -224,6 +225,9 @@ class ModelVersion(models.Model):
     @property
     def is_blocked(self) -> bool:
         return self.status == self.Status.BLOCKED
+
+    def get_absolute_url(self) -> str:
+        return f"{self.model.get_absolute_url()}?{urlencode({'version': self.label})}"
 
 
 class Artifact(models.Model):

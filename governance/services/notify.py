@@ -145,3 +145,17 @@ def stewards():
 
 def reviewers():
     return role_members(*REVIEW_ROLES)
+
+
+def awaiting_publication(*, version, made_by: str) -> list[Notification]:
+    """Tell the stewards a new draft (an import, a fine-tune's output) waits for them."""
+    return notify(
+        kind=NotificationKind.AWAITING_PUBLICATION,
+        users=stewards(),
+        title=f"{version.model.repo_id} {version.label} waits to be published",
+        body=f"{made_by}. Review its card, license, files and risks, then publish it or say why"
+        " not.",
+        url=version.get_absolute_url(),
+        event_key=f"publish:{version.pk}",
+        data={"version": version.pk, "model": version.model.repo_id},
+    )

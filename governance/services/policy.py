@@ -37,8 +37,13 @@ class PolicyOutcome:
         return f"Needs {and_list(self.roles)} review. " + " ".join(self.reasons)
 
 
-def policy_evaluate(*, version: ModelVersion, use_type: str, sensitivity: str) -> PolicyOutcome:
-    if version.is_blocked:
+def policy_evaluate(
+    *, version: ModelVersion, use_type: str, sensitivity: str, blocked_refuses: bool = True
+) -> PolicyOutcome:
+    """What the policy says of a request; ``blocked_refuses=False`` asks which roles it
+    would need were the version not blocked (an approval sent back to review while a
+    block is in place keeps its place in the queue)."""
+    if version.is_blocked and blocked_refuses:
         return PolicyOutcome(
             True, reasons=["This version is blocked: " + " ".join(version.block_reasons)]
         )

@@ -11,17 +11,17 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from governance.audit import audit_record
-from governance.models import ReuseRequest, Review, review_round
+from governance.models import NotificationKind, Rereview, ReuseRequest, Review, review_round
 from governance.roles import is_steward, user_roles
+from governance.services import notify as notices
 from governance.services.policy import policy_evaluate
 from portal.errors import Conflict, Forbidden, NotFound, PortalError
 from zoo.models import ModelVersion
@@ -66,7 +66,33 @@ def reuse_request_submit(
             target=request,
             payload={"version": version.pk, "use_type": use_type, "roles": outcome.roles},
         )
+        _ask_reviewers(request)
     return request
+
+
+def _ask_reviewers(request: ReuseRequest, roles: list[str] | None = None) -> None:
+    """Tell every member of each review group the request waits for (never its requester)."""
+    roles = roles or request.required_roles
+    current = _round(request)
+    version = request.version
+    for role in roles:
+        members = notices.role_members(role).exclude(pk=request.requester_id)
+        notices.notify(
+            kind=NotificationKind.REVIEW_NEEDED,
+            users=members,
+            title=f"{role.capitalize()} review needed: request #{request.pk} for "
+            f"{version.model.repo_id} {version.label}",
+            body=(request.reopen_reason if request.reopened else "")
+            or f"{request.requester} asks to reuse it for {request.get_use_type_display()} use: "
+            f"{request.intended_use[:300]}",
+            url=request_url(request),
+            event_key=f"reuse:{request.pk}:round:{current}:{role}",
+            data={"request": request.pk, "role": role, "version": version.pk},
+        )
+
+
+def request_url(request: ReuseRequest) -> str:
+    return reverse("governance:request", kwargs={"pk": request.pk})
 
 
 def _round(request: ReuseRequest) -> int:
@@ -88,6 +114,8 @@ def review_submit(
         raise PortalError("Give the reason for rejecting.", field="comment")
     if decision not in Review.Decision.values:
         raise PortalError("Choose approve, reject or request changes.")
+    if decision == Review.Decision.APPROVE:
+        _refuse_approval_of_held(request.version)
     with transaction.atomic():
         locked = ReuseRequest.objects.select_for_update().get(pk=request.pk)
         if locked.status != ReuseRequest.Status.SUBMITTED:
@@ -139,9 +167,71 @@ def review_submit(
                 )
                 transaction.on_commit(lambda: sync_permissions_for_request(locked.pk))
         locked.refresh_from_db()
-    if locked.status != ReuseRequest.Status.SUBMITTED:
-        transaction.on_commit(lambda: _notify(locked.pk))
+        if locked.status != ReuseRequest.Status.SUBMITTED:
+            _tell_requester(locked)
     return locked
+
+
+def _refuse_approval_of_held(version: ModelVersion) -> None:
+    """A blocked version, or one whose re-review is overdue where policy says so, takes
+    no new approvals: the reviewer sees why."""
+    version.refresh_from_db(fields=["status", "block_reasons"])
+    if version.is_blocked:
+        raise Conflict(
+            "This version is blocked, so it cannot be approved now: "
+            + " ".join(version.block_reasons)
+        )
+    rereview = Rereview.objects.filter(version=version).first()
+    if rereview and rereview.overdue_suspends_approvals and rereview.is_overdue():
+        raise Conflict(
+            f"This version's re-review was due on {rereview.due_at:%Y-%m-%d}; policy suspends "
+            "new approvals until its owner re-attests it."
+        )
+
+
+_TELL = {
+    ReuseRequest.Status.APPROVED: (NotificationKind.DECISION, "approved"),
+    ReuseRequest.Status.REJECTED: (NotificationKind.DECISION, "rejected"),
+    ReuseRequest.Status.CHANGES_REQUESTED: (NotificationKind.CHANGES_REQUESTED, "sent back"),
+    ReuseRequest.Status.REVOKED: (NotificationKind.REVOKED, "revoked"),
+    ReuseRequest.Status.EXPIRED: (NotificationKind.EXPIRED, "expired"),
+    ReuseRequest.Status.SUSPENDED: (NotificationKind.INCIDENT, "suspended"),
+    ReuseRequest.Status.SUBMITTED: (NotificationKind.BACK_TO_REVIEW, "back in review"),
+}
+
+
+def _tell_requester(request: ReuseRequest, detail: str = "") -> None:
+    """The requester hears of every move of their request that they did not make."""
+    kind, word = _TELL[request.status]
+    version = request.version
+    last = request.reviews.order_by("created_at", "id").last()
+    comment = (
+        last.comment
+        if last
+        and request.status in (ReuseRequest.Status.REJECTED, ReuseRequest.Status.CHANGES_REQUESTED)
+        else ""
+    )
+    body = " ".join(
+        part
+        for part in (
+            detail,
+            f"Reviewer's comment: {comment}" if comment else "",
+            f"It expires on {request.expires_at:%Y-%m-%d}."
+            if request.status == ReuseRequest.Status.APPROVED and request.expires_at
+            else "",
+        )
+        if part
+    )
+    notices.notify(
+        kind=kind,
+        users=[request.requester_id],
+        title=f"Request #{request.pk} for {version.model.repo_id} {version.label}: {word}",
+        body=body,
+        url=request_url(request),
+        # Each move happens once; the time tells two suspensions of one request apart.
+        event_key=f"reuse:{request.pk}:{request.status}:{timezone.now().timestamp()}",
+        data={"request": request.pk, "status": request.status, "version": version.pk},
+    )
 
 
 def _move(request: ReuseRequest, to: str, actor, **changes) -> None:
@@ -166,7 +256,8 @@ def reuse_request_resubmit(*, request: ReuseRequest, requester, justification: s
         if request.status != ReuseRequest.Status.CHANGES_REQUESTED:
             raise Conflict("Only a request with changes requested can be resubmitted.")
         _move(request, ReuseRequest.Status.SUBMITTED, requester)
-    request.refresh_from_db()
+        request.refresh_from_db()
+        _ask_reviewers(request)
     return request
 
 
@@ -195,7 +286,8 @@ def reuse_request_revoke(*, request: ReuseRequest, actor, reason: str) -> ReuseR
             actor=actor, verb="reuse.revoke.reason", target=request, payload={"reason": reason}
         )
         transaction.on_commit(lambda: sync_permissions_for_request(request.pk))
-    request.refresh_from_db()
+        request.refresh_from_db()
+        _tell_requester(request, f"Reason: {reason.strip()}")
     return request
 
 
@@ -215,6 +307,8 @@ def reuse_requests_expire(*, now=None) -> int:
                 continue
             _move(request, ReuseRequest.Status.EXPIRED, None)
             transaction.on_commit(lambda pk=pk: sync_permissions_for_request(pk))
+            request.refresh_from_db()
+            _tell_requester(request, "Request reuse again if you still need it.")
             expired += 1
     return expired
 
@@ -271,18 +365,146 @@ def _pair(user_id: int, version_id: int) -> int:
     )
 
 
-def _notify(request_id: int) -> None:
-    request = ReuseRequest.objects.select_related("requester", "version__model").get(pk=request_id)
-    if not request.requester.email:
-        return
-    send_mail(
-        subject=f"Reuse request #{request.pk}: {request.get_status_display()}",
-        message=(
-            f"Your request to reuse {request.version.model.repo_id} {request.version.label} "
-            f"is now {request.get_status_display().lower()}."
-            + (f" It expires on {request.expires_at:%Y-%m-%d}." if request.expires_at else "")
-        ),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=[request.requester.email],
-        fail_silently=True,
+def _live_approvals_on(version_ids) -> list[int]:
+    return list(
+        ReuseRequest.objects.filter(
+            version_id__in=list(version_ids), status=ReuseRequest.Status.APPROVED
+        )
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
+
+
+def approvals_reopen(*, version: ModelVersion, actor, change: str) -> list[int]:
+    """Send every live approval on ``version`` back to review because ``change`` happened.
+
+    Runs inside the transaction of the change. The policy is asked again which
+    roles review it now (a stricter license or a higher risk may add some); if
+    it now refuses the use outright, the approval is revoked with the policy's
+    reason instead. Access is withdrawn while the request is in review; the
+    holder and the reviewers are told, and the reviewers see ``change``.
+    """
+    reopened = []
+    for pk in _live_approvals_on([version.pk]):
+        request = ReuseRequest.objects.select_for_update().get(pk=pk)
+        if request.status != ReuseRequest.Status.APPROVED:
+            continue
+        outcome = policy_evaluate(
+            version=request.version,
+            use_type=request.use_type,
+            sensitivity=request.data_sensitivity,
+            blocked_refuses=False,
+        )
+        if outcome.refused:
+            _move(request, ReuseRequest.Status.REVOKED, actor, decided_at=timezone.now())
+            audit_record(
+                actor=actor,
+                verb="reuse.revoke.reason",
+                target=request,
+                payload={"reason": f"{change} {outcome.explanation}"},
+            )
+            request.refresh_from_db()
+            _tell_requester(request, f"{change} {outcome.explanation}")
+        else:
+            roles = [r for r in outcome.roles if r] or request.required_roles
+            ReuseRequest.objects.filter(pk=pk).update(
+                required_roles=roles,
+                reopened=request.reopened + 1,
+                reopen_reason=change,
+                policy_explanation=outcome.explanation,
+            )
+            request.refresh_from_db()
+            _move(request, ReuseRequest.Status.SUBMITTED, actor)
+            audit_record(
+                actor=actor,
+                verb="reuse.reopen",
+                target=request,
+                payload={"change": change, "roles": roles, "round": _round(request)},
+            )
+            request.refresh_from_db()
+            _tell_requester(
+                request, f"{change} Your access is paused until the reviewers approve it again."
+            )
+            _ask_reviewers(request)
+        transaction.on_commit(lambda pk=pk: sync_permissions_for_request(pk))
+        reopened.append(pk)
+    return reopened
+
+
+def approvals_suspend(*, version_ids, actor, reason: str) -> dict[int, list[int]]:
+    """Suspend the live approvals on these versions (a recall); {version id: request ids}."""
+    suspended: dict[int, list[int]] = {}
+    for pk in _live_approvals_on(version_ids):
+        request = ReuseRequest.objects.select_for_update().get(pk=pk)
+        if request.status != ReuseRequest.Status.APPROVED:
+            continue
+        _move(request, ReuseRequest.Status.SUSPENDED, actor)
+        audit_record(
+            actor=actor, verb="reuse.suspend.reason", target=request, payload={"reason": reason}
+        )
+        request.refresh_from_db()
+        _tell_requester(request, reason)
+        transaction.on_commit(lambda pk=pk: sync_permissions_for_request(pk))
+        suspended.setdefault(request.version_id, []).append(pk)
+    return suspended
+
+
+def approvals_restore(*, request_ids, actor, reason: str) -> list[int]:
+    """Give suspended approvals back (a recall lifted); those past their expiry expire."""
+    restored = []
+    now = timezone.now()
+    for pk in sorted(request_ids):
+        request = ReuseRequest.objects.select_for_update().filter(pk=pk).first()
+        if request is None or request.status != ReuseRequest.Status.SUSPENDED:
+            continue
+        live = request.expires_at is None or request.expires_at > now
+        _move(request, ReuseRequest.Status.APPROVED if live else ReuseRequest.Status.EXPIRED, actor)
+        request.refresh_from_db()
+        _tell_requester(request, reason)
+        transaction.on_commit(lambda pk=pk: sync_permissions_for_request(pk))
+        if live:
+            restored.append(pk)
+    return restored
+
+
+# Reminders before an approval expires: (key, how long before).
+EXPIRY_REMINDERS = (("14d", timedelta(days=14)), ("1d", timedelta(days=1)))
+
+
+def reuse_approvals_remind(*, now=None) -> int:
+    """Tell holders their approval expires in 14 days and in 1 day (Celery beat), once each."""
+    now = now or timezone.now()
+    sent = 0
+    for key, before in EXPIRY_REMINDERS:
+        due = ReuseRequest.objects.filter(
+            status=ReuseRequest.Status.APPROVED, expires_at__gt=now, expires_at__lte=now + before
+        )
+        # Filtered here rather than with a JSON lookup, which SQLite (the embedded mode) lacks.
+        for pk, done in due.order_by("pk").values_list("pk", "reminders_sent"):
+            if key in (done or []):
+                continue
+            with transaction.atomic():
+                request = ReuseRequest.objects.select_for_update().get(pk=pk)
+                if key in request.reminders_sent or request.status != "approved":
+                    continue
+                # The later reminder makes the earlier one pointless: mark both sent.
+                request.reminders_sent = sorted(
+                    {*request.reminders_sent, key, *(k for k, b in EXPIRY_REMINDERS if b > before)}
+                )
+                request.save(update_fields=["reminders_sent", "updated_at"])
+                version = request.version
+                left = request.expires_at - now
+                notices.notify(
+                    kind=NotificationKind.EXPIRING,
+                    users=[request.requester_id],
+                    title=f"Your approval for {version.model.repo_id} {version.label} expires "
+                    f"on {request.expires_at:%Y-%m-%d}",
+                    body=f"About {max(1, round(left / timedelta(days=1)))} day(s) left. "
+                    "Request reuse again before then if you still need it.",
+                    url=request_url(request),
+                    event_key=f"reuse:{pk}:expiring:{key}:{request.expires_at.isoformat()}",
+                    data={"request": pk, "expires_at": request.expires_at.isoformat()},
+                )
+                sent += 1
+    return sent

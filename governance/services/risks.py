@@ -7,6 +7,9 @@ from django.db import transaction
 from governance.audit import audit_record
 from governance.models import RiskEntry
 from governance.selectors import can_edit_risks
+from governance.services.policy import highest_open_risk
+from governance.services.rereview import rereview_refresh
+from governance.services.standing import version_standing_changed
 from portal.errors import Forbidden
 from zoo.models import ModelVersion
 
@@ -18,6 +21,7 @@ def risk_entry_save(
     if not can_edit_risks(actor):
         raise Forbidden("Only stewards and reviewers edit the risk register.")
     with transaction.atomic():
+        level_before = highest_open_risk(version)
         creating = risk is None
         risk = risk or RiskEntry(version=version)
         before = {} if creating else {k: getattr(risk, k) for k in fields}
@@ -31,4 +35,15 @@ def risk_entry_save(
             target=risk,
             payload={"version": version.pk, "before": before, "after": fields},
         )
+        level_after = highest_open_risk(version)
+        # A higher risk sends approvals back to review; a lower one only moves the
+        # re-review date (nobody loses access because a risk was mitigated).
+        if level_after < level_before:
+            rereview_refresh(version=version)
+        elif level_after > level_before:
+            version_standing_changed(
+                version=version,
+                actor=actor,
+                changes=[{"what": "risk", "before": level_before, "after": level_after}],
+            )
     return risk

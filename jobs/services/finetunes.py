@@ -18,6 +18,7 @@ from django.db import transaction
 from governance.access import data_refusal, finetune_refusal
 from governance.audit import audit_record
 from governance.models import Sensitivity
+from governance.services import notify as notices
 from jobs.engine import JobContext, job_create, owned_by
 from jobs.ml import splits
 from jobs.ml.config import SPLIT_SHARE, STRATEGIES, FineTuneConfig, SettingError
@@ -416,5 +417,8 @@ def finetune_output_register(
                 "license": version.license.spdx_id,
                 "review": "draft until a steward publishes it",
             },
+        )
+        notices.awaiting_publication(
+            version=version, made_by=f"Fine-tune #{run.pk} of {base.model.repo_id} {base.label}"
         )
     return version

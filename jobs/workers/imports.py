@@ -8,10 +8,12 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 
+from governance.services import notify as notices
 from jobs.engine import JobContext, register
 from jobs.models import Job
 from portal.errors import PortalError
 from zoo import importers
+from zoo.models import CatalogModel
 
 
 @register(Job.Kind.IMPORT)
@@ -46,6 +48,10 @@ def import_model(ctx: JobContext) -> dict:
     )
     for reason in version.block_reasons if version.is_blocked else []:
         ctx.log(f"blocked: {reason}")
+    if created and version.model.status == CatalogModel.Status.DRAFT:
+        notices.awaiting_publication(
+            version=version, made_by=f"Imported by {actor or 'the system'} (job #{ctx.job_id})"
+        )
     return {
         "version_id": version.pk,
         "repo_id": version.model.repo_id,

@@ -7,11 +7,10 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from django.core import mail
 from django.db import connection, transaction
 from django.utils import timezone
 
-from governance.models import AuditEvent, License, ReuseRequest, Review
+from governance.models import AuditEvent, License, Notification, ReuseRequest, Review
 from governance.services import policy as gov_policy
 from governance.services import reuse as gov_reuse
 from portal.errors import Conflict, Forbidden, PortalError
@@ -107,8 +106,11 @@ def test_every_required_role_must_approve_then_permissions_are_granted(
     assert alice.has_perm("zoo.download_files", version)
     assert alice.has_perm("zoo.finetune_version", version)
     assert not personas["bob"].has_perm("zoo.download_files", version)
-    assert mail.outbox[-1].to == ["alice@example.com"]
-    assert "Approved" in mail.outbox[-1].subject
+    told = Notification.objects.get(user=alice, kind="decision")
+    assert "approved" in told.title
+    assert told.email_wanted
+    assert told.in_inbox
+    assert told.url == f"/governance/requests/{request.pk}/"
     verbs = list(AuditEvent.objects.order_by("id").values_list("verb", flat=True))
     assert verbs == [
         "reuse.submit",

@@ -47,6 +47,7 @@ def embedded_env(tmp_path):
         "RECONCILE_EVERY_S": "1",
         "SWEEP_EVERY_S": "2",
         "AUDIT_ANCHOR_EVERY_S": "1",
+        "REMIND_EVERY_S": "1",
     }
 
 
