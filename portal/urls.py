@@ -7,8 +7,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from governance import urls as governance_urls
-from governance.views import core as governance_views
 from governance.api import ApiTokenView, ReuseRequestViewSet
+from governance.views import core as governance_views
 from jobs import urls as jobs_urls
 from jobs.api.finetunes import FineTuneViewSet
 from jobs.api.imports import ImportViewSet

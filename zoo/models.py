@@ -5,8 +5,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
-from django.utils.http import urlencode
 from django.utils import timezone
+from django.utils.http import urlencode
 
 from governance.models import License, Sensitivity
 
@@ -216,6 +216,9 @@ class ModelVersion(models.Model):
                 )
         super().save(*args, **kwargs)
 
+    def get_absolute_url(self) -> str:
+        return f"{self.model.get_absolute_url()}?{urlencode({'version': self.label})}"
+
     @classmethod
     def from_db(cls, db, field_names, values):
         instance = super().from_db(db, field_names, values)
@@ -225,9 +228,6 @@ class ModelVersion(models.Model):
     @property
     def is_blocked(self) -> bool:
         return self.status == self.Status.BLOCKED
-
-    def get_absolute_url(self) -> str:
-        return f"{self.model.get_absolute_url()}?{urlencode({'version': self.label})}"
 
 
 class Artifact(models.Model):
