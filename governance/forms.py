@@ -7,6 +7,9 @@ from governance.models import (
     ACCESS_TOKEN_DEFAULT_DAYS,
     ACCESS_TOKEN_MAX_DAYS,
     AccessToken,
+    Incident,
+    IncidentCategory,
+    IncidentStep,
     RiskEntry,
     Sensitivity,
     UseType,
@@ -127,3 +130,33 @@ class AccessTokenForm(forms.Form):
 
     def clean_scope(self) -> str:
         return self.cleaned_data["scope"] or AccessToken.Scope.READ
+
+
+class IncidentForm(forms.Form):
+    category = forms.ChoiceField(choices=IncidentCategory.choices)
+    severity = forms.TypedChoiceField(choices=Incident.Severity.choices, coerce=int)
+    title = forms.CharField(max_length=200)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}))
+    recall = forms.BooleanField(
+        required=False,
+        help_text="Block this version and everything made from it, and suspend the approvals "
+        "on them, now.",
+    )
+
+
+class IncidentStepForm(forms.Form):
+    step = forms.ChoiceField(choices=IncidentStep.Step.choices)
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=5000)
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=5000)
+
+
+class AttestForm(forms.Form):
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=5000,
+        label="What you checked",
+        help_text="The card, the license and the risk register still describe this version.",
+    )

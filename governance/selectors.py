@@ -238,3 +238,229 @@ def request_state(reuse: ReuseRequest, checklist: list[dict] | None = None) -> s
     if status == ReuseRequest.Status.APPROVED and reuse.expires_at:
         return f"approved until {reuse.expires_at:%Y-%m-%d}"
     return reuse.get_status_display().lower()
+
+
+# --- the lifecycle: my access, incidents, queues, compliance -------------------------
+
+
+def may_handle_incidents(user) -> bool:
+    """Stewards, reviewers and staff open incidents, recall and work the playbook."""
+    return bool(user.is_authenticated and (user.is_staff or is_steward(user) or is_reviewer(user)))
+
+
+def incidents_visible_to(user) -> QuerySet:
+    """Handlers see every incident; anyone else those touching a version they made, own
+    or asked to reuse (what their notifications link to)."""
+    from governance.models import Incident, RecallEffect
+
+    qs = Incident.objects.select_related("version__model", "opened_by")
+    if not user.is_authenticated:
+        return qs.none()
+    if may_handle_incidents(user):
+        return qs
+    from zoo.models import ModelVersion
+
+    mine = ModelVersion.objects.filter(
+        Q(created_by=user) | Q(model__owner=user) | Q(reuse_requests__requester=user)
+    ).values("pk")
+    touched = RecallEffect.objects.filter(version__in=mine).values("incident_id")
+    return qs.filter(Q(pk__in=touched) | Q(version__in=mine))
+
+
+def get_incident_for_user(user, pk: int):
+    incident = incidents_visible_to(user).filter(pk=pk).first()
+    if incident is None:
+        raise NotFound("No such incident.")
+    return incident
+
+
+def days_left(when, now=None) -> int | None:
+    """Whole days until ``when`` (negative once past), for countdowns."""
+    if when is None:
+        return None
+    return (when - (now or timezone.now())).days
+
+
+def my_access(user) -> dict:
+    """What a person may use and why, and where each of their requests stands."""
+    now = timezone.now()
+    mine = (
+        ReuseRequest.objects.filter(requester=user)
+        .select_related("version__model", "version__license", "version__rereview")
+        .prefetch_related("reviews__reviewer")
+        .order_by("-updated_at", "-id")
+    )
+    live, other = [], []
+    for request in mine:
+        checklist = review_checklist(request)
+        row = {
+            "request": request,
+            "checklist": checklist,
+            "state": request_state(request, checklist),
+            "progress": review_progress(request, checklist),
+            "days_left": days_left(request.expires_at, now),
+            "overdue": _overdue(request.version, now),
+        }
+        usable = request.status == ReuseRequest.Status.APPROVED and (
+            request.expires_at is None or request.expires_at > now
+        )
+        (live if usable else other).append(row)
+    return {"live": live, "requests": other}
+
+
+def _overdue(version, now) -> bool:
+    rereview = getattr(version, "rereview", None)
+    return bool(rereview and rereview.due_at <= now)
+
+
+def review_progress(reuse: ReuseRequest, checklist: list[dict]) -> str:
+    """ "2 of 3 reviews" while a request is in review; its status otherwise."""
+    if reuse.status != ReuseRequest.Status.SUBMITTED:
+        return reuse.get_status_display()
+    done = sum(1 for c in checklist if c["review"] is not None)
+    return f"{done} of {len(checklist)} reviews"
+
+
+def overdue_version_ids(version_ids) -> set[int]:
+    """Which of these versions are past their re-review date."""
+    from governance.models import Rereview
+
+    return set(
+        Rereview.objects.filter(
+            version_id__in=list(version_ids), due_at__lte=timezone.now()
+        ).values_list("version_id", flat=True)
+    )
+
+
+def steward_queue() -> dict:
+    """What waits for a steward: drafts to publish, live waivers, open incidents."""
+    from governance.models import Incident
+    from zoo.models import CatalogModel, ModelVersion, ScanWaiver
+
+    drafts = (
+        ModelVersion.objects.filter(model__status=CatalogModel.Status.DRAFT)
+        .select_related("model", "parent__model", "created_by")
+        .order_by("-created_at", "-id")[:100]
+    )
+    return {
+        "drafts": drafts,
+        "waivers": ScanWaiver.objects.live()
+        .select_related("granted_by")
+        .order_by("expires_at")[:100],
+        "incidents": Incident.objects.filter(status=Incident.Status.OPEN)
+        .select_related("version__model")
+        .order_by("-severity", "opened_at")[:100],
+    }
+
+
+def may_see_compliance(user) -> bool:
+    return bool(user.is_authenticated and (user.is_staff or is_reviewer(user)))
+
+
+def compliance_summary(*, now=None, soon_days: int = 14, limit: int = 200) -> dict:
+    """The compliance dashboard: what is overdue, expiring, blocked, risky or open."""
+    from django.db.models import Count
+
+    from governance.models import Incident, License, Rereview, RiskEntry
+    from zoo.models import Artifact, CatalogModel, ModelVersion
+
+    now = now or timezone.now()
+    published = (CatalogModel.Status.AVAILABLE, CatalogModel.Status.DEPRECATED)
+    overdue = (
+        Rereview.objects.filter(due_at__lte=now, version__model__status__in=published)
+        .select_related("version__model", "version__model__owner")
+        .order_by("due_at")
+    )
+    expiring = (
+        ReuseRequest.objects.filter(
+            status=ReuseRequest.Status.APPROVED,
+            expires_at__gt=now,
+            expires_at__lte=now + timedelta(days=soon_days),
+        )
+        .select_related("requester", "version__model")
+        .order_by("expires_at")
+    )
+    blocked = (
+        ModelVersion.objects.filter(status=ModelVersion.Status.BLOCKED)
+        .select_related("model")
+        .order_by("model__repo_id", "label")
+    )
+    unscannable = ModelVersion.objects.filter(
+        artifacts__scan_status=Artifact.Scan.UNSCANNABLE
+    ).distinct()
+    high_risks = (
+        RiskEntry.objects.filter(status=RiskEntry.Status.OPEN, severity__gte=3)
+        .select_related("version__model")
+        .order_by("-severity", "id")
+    )
+    incidents = (
+        Incident.objects.filter(status=Incident.Status.OPEN)
+        .select_related("version__model")
+        .order_by("-severity", "opened_at")
+    )
+    license_mix = dict(
+        ModelVersion.objects.filter(model__status__in=published)
+        .values_list("license__category")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    labels = dict(License.Category.choices)
+    return {
+        "overdue": list(overdue[:limit]),
+        "overdue_count": overdue.count(),
+        "expiring": list(expiring[:limit]),
+        "expiring_count": expiring.count(),
+        "blocked": list(blocked[:limit]),
+        "blocked_count": blocked.count(),
+        "unscannable_count": unscannable.count(),
+        "high_risks": list(high_risks[:limit]),
+        "high_risk_count": high_risks.count(),
+        "incidents": list(incidents[:limit]),
+        "incident_count": incidents.count(),
+        "license_mix": [
+            {"category": key, "label": labels.get(key, key), "count": license_mix.get(key, 0)}
+            for key in License.Category.values
+        ],
+        "soon_days": soon_days,
+    }
+
+
+def compliance_rows(summary: dict):
+    """The dashboard as CSV rows: one line per item, the section first."""
+    yield ["section", "model", "version", "detail", "date"]
+    for r in summary["overdue"]:
+        yield [
+            "overdue re-review",
+            r.version.model.repo_id,
+            r.version.label,
+            f"owner {r.version.model.owner or 'none'}",
+            r.due_at.date().isoformat(),
+        ]
+    for q in summary["expiring"]:
+        yield [
+            "approval expiring",
+            q.version.model.repo_id,
+            q.version.label,
+            f"request #{q.pk} by {q.requester}",
+            q.expires_at.date().isoformat(),
+        ]
+    for v in summary["blocked"]:
+        yield ["blocked", v.model.repo_id, v.label, " ".join(v.block_reasons), ""]
+    for risk in summary["high_risks"]:
+        yield [
+            "open high risk",
+            risk.version.model.repo_id,
+            risk.version.label,
+            f"{risk.get_severity_display()}: {risk.title}",
+            "",
+        ]
+    for i in summary["incidents"]:
+        yield [
+            "open incident",
+            i.version.model.repo_id,
+            i.version.label,
+            f"#{i.pk} {i.get_severity_display()}: {i.title}",
+            i.opened_at.date().isoformat(),
+        ]
+    for row in summary["license_mix"]:
+        yield ["license mix", "", "", row["label"], str(row["count"])]

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from governance.views import core as views
+from governance.views import lifecycle
 
 app_name = "governance"
 urlpatterns = [
@@ -10,6 +11,12 @@ urlpatterns = [
     path("requests/<int:pk>/<str:action>/", views.request_action, name="request_action"),
     path("reviews/", views.review_queue, name="reviews"),
     path("risks/<int:pk>/status/", views.risk_status, name="risk_status"),
+    path("access/", lifecycle.my_access, name="my_access"),
+    path("incidents/", lifecycle.incident_list, name="incidents"),
+    path("incidents/<int:pk>/", lifecycle.incident_detail, name="incident"),
+    path("incidents/<int:pk>/<str:action>/", lifecycle.incident_action, name="incident_action"),
+    path("stewards/", lifecycle.steward_queue, name="steward_queue"),
+    path("compliance/", lifecycle.compliance, name="compliance"),
 ]
 
 # Personal access tokens live at /account/tokens/ under their own namespace ("tokens:…").
@@ -34,5 +41,15 @@ catalogue_patterns = [
         "<str:namespace>/<str:name>/versions/<str:label>/risks/",
         views.risk_add,
         name="risk_add",
+    ),
+    path(
+        "<str:namespace>/<str:name>/versions/<str:label>/incident/",
+        lifecycle.incident_new,
+        name="incident_new",
+    ),
+    path(
+        "<str:namespace>/<str:name>/versions/<str:label>/attest/",
+        lifecycle.version_attest,
+        name="version_attest",
     ),
 ]

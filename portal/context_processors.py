@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.urls import NoReverseMatch, reverse
 
-from governance.roles import is_reviewer, user_roles
-from governance.selectors import can_read_audit
+from governance.roles import is_reviewer, is_steward, user_roles
+from governance.selectors import can_read_audit, may_handle_incidents, may_see_compliance
 
 # (label, url name, who sees it). A section appears once its URL exists, so the
 # bar never links to a page that is not there.
@@ -15,8 +15,11 @@ NAV = (
     ("Probes", "probes:list", "user"),
     ("Fine-tunes", "finetunes:list", "user"),
     ("Jobs", "jobs:list", "user"),
-    ("Requests", "governance:requests", "user"),
+    ("My access", "governance:my_access", "user"),
     ("Reviews", "governance:reviews", "reviewer"),
+    ("Steward queue", "governance:steward_queue", "steward"),
+    ("Incidents", "governance:incidents", "handler"),
+    ("Compliance", "governance:compliance", "compliance"),
     ("Audit", "governance:audit", "auditor"),
     ("Status", "jobs:status", "staff"),
     ("Admin", "admin:index", "staff"),
@@ -30,6 +33,12 @@ def _visible(user, who: str) -> bool:
         return can_read_audit(user)
     if who == "reviewer":
         return user.is_superuser or is_reviewer(user)
+    if who == "steward":
+        return user.is_staff or is_steward(user)
+    if who == "handler":
+        return may_handle_incidents(user)
+    if who == "compliance":
+        return may_see_compliance(user)
     return True
 
 

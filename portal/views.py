@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.templatetags.static import static
 
 from governance.roles import DESCRIPTIONS, user_roles
+from governance.selectors import review_queue
 from jobs.models import Job
 from jobs.selectors import jobs_visible_to
 
@@ -27,6 +28,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "failed_jobs": counts.get(Job.Status.FAILED, 0),
             "succeeded_jobs": counts.get(Job.Status.SUCCEEDED, 0),
             "roles": [(r, DESCRIPTIONS[r]) for r in roles],
+            "review_inbox": review_queue(request.user)[:8],
         },
     )
 

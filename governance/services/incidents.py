@@ -12,6 +12,7 @@ recall restores exactly what ``RecallEffect`` rows say it took. The playbook
 from __future__ import annotations
 
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from governance.audit import audit_record
@@ -22,17 +23,12 @@ from governance.models import (
     NotificationKind,
     RecallEffect,
 )
-from governance.roles import is_reviewer, is_steward
+from governance.selectors import may_handle_incidents
 from governance.services import notify as notices
 from governance.services.reuse import approvals_restore, approvals_suspend
 from portal.errors import Conflict, Forbidden, PortalError
 from zoo.models import ModelVersion
 from zoo.services.holds import version_hold_place, version_holds_lift
-
-
-def may_handle_incidents(user) -> bool:
-    """Stewards, reviewers and staff open incidents, recall and work the playbook."""
-    return bool(user.is_authenticated and (user.is_staff or is_steward(user) or is_reviewer(user)))
 
 
 def _require(actor) -> None:
@@ -41,8 +37,6 @@ def _require(actor) -> None:
 
 
 def incident_url(incident: Incident) -> str:
-    from django.urls import reverse
-
     return reverse("governance:incident", kwargs={"pk": incident.pk})
 
 

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import csv
 import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -24,6 +23,7 @@ from governance.forms import (
 from governance.models import RiskEntry
 from governance.roles import is_steward
 from governance.services import policy, reuse, risks, tokens
+from portal.csvexport import csv_response
 from portal.errors import Forbidden, NotFound, PortalError
 from portal.http import shown_to
 from zoo.selectors import catalogue as zoo_selectors
@@ -32,16 +32,6 @@ CSV_COLUMNS = [
     "id", "created_at", "actor_name", "verb", "target_type", "target_id", "target_repr",
     "payload", "request_id", "prev_hash", "hash",
 ]  # fmt: skip
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_cell(value: str) -> str:
-    # Spreadsheets run cells starting with these as formulas.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 class SignInView(LoginView):
@@ -70,19 +60,16 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     if form.is_bound and not form.is_valid():
         events = events.none()  # a filter that cannot match (an unknown action) matches nothing
     if request.GET.get("format") == "csv":
-        writer = csv.writer(_Echo())
 
         def rows():
-            yield writer.writerow(CSV_COLUMNS)
+            yield CSV_COLUMNS
             for e in events.iterator(chunk_size=2000):
                 values = [getattr(e, c) for c in CSV_COLUMNS]
                 values[CSV_COLUMNS.index("payload")] = json.dumps(e.payload, sort_keys=True)
                 values[CSV_COLUMNS.index("created_at")] = e.created_at.isoformat()
-                yield writer.writerow([_csv_cell(str(v)) for v in values])
+                yield values
 
-        response = StreamingHttpResponse(rows(), content_type="text/csv")
-        response["Content-Disposition"] = 'attachment; filename="audit-log.csv"'
-        return response
+        return csv_response(rows(), "audit-log.csv")
     page = Paginator(events, 50).get_page(request.GET.get("page"))
     params = request.GET.copy()
     params.pop("page", None)
@@ -153,6 +140,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "reviews": reuse.reviews.select_related("reviewer"),
             "checklist": checklist,
             "state": selectors.request_state(reuse, checklist),
+            "progress": selectors.review_progress(reuse, checklist),
             "review_form": ReviewForm(roles=roles) if roles else None,
             "is_requester": reuse.requester_id == request.user.pk,
             "can_revoke": reuse.status == "approved"

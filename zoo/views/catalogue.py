@@ -10,10 +10,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from governance.access import models_usable_by
-from governance.forms import RiskForm
-from governance.models import RiskEntry
+from governance.forms import AttestForm, RiskForm
+from governance.models import Incident, Rereview, RiskEntry
 from governance.roles import is_steward
-from governance.selectors import can_edit_risks
+from governance.selectors import can_edit_risks, incidents_visible_to, may_handle_incidents
+from governance.services.rereview import may_attest
 from portal.errors import Forbidden, NotFound
 from portal.http import shown_to
 from zoo.cards import render_markdown
@@ -27,7 +28,7 @@ from zoo.forms import (
     VersionNotesForm,
 )
 from zoo.hub.snippets import use_this_model
-from zoo.models import Artifact, CatalogModel, ScanWaiver
+from zoo.models import Artifact, CatalogModel, ScanWaiver, VersionHold
 from zoo.selectors import catalogue as selectors
 from zoo.services import catalogue as services
 from zoo.services import waivers
@@ -73,6 +74,22 @@ def _risk_context(user) -> dict:
     }
 
 
+def _lifecycle_context(user, version) -> dict:
+    """Flags, the re-review schedule and incidents of the version shown (governance keeps them)."""
+    rereview = Rereview.objects.filter(version=version).first()
+    handler = may_handle_incidents(user)
+    return {
+        "flags": list(VersionHold.objects.live().filter(version=version, blocks=False)),
+        "rereview": rereview,
+        "rereview_overdue": bool(rereview and rereview.is_overdue()),
+        "attest_form": AttestForm() if rereview and may_attest(user, version) else None,
+        "incidents": list(
+            incidents_visible_to(user).filter(version=version, status=Incident.Status.OPEN)
+        ),
+        "may_open_incident": handler,
+    }
+
+
 @login_required
 def model_detail(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
     model = _model(request, namespace, name)
@@ -102,6 +119,7 @@ def model_detail(request: HttpRequest, namespace: str, name: str) -> HttpRespons
             "lineage": selectors.lineage(request.user, version),
             "risks": version.risks.select_related("owner"),
             **_risk_context(request.user),
+            **_lifecycle_context(request.user, version),
             "is_steward": steward,
             **use_this_model(request, version),
             "status_form": ModelStatusForm(initial={"status": model.status}) if steward else None,
