@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from tests.builders.files import make_model
+from tests.builders.files import CARD, make_model
 from tests.builders.weights import tiny_bert_folder
 from zoo import importers
 from zoo.models import CatalogModel
@@ -52,3 +52,21 @@ def base_model(folder: Path, repo_id: str, *, steward, license: str = "apache-2.
         bias_notes="Pretrained on English web text; inherits its social biases.",
         limitations="A tiny random model: for tests only.",
     )
+
+
+def finetune_of(base, name: str, repo_id: str, *, author, steward, kind: str = "finetuned"):
+    """A version made from ``base`` through the fine-tune importer, published by a steward."""
+    card = CARD.replace("license: mit", f"license: {base.license.spdx_id}")
+    folder = make_model(Path(settings.IMPORT_ROOTS[0]) / name, card=card)
+    version, _ = importers.import_finetune_output(
+        folder=folder,
+        repo_id=repo_id,
+        derived=importers.Derived(parent=base, kind=kind, title=repo_id, summary="Made in tests."),
+        source_repo="tests",
+        actor=author,
+    )
+    catalogue_services.catalog_model_set_status(
+        model=version.model, status=CatalogModel.Status.AVAILABLE, actor=steward
+    )
+    version.refresh_from_db()
+    return version

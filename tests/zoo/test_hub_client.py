@@ -304,3 +304,43 @@ def test_transformers_loads_the_same_weights_and_tokenizer(endpoint, sam, bob, l
         assert folder_files(snapshot)[path] == (source / path).read_bytes()
     assert AuditEvent.objects.filter(verb="hub.download", actor=bob).exists()
     assert AuditEvent.objects.filter(verb="hub.refused", actor=carol).exists()
+
+
+def test_a_recall_of_the_base_stops_the_client_on_a_fine_tune_at_once(
+    endpoint, v1, people, tmp_path
+):
+    from governance.services import incidents as gov_incidents
+    from tests.builders.catalogue import finetune_of
+
+    child = finetune_of(
+        v1, "router-ft", "acme/router-ft", author=people["alice"], steward=people["sam"]
+    )
+    approve(people["bob"], child, reviewer=people["lena"])
+    token = token_for(people["bob"])
+
+    def pull(tag: str):
+        return hf_hub_download(
+            "acme/router-ft",
+            "config.json",
+            revision=child.revision,
+            endpoint=endpoint,
+            token=token,
+            cache_dir=tmp_path / tag,
+        )
+
+    assert Path(pull("before")).read_bytes() == stored(child)["config.json"]
+    incident = gov_incidents.incident_open(
+        version=v1,
+        actor=people["sean"],
+        category="backdoor",
+        severity=4,
+        title="Backdoor in the base",
+        description="A trigger phrase flips every label.",
+        recall=True,
+    )
+    with pytest.raises(GatedRepoError, match="recalled by incident"):
+        pull("during")
+    gov_incidents.incident_recall_lift(
+        incident=incident, actor=people["sean"], reason="The trigger came from a test harness."
+    )
+    assert Path(pull("after")).read_bytes() == stored(child)["config.json"]
