@@ -3,12 +3,19 @@ from django.contrib import admin
 from governance.models import (
     AccessToken,
     AuditEvent,
+    Incident,
     License,
     PolicyRule,
     ReuseRequest,
     Review,
+    ReviewInterval,
 )
-from governance.services.policy import license_save, policy_rule_delete, policy_rule_save
+from governance.services.policy import (
+    license_save,
+    policy_rule_delete,
+    policy_rule_save,
+    review_interval_save,
+)
 from governance.services.tokens import access_token_revoke
 from portal.admin import ReadOnlyAdmin
 
@@ -45,6 +52,30 @@ class PolicyRuleAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset) -> None:
         for rule in queryset.order_by("pk"):
             policy_rule_delete(actor=request.user, rule=rule)
+
+
+@admin.register(ReviewInterval)
+class ReviewIntervalAdmin(admin.ModelAdmin):
+    """How often published versions are re-attested; edits go through the audited service.
+
+    Rows are deactivated rather than deleted, so a schedule's history stays explainable."""
+
+    list_display = ("name", "days", "license_categories", "min_risk", "overdue_suspends_approvals")
+    list_filter = ("active", "overdue_suspends_approvals")
+
+    def save_model(self, request, obj, form, change) -> None:
+        review_interval_save(actor=request.user, interval=obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Incident)
+class IncidentAdmin(ReadOnlyAdmin):
+    """Incidents are worked on their own pages (recall, lift, playbook); here they are listed."""
+
+    list_display = ("id", "title", "version", "category", "severity", "status", "opened_at")
+    list_filter = ("status", "category", "severity")
 
 
 @admin.register(ReuseRequest)

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.forms.models import model_to_dict
 
 from governance.audit import audit_record
-from governance.models import License, PolicyRule, RiskEntry
+from governance.models import License, PolicyRule, ReviewInterval, RiskEntry
 from governance.roles import REVIEW_ROLES
 from portal.errors import Forbidden, PortalError
 from portal.text import and_list
@@ -135,6 +135,20 @@ def policy_rule_save(*, actor, rule: PolicyRule | None = None, **fields) -> Poli
             field="required_roles",
         )
     return _save_table_row(actor=actor, obj=rule or PolicyRule(), verb="policy_rule", fields=fields)
+
+
+def review_interval_save(*, actor, interval: ReviewInterval | None = None, **fields):
+    """Add or change a re-review interval; schedules follow at their next refresh."""
+    categories = fields.get("license_categories", interval.license_categories if interval else [])
+    unknown = sorted(set(categories or []) - set(License.Category.values))
+    if unknown:
+        raise PortalError(
+            f"Unknown license category {unknown[0]!r}; use {', '.join(License.Category.values)}.",
+            field="license_categories",
+        )
+    return _save_table_row(
+        actor=actor, obj=interval or ReviewInterval(), verb="review_interval", fields=fields
+    )
 
 
 def policy_rule_delete(*, actor, rule: PolicyRule) -> None:

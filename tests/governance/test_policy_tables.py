@@ -83,3 +83,26 @@ def test_licenses_cannot_be_deleted_in_the_admin(client, admin_user):
     mit = License.objects.get(spdx_id="mit")
     assert client.post(f"/admin/governance/license/{mit.pk}/delete/").status_code == 403
     assert License.objects.filter(pk=mit.pk).exists()
+
+
+def test_review_intervals_change_through_the_audited_service_in_the_admin(client, admin_user):
+    from governance.models import ReviewInterval
+
+    interval = ReviewInterval.objects.get(name="High open risk")
+    with pytest.raises(PortalError, match="Unknown license category 'gpl'"):
+        gov_policy.review_interval_save(
+            actor=admin_user, interval=interval, license_categories=["gpl"]
+        )
+    client.force_login(admin_user)
+    url = f"/admin/governance/reviewinterval/{interval.pk}/change/"
+    form = client.get(url).context["adminform"].form
+    data = {name: form.initial.get(name) for name in form.fields}
+    data.update({"days": "60", "license_categories": "[]", "min_risk": "3", "active": "on"})
+    data["overdue_suspends_approvals"] = "on"
+    assert client.post(url, data).status_code == 302
+    interval.refresh_from_db()
+    assert interval.days == 60
+    event = AuditEvent.objects.get(verb="review_interval.update")
+    assert event.payload["changed"] == ["days"]
+    page = client.get("/admin/governance/reviewinterval/").content.decode()
+    assert "Delete selected" not in page
