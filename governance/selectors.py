@@ -332,6 +332,18 @@ def overdue_version_ids(version_ids) -> set[int]:
     )
 
 
+def overdue_model_ids(model_ids) -> set[int]:
+    """Which of these catalogue models have a version past its re-review date (one query,
+    for the rows of a catalogue page)."""
+    from governance.models import Rereview
+
+    return set(
+        Rereview.objects.filter(
+            version__model_id__in=list(model_ids), due_at__lte=timezone.now()
+        ).values_list("version__model_id", flat=True)
+    )
+
+
 def steward_queue() -> dict:
     """What waits for a steward: drafts to publish, live waivers, open incidents."""
     from governance.models import Incident

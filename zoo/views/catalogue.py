@@ -13,7 +13,12 @@ from governance.access import models_usable_by
 from governance.forms import AttestForm, RiskForm
 from governance.models import Incident, Rereview, RiskEntry
 from governance.roles import is_steward
-from governance.selectors import can_edit_risks, incidents_visible_to, may_handle_incidents
+from governance.selectors import (
+    can_edit_risks,
+    incidents_visible_to,
+    may_handle_incidents,
+    overdue_model_ids,
+)
 from governance.services.rereview import may_attest
 from portal.errors import Forbidden, NotFound
 from portal.http import shown_to
@@ -46,6 +51,9 @@ def catalogue(request: HttpRequest) -> HttpResponse:
     )
     params = request.GET.copy()
     params.pop("cursor", None)
+    overdue = overdue_model_ids([m.pk for m in page.items])
+    for m in page.items:
+        m.rereview_overdue = m.pk in overdue
     return render(
         request,
         "zoo/catalogue.html",
