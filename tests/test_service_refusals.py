@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from governance.models import AuditEvent, License
+from governance.models import AuditEvent, Incident, IncidentStep, License
+from governance.services import incidents as gov_incidents
+from governance.services import rereview as gov_rereview
 from governance.services import reuse as gov_reuse
 from jobs.engine import job_cancel
 from jobs.models import Job
@@ -16,7 +18,9 @@ from jobs.services.checks import worker_check_launch
 from jobs.services.imports import import_launch
 from portal.errors import Forbidden, NotFound
 from tests.factories import CatalogModelFactory, JobFactory, ModelVersionFactory, catalogue_entry
+from zoo.models import VersionHold
 from zoo.services import catalogue as catalogue_services
+from zoo.services import holds
 
 pytestmark = pytest.mark.django_db
 
@@ -26,6 +30,14 @@ def _calls(people):
     model = version.model
     job = JobFactory(requested_by=people["alice"])
     mit = License.objects.get(spdx_id="mit")
+    incident = gov_incidents.incident_open(
+        version=ModelVersionFactory(),
+        actor=people["sam"],
+        category="license",
+        severity=1,
+        title="Card says MIT",
+        description="The repository's LICENSE file says GPL-3.0.",
+    )
     return {
         "set status": lambda who: catalogue_services.catalog_model_set_status(
             model=model, status="deprecated", reason="old", actor=who
@@ -44,6 +56,26 @@ def _calls(people):
         ),
         "cancel someone's job": lambda who: job_cancel(job=job, actor=who),
         "check workers": lambda who: worker_check_launch(actor=who, queue="default"),
+        "hold a version": lambda who: holds.version_hold_place(
+            version=version, source="manual", reason="no", blocks=True, actor=who
+        ),
+        "lift holds": lambda who: holds.version_holds_lift(source=incident.source, actor=who),
+        "open an incident": lambda who: gov_incidents.incident_open(
+            version=version,
+            actor=who,
+            category="harmful",
+            severity=4,
+            title="Mine",
+            description="I do not like this model at all.",
+            recall=True,
+        ),
+        "recall": lambda who: gov_incidents.incident_recall(incident=incident, actor=who),
+        "record a playbook step": lambda who: gov_incidents.incident_step_record(
+            incident=incident, actor=who, step="contain", note="contained"
+        ),
+        "re-attest": lambda who: gov_rereview.version_attest(
+            version=version, actor=who, note="Looks fine to me, honestly."
+        ),
     }, (version, model, job)
 
 
@@ -57,6 +89,12 @@ def _calls(people):
         "import",
         "cancel someone's job",
         "check workers",
+        "hold a version",
+        "lift holds",
+        "open an incident",
+        "recall",
+        "record a playbook step",
+        "re-attest",
     ],
 )
 def test_services_refuse_those_the_pages_refuse(people, action):
@@ -75,6 +113,10 @@ def test_services_refuse_those_the_pages_refuse(people, action):
     assert version.limitations == ""
     assert job.status == Job.Status.QUEUED
     assert Job.objects.count() == 1
+    assert not version.is_blocked
+    assert Incident.objects.count() == 1
+    assert not IncidentStep.objects.exists()
+    assert not VersionHold.objects.exists()
     assert AuditEvent.objects.count() == events
 
 
