@@ -35,7 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 REPO = "bench/hub-throughput"
-CARD = "---\nlicense: apache-2.0\n---\n# Random weights for a benchmark\n"
+CARD = (
+    "---\nlicense: apache-2.0\n---\n# Random weights for a benchmark\n\n"
+    "## Intended use\n\nTiming downloads.\n\n## Limitations\n\nRandom bytes.\n\n"
+    "## Training data\n\nNone.\n\n## Evaluation\n\nNone: nothing to evaluate.\n"
+)
 
 
 def _env(database_url: str, work: Path) -> dict[str, str]:

@@ -140,7 +140,7 @@ def _require_app_role(db) -> None:
 
 
 def _reseed() -> None:
-    """Re-run the data migrations' seeds (roles, licenses) with the live app registry."""
+    """Re-run the data migrations' seeds (roles, licenses, policy tables) with the live registry."""
     import importlib
 
     from django.apps import apps
@@ -151,6 +151,7 @@ def _reseed() -> None:
         ("governance.migrations.0007_seed_policy", "seed"),
         ("governance.migrations.0009_seed_risk_rules", "seed"),
         ("governance.migrations.0014_seed_review_intervals", "seed"),
+        ("zoo.migrations.0011_card_revisions", "seed"),
     ]:
         getattr(importlib.import_module(module), func)(apps, None)
 

@@ -35,6 +35,27 @@ class JobFactory(factory.django.DjangoModelFactory):
     requested_by = factory.SubFactory(UserFactory)
 
 
+# A card body with every section the seeded policy requires before publishing.
+PUBLISHABLE_CARD = """# Encoder
+
+## Intended use
+
+Encoding support tickets.
+
+## Limitations
+
+English only.
+
+## Training data
+
+A year of tickets.
+
+## Evaluation
+
+Not evaluated yet.
+"""
+
+
 class CatalogModelFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = "zoo.CatalogModel"

@@ -19,8 +19,8 @@ from jobs.services.imports import import_launch
 from portal.errors import Forbidden, NotFound
 from tests.factories import CatalogModelFactory, JobFactory, ModelVersionFactory, catalogue_entry
 from zoo.models import VersionHold
+from zoo.services import card_revisions, holds
 from zoo.services import catalogue as catalogue_services
-from zoo.services import holds
 
 pytestmark = pytest.mark.django_db
 
@@ -50,6 +50,9 @@ def _calls(people):
         ),
         "edit notes": lambda who: catalogue_services.version_update_metadata(
             version=version, actor=who, limitations="none"
+        ),
+        "edit card": lambda who: card_revisions.version_card_edit(
+            version=version, actor=who, markdown="# Taken over", reason="Mine now"
         ),
         "import": lambda who: import_launch(
             actor=who, source="hub", repo_id="acme/x", hub_repo_id="acme/x"
@@ -86,6 +89,7 @@ def _calls(people):
         "edit metadata",
         "set license",
         "edit notes",
+        "edit card",
         "import",
         "cancel someone's job",
         "check workers",
@@ -111,6 +115,7 @@ def test_services_refuse_those_the_pages_refuse(people, action):
         "apache-2.0",
     )
     assert version.limitations == ""
+    assert (version.card_markdown, version.card_revisions.count()) == ("", 0)
     assert job.status == Job.Status.QUEUED
     assert Job.objects.count() == 1
     assert not version.is_blocked

@@ -2,13 +2,25 @@
 
 Versions, artifacts and dataset versions are immutable records; models and
 datasets change through the portal's own pages, whose services check the
-acting user and write the audit event. Nothing here adds, edits or deletes.
+acting user and write the audit event. Nothing here adds, edits or deletes,
+except the one policy table kept here: the card sections a card needs
+(``CardRequirement``), whose edits go through the audited services.
 """
 
 from django.contrib import admin
 
 from portal.admin import ReadOnlyAdmin
-from zoo.models import Artifact, CatalogModel, Dataset, DatasetVersion, ModelVersion, ScanWaiver
+from zoo.models import (
+    Artifact,
+    CardRequirement,
+    CardRevision,
+    CatalogModel,
+    Dataset,
+    DatasetVersion,
+    ModelVersion,
+    ScanWaiver,
+)
+from zoo.services.card_revisions import card_requirement_delete, card_requirement_save
 
 
 class ModelVersionInline(admin.TabularInline):
@@ -82,3 +94,31 @@ class ScanWaiverAdmin(ReadOnlyAdmin):
 
     list_display = ["sha256", "scan_status", "granted_by", "created_at", "expires_at", "revoked_at"]
     search_fields = ["sha256", "reason"]
+
+
+@admin.register(CardRevision)
+class CardRevisionAdmin(ReadOnlyAdmin):
+    """Revisions are written by the card editor on the version page, with their audit event."""
+
+    list_display = ("version", "number", "author", "reason", "created_at")
+    list_select_related = ("version__model", "author")
+    search_fields = ("version__model__repo_id", "reason")
+
+
+@admin.register(CardRequirement)
+class CardRequirementAdmin(admin.ModelAdmin):
+    """Which sections a card needs before publishing; edits go through the audited services."""
+
+    list_display = ("heading", "state", "position", "active")
+    list_filter = ("state", "active")
+    list_editable = ("position", "active")
+
+    def save_model(self, request, obj, form, change) -> None:
+        card_requirement_save(actor=request.user, requirement=obj)
+
+    def delete_model(self, request, obj) -> None:
+        card_requirement_delete(actor=request.user, requirement=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for requirement in queryset.order_by("pk"):
+            card_requirement_delete(actor=request.user, requirement=requirement)

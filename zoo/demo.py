@@ -15,6 +15,8 @@ from pathlib import Path
 
 from zoo import importers
 from zoo.models import CatalogModel, Dataset, DatasetVersion, ModelVersion
+from zoo.selectors.cards import card_text
+from zoo.services import card_revisions
 from zoo.services import catalogue as catalogue_services
 from zoo.services import datasets as dataset_services
 
@@ -36,6 +38,21 @@ EfficientNet-Lite0 is a mobile-friendly image classifier: the EfficientNet-B0
 design with squeeze-and-excitation removed and ReLU6 activations, trained on
 ImageNet-1k (1,000 classes, 224x224 inputs). Used here as a frozen vision
 backbone for probes and fine-tunes.
+
+## Intended use
+
+A frozen feature extractor for image classification probes and fine-tunes on
+photographs of everyday objects and scenes, on CPUs and small GPUs.
+
+## Training data
+
+ImageNet-1k (ILSVRC 2012): about 1.28 million labelled photographs in 1,000
+classes, collected from the web.
+
+## Evaluation
+
+Not evaluated by the portal. Probe it on your own labelled images to see how
+well its features separate your classes before choosing it.
 
 ## Provenance
 
@@ -67,6 +84,18 @@ A 2-layer BERT with hidden size 32 whose weights are randomly initialised
 (seed 0) and never trained. It exists so probes and fine-tunes have a baseline
 that carries no transferable knowledge: a real encoder should beat it clearly.
 
+## Intended use
+
+A negative control in probes and fine-tunes; nothing else.
+
+## Training data
+
+None: the weights were never trained.
+
+## Evaluation
+
+Not evaluated: random weights score near chance, which is the point.
+
 ## Provenance
 
 Built by the portal's demo seeding from a `transformers.BertConfig`; the
@@ -78,12 +107,30 @@ Useless for any real task by design.
 """
 
 
+# What the upstream card of all-MiniLM-L6-v2 lacks of the sections the portal
+# requires before publishing; the seed adds it as a steward would, as a revision.
+MINILM_CARD_ADDITIONS = """
+
+## Limitations
+
+English only. Inputs longer than 256 word pieces are truncated. Made for sentence and
+short-paragraph embeddings, not for generation or long documents.
+
+## Evaluation
+
+The upstream card points to the Sentence Embeddings Benchmark (https://seb.sbert.net)
+for an automated evaluation; the portal has not evaluated it. Probe it on your own
+labelled texts before choosing it.
+"""
+
+
 @dataclass
 class DemoEntry:
     repo_id: str
     title: str
     bias_notes: str
     limitations: str
+    card_additions: str = ""
 
 
 def _minilm_folder() -> Path:
@@ -151,6 +198,7 @@ DEMO = {
             "English only. Inputs longer than 256 word pieces are truncated. Intended for "
             "sentence and short-paragraph embeddings, not generation."
         ),
+        card_additions=MINILM_CARD_ADDITIONS,
     ),
     "google/efficientnet-lite0": DemoEntry(
         repo_id="google/efficientnet-lite0",
@@ -195,6 +243,13 @@ def seed_catalogue(actor) -> list[tuple[ModelVersion, bool]]:
                 catalogue_services.catalog_model_update(
                     model=version.model, actor=actor, title=entry.title
                 )
+                if entry.card_additions:
+                    card_revisions.version_card_edit(
+                        version=version,
+                        actor=actor,
+                        markdown=card_text(version) + entry.card_additions,
+                        reason="Demo seed: the sections the portal requires before publishing.",
+                    )
             model = CatalogModel.objects.get(pk=version.model_id)
             if model.status == CatalogModel.Status.DRAFT and not version.is_blocked:
                 catalogue_services.catalog_model_set_status(

@@ -180,3 +180,42 @@ class DatasetConfirmForm(forms.Form):
 
 class DatasetShareForm(forms.Form):
     username = forms.CharField(max_length=150, label="Share with (user name)")
+
+
+class CardEditForm(forms.Form):
+    """A version's whole card, YAML front matter included, and why it changed."""
+
+    markdown = forms.CharField(
+        label="Model card",
+        required=False,
+        strip=False,
+        max_length=2 * 2**20,
+        widget=forms.Textarea(attrs={"rows": 30, "class": "code", "spellcheck": "false"}),
+        help_text="Markdown, as the README.md of a Hugging Face repository: an optional YAML "
+        "header between '---' lines, then the text.",
+    )
+    reason = forms.CharField(
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Why you changed it, e.g. 'Added the evaluation on the March tickets'.",
+    )
+    base = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
+
+
+class CardDiffForm(forms.Form):
+    """Two revisions of a card to compare, by number."""
+
+    a = forms.IntegerField(label="From revision", min_value=1)
+    b = forms.IntegerField(label="To revision", min_value=1)
+
+    def __init__(self, *args, numbers: list[int], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.numbers = numbers
+
+    def clean(self):
+        data = super().clean()
+        known = ", ".join(str(n) for n in self.numbers)
+        for name in ("a", "b"):
+            if name in data and data[name] not in self.numbers:
+                self.add_error(name, f"There is no revision {data[name]}; this card has {known}.")
+        return data

@@ -482,3 +482,90 @@ class DatasetVersion(models.Model):
     @property
     def n_classes(self) -> int:
         return len(self.label_counts)
+
+
+class CardRevision(models.Model):
+    """One saved text of a version's model card: who wrote it, when and why.
+
+    ``markdown`` is the whole card as a steward edits it, YAML front matter
+    included, so two revisions diff as the person saw them. Number 1 is the
+    card as imported; ``zoo.services.card_revisions`` writes it the first time
+    the card is edited (see there why then). Rows are never changed.
+    """
+
+    version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="card_revisions"
+    )
+    number = models.PositiveIntegerField()
+    markdown = models.TextField(blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Empty for the system: the card as imported.",
+    )
+    reason = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["version_id", "number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "number"], name="cardrevision_unique_number"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(number__gte=1), name="cardrevision_number_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"card revision {self.number} of version {self.version_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ValidationError("A card revision is history; it is never changed.")
+        super().save(*args, **kwargs)
+
+
+class CardRequirement(models.Model):
+    """A section a model card must have before its model may enter a lifecycle state.
+
+    Policy data, edited by staff in the admin. A card has the section when one
+    of its headings names it (``zoo.selectors.cards.heading_names``
+    says how headings are matched); ``also_accepted`` lists other headings that
+    count, such as "Uses" for "Intended use".
+    """
+
+    class State(models.TextChoices):
+        PUBLISHED = "published", "Published (a draft made available)"
+
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PUBLISHED)
+    heading = models.CharField(max_length=100, help_text="The section, as a card heading names it.")
+    also_accepted = models.TextField(
+        blank=True, help_text="Other headings that count as this section, one per line."
+    )
+    help_text = models.TextField(
+        blank=True, help_text="What the section should say; shown to stewards editing a card."
+    )
+    position = models.PositiveSmallIntegerField(default=0, help_text="Order in the lists.")
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["state", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["state", "heading"], name="cardrequirement_unique_heading"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state__in=["published"]), name="cardrequirement_state_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.heading} ({self.get_state_display().lower()})"
+
+    @property
+    def accepted_headings(self) -> list[str]:
+        return [self.heading, *(h.strip() for h in self.also_accepted.splitlines() if h.strip())]

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from zoo.hub import views as hub
-from zoo.views import catalogue, datasets
+from zoo.views import cards, catalogue, datasets
 
 app_name = "zoo"
 urlpatterns = [
@@ -13,6 +13,21 @@ urlpatterns = [
         "<str:namespace>/<str:name>/versions/<str:label>/license/",
         catalogue.version_license,
         name="version_license",
+    ),
+    path(
+        "<str:namespace>/<str:name>/versions/<str:label>/card/edit/",
+        cards.card_edit,
+        name="card_edit",
+    ),
+    path(
+        "<str:namespace>/<str:name>/versions/<str:label>/card/history/",
+        cards.card_history,
+        name="card_history",
+    ),
+    path(
+        "<str:namespace>/<str:name>/versions/<str:label>/card/diff/",
+        cards.card_diff,
+        name="card_diff",
     ),
     path(
         "<str:namespace>/<str:name>/versions/<str:label>/files/<int:pk>/waive/",

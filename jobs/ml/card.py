@@ -470,6 +470,8 @@ Strategy: {_STRATEGY_TEXT.get(f.strategy, f.strategy)}.
 
 ## Training procedure
 
+### Training data
+
 Trained on `{f.dataset}`. A validation set was carved out of the training split
 (stratified) and used for early stopping on macro-F1; the weights of the best
 validation epoch are the ones published.

@@ -22,6 +22,22 @@ base_model: acme/base
 # Ticket router
 
 Routes support tickets to the right team.
+
+## Intended use
+
+Suggesting a team for internal support tickets; a person confirms the route.
+
+## Limitations
+
+English tickets only.
+
+## Training data
+
+acme/tickets: a year of routed tickets.
+
+## Evaluation
+
+91% of a held-out month's tickets routed as the support team did.
 """
 
 

@@ -39,6 +39,22 @@ pipeline_tag: feature-extraction
 # {title}
 
 A tiny randomly initialised encoder for tests.
+
+## Intended use
+
+Tests of the portal only.
+
+## Limitations
+
+Random weights: its features carry no knowledge.
+
+## Training data
+
+None: never trained.
+
+## Evaluation
+
+Not evaluated; probes should find it near chance.
 """
 
 VISION_CARD = """---
@@ -49,6 +65,22 @@ pipeline_tag: image-feature-extraction
 # {title}
 
 A tiny randomly initialised vision transformer for tests.
+
+## Intended use
+
+Tests of the portal only.
+
+## Limitations
+
+Random weights: its features carry no knowledge.
+
+## Training data
+
+None: never trained.
+
+## Evaluation
+
+Not evaluated; probes should find it near chance.
 """
 
 

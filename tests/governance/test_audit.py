@@ -18,7 +18,12 @@ from governance.models import AuditEvent, License
 from jobs.engine import job_cancel, job_create
 from jobs.models import Job
 from tests.builders.files import make_model
-from tests.factories import CatalogModelFactory, JobFactory, ModelVersionFactory
+from tests.factories import (
+    PUBLISHABLE_CARD,
+    CatalogModelFactory,
+    JobFactory,
+    ModelVersionFactory,
+)
 from zoo import importers
 from zoo.services import catalogue as catalogue_services
 
@@ -152,7 +157,9 @@ def test_refused_authorizations_are_recorded(client, bob):
 
 
 def test_request_id_is_carried_into_events(client, sam):
-    version = ModelVersionFactory(model=CatalogModelFactory(status="draft"))
+    version = ModelVersionFactory(
+        model=CatalogModelFactory(status="draft"), card_markdown=PUBLISHABLE_CARD
+    )
     client.force_login(sam)
     response = client.post(
         f"/catalogue/{version.model.repo_id}/status/",

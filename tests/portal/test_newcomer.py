@@ -149,7 +149,9 @@ def test_cards_are_read_as_a_person_would():
 def test_an_import_takes_title_and_limitations_from_the_card(sam):
     card = (
         "---\nlicense: apache-2.0\n---\n# Ticket Router\n\nRoutes tickets.\n\n"
-        "## Limitations\n\nEnglish only.\n\n## Bias\n\nOver-represents billing.\n"
+        "## Limitations\n\nEnglish only.\n\n## Bias\n\nOver-represents billing.\n\n"
+        "## Intended use\n\nRouting.\n\n## Training data\n\nTickets.\n\n"
+        "## Evaluation\n\nNone yet.\n"
     )
     version = import_model(
         small_model("router", extra={"README.md": card.encode()}), "acme/r", actor=sam

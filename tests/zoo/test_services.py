@@ -5,7 +5,12 @@ from django.core.exceptions import ValidationError
 
 from governance.models import License
 from portal.errors import Conflict, PortalError
-from tests.factories import ArtifactFactory, CatalogModelFactory, ModelVersionFactory
+from tests.factories import (
+    PUBLISHABLE_CARD,
+    ArtifactFactory,
+    CatalogModelFactory,
+    ModelVersionFactory,
+)
 from zoo.models import CatalogModel, ModelVersion
 from zoo.selectors.catalogue import CatalogueQuery, search_catalogue
 from zoo.services import catalogue as catalogue_services
@@ -60,7 +65,9 @@ def test_versions_and_artifacts_are_immutable():
 
 
 def test_status_changes_need_reasons_and_follow_allowed_moves(sam):
-    version = ModelVersionFactory(model=CatalogModelFactory(status="draft"))
+    version = ModelVersionFactory(
+        model=CatalogModelFactory(status="draft"), card_markdown=PUBLISHABLE_CARD
+    )
     model = version.model
 
     with pytest.raises(PortalError, match="reason is required"):

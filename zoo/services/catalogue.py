@@ -23,6 +23,7 @@ from zoo.models import (
     SearchWord,
     VersionHold,
 )
+from zoo.selectors.cards import card_missing_sections
 from zoo.services.events import block_change, standing_changed
 
 
@@ -168,6 +169,20 @@ def catalog_model_set_status(
         and not model.versions.filter(status=ModelVersion.Status.AVAILABLE).exists()
     ):
         raise PortalError("Every version of this model is blocked; fix or replace one first.")
+    # Publishing a draft needs the card sections policy requires of its latest version.
+    # (Restoring a deprecated or blocked model is not publishing.) The locks keep a
+    # concurrent status change or card edit from slipping between the check and the move.
+    if status == CatalogModel.Status.AVAILABLE and (
+        CatalogModel.objects.select_for_update().filter(pk=model.pk, status=_S.DRAFT).exists()
+    ):
+        latest = model.versions.select_for_update().order_by("-created_at", "-id").first()
+        missing = card_missing_sections(latest) if latest else []
+        if missing:
+            raise PortalError(
+                f"The card of {latest.label} lacks {', '.join(missing)}: add "
+                f"{'that section' if len(missing) == 1 else 'those sections'} before publishing.",
+                field="status",
+            )
     moved = CatalogModel.objects.filter(pk=model.pk, status__in=STATUS_MOVES[status]).update(
         status=status, status_reason=reason
     )

@@ -86,6 +86,7 @@ def test_body_has_every_section_and_escapes_table_cells():
     for heading in (
         "## Intended use",
         "## Training procedure",
+        "### Training data",
         "### Hyperparameters",
         "## Evaluation",
         "### Per class",
