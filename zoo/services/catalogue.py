@@ -169,11 +169,14 @@ def catalog_model_set_status(
         and not model.versions.filter(status=ModelVersion.Status.AVAILABLE).exists()
     ):
         raise PortalError("Every version of this model is blocked; fix or replace one first.")
-    # Publishing a draft needs the card sections policy requires of its latest version.
-    # (Restoring a deprecated or blocked model is not publishing.) The locks keep a
-    # concurrent status change or card edit from slipping between the check and the move.
+    # Publishing needs the card sections policy requires of the latest version: from a
+    # draft, and from a block too (else draft -> blocked -> available would skip the
+    # rule). Undeprecating is not publishing. The locks keep a concurrent status change
+    # or card edit from slipping between the check and the move.
     if status == CatalogModel.Status.AVAILABLE and (
-        CatalogModel.objects.select_for_update().filter(pk=model.pk, status=_S.DRAFT).exists()
+        CatalogModel.objects.select_for_update()
+        .filter(pk=model.pk, status__in=(_S.DRAFT, _S.BLOCKED))
+        .exists()
     ):
         latest = model.versions.select_for_update().order_by("-created_at", "-id").first()
         missing = card_missing_sections(latest) if latest else []
