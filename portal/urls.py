@@ -7,8 +7,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from governance import urls as governance_urls
-from governance.views import core as governance_views
 from governance.api import ApiTokenView, ReuseRequestViewSet
+from governance.views import core as governance_views
 from jobs import urls as jobs_urls
 from jobs.api.finetunes import FineTuneViewSet
 from jobs.api.imports import ImportViewSet
@@ -40,6 +40,7 @@ urlpatterns = [
     # The Hugging Face-compatible endpoint (HF_ENDPOINT=https://<host>/hf): token-only, JSON errors.
     path("hf/", include(hub_patterns)),
     path("account/tokens/", include(governance_urls.token_patterns)),
+    path("notifications/", include(governance_urls.notification_patterns)),
     path("accounts/login/", governance_views.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("jobs/", include("jobs.urls")),
