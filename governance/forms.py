@@ -10,6 +10,7 @@ from governance.models import (
     Incident,
     IncidentCategory,
     IncidentStep,
+    NotificationKind,
     RiskEntry,
     Sensitivity,
     UseType,
@@ -159,4 +160,44 @@ class AttestForm(forms.Form):
         max_length=5000,
         label="What you checked",
         help_text="The card, the license and the risk register still describe this version.",
+    )
+
+
+class NotificationPreferencesForm(forms.Form):
+    """Two boxes per kind of notification: in the inbox, by e-mail."""
+
+    def __init__(self, *args, channels: list[tuple[str, str, bool, bool]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kinds = [(kind, label) for kind, label, _, _ in channels]
+        for kind, label, inbox, email in channels:
+            self.fields[f"{kind}__inbox"] = forms.BooleanField(
+                required=False, initial=inbox, label=f"{label}: in the inbox"
+            )
+            self.fields[f"{kind}__email"] = forms.BooleanField(
+                required=False, initial=email, label=f"{label}: by e-mail"
+            )
+
+    def rows(self):
+        """(label, inbox box, e-mail box) per kind, for the settings table."""
+        return [
+            (label, self[f"{kind}__inbox"], self[f"{kind}__email"]) for kind, label in self.kinds
+        ]
+
+    def choices(self) -> dict[str, tuple[bool, bool]]:
+        data = self.cleaned_data
+        return {kind: (data[f"{kind}__inbox"], data[f"{kind}__email"]) for kind, _ in self.kinds}
+
+
+class WebhookEndpointForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What the endpoint feeds, e.g. “SIEM”.")
+    # A plain text field: the service says what a usable URL is (http or https only).
+    url = forms.CharField(
+        label="URL", max_length=500, help_text="http:// or https://; it receives signed POSTs."
+    )
+    kinds = forms.MultipleChoiceField(
+        required=False,
+        choices=NotificationKind.choices,
+        widget=forms.CheckboxSelectMultiple,
+        label="Events",
+        help_text="None ticked: every kind of event.",
     )

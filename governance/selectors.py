@@ -7,18 +7,23 @@ import re
 from datetime import date, timedelta
 
 from django.core.cache import cache
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from governance.models import (
     AccessToken,
     AuditEvent,
+    Notification,
+    NotificationKind,
+    NotificationPreference,
     ReuseRequest,
+    WebhookDelivery,
+    WebhookEndpoint,
     access_token_digest,
     review_round,
 )
 from governance.roles import REVIEW_ROLES, is_reviewer, is_steward, user_roles
-from portal.errors import NotFound
+from portal.errors import Forbidden, NotFound
 from portal.text import and_list
 
 
@@ -476,3 +481,56 @@ def compliance_rows(summary: dict):
         ]
     for row in summary["license_mix"]:
         yield ["license mix", "", "", row["label"], str(row["count"])]
+
+
+# --- notifications and webhooks ------------------------------------------------------
+
+
+def inbox_of(user, *, unread_only: bool = False) -> QuerySet[Notification]:
+    """What ``user``'s inbox shows, newest first (rows kept only to be e-mailed are not)."""
+    qs = Notification.objects.filter(user_id=user.pk, in_inbox=True).order_by("-created_at", "-id")
+    return qs.filter(read_at__isnull=True) if unread_only else qs
+
+
+def unread_count(user) -> int:
+    """The number on the nav's inbox link: one COUNT over the unread index."""
+    if not getattr(user, "is_authenticated", False):
+        return 0
+    return inbox_of(user, unread_only=True).count()
+
+
+def notification_channels(user) -> list[tuple[str, str, bool, bool]]:
+    """(kind, label, inbox, email) for every kind, as ``user`` chose (absent: both on)."""
+    chosen = {
+        p.kind: (p.inbox, p.email) for p in NotificationPreference.objects.filter(user_id=user.pk)
+    }
+    return [
+        (kind, label, *chosen.get(kind, (True, True))) for kind, label in NotificationKind.choices
+    ]
+
+
+def _require_staff(user) -> None:
+    if not getattr(user, "is_authenticated", False) or not user.is_staff:
+        raise Forbidden("Webhook endpoints are for staff.")
+
+
+def webhook_endpoints_for(user) -> QuerySet[WebhookEndpoint]:
+    """Every endpoint with its delivery counts; staff only."""
+    _require_staff(user)
+    return WebhookEndpoint.objects.select_related("created_by").annotate(
+        delivered=Count("deliveries", filter=Q(deliveries__status="delivered")),
+        pending=Count("deliveries", filter=Q(deliveries__status="pending")),
+        failed=Count("deliveries", filter=Q(deliveries__status="failed")),
+    )
+
+
+def get_webhook_endpoint_for_user(user, pk: int) -> WebhookEndpoint:
+    endpoint = webhook_endpoints_for(user).filter(pk=pk).first()
+    if endpoint is None:
+        raise NotFound("No such webhook endpoint.")
+    return endpoint
+
+
+def webhook_deliveries(endpoint: WebhookEndpoint) -> QuerySet[WebhookDelivery]:
+    """An endpoint's delivery log, newest first."""
+    return WebhookDelivery.objects.filter(endpoint_id=endpoint.pk).order_by("-created_at", "-id")

@@ -2,6 +2,7 @@ from django.urls import path
 
 from governance.views import core as views
 from governance.views import lifecycle
+from governance.views import notifications as notification_views
 
 app_name = "governance"
 urlpatterns = [
@@ -53,3 +54,22 @@ catalogue_patterns = [
         name="version_attest",
     ),
 ]
+
+# The inbox, its settings and the webhook endpoints live at /notifications/ under their own
+# namespace ("notifications:…").
+notification_patterns = (
+    [
+        path("", notification_views.inbox, name="inbox"),
+        path("<int:pk>/read/", notification_views.notification_read, name="read"),
+        path("read-all/", notification_views.notifications_read_all, name="read_all"),
+        path("settings/", notification_views.notification_settings, name="settings"),
+        path("webhooks/", notification_views.webhook_list, name="webhooks"),
+        path("webhooks/<int:pk>/", notification_views.webhook_detail, name="webhook"),
+        path(
+            "webhooks/<int:pk>/deactivate/",
+            notification_views.webhook_deactivate,
+            name="webhook_deactivate",
+        ),
+    ],
+    "notifications",
+)

@@ -17,8 +17,15 @@ from django.db import connection
 from django.utils import timezone
 
 from governance.anchors import anchor_write
+from governance.services.notify import (
+    EMAIL_TASK,
+    WEBHOOK_TASK,
+    notification_email_send,
+    notifications_resend,
+)
 from governance.services.rereview import rereviews_remind
 from governance.services.reuse import reuse_approvals_remind, reuse_requests_expire
+from governance.services.webhooks import webhook_delivery_attempt
 from jobs.engine import RUN_JOB_TASK, job_execute, job_reconcile, job_requeue_stale
 from jobs.ml.device import describe_device
 from jobs.services.operations import periodic_task_run, worker_gone, worker_heartbeat
@@ -158,3 +165,40 @@ def _stop_heartbeat(sig=None, how=None, exitcode=None, **kwargs) -> None:
             logger.warning("could not remove the worker heartbeat", exc_info=True)
         finally:
             connection.close()
+
+
+# --- notifications: e-mail and webhooks ----------------------------------------------
+# The Notification and WebhookDelivery rows are the truth: a task takes a row's id, a
+# vanished or settled row makes it a no-op, and its retries (backoff from the row's
+# attempt count) stop at NOTIFY_MAX_ATTEMPTS. Celery's own retry count is not the limit.
+
+
+@shared_task(
+    bind=True, name=EMAIL_TASK, acks_late=True, max_retries=None, time_limit=120, soft_time_limit=90
+)
+def send_notification_email(self, notification_id: int) -> str:
+    outcome = notification_email_send(notification_id=notification_id)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return outcome.status
+
+
+@shared_task(
+    bind=True,
+    name=WEBHOOK_TASK,
+    acks_late=True,
+    max_retries=None,
+    time_limit=settings.WEBHOOK_TIMEOUT_S + 60,
+    soft_time_limit=settings.WEBHOOK_TIMEOUT_S + 30,
+)
+def deliver_webhook(self, delivery_id: int) -> str:
+    outcome = webhook_delivery_attempt(delivery_id=delivery_id)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return outcome.status
+
+
+@periodic("governance.resend_notifications")
+def resend_notifications() -> dict:
+    """Send again the e-mails and deliveries whose message was lost (see notify)."""
+    return notifications_resend()

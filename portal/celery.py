@@ -100,6 +100,11 @@ def beat_schedule() -> dict:
             "task": "governance.anchor_audit",
             "schedule": settings.AUDIT_ANCHOR_EVERY_S,
         },
+        # E-mails and webhook deliveries whose message the broker lost are sent again.
+        "resend-notifications": {
+            "task": "governance.resend_notifications",
+            "schedule": settings.NOTIFY_EVERY_S,
+        },
     }
 
 

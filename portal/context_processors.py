@@ -5,7 +5,12 @@ from __future__ import annotations
 from django.urls import NoReverseMatch, reverse
 
 from governance.roles import is_reviewer, is_steward, user_roles
-from governance.selectors import can_read_audit, may_handle_incidents, may_see_compliance
+from governance.selectors import (
+    can_read_audit,
+    may_handle_incidents,
+    may_see_compliance,
+    unread_count,
+)
 
 # (label, url name, who sees it). A section appears once its URL exists, so the
 # bar never links to a page that is not there.
@@ -45,7 +50,7 @@ def _visible(user, who: str) -> bool:
 def navigation(request) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
-        return {"nav_items": [], "user_roles": []}
+        return {"nav_items": [], "user_roles": [], "inbox_unread": 0}
     items = []
     for label, name, who in NAV:
         if not _visible(user, who):
@@ -55,4 +60,8 @@ def navigation(request) -> dict:
         except NoReverseMatch:
             continue
         items.append({"label": label, "url": url, "active": request.path.startswith(url)})
-    return {"nav_items": items, "user_roles": sorted(user_roles(user))}
+    return {
+        "nav_items": items,
+        "user_roles": sorted(user_roles(user)),
+        "inbox_unread": unread_count(user),
+    }

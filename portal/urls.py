@@ -40,6 +40,7 @@ urlpatterns = [
     # The Hugging Face-compatible endpoint (HF_ENDPOINT=https://<host>/hf): token-only, JSON errors.
     path("hf/", include(hub_patterns)),
     path("account/tokens/", include(governance_urls.token_patterns)),
+    path("notifications/", include(governance_urls.notification_patterns)),
     path("accounts/login/", governance_views.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("jobs/", include("jobs.urls")),

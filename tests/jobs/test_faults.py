@@ -46,6 +46,7 @@ def test_a_real_beat_sends_every_periodic_task_and_a_worker_runs_it(tmp_path):
         "SWEEP_EVERY_S": "2",
         "AUDIT_ANCHOR_EVERY_S": "2",
         "REMIND_EVERY_S": "2",
+        "NOTIFY_EVERY_S": "2",
     }
     celery_app.control.purge()
     worker = start_worker("periodic", tmp_path, queues="default", **fast)

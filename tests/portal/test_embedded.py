@@ -48,6 +48,7 @@ def embedded_env(tmp_path):
         "SWEEP_EVERY_S": "2",
         "AUDIT_ANCHOR_EVERY_S": "1",
         "REMIND_EVERY_S": "1",
+        "NOTIFY_EVERY_S": "1",
     }
 
 
@@ -112,6 +113,7 @@ def test_embedded_portal_serves_runs_a_job_and_stops_on_ctrl_c(embedded_env, tmp
         assert _periodic_tasks_that_ran(embedded_env) == [
             "governance.anchor_audit",
             "governance.expire_reuse_requests",
+            "governance.resend_notifications",
             "jobs.reconcile_queued_jobs",
             "jobs.requeue_stale_jobs",
             "jobs.sweep_storage",
