@@ -114,6 +114,7 @@ def test_embedded_portal_serves_runs_a_job_and_stops_on_ctrl_c(embedded_env, tmp
             "governance.anchor_audit",
             "governance.expire_reuse_requests",
             "governance.resend_notifications",
+            "governance.send_reminders",
             "jobs.reconcile_queued_jobs",
             "jobs.requeue_stale_jobs",
             "jobs.sweep_storage",
