@@ -24,10 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from governance.models import AuditEvent
+from portal.errors import Forbidden, PortalError
 
 GENESIS = "0" * 64
 LOCK_KEY = 7_200_331_001  # arbitrary, fixed: "the audit chain"
@@ -196,3 +199,57 @@ def verify_chain(anchors: list | None = None) -> ChainReport:
             held,
         )
     return ChainReport(checked, anchors=held)
+
+
+# --- policy tables: rows staff edit (in the admin), each change audited before/after ----
+
+
+def _require_staff(actor) -> None:
+    if not (actor is not None and actor.is_authenticated and actor.is_staff):
+        raise Forbidden("Only staff may change the policy tables.")
+
+
+def _snapshot(obj) -> dict:
+    return {k: v for k, v in model_to_dict(obj).items() if k != "id"}
+
+
+def policy_row_save(*, actor, obj, verb: str, fields: dict | None = None):
+    """Apply ``fields`` to ``obj``, validate, save and audit before/after; staff only.
+
+    Every policy table (licenses, reuse rules, re-review intervals, required card
+    sections) changes through here, whichever app keeps it.
+    """
+    _require_staff(actor)
+    creating = obj.pk is None
+    before = {} if creating else _snapshot(type(obj).objects.get(pk=obj.pk))
+    for name, value in (fields or {}).items():
+        setattr(obj, name, value)
+    try:
+        obj.full_clean()
+    except ValidationError as exc:
+        name, errors = next(iter(exc.message_dict.items()))
+        raise PortalError(" ".join(errors), field=name) from exc
+    with transaction.atomic():
+        obj.save()
+        after = _snapshot(obj)
+        audit_record(
+            actor=actor,
+            verb=f"{verb}.{'create' if creating else 'update'}",
+            target=obj,
+            payload={
+                "before": before,
+                "after": after,
+                "changed": sorted(k for k in after if before.get(k) != after[k]),
+            },
+        )
+    return obj
+
+
+def policy_row_delete(*, actor, obj, verb: str) -> None:
+    """Delete a policy row, audited with what it was; staff only."""
+    _require_staff(actor)
+    with transaction.atomic():
+        audit_record(
+            actor=actor, verb=f"{verb}.delete", target=obj, payload={"before": _snapshot(obj)}
+        )
+        obj.delete()

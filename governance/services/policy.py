@@ -10,14 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.forms.models import model_to_dict
-
-from governance.audit import audit_record
+from governance.audit import policy_row_delete, policy_row_save
 from governance.models import License, PolicyRule, ReviewInterval, RiskEntry
 from governance.roles import REVIEW_ROLES
-from portal.errors import Forbidden, PortalError
+from portal.errors import PortalError
 from portal.text import and_list
 from zoo.models import ModelVersion
 
@@ -83,46 +79,9 @@ def highest_open_risk(version: ModelVersion) -> int:
     )
 
 
-def _require_staff(actor) -> None:
-    if not (actor is not None and actor.is_authenticated and actor.is_staff):
-        raise Forbidden("Only staff may change the policy tables.")
-
-
-def _snapshot(obj) -> dict:
-    return {k: v for k, v in model_to_dict(obj).items() if k != "id"}
-
-
-def _save_table_row(*, actor, obj, verb: str, fields: dict):
-    """Apply ``fields`` to ``obj``, validate, save and audit before/after; staff only."""
-    _require_staff(actor)
-    creating = obj.pk is None
-    before = {} if creating else _snapshot(type(obj).objects.get(pk=obj.pk))
-    for name, value in fields.items():
-        setattr(obj, name, value)
-    try:
-        obj.full_clean()
-    except ValidationError as exc:
-        name, errors = next(iter(exc.message_dict.items()))
-        raise PortalError(" ".join(errors), field=name) from exc
-    with transaction.atomic():
-        obj.save()
-        after = _snapshot(obj)
-        audit_record(
-            actor=actor,
-            verb=f"{verb}.{'create' if creating else 'update'}",
-            target=obj,
-            payload={
-                "before": before,
-                "after": after,
-                "changed": sorted(k for k in after if before.get(k) != after[k]),
-            },
-        )
-    return obj
-
-
 def license_save(*, actor, license: License | None = None, **fields) -> License:
     """Add a license or change one (its category and commercial flag drive the policy)."""
-    return _save_table_row(actor=actor, obj=license or License(), verb="license", fields=fields)
+    return policy_row_save(actor=actor, obj=license or License(), verb="license", fields=fields)
 
 
 def policy_rule_save(*, actor, rule: PolicyRule | None = None, **fields) -> PolicyRule:
@@ -134,7 +93,7 @@ def policy_rule_save(*, actor, rule: PolicyRule | None = None, **fields) -> Poli
             f"Unknown review role {unknown[0]!r}; use {', '.join(REVIEW_ROLES)}.",
             field="required_roles",
         )
-    return _save_table_row(actor=actor, obj=rule or PolicyRule(), verb="policy_rule", fields=fields)
+    return policy_row_save(actor=actor, obj=rule or PolicyRule(), verb="policy_rule", fields=fields)
 
 
 def review_interval_save(*, actor, interval: ReviewInterval | None = None, **fields):
@@ -146,16 +105,10 @@ def review_interval_save(*, actor, interval: ReviewInterval | None = None, **fie
             f"Unknown license category {unknown[0]!r}; use {', '.join(License.Category.values)}.",
             field="license_categories",
         )
-    return _save_table_row(
+    return policy_row_save(
         actor=actor, obj=interval or ReviewInterval(), verb="review_interval", fields=fields
     )
 
 
 def policy_rule_delete(*, actor, rule: PolicyRule) -> None:
-    _require_staff(actor)
-    with transaction.atomic():
-        before = _snapshot(rule)
-        audit_record(
-            actor=actor, verb="policy_rule.delete", target=rule, payload={"before": before}
-        )
-        rule.delete()
+    policy_row_delete(actor=actor, obj=rule, verb="policy_rule")

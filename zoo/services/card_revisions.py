@@ -10,13 +10,11 @@ existed get their revision 1 the same way, without a backfill.
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
-from django.forms.models import model_to_dict
 
-from governance.audit import audit_record
-from portal.errors import Conflict, Forbidden, PortalError
+from governance.audit import audit_record, policy_row_delete, policy_row_save
+from portal.errors import Conflict, PortalError
 from zoo.cards import CardError, parse_card
 from zoo.models import CardRequirement, CardRevision, ModelVersion
 from zoo.selectors.cards import as_imported
@@ -104,45 +102,11 @@ def version_card_edit(
 # --- the policy table, edited by staff in the admin -----------------------------------------
 
 
-def _require_staff(actor) -> None:
-    if not (actor is not None and actor.is_authenticated and actor.is_staff):
-        raise Forbidden("Only staff may change the required card sections.")
-
-
-def _snapshot(requirement: CardRequirement) -> dict:
-    return {k: v for k, v in model_to_dict(requirement).items() if k != "id"}
-
-
 def card_requirement_save(*, actor, requirement: CardRequirement) -> CardRequirement:
     """Add or change a required card section (the admin has set its fields); audited."""
-    _require_staff(actor)
-    creating = requirement.pk is None
-    before = {} if creating else _snapshot(CardRequirement.objects.get(pk=requirement.pk))
-    try:
-        requirement.full_clean()
-    except ValidationError as exc:
-        name, errors = next(iter(exc.message_dict.items()))
-        raise PortalError(" ".join(errors), field=name) from exc
-    with transaction.atomic():
-        requirement.save()
-        after = _snapshot(requirement)
-        audit_record(
-            actor=actor,
-            verb=f"card_requirement.{'create' if creating else 'update'}",
-            target=requirement,
-            payload={"before": before, "after": after},
-        )
-    return requirement
+    return policy_row_save(actor=actor, obj=requirement, verb="card_requirement")
 
 
-@transaction.atomic
 def card_requirement_delete(*, actor, requirement: CardRequirement) -> None:
     """Remove a required card section; audited with what it was. (Unticking ``active`` keeps it.)"""
-    _require_staff(actor)
-    audit_record(
-        actor=actor,
-        verb="card_requirement.delete",
-        target=requirement,
-        payload={"before": _snapshot(requirement)},
-    )
-    requirement.delete()
+    policy_row_delete(actor=actor, obj=requirement, verb="card_requirement")
