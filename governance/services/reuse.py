@@ -407,7 +407,7 @@ def approvals_reopen(*, version: ModelVersion, actor, change: str) -> list[int]:
             request.refresh_from_db()
             _tell_requester(request, f"{change} {outcome.explanation}")
         else:
-            roles = [r for r in outcome.roles if r] or request.required_roles
+            roles = outcome.roles
             ReuseRequest.objects.filter(pk=pk).update(
                 required_roles=roles,
                 reopened=request.reopened + 1,

@@ -169,3 +169,41 @@ def test_a_send_that_fails_after_commit_is_made_good_by_the_reconciler(monkeypat
     # Its message is on the broker now: the next round leaves it alone.
     assert job_reconcile(now=later + timedelta(minutes=5)) == []
     celery_app.control.purge()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_beat_reminds_holders_and_owners_through_a_real_worker(tmp_path, people):
+    """Reminders come from beat's schedule alone: an approval 13 days from expiry and a
+    published version whose re-review is a week overdue."""
+    from governance.models import Notification, Rereview
+    from governance.services import rereview as gov_rereview
+    from tests.builders.governance import approve
+    from tests.factories import ModelVersionFactory
+
+    held = approve(people["alice"], ModelVersionFactory(), reviewer=people["lena"], days=13)
+    owned = ModelVersionFactory(model__owner=people["sam"])
+    gov_rereview.rereviews_remind()
+    Rereview.objects.filter(version=owned).update(due_at=held.created_at - timedelta(days=7))
+    Notification.objects.all().delete()
+    fast = {"REMIND_EVERY_S": "1"}
+    celery_app.control.purge()
+    worker = start_worker("reminders", tmp_path, queues="default", **fast)
+    beat = start_beat(tmp_path, **fast)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            kinds = set(Notification.objects.values_list("user__username", "kind"))
+            if {("alice", "expiring"), ("sam", "rereview_due")} <= kinds:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(
+                f"told: {kinds}\nbeat:\n{beat.output()}\nworker:\n{worker.output()}"
+            )
+    finally:
+        beat.stop()
+        worker.stop()
+    # however often beat ran the task meanwhile, each reminder landed once
+    assert Notification.objects.filter(user=people["alice"], kind="expiring").count() == 1
+    overdue = Notification.objects.get(user=people["sam"], kind="rereview_due")
+    assert "overdue" in overdue.title
