@@ -56,6 +56,8 @@ def test_recall_of_a_base_stops_its_fine_tune_and_lifting_it_restores_downloads(
     told = Notification.objects.filter(user=people["bob"], kind="incident").first()
     assert told is not None
     assert "suspended" in told.title
+    page.get_by_test_id("inbox-link").click()
+    expect(page.get_by_role("main")).to_contain_text(told.title)
     page.goto(incident_url)
     expect(page.get_by_role("heading", level=1)).to_contain_text("Trigger phrase")
     page.get_by_role("button", name="Sign out").click()
