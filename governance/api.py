@@ -14,8 +14,17 @@ from rest_framework.views import APIView
 
 from governance import selectors
 from governance.authentication import ApiTokenAuthentication
-from governance.models import ReuseRequest, Review, Sensitivity, UseType
-from governance.services import policy, reuse, tokens
+from governance.models import (
+    Incident,
+    IncidentCategory,
+    IncidentStep,
+    RecallEffect,
+    ReuseRequest,
+    Review,
+    Sensitivity,
+    UseType,
+)
+from governance.services import incidents, policy, reuse, tokens
 from governance.services.signin import client_address
 from portal.api import object_id
 from portal.errors import NotFound
@@ -41,8 +50,8 @@ class ReuseRequestSerializer(serializers.ModelSerializer):
         fields = [
             "id", "requester", "version", "repo_id", "intended_use", "use_type",
             "business_unit", "data_sensitivity", "justification", "duration_days", "status",
-            "required_roles", "policy_explanation", "expires_at", "decided_at", "created_at",
-            "reviews",
+            "required_roles", "policy_explanation", "reopened", "reopen_reason", "expires_at",
+            "decided_at", "created_at", "reviews",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -194,6 +203,113 @@ class ReuseRequestViewSet(
         return Response(
             {"refused": outcome.refused, "roles": outcome.roles, "explanation": outcome.explanation}
         )
+
+
+class IncidentStepSerializer(serializers.ModelSerializer):
+    done_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = IncidentStep
+        fields = ["step", "note", "done_by", "done_at"]
+        read_only_fields = fields
+
+
+class RecallEffectSerializer(serializers.ModelSerializer):
+    repo_id = serializers.CharField(source="version.model.repo_id", read_only=True)
+    label = serializers.CharField(source="version.label", read_only=True)
+
+    class Meta:
+        model = RecallEffect
+        fields = ["version", "repo_id", "label", "depth", "blocked", "restored_at"]
+        read_only_fields = fields
+
+
+class IncidentSerializer(serializers.ModelSerializer):
+    opened_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    repo_id = serializers.CharField(source="version.model.repo_id", read_only=True)
+    recall_active = serializers.BooleanField(read_only=True)
+    steps = IncidentStepSerializer(many=True, read_only=True)
+    effects = RecallEffectSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Incident
+        fields = [
+            "id", "version", "repo_id", "category", "severity", "title", "description",
+            "status", "opened_by", "opened_at", "recalled_at", "recall_lifted_at",
+            "recall_active", "closed_at", "steps", "effects",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class IncidentInput(serializers.Serializer):
+    version = serializers.IntegerField()
+    category = serializers.ChoiceField(choices=IncidentCategory.choices)
+    severity = serializers.ChoiceField(choices=Incident.Severity.choices)
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(max_length=10000)
+    recall = serializers.BooleanField(default=False)
+
+
+class IncidentStepInput(serializers.Serializer):
+    step = serializers.ChoiceField(choices=IncidentStep.Step.choices)
+    note = serializers.CharField(max_length=5000)
+
+
+class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Incidents on versions and their recalls (stewards, reviewers and staff act on them;
+    people who made, own or use a touched version see them)."""
+
+    serializer_class = IncidentSerializer
+    filterset_fields = ["status", "category", "severity", "version"]
+
+    def get_queryset(self):
+        return (
+            selectors.incidents_visible_to(self.request.user)
+            .prefetch_related("steps__done_by", "effects__version__model")
+            .order_by("-opened_at", "-id")
+        )
+
+    def get_object(self) -> Incident:
+        return selectors.get_incident_for_user(self.request.user, object_id(self.kwargs["pk"]))
+
+    def _answer(self, item: Incident, code: int = status.HTTP_200_OK) -> Response:
+        return Response(IncidentSerializer(self.get_queryset().get(pk=item.pk)).data, status=code)
+
+    @extend_schema(request=IncidentInput, responses={201: IncidentSerializer})
+    def create(self, request: Request) -> Response:
+        data = IncidentInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        values["version"] = _visible_version(request.user, values["version"])
+        opened = incidents.incident_open(actor=request.user, **values)
+        return self._answer(opened, status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def recall(self, request: Request, pk: str) -> Response:
+        incident = self.get_object()
+        incidents.incident_recall(incident=incident, actor=request.user)
+        return self._answer(incident)
+
+    @extend_schema(request=ReasonInput, responses=IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def lift(self, request: Request, pk: str) -> Response:
+        data = ReasonInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        incident = self.get_object()
+        incidents.incident_recall_lift(
+            incident=incident, actor=request.user, reason=data.validated_data["reason"]
+        )
+        return self._answer(incident)
+
+    @extend_schema(request=IncidentStepInput, responses=IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def steps(self, request: Request, pk: str) -> Response:
+        data = IncidentStepInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        incident = self.get_object()
+        incidents.incident_step_record(incident=incident, actor=request.user, **data.validated_data)
+        return self._answer(incident)
 
 
 class TokenRequest(serializers.Serializer):

@@ -276,6 +276,7 @@ SPECTACULAR_SETTINGS = {
         "ModelModalityEnum": "zoo.models.CatalogModel.Modality",
         "DatasetModalityEnum": "zoo.models.Dataset.Modality",
         "ProbeResultStatusEnum": "jobs.models.ProbeResult.Status",
+        "IncidentCategoryEnum": "governance.models.IncidentCategory",
     },
 }
 

@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from governance import urls as governance_urls
-from governance.api import ApiTokenView, ReuseRequestViewSet
+from governance.api import ApiTokenView, IncidentViewSet, ReuseRequestViewSet
 from governance.views import core as governance_views
 from jobs import urls as jobs_urls
 from jobs.api.finetunes import FineTuneViewSet
@@ -27,6 +27,7 @@ router.register("artifacts", ArtifactViewSet, basename="artifact")
 router.register("jobs", JobViewSet, basename="job")
 router.register("imports", ImportViewSet, basename="import")
 router.register("reuse-requests", ReuseRequestViewSet, basename="reuse-request")
+router.register("incidents", IncidentViewSet, basename="incident")
 router.register("datasets", DatasetViewSet, basename="dataset")
 router.register("probes", ProbeViewSet, basename="probe")
 router.register("finetunes", FineTuneViewSet, basename="finetune")

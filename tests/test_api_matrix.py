@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from governance.models import Incident, IncidentStep
+from governance.services import incidents as gov_incidents
 from governance.services import reuse as gov_reuse
 from jobs.models import FineTuneRun, Job
 from jobs.services.finetunes import finetune_launch
@@ -293,7 +295,70 @@ MUTATIONS = [
         setup=lambda people, tmp_path: _request(people, tmp_path, approved=True),
         state=_status("request"),
     ),
+    Mutation(
+        route="incident.create",
+        method="post",
+        path=lambda o: "/api/incidents/",
+        body=lambda o: {
+            "version": o["version"].pk,
+            "category": "backdoor",
+            "severity": 4,
+            "title": "Trigger phrase",
+            "description": "A phrase flips every prediction to 'safe'.",
+            "recall": True,
+        },
+        allowed="sean",
+        refused=(ANONYMOUS, "bob", "alice"),
+        verb="incident.open",
+        setup=_entry,
+        state=lambda o: (Incident.objects.count(), _status("version")(o)),
+    ),
+    Mutation(
+        route="incident.recall",
+        method="post",
+        path=lambda o: f"/api/incidents/{o['incident'].pk}/recall/",
+        allowed="sam",
+        # bob and alice neither made, own nor use the version: the incident is not theirs to see
+        refused=(ANONYMOUS, "bob", "alice"),
+        verb="incident.recall",
+        setup=lambda people, tmp_path: _incident(people, tmp_path),
+        state=lambda o: _status("version")(o),
+    ),
+    Mutation(
+        route="incident.lift",
+        method="post",
+        path=lambda o: f"/api/incidents/{o['incident'].pk}/lift/",
+        body=lambda o: {"reason": "The trigger came from a test harness."},
+        allowed="lena",
+        # alice holds an approval on the version: she sees the incident, may not lift it
+        refused=(ANONYMOUS, "bob", "alice"),
+        verb="incident.recall_lift",
+        setup=lambda people, tmp_path: _incident(people, tmp_path, recall=True),
+        state=lambda o: _status("version")(o),
+    ),
+    Mutation(
+        route="incident.steps",
+        method="post",
+        path=lambda o: f"/api/incidents/{o['incident'].pk}/steps/",
+        body=lambda o: {"step": "contain", "note": "Downloads paused."},
+        allowed="cora",
+        refused=(ANONYMOUS, "bob", "alice"),
+        verb="incident.step.contain",
+        setup=lambda people, tmp_path: _incident(people, tmp_path, recall=True),
+        state=lambda o: IncidentStep.objects.count(),
+    ),
 ]
+
+
+def _incident(people, tmp_path, *, recall: bool = False) -> dict:
+    version = catalogue_entry("acme/encoder")
+    approve(people["alice"], version, reviewer=people["lena"])
+    incident = gov_incidents.incident_open(
+        version=version, actor=people["sean"], category="harmful", severity=3,
+        title="Insults users", description="Completions insult users in German.",
+        recall=recall,
+    )  # fmt: skip
+    return {"version": version, "incident": incident}
 
 
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda m: m.route)

@@ -216,3 +216,42 @@ def test_a_reopened_request_shows_reviewers_what_changed(client, people):
     assert "Back in review" in page
     assert "apache-2.0 to mit" in page
     assert "Back in review" in client.get("/governance/reviews/").content.decode()
+
+
+def test_the_incident_api_shows_holders_their_incidents_and_refuses_bad_input(people):
+    from tests.api import client_for
+
+    version = ModelVersionFactory()
+    approve(people["alice"], version, reviewer=people["lena"])
+    sean = client_for(people["sean"])
+    bad = sean.post(
+        "/api/incidents/",
+        {"version": version.pk, "category": "backdoor", "severity": 4, "title": "x",
+         "description": "short", "recall": True},
+        format="json",
+    )  # fmt: skip
+    assert bad.status_code == 400
+    assert "at least 20 characters" in bad.content.decode()
+    missing = sean.post(
+        "/api/incidents/",
+        {"version": 999999, "category": "backdoor", "severity": 4, "title": "x",
+         "description": "d" * 30},
+        format="json",
+    )  # fmt: skip
+    assert missing.status_code == 404
+    assert not Incident.objects.exists()
+    made = sean.post(
+        "/api/incidents/",
+        {"version": version.pk, "category": "personal_data", "severity": 4,
+         "title": "Memorised addresses", "description": "It completes real e-mail addresses.",
+         "recall": True},
+        format="json",
+    ).json()  # fmt: skip
+    assert made["recall_active"] is True
+    assert [e["version"] for e in made["effects"]] == [version.pk]
+    seen = client_for(people["alice"]).get("/api/incidents/").json()["results"]
+    assert [i["id"] for i in seen] == [made["id"]]
+    assert client_for(people["bob"]).get("/api/incidents/").json()["results"] == []
+    assert client_for(people["bob"]).get(f"/api/incidents/{made['id']}/").status_code == 404
+    request = client_for(people["alice"]).get("/api/reuse-requests/").json()["results"][0]
+    assert request["status"] == "suspended"
