@@ -47,8 +47,11 @@ def test_a_reviewer_opens_an_incident_with_a_recall_from_the_version_page(client
     assert child.model.repo_id in detail
     child.refresh_from_db()
     assert child.is_blocked
-    # the child's page says why
+    # the child's page says why, and a steward is pointed at the incident to lift it
     assert "recalled by incident" in client.get(child.get_absolute_url()).content.decode()
+    client.force_login(people["sam"])
+    advice = client.get(child.get_absolute_url()).content.decode()
+    assert f'href="/governance/incidents/{incident.pk}/">#{incident.pk}</a> recalled it' in advice
 
 
 def test_bad_incident_form_input_shows_the_message_and_changes_nothing(client, people):

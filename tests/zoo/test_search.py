@@ -151,7 +151,7 @@ def test_version_list_pages_newest_first_by_cursor(api):
     entry = catalogue_entry("acme/many")
     license = License.objects.get(spdx_id="mit")
     for i in range(11):
-        ModelVersionFactory(model=entry.model, label=f"v{i + 2}", license=license)
+        ModelVersionFactory(model=entry.model, label=f"extra-{i}", license=license)
     ids, pages, _ = _walk(api, "/api/versions/", {"page_size": 4}, key="id")
     expected = list(
         ModelVersion.objects.order_by("-created_at", "-id").values_list("id", flat=True)
@@ -213,7 +213,7 @@ def test_catalogue_page_links_walk_every_model(client, bob):
 def test_model_page_query_budget(client, bob, django_assert_max_num_queries):
     entry = catalogue_entry("acme/budget", card="# Card\n\nSome text.")
     for i in range(6):
-        ModelVersionFactory(model=entry.model, label=f"v{i + 2}", parent=entry)
+        ModelVersionFactory(model=entry.model, label=f"child-{i}", parent=entry)
     client.force_login(bob)
     # The page's own queries with a cold content-type cache, and the nav's unread count.
     with django_assert_max_num_queries(18):

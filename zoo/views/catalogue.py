@@ -86,8 +86,15 @@ def _lifecycle_context(user, version) -> dict:
     """Flags, the re-review schedule and incidents of the version shown (governance keeps them)."""
     rereview = Rereview.objects.filter(version=version).first()
     handler = may_handle_incidents(user)
+    holds = list(VersionHold.objects.live().filter(version=version))
     return {
-        "flags": list(VersionHold.objects.live().filter(version=version, blocks=False)),
+        "flags": [h for h in holds if not h.blocks],
+        # The incidents whose recall blocks this version, for the blocked banner's advice.
+        "recalls": sorted(
+            int(h.source.split(":", 1)[1])
+            for h in holds
+            if h.blocks and h.source.startswith("incident:")
+        ),
         "rereview": rereview,
         "rereview_overdue": bool(rereview and rereview.is_overdue()),
         "attest_form": AttestForm() if rereview and may_attest(user, version) else None,
