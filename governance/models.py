@@ -566,11 +566,8 @@ class IncidentCategory(models.TextChoices):
 class Incident(models.Model):
     """Something found wrong with a version; a recall reaches everything made from it."""
 
-    class Severity(models.IntegerChoices):
-        LOW = 1, "Low"
-        MEDIUM = 2, "Medium"
-        HIGH = 3, "High"
-        CRITICAL = 4, "Critical"
+    # The risk register's scale: low, medium, high, critical.
+    Severity = RiskEntry.Level
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"

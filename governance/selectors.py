@@ -249,8 +249,9 @@ def request_state(reuse: ReuseRequest, checklist: list[dict] | None = None) -> s
 
 
 def may_handle_incidents(user) -> bool:
-    """Stewards, reviewers and staff open incidents, recall and work the playbook."""
-    return bool(user.is_authenticated and (user.is_staff or is_steward(user) or is_reviewer(user)))
+    """Stewards, reviewers and staff open incidents, recall and work the playbook: the
+    same people who keep the risk register."""
+    return can_edit_risks(user)
 
 
 def incidents_visible_to(user) -> QuerySet:
@@ -315,7 +316,7 @@ def my_access(user) -> dict:
 
 def _overdue(version, now) -> bool:
     rereview = getattr(version, "rereview", None)
-    return bool(rereview and rereview.due_at <= now)
+    return bool(rereview and rereview.is_overdue(now))
 
 
 def review_progress(reuse: ReuseRequest, checklist: list[dict]) -> str:

@@ -34,7 +34,7 @@ from governance.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from governance.roles import REVIEW_ROLES, STEWARDS
+from governance.roles import STEWARDS
 from portal.errors import Forbidden, NotFound, PortalError
 
 logger = logging.getLogger(__name__)
@@ -157,10 +157,6 @@ def stewards():
         .objects.filter(Q(groups__name=STEWARDS) | Q(is_superuser=True), is_active=True)
         .distinct()
     )
-
-
-def reviewers():
-    return role_members(*REVIEW_ROLES)
 
 
 def awaiting_publication(*, version, made_by: str) -> list[Notification]:

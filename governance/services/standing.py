@@ -7,11 +7,14 @@ out for the reviewers, and the re-review schedule follows the new interval.
 
 from __future__ import annotations
 
+from governance.models import RiskEntry
 from governance.services.rereview import rereview_refresh
 from governance.services.reuse import approvals_reopen
 from zoo.models import ModelVersion
 
-LEVELS = {0: "none", 1: "low", 2: "medium", 3: "high", 4: "critical"}
+
+def _level(value: int) -> str:
+    return RiskEntry.Level(value).label.lower() if value else "none"
 
 
 def describe(changes: list[dict]) -> str:
@@ -28,8 +31,8 @@ def describe(changes: list[dict]) -> str:
                 said.append("The version's block was cleared.")
         elif what == "risk":
             said.append(
-                f"Its highest open risk went from {LEVELS[change['before']]} to "
-                f"{LEVELS[change['after']]}."
+                f"Its highest open risk went from {_level(change['before'])} to "
+                f"{_level(change['after'])}."
             )
     return " ".join(said)
 

@@ -24,7 +24,7 @@ def _require_holder(actor) -> None:
         raise Forbidden("Only stewards and reviewers may place or lift holds on versions.")
 
 
-def _rederive(version: ModelVersion, actor) -> list[dict]:
+def _rederive(version: ModelVersion) -> list[dict]:
     changes = apply_block_state(version)
     version.save(update_fields=["status", "block_reasons", "updated_at"])
     return changes
@@ -56,7 +56,7 @@ def version_hold_place(
         placed_at=timezone.now(),
     )
     before = version.status
-    changes = _rederive(version, actor)
+    changes = _rederive(version)
     audit_record(
         actor=actor,
         verb="version.hold",
@@ -91,7 +91,7 @@ def version_holds_lift(*, source: str, actor, announce: bool = True) -> list[int
         hold.save(update_fields=["lifted_at", "lifted_by"])
         version = ModelVersion.objects.select_for_update().get(pk=hold.version_id)
         before = version.status
-        changes = _rederive(version, actor)
+        changes = _rederive(version)
         audit_record(
             actor=actor,
             verb="version.hold_lift",
