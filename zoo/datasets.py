@@ -968,9 +968,9 @@ def _rows_with_text_and_label(
             no_label.append(table.numbers[i])
         elif not text:
             no_text.append(table.numbers[i])
-        elif len(text) > limits.max_text_chars:
-            too_long.append(table.numbers[i])
         else:
+            if len(text) > limits.max_text_chars:
+                too_long.append(table.numbers[i])
             candidates.append(i)
     unit = table.unit
     if no_label:
@@ -984,9 +984,13 @@ def _rows_with_text_and_label(
             f"{_rows(no_text, unit)}."
         )
     if too_long:
-        table.errors.append(
-            f"{table.has(too_long)} text longer than {limits.max_text_chars:,} characters: "
-            f"{_rows(too_long, unit)}."
+        # Kept: a tokenizer truncates every text to the model's max_length (a few
+        # hundred words), so a long post costs nothing but its unread tail; a real
+        # corpus (20 Newsgroups has posts of 50,000 characters) must not be refused.
+        table.notes.append(
+            f"{table.has(too_long)} text longer than {limits.max_text_chars:,} characters "
+            f"({_rows(too_long, unit)}); kept, but models read only the first max_length "
+            "tokens of a text (128 by default, a few hundred words), so the rest is not used."
         )
     if empty:
         table.notes.append(f"Skipped {_plural(len(empty), 'empty row')} ({_rows(empty, unit)}).")

@@ -445,11 +445,16 @@ def test_text_without_label_and_label_without_text(tmp_path: Path) -> None:
     ]
 
 
-def test_text_over_the_length_limit(tmp_path: Path) -> None:
+def test_text_over_the_length_limit_is_kept_with_a_warning(tmp_path: Path) -> None:
     rows = [*GOOD, ("x" * 15, "ham"), ("y" * 30, "spam")]
     limits = DatasetLimits(max_text_chars=14)
-    assert load_errors(write(tmp_path, "data.csv", csv_text(rows)), limits=limits) == [
-        "2 rows have text longer than 14 characters: rows 6, 7."
+    dataset = load(write(tmp_path, "data.csv", csv_text(rows)), limits=limits)
+    assert dataset.texts[-2:] == ["x" * 15, "y" * 30]
+    assert dataset.row_numbers[-2:] == [6, 7]
+    assert dataset.warnings == [
+        "2 rows have text longer than 14 characters (rows 6, 7); kept, but models read only "
+        "the first max_length tokens of a text (128 by default, a few hundred words), so the "
+        "rest is not used."
     ]
 
 
