@@ -246,7 +246,7 @@ class FineTuneForm(FineTuneSettingsForm):
         help_text="Separate test file only: another dataset version with the same labels.",
     )
 
-    def __init__(self, *args, user, strategy: str = "head", lora_targets=None, **kwargs) -> None:
+    def __init__(self, *args, user, strategy: str = "full", lora_targets=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["strategy"].choices = FineTuneRun.Strategy.choices
         self.fields["split"].choices = FineTuneRun.Split.choices

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +117,13 @@ class TrainResult:
     trainable_parameters: int
     total_parameters: int
     precision: str = "fp32"
+    # The rate the weights were trained at, and the learning-rate search behind it:
+    # one {"learning_rate", "val_macro_f1", "val_loss", "val_accuracy", "seconds",
+    # "chosen"} per rate tried (empty without ``lr_search``).
+    learning_rate: float | None = None
+    lr_search: list[dict] = field(default_factory=list)
+    # Training time of the rates not chosen (``train_seconds`` is the chosen run's).
+    search_seconds: float = 0.0
 
 
 # --------------------------------------------------------------------------- model folders
@@ -790,6 +797,7 @@ def finetune(
     resume: Path | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
     on_epoch: Callable[[EpochReport, Path], None] | None = None,
+    on_search_step: Callable[[int, int, float, int, int, float], None] | None = None,
 ) -> TrainResult:
     """Fine-tune ``model_dir`` into a classifier over ``class_names``; weights of the best epoch.
 
@@ -802,7 +810,11 @@ def finetune(
     raised by either callback stops training and propagates unchanged (that is
     how a job is cancelled); the checkpoints already written stay usable.
     ``resume`` names a checkpoint folder: training continues with the epoch
-    after it, exactly as if it had never stopped. The weights of the epoch
+    after it, exactly as if it had never stopped. With ``config.lr_search``
+    the run first tries each of ``config.search_rates()`` for one epoch
+    (``_search_learning_rate``), reporting those steps to
+    ``on_search_step(index, count, rate, step, steps, mean_loss)`` instead of
+    ``on_step``; raising from it stops the search the same way. The weights of the epoch
     with the best validation macro-F1 are written to ``work_dir/output``:
     a full transformers model (or EfficientNet-Lite safetensors + config.json)
     for head/partial/full, the peft adapter files alone for LoRA.
@@ -812,17 +824,127 @@ def finetune(
     config.validate()
     model_dir, work_dir = Path(model_dir), Path(work_dir)
     class_names, train, val = _checked_inputs(modality, class_names, train, val)
+    inputs = (model_dir, modality, class_names, train, val)
+    trials: list[dict] = []
+    if config.lr_search and resume is None:
+        config, resume, trials = _search_learning_rate(
+            inputs, config, device, work_dir, on_search_step, on_epoch
+        )
+    elif config.lr_search:
+        config, trials = _searched_config(Path(resume), config)
     expected = _run_identity(model_dir, modality, class_names, train, val, config)
     resumed = _resumable_state(Path(resume), expected) if resume is not None else None
     # Seeded before loading: the new head's (and LoRA's) initial weights draw from it.
     torch.manual_seed(config.seed)
     run = _prepare(model_dir, modality, class_names, train, val, config, device, work_dir)
-    run.expected = expected
+    # The search travels in every checkpoint, so a resumed run still reports it.
+    run.expected = {**expected, "lr_search": trials} if trials else expected
     progress = _Progress()
     if resumed is not None:
         progress = _restore(run, Path(resume), resumed)
     _run_epochs(run, progress, on_step, on_epoch)
-    return _finish(run, progress, model_dir, class_names)
+    result = _finish(run, progress, model_dir, class_names)
+    for trial in _search_folders(work_dir):
+        shutil.rmtree(trial, ignore_errors=True)
+    result.learning_rate = config.learning_rate
+    result.lr_search = trials
+    result.search_seconds = sum(t["seconds"] for t in trials if not t["chosen"])
+    return result
+
+
+def _search_folders(work_dir: Path) -> list[Path]:
+    """The per-rate work folders of a learning-rate search under ``work_dir``."""
+    return sorted(Path(work_dir).glob("lr-search-*"))
+
+
+def _search_learning_rate(inputs, config, device, work_dir, on_search_step, on_epoch):
+    """Train each of ``config.search_rates()`` for one epoch; continue the best one.
+
+    Every rate runs with the schedule of the whole run (same warm-up, same
+    decay), so its first epoch is exactly the first epoch it would have had;
+    the winner is then resumed from its own epoch-1 checkpoint and trains on
+    as if it had never been compared. Choice: the best validation macro-F1
+    (the metric that picks the best epoch), ties to the lower validation loss,
+    then to the lower rate. Returns (the winner's config, its checkpoint
+    folder, one record per rate). ``on_epoch`` hears only the winner's first
+    epoch: the discarded runs are not the job's checkpoints.
+    """
+    import torch
+
+    model_dir, modality, class_names, train, val = inputs
+    rates = config.search_rates()
+    trials, folders, reports = [], [], []
+    for index, rate in enumerate(rates):
+        trial = replace(config, learning_rate=rate, lr_search=False)
+        torch.manual_seed(trial.seed)
+        folder = work_dir / f"lr-search-{index}"
+        run = _prepare(model_dir, modality, class_names, train, val, trial, device, folder)
+        run.expected = _run_identity(model_dir, modality, class_names, train, val, trial)
+        progress = _Progress()
+        on_step = None
+        if on_search_step is not None:
+            steps = math.ceil(run.total_steps / trial.epochs)
+
+            def on_step(step, _total, loss, index=index, rate=rate, steps=steps):
+                on_search_step(index, len(rates), rate, step, steps, loss)
+
+        _run_epochs(run, progress, on_step, None, until=1)
+        last = progress.curves[-1]
+        reports.append(_report_of(progress))
+        folders.append(run.checkpoints / f"epoch-{progress.epoch:04d}")
+        trials.append(
+            {
+                "learning_rate": rate,
+                "val_macro_f1": last["val_macro_f1"],
+                "val_loss": last["val_loss"],
+                "val_accuracy": last["val_accuracy"],
+                "seconds": progress.train_seconds,
+                "chosen": False,
+            }
+        )
+        del run
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    best = min(
+        range(len(rates)),
+        key=lambda i: (-trials[i]["val_macro_f1"], trials[i]["val_loss"], rates[i]),
+    )
+    trials[best]["chosen"] = True
+    for index, folder in enumerate(folders):
+        if index != best:
+            shutil.rmtree(folder.parents[1], ignore_errors=True)
+    if on_epoch is not None:
+        on_epoch(reports[best], folders[best])
+    return replace(config, learning_rate=rates[best], lr_search=False), folders[best], trials
+
+
+def _searched_config(resume: Path, config: FineTuneConfig) -> tuple[FineTuneConfig, list]:
+    """The config a checkpoint of a searched run was trained with, and its search record.
+
+    A retried job holds the settings as submitted (``lr_search`` on, the centre
+    rate); its checkpoint was written by the rate the search chose. Anything
+    else differing is left for ``_check_resumable`` to refuse.
+    """
+    state = _read_checkpoint_state(resume)
+    saved = state.get("config", {})
+    rate = saved.get("learning_rate")
+    if saved.get("lr_search") is False and rate in config.search_rates():
+        return replace(config, learning_rate=rate, lr_search=False), state.get("lr_search", [])
+    return config, []
+
+
+def _report_of(progress: _Progress) -> EpochReport:
+    """The EpochReport of the epoch ``progress`` last validated."""
+    last = progress.curves[-1]
+    return EpochReport(
+        epoch=progress.epoch,
+        step=progress.step,
+        train_loss=last["train_loss_epoch"],
+        val_loss=last["val_loss"],
+        val_accuracy=last["val_accuracy"],
+        val_macro_f1=last["val_macro_f1"],
+        seconds=progress.train_seconds,
+    )
 
 
 def _run_identity(model_dir: Path, modality: str, class_names, train, val, config) -> dict:
@@ -844,8 +966,11 @@ def _resumable_state(resume: Path, expected: dict) -> dict:
     return resumed
 
 
-def _run_epochs(run: _Run, progress: _Progress, on_step, on_epoch) -> None:
-    """Train, validate and checkpoint epoch after epoch until the last or an early stop."""
+def _run_epochs(run: _Run, progress: _Progress, on_step, on_epoch, until: int = 0) -> None:
+    """Train, validate and checkpoint epoch after epoch until the last or an early stop.
+
+    ``until``: stop after that epoch (the learning-rate search's one epoch per rate).
+    """
     import torch
 
     if run.cuda:
@@ -853,7 +978,8 @@ def _run_epochs(run: _Run, progress: _Progress, on_step, on_epoch) -> None:
     run.model.train()
     _freeze_batchnorm_stats(run.model)
     try:
-        while progress.epoch < run.config.epochs and not progress.stopped_early:
+        last = min(run.config.epochs, until) if until else run.config.epochs
+        while progress.epoch < last and not progress.stopped_early:
             _train_epoch(run, progress, on_step)
             improved, report = _validate_epoch(run, progress)
             folder = _checkpoint_epoch(run, progress, improved)

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from governance.access import may_launch_finetunes, versions_finetunable_by
 from jobs.forms import FineTuneForm
+from jobs.ml.config import FineTuneConfig
 from jobs.ml.verdict import transfer_verdict
 from jobs.models import FineTuneRun
 from jobs.selectors import (
@@ -41,15 +42,19 @@ def _picked(queryset, raw):
     return queryset.filter(pk=raw).first() if str(raw or "").isdigit() else None
 
 
+# The form opens on the recipe that measured best (see jobs.ml.config's defaults).
+DEFAULT_STRATEGY = FineTuneConfig().strategy
+
+
 @login_required
 def finetune_new(request: HttpRequest) -> HttpResponse:
     """The launch form; ``?version=`` and ``?dataset_version=`` preselect the pair."""
     if not may_launch_finetunes(request.user):
         raise Forbidden("Only members of ml-engineers may launch fine-tunes.")
     source = request.POST if request.method == "POST" else request.GET
-    strategy = source.get("strategy", "head")
+    strategy = source.get("strategy", DEFAULT_STRATEGY)
     if strategy not in FineTuneRun.Strategy.values:
-        strategy = "head"
+        strategy = DEFAULT_STRATEGY
     base = _picked(
         versions_finetunable_by(request.user), source.get("base_version") or source.get("version")
     )

@@ -203,6 +203,7 @@ def _train(ctx, run, base_dir: Path, data: _Split, config, checkpoint: dict, tmp
             resume=resume,
             on_step=reporter.step,
             on_epoch=reporter.epoch,
+            on_search_step=reporter.search_step,
         )
     except JobCancelled:
         # Cancelled by a person: nobody will resume, so the checkpoints go. (Taken over
@@ -215,6 +216,8 @@ def _train(ctx, run, base_dir: Path, data: _Split, config, checkpoint: dict, tmp
         logger.warning("fine-tune %s could not train", run.pk, exc_info=True)
         raise PortalError(f"Training could not run: {exc}") from exc
     reporter.flush()
+    if result.lr_search:
+        ctx.log(_search_summary(result))
     ctx.log(
         f"Trained {result.epochs_run} of {config.epochs} epochs ({result.steps} steps) in "
         f"{float(result.train_seconds):.1f} s; best epoch {result.best_epoch}"
@@ -225,6 +228,17 @@ def _train(ctx, run, base_dir: Path, data: _Split, config, checkpoint: dict, tmp
         )
     )
     return result
+
+
+def _search_summary(result) -> str:
+    """One line: which learning rate the search chose, from what, on what."""
+    tried = ", ".join(
+        f"{t['learning_rate']:g} (macro-F1 {t['val_macro_f1']:.3f})" for t in result.lr_search
+    )
+    return (
+        f"Learning rate {result.learning_rate:g} chosen on the validation split after one "
+        f"epoch at each of {tried}; the search took {result.search_seconds:.1f} s more"
+    )
 
 
 def _evaluate(ctx, run, base_dir: Path, data: _Split, config, result) -> _Evaluation:
@@ -261,7 +275,7 @@ def _evaluate(ctx, run, base_dir: Path, data: _Split, config, result) -> _Evalua
     )
     seconds = time.perf_counter() - evaluated
     emissions = evaluate.energy_estimate(
-        seconds=float(result.train_seconds) + seconds,
+        seconds=float(result.train_seconds) + float(result.search_seconds) + seconds,
         device=device,
         gpu_name=_gpu_name(ctx.device),
     )
@@ -287,6 +301,11 @@ def _training_record(ctx, run, data: _Split, result, evaluation, checkpoint, beg
         "samples_seen": result.samples_seen,
         # Training time of the epochs behind the weights, over every attempt that made them.
         "train_seconds": float(result.train_seconds),
+        # The learning-rate search: the rate trained at, each rate tried and the time
+        # the rates not chosen took (the cost of the search beyond the run itself).
+        "learning_rate": result.learning_rate,
+        "lr_search": result.lr_search,
+        "search_seconds": float(result.search_seconds),
         "eval_seconds": evaluation.seconds,
         "attempt_wall_seconds": time.perf_counter() - began,
         "precision": getattr(result, "precision", ""),
@@ -341,11 +360,11 @@ def _model_card(ctx, run, data: _Split, config, result, evaluation, training) ->
         class_names=data.class_names,
         metrics=evaluation.metrics,
         baseline=evaluation.baseline,
-        hyperparameters=_as_dict(config),
+        hyperparameters=_trained_settings(config, result),
         strategy=run.strategy,
         training={
             "device": ctx.device,
-            "seconds": training["train_seconds"],
+            "seconds": training["train_seconds"] + training["search_seconds"],
             "gpu_hours": evaluation.emissions["gpu_hours"],
             "epochs_run": result.epochs_run,
             "best_epoch": result.best_epoch,
@@ -362,6 +381,17 @@ def _model_card(ctx, run, data: _Split, config, result, evaluation, training) ->
         bias_notes=base.bias_notes,
         provenance=_provenance(ctx, run),
     )
+
+
+def _trained_settings(config, result) -> dict:
+    """The settings as trained: the searched rate replaces the centre the form held."""
+    settings_used = _as_dict(config)
+    if result.lr_search:
+        settings_used["learning_rate"] = result.learning_rate
+        settings_used["lr_search"] = "chosen on validation from " + ", ".join(
+            f"{t['learning_rate']:g}" for t in result.lr_search
+        )
+    return settings_used
 
 
 def _provenance(ctx, run) -> dict:
@@ -529,6 +559,24 @@ class _TrainingReporter:
             )
         if now - self.last_flush >= self.CURVES_EVERY:
             self.flush()
+
+    def search_step(
+        self, index: int, count: int, rate: float, step: int, steps: int, loss: float
+    ) -> None:
+        """Progress of the learning-rate search (no curve points: those runs are discarded)."""
+        now = time.monotonic()
+        if now - self.last_progress < self.PROGRESS_EVERY and step < steps:
+            return
+        self.last_progress = now
+        # Drawn inside the first epoch's share of the bar: the chosen rate's first
+        # epoch is the search's, and the bar then moves on from epoch 2 without
+        # going back.
+        share = (index + step / max(steps, 1)) / count / self.epochs
+        self.ctx.progress(
+            0.05 + 0.8 * share,
+            stage=f"choosing the learning rate: trying {rate:g} ({index + 1} of {count}), "
+            f"step {step}/{steps}, loss {loss:.4f}",
+        )
 
     def _pace(self, step: int, total_steps: int, now: float) -> str:
         """ ", 14.2 samples/s, about 3 min left", measured over this attempt's steps."""

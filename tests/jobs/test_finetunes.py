@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from datetime import timedelta
@@ -104,9 +105,16 @@ def test_a_head_only_fine_tune_becomes_a_child_version_with_a_model_card(alice, 
     assert card.data.base_model_relation == "finetune"
     assert card.data.pipeline_tag == "text-classification"
     assert card.data.datasets == [f"sha256:{data.sha256}"]
-    # The estimate is the stated formula over the run's own training and evaluation time.
+    # The estimate is the stated formula over the run's own training (the learning-rate
+    # search's discarded rates included) and evaluation time.
+    assert run.training["search_seconds"] > 0
+    assert [t["learning_rate"] for t in run.training["lr_search"]] == [5e-4, 1e-3, 2e-3]
+    assert run.training["learning_rate"] in (5e-4, 1e-3, 2e-3)
     expected = energy_estimate(
-        seconds=run.training["train_seconds"] + run.training["eval_seconds"], device="cpu"
+        seconds=run.training["train_seconds"]
+        + run.training["search_seconds"]
+        + run.training["eval_seconds"],
+        device="cpu",
     )
     assert run.emissions["co2_kg"] == pytest.approx(expected["co2_kg"])
     assert run.emissions["co2_kg"] > 0
@@ -132,7 +140,10 @@ def test_a_head_only_fine_tune_becomes_a_child_version_with_a_model_card(alice, 
 
     # Curves as they arrived: loss points and one validation report per epoch.
     assert run.curves["steps"]
-    assert [e["epoch"] for e in run.curves["epochs"]] == [1, 2]
+    assert [e["epoch"] for e in run.curves["epochs"]] == [1, 2]  # the chosen rate's only
+    # The step curve is the kept run's alone: the discarded rates drew none.
+    steps = [point[0] for point in run.curves["steps"]]
+    assert steps == sorted(set(steps))
     assert run.last_checkpoint["epoch"] == 2
     assert not default_storage.exists(run.last_checkpoint["name"])  # removed once registered
 
@@ -148,6 +159,7 @@ def test_a_head_only_fine_tune_becomes_a_child_version_with_a_model_card(alice, 
     assert {"finetune.launch", "finetune.register", "version.import"} <= verbs
     assert "epoch 2/2: train loss" in job.log
     assert "Trained 2 of 2 epochs" in job.log
+    assert "chosen on the validation split after one epoch at each of 0.0005" in job.log
     assert "(test macro-F1)" in job.log  # the verdict against the baseline, in words
 
 
@@ -310,7 +322,7 @@ def test_the_version_creator_and_stewards_need_no_request(alice, sam, tmp_path):
     run = finetune_launch(
         actor=alice, base_version=own, dataset_version=data, strategy="full", config=FAST
     )
-    assert run.config["learning_rate"] == 2e-5
+    assert run.config["learning_rate"] == 1e-4
 
     # A steward who also fine-tunes needs no request for a version someone else made;
     # an ml-engineer without an approval is refused the same version.
@@ -491,10 +503,13 @@ def test_the_form_prefills_defaults_and_launches(alice, approved):
     assert f'<option value="{approved.pk}" selected>' in html
     assert f'<option value="{data.pk}" selected>' in html
     assert "Peak learning rate after warm-up" in html  # each field explains itself
-    assert 'value="0.001"' in html  # head-only default learning rate
+    # The form opens on the measured recipe: full, the rate chosen on validation.
+    assert re.search(r'<input type="radio" name="strategy" value="full"[^>]*checked', html)
+    assert re.search(r'<input type="checkbox" name="lr_search"[^>]*checked', html)
+    assert 'value="0.0001"' in html  # the centre of the search
     lora = client.get(f"/finetunes/new/?version={approved.pk}&strategy=lora").content.decode()
     assert 'value="query, value"' in lora
-    assert 'value="0.0002"' in lora
+    assert 'value="0.001"' in lora
 
     form = {
         "base_version": approved.pk,
@@ -603,7 +618,7 @@ def test_finetune_api_launch_read_refuse_and_cancel(alice, bob, approved):
     body = created.json()
     assert body["status"] == "queued"
     assert body["config"]["lora_r"] == 4
-    assert body["config"]["learning_rate"] == 2e-4  # the LoRA default
+    assert body["config"]["learning_rate"] == 1e-3  # the LoRA default
     assert body["base_repo_id"] == "acme/tiny-bert"
     assert api.get("/api/finetunes/").json()["results"][0]["id"] == body["id"]
 

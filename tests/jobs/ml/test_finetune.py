@@ -37,6 +37,7 @@ def _config(strategy: str, **overrides) -> FineTuneConfig:
     config.warmup_ratio = 0.0
     config.patience = 0
     config.learning_rate = 1e-2
+    config.lr_search = False  # the loop's mechanics at one fixed rate; the search has its tests
     for key, value in overrides.items():
         setattr(config, key, value)
     return config
@@ -221,8 +222,11 @@ def test_lora_saves_only_the_adapter_and_predicts_on_the_base(pretrained_bert, t
 def test_every_strategy_has_defaults():
     assert set(STRATEGIES) == {"head", "partial", "full", "lora"}
     rates = {s: FineTuneConfig.defaults_for(s).learning_rate for s in STRATEGIES}
-    assert rates == {"head": 1e-3, "partial": 5e-5, "full": 2e-5, "lora": 2e-4}
+    assert rates == {"head": 1e-3, "partial": 1e-4, "full": 1e-4, "lora": 1e-3}
     default = FineTuneConfig()
+    assert default.strategy == "full"
+    assert default.lr_search
+    assert default.search_rates() == [5e-5, 1e-4, 2e-4]
     assert default == FineTuneConfig.defaults_for(default.strategy)
     default.validate()
     assert FineTuneConfig.from_dict(default.as_dict()) == default
@@ -275,6 +279,98 @@ def test_resume_after_a_cancel_ends_with_the_weights_of_an_uninterrupted_run(ran
         finetune(
             random_bert, "text", CLASSES, TRAIN, VAL, other, work_dir=tmp_path / "d", resume=moved
         )
+
+
+# --------------------------------------------------------------------------- learning-rate search
+
+
+def test_the_search_tries_each_rate_for_an_epoch_and_continues_the_best(random_bert, tmp_path):
+    # 1e-4 barely moves a random model in one epoch; 4e-2 overshoots; 2e-2 learns.
+    config = _config("full", epochs=3, learning_rate=2e-2, lr_search=True)
+    config.search_rates = lambda: [1e-4, 2e-2, 4e-2]  # the factors are tested below
+    epochs: list[tuple[int, str]] = []
+    result = finetune(
+        random_bert,
+        "text",
+        CLASSES,
+        TRAIN,
+        VAL,
+        config,
+        work_dir=tmp_path / "w",
+        on_epoch=lambda report, folder: epochs.append((report.epoch, folder.name)),
+    )
+    tried = [t["learning_rate"] for t in result.lr_search]
+    assert tried == [1e-4, 2e-2, 4e-2]
+    chosen = [t for t in result.lr_search if t["chosen"]]
+    assert len(chosen) == 1
+    best = max(result.lr_search, key=lambda t: (t["val_macro_f1"], -t["val_loss"]))
+    assert chosen[0] is best or chosen[0]["learning_rate"] == best["learning_rate"]
+    assert result.learning_rate == chosen[0]["learning_rate"] != 1e-4
+    # The job hears each epoch of the run it keeps once, the chosen rate's first included.
+    assert epochs == [(1, "epoch-0001"), (2, "epoch-0002"), (3, "epoch-0003")]
+    assert result.epochs_run == 3
+    assert result.steps == 3 * 12
+    assert result.search_seconds == pytest.approx(
+        sum(t["seconds"] for t in result.lr_search if not t["chosen"])
+    )
+    assert result.search_seconds > 0
+    # The discarded runs leave nothing behind.
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["best", "checkpoints", "output"]
+
+    # The same rate without a search: identical weights (the winner was not disturbed).
+    plain = _config("full", epochs=3, learning_rate=result.learning_rate)
+    straight = finetune(random_bert, "text", CLASSES, TRAIN, VAL, plain, work_dir=tmp_path / "p")
+    a = load_file(str(straight.output_dir / "model.safetensors"))
+    b = load_file(str(result.output_dir / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
+
+
+def test_a_searched_run_resumes_from_its_checkpoint_with_the_settings_as_submitted(
+    random_bert, tmp_path
+):
+    config = _config("full", epochs=3, learning_rate=1e-2, lr_search=True)
+    straight = finetune(random_bert, "text", CLASSES, TRAIN, VAL, config, work_dir=tmp_path / "a")
+    stored: list[Path] = []
+
+    def cancel_after_second(report: EpochReport, folder: Path) -> None:
+        if report.epoch == 2:
+            stored.append(tmp_path / "stored")
+            shutil.copytree(folder, stored[0])
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        finetune(
+            random_bert,
+            "text",
+            CLASSES,
+            TRAIN,
+            VAL,
+            config,
+            work_dir=tmp_path / "b",
+            on_epoch=cancel_after_second,
+        )
+    # A retried job holds the submitted settings (search on, the centre rate).
+    resumed = finetune(
+        random_bert, "text", CLASSES, TRAIN, VAL, config, work_dir=tmp_path / "c", resume=stored[0]
+    )
+    assert resumed.learning_rate == straight.learning_rate
+
+    def untimed(trials):
+        return [{k: v for k, v in t.items() if k != "seconds"} for t in trials]
+
+    assert untimed(resumed.lr_search) == untimed(straight.lr_search)
+    assert resumed.curves == straight.curves
+    a = load_file(str(straight.output_dir / "model.safetensors"))
+    b = load_file(str(resumed.output_dir / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
+
+
+def test_search_rates_are_half_the_rate_and_twice_it_within_the_allowed_range():
+    assert FineTuneConfig(learning_rate=2e-4).search_rates() == [1e-4, 2e-4, 4e-4]
+    assert FineTuneConfig(learning_rate=1.0).search_rates() == [0.5, 1.0]
+    assert FineTuneConfig(learning_rate=2e-4, lr_search=False).search_rates() == [2e-4]
 
 
 def test_early_stopping_keeps_the_best_epoch(pretrained_bert, tmp_path):
