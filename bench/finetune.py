@@ -101,6 +101,7 @@ def split(texts: list[str], labels: np.ndarray):
 def config(strategy: str = "full") -> FineTuneConfig:
     settings = FineTuneConfig.defaults_for(strategy)
     settings.epochs = 1
+    settings.lr_search = False  # one run at one rate, as the Trainer script does
     settings.batch_size = 16
     settings.max_length = 128
     if strategy == "full":
