@@ -563,7 +563,7 @@ def test_mmd_refuses_bad_input_with_a_clear_message(x, y, message):
         mmd_rbf(x, y)
 
 
-# --------------------------------------------------------------------------- out-of-fold predictions
+# ------------------------------------------------------------------- out-of-fold predictions
 
 
 @pytest.mark.parametrize(
@@ -628,9 +628,12 @@ def test_a_clearly_better_model_is_separated_and_a_small_edge_is_not():
     clear = paired_bootstrap(better, other, seed=0)
     close = paired_bootstrap(edge, other, seed=0)
 
-    assert clear.separated and clear.low > 0.2 and clear.holds == 1.0
+    assert clear.separated
+    assert clear.low > 0.2
+    assert clear.holds == 1.0
     assert close.difference == pytest.approx(3 / 400)
-    assert not close.separated and close.low <= 0 < close.high
+    assert not close.separated
+    assert close.low <= 0 < close.high
     assert paired_bootstrap(other, better).other_ahead
 
 
@@ -694,7 +697,8 @@ def test_a_candidate_ahead_of_the_top_on_accuracy_is_named():
     # The ranking weighs four scores, so the first place can be the weaker probe.
     verdict = ranking_confidence(["weak", "strong"], {"weak": weak, "strong": strong})
 
-    assert verdict.near == ["weak", "strong"] and verdict.ahead == ["strong"]
+    assert verdict.near == ["weak", "strong"]
+    assert verdict.ahead == ["strong"]
     assert "On linear-probe accuracy alone strong is ahead of weak beyond noise" in (
         verdict.summary()
     )
@@ -740,7 +744,8 @@ def test_when_none_fits_the_budget_says_which_limit_excluded_what():
 
     pick = best_within_budget(["big", "odd"], costs, max_latency_ms=1)
 
-    assert pick.name is None and pick.rank is None
+    assert pick.name is None
+    assert pick.rank is None
     assert pick.summary == (
         "No candidate fits the budget (at most 1 ms CPU latency per example). "
         "big: 30 ms CPU latency, over the 1 ms limit; odd: CPU latency not measured."
