@@ -839,10 +839,15 @@ class Confidence:
             return f"Only {self.top} could be compared, so there is no margin to measure."
         if self.clear:
             least = min(gap.holds for gap in self.gaps.values())
+            share = (
+                f"all {self.resamples:,}"
+                if least == 1.0
+                else f"at least {least:.1%} of {self.resamples:,}"
+            )
             return (
                 f"{self.top} is ahead of every other candidate beyond noise on this sample: "
-                f"its {score} is at least as high as each other's in {least:.1%} or more of "
-                f"{self.resamples:,} paired bootstrap resamples of the examples."
+                f"its {score} is at least as high as each other's in {share} paired "
+                "bootstrap resamples of the examples."
             )
         text = (
             f"{_and(self.near)} are within noise of each other on this sample; "
