@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 from django import forms
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -106,6 +108,33 @@ class CandidateChoice(forms.ModelMultipleChoiceField):
         return f"{obj.model.repo_id} {obj.label} ({obj.model.get_modality_display().lower()})"
 
 
+class ParameterCountField(forms.CharField):
+    """A parameter count written as people write them: 110M, 1.5B, 500K or 66000000.
+
+    Whether the number is a usable limit (above 0, not absurd) is the launch
+    service's rule, so the form, the API and any other caller get one message.
+    """
+
+    SUFFIXES = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
+
+    def clean(self, value) -> int | None:
+        raw = (super().clean(value) or "").strip().replace(",", "").replace("_", "")
+        raw = raw.replace(" ", "")
+        if not raw:
+            return None
+        scale = self.SUFFIXES.get(raw[-1].lower(), 1)
+        number = raw[:-1] if scale != 1 else raw
+        try:
+            parsed = float(number)
+        except ValueError:
+            raise forms.ValidationError(
+                "Write a number of parameters such as 110M, 1.5B or 66000000."
+            ) from None
+        if not math.isfinite(parsed):
+            raise forms.ValidationError("Write a number of parameters such as 110M or 1.5B.")
+        return round(parsed * scale)
+
+
 class ProbeForm(forms.Form):
     """Which of several models suits a dataset: the candidates are scored on frozen features."""
 
@@ -126,6 +155,19 @@ class ProbeForm(forms.Form):
     )
     seed = forms.IntegerField(
         min_value=0, max_value=2**31 - 1, initial=0, help_text="Fixes the sample and the folds."
+    )
+    max_parameters = ParameterCountField(
+        required=False,
+        max_length=40,
+        label="Largest model (parameters)",
+        help_text="Optional, such as 110M or 1.5B.",
+        widget=forms.TextInput(attrs={"placeholder": "no limit", "inputmode": "decimal"}),
+    )
+    max_latency_ms = forms.FloatField(
+        required=False,
+        label="Slowest CPU latency (ms per example)",
+        help_text="Optional; measured on the worker's CPU, one example at a time.",
+        widget=forms.NumberInput(attrs={"placeholder": "no limit", "step": "any", "min": "0"}),
     )
 
     def __init__(self, *args, user, modality: str = "", **kwargs) -> None:

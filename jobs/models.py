@@ -125,6 +125,11 @@ class FeatureSet(models.Model):
 class ProbeRun(models.Model):
     """A transferability probe: one dataset version scored against several candidate versions."""
 
+    class Confidence(models.TextChoices):
+        CLEAR = "clear", "First place is ahead beyond noise"
+        NEAR_TIE = "near_tie", "Candidates within noise of the top"
+        SINGLE = "single", "Only one candidate was scored"
+
     job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="probe")
     dataset_version = models.ForeignKey(
         "zoo.DatasetVersion", on_delete=models.PROTECT, related_name="probe_runs"
@@ -138,16 +143,53 @@ class ProbeRun(models.Model):
         null=True, blank=True, help_text="Rows in the stratified sample actually used."
     )
     recommendation = models.TextField(blank=True)
+    max_parameters = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Budget: the largest model acceptable (parameters)."
+    )
+    max_latency_ms = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Budget: the slowest acceptable CPU latency per example, in milliseconds.",
+    )
+    budget_choice = models.ForeignKey(
+        "ProbeResult",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The best-ranked candidate that meets every limit of the budget.",
+    )
+    budget_note = models.TextField(
+        blank=True, help_text="Which candidate fits the budget, or which limit excluded what."
+    )
+    confidence = models.CharField(
+        max_length=10, choices=Confidence.choices, blank=True, help_text="Set once ranked."
+    )
+    confidence_note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(max_parameters__isnull=True) | models.Q(max_parameters__gt=0),
+                name="proberun_max_parameters_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_latency_ms__isnull=True) | models.Q(max_latency_ms__gt=0),
+                name="proberun_max_latency_positive",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Probe #{self.pk} on {self.dataset_version}"
 
     def get_absolute_url(self) -> str:
         return reverse("probes:detail", kwargs={"pk": self.pk})
+
+    @property
+    def has_budget(self) -> bool:
+        return self.max_parameters is not None or self.max_latency_ms is not None
 
 
 class ProbeResult(models.Model):
@@ -179,6 +221,41 @@ class ProbeResult(models.Model):
     extraction_seconds = models.FloatField(null=True, blank=True)
     feature_dim = models.PositiveIntegerField(null=True, blank=True)
     cached = models.BooleanField(default=False, help_text="Features came from the cache.")
+    parameters = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Parameters of the network that makes the features."
+    )
+    latency_ms = models.FloatField(
+        null=True, blank=True, help_text="Median CPU time of one example's forward pass."
+    )
+    memory_bytes = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Bytes of the parameters in float32."
+    )
+    cost_method = models.JSONField(
+        default=dict, blank=True, help_text="How the latency was measured (threads, repeats...)."
+    )
+    linear_correct = models.BinaryField(
+        null=True, editable=False, help_text="Out-of-fold right/wrong per example, packed bits."
+    )
+    knn_correct = models.BinaryField(null=True, editable=False)
+    gap_low = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="95% bootstrap interval of (top - this) linear-probe accuracy: low end.",
+    )
+    gap_high = models.FloatField(null=True, blank=True)
+    top_holds = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Share of resamples in which the top one's accuracy is at least this one's.",
+    )
+    knn_gap_low = models.FloatField(null=True, blank=True)
+    knn_gap_high = models.FloatField(null=True, blank=True)
+    within_noise = models.BooleanField(
+        null=True, blank=True, help_text="Not separated from the top candidate (empty for the top)."
+    )
+    budget_misses = models.JSONField(
+        default=list, blank=True, help_text="The budget limits this candidate breaks, in words."
+    )
 
     SCORES = ("logme", "knn_accuracy", "linear_probe_accuracy", "h_score", "mmd")
 

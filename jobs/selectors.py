@@ -51,7 +51,7 @@ def can_cancel(user, job: Job) -> bool:
 def probe_runs_visible_to(user) -> QuerySet[ProbeRun]:
     """A probe is seen by whoever may see its job: the person who ran it, and staff."""
     return ProbeRun.objects.select_related(
-        "job", "requested_by", "dataset_version__dataset__owner"
+        "job", "requested_by", "dataset_version__dataset__owner", "budget_choice"
     ).filter(job__in=jobs_visible_to(user).values("pk"))
 
 

@@ -39,6 +39,17 @@ class ProbeResultSerializer(serializers.ModelSerializer):
             "extraction_seconds",
             "feature_dim",
             "cached",
+            "parameters",
+            "memory_bytes",
+            "latency_ms",
+            "cost_method",
+            "gap_low",
+            "gap_high",
+            "top_holds",
+            "knn_gap_low",
+            "knn_gap_high",
+            "within_noise",
+            "budget_misses",
         ]
         read_only_fields = fields
 
@@ -49,6 +60,9 @@ class ProbeRunSerializer(serializers.ModelSerializer):
     stage = serializers.CharField(source="job.stage", read_only=True)
     error = serializers.CharField(source="job.error", read_only=True)
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    within_budget = serializers.SerializerMethodField(
+        help_text="Model version id of the best-ranked candidate that meets every budget limit."
+    )
     results = serializers.SerializerMethodField()
 
     class Meta:
@@ -66,10 +80,20 @@ class ProbeRunSerializer(serializers.ModelSerializer):
             "seed",
             "n_examples",
             "recommendation",
+            "max_parameters",
+            "max_latency_ms",
+            "within_budget",
+            "budget_note",
+            "confidence",
+            "confidence_note",
             "results",
             "created_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_within_budget(self, run: ProbeRun) -> int | None:
+        return run.budget_choice.version_id if run.budget_choice_id else None
 
     @extend_schema_field(ProbeResultSerializer(many=True))
     def get_results(self, run: ProbeRun) -> list:
@@ -83,6 +107,19 @@ class ProbeInput(serializers.Serializer):
     )
     max_examples = serializers.IntegerField(min_value=10, default=2000)
     seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
+    # Ranges are the launch service's rule, so every caller gets the same message.
+    max_parameters = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Budget: the largest acceptable model, in parameters. Optional.",
+    )
+    max_latency_ms = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Budget: the slowest acceptable CPU latency per example, in ms. Optional.",
+    )
 
 
 class ProbeViewSet(RunViewSet):
@@ -111,5 +148,7 @@ class ProbeViewSet(RunViewSet):
             versions=[found[pk] for pk in values["versions"]],
             max_examples=values["max_examples"],
             seed=values["seed"],
+            max_parameters=values["max_parameters"],
+            max_latency_ms=values["max_latency_ms"],
         )
         return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)

@@ -26,7 +26,9 @@ import hashlib
 import inspect
 import json
 import os
+import platform
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -434,6 +436,18 @@ def preprocess_image(image: Image.Image, settings: ImageSettings) -> np.ndarray:
 
 def _load_vision_model(model_dir: Path, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function (B, 3, S, S) -> (B, D) pooled features, model already on ``device``."""
+    return _load_vision_backbone(model_dir, device)[0]
+
+
+def _load_vision_backbone(
+    model_dir: Path, device: str
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], list[torch.nn.Parameter]]:
+    """The pooled-feature function and the parameters it runs through.
+
+    The parameters are those of the backbone only: EfficientNet-Lite's
+    ImageNet classifier (``_fc``) is loaded with the weights but never runs
+    when features are taken, so it is not part of what a fine-tune starts from.
+    """
     config = _read_config(model_dir)
     if config.get("model_type") == EFFICIENTNET_LITE:
         from .vision import LITE_VARIANTS, load_efficientnet_lite
@@ -452,7 +466,8 @@ def _load_vision_model(model_dir: Path, device: str) -> Callable[[torch.Tensor],
         net = load_efficientnet_lite(
             weights, variant=variant, num_classes=int(config.get("num_classes", 1000))
         ).to(device)
-        return net.features
+        backbone = [p for name, p in net.named_parameters() if not name.startswith("_fc.")]
+        return net.features, backbone
 
     from transformers import AutoModel
 
@@ -464,7 +479,7 @@ def _load_vision_model(model_dir: Path, device: str) -> Callable[[torch.Tensor],
             return hidden.mean(dim=(2, 3))
         return hidden.mean(dim=1)  # (B, tokens, D)
 
-    return pooled
+    return pooled, list(model.parameters())
 
 
 def extract_image_features(
@@ -540,6 +555,134 @@ def image_model_dim(model_dir: Path) -> int:
     if isinstance(sizes, list) and sizes and isinstance(sizes[-1], int):
         return sizes[-1]
     raise UnsupportedModel("config.json gives no hidden size")
+
+
+# --------------------------------------------------------------------------- serving cost
+
+# How CPU latency is measured. A few untimed calls first: the first forward
+# passes pay for lazy allocations, oneDNN kernel selection and cold caches,
+# which a server pays once, not per request. Then the median of the timed
+# calls, each on a different real example: the median ignores the odd call
+# the scheduler interrupts, and different examples let text length vary as
+# it will in service.
+LATENCY_WARMUP = 3
+LATENCY_REPEATS = 15
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """What serving one example costs: parameters, their fp32 bytes, CPU latency, and how."""
+
+    parameters: int
+    memory_bytes: int
+    latency_ms: float
+    method: dict[str, Any]
+
+
+def _spread(items: Sequence[Any], count: int) -> list[Any]:
+    """``count`` items spread evenly over ``items`` (repeating them when there are fewer)."""
+    n = len(items)
+    if n >= count:
+        return [items[(i * n) // count] for i in range(count)]
+    return [items[i % n] for i in range(count)]
+
+
+def measure_cost(
+    model_dir: Path,
+    inputs: Sequence[Any],
+    *,
+    max_length: int = 256,
+    warmup: int = LATENCY_WARMUP,
+    repeats: int = LATENCY_REPEATS,
+) -> ModelCost:
+    """Parameter count, fp32 parameter memory and single-example CPU latency of a model.
+
+    The model is loaded on the CPU even on a GPU worker (the figure a budget
+    holds is CPU serving), in float32, with as many torch threads as this
+    process already uses: the number is what this machine does, recorded in
+    ``method`` together with everything else that shaped it. Inputs are real
+    examples (texts, or image paths / PIL images) run one at a time (batch 1);
+    tokenising or decoding happens before the clock starts, so the figure is
+    the forward pass and pooling that produce one feature vector. Parameters
+    are those of the network that produces the features (for EfficientNet-Lite
+    the backbone without its ImageNet classifier), each shared tensor counted
+    once; memory is four bytes each.
+    """
+    import torch
+
+    model_dir = Path(model_dir)
+    if warmup < 0 or repeats < 1:
+        raise ValueError("warmup must be at least 0 and repeats at least 1")
+    if len(inputs) == 0:
+        raise ValueError("latency needs at least one example to run")
+    modality = modality_of(model_dir)
+    chosen = _spread(inputs, warmup + repeats)
+    method: dict[str, Any] = {
+        "device": "cpu",
+        "precision": "fp32",
+        "batch_size": 1,
+        "warmup": warmup,
+        "repeats": repeats,
+        "statistic": "median",
+        "threads": torch.get_num_threads(),
+        "host": platform.node(),
+        "cpu": _cpu_name(),
+        "torch": torch.__version__.split("+")[0],
+        "timed": "forward pass and pooling; inputs prepared beforehand",
+    }
+    if modality == "text":
+        forward, parameters, prepared = _text_cost_inputs(model_dir, chosen, max_length)
+        method["max_length"] = _text_max_length(model_dir, max_length)
+    else:
+        forward, parameters = _load_vision_backbone(model_dir, "cpu")
+        settings = image_settings(model_dir)
+        prepared = [
+            torch.from_numpy(preprocess_image(_open_image(item), settings)[None]) for item in chosen
+        ]
+        method["image_size"] = settings.size
+    timings = []
+    with torch.inference_mode():
+        for index, batch in enumerate(prepared):
+            began = time.perf_counter()
+            forward(batch)
+            if index >= warmup:
+                timings.append(time.perf_counter() - began)
+    # Both loaders list each tensor once, so tied embeddings are not counted twice.
+    count = sum(p.numel() for p in parameters)
+    return ModelCost(
+        parameters=int(count),
+        memory_bytes=int(count) * 4,
+        latency_ms=float(np.median(timings) * 1000.0),
+        method=method,
+    )
+
+
+def _cpu_name() -> str:
+    """The processor's model name (Linux), or what ``platform`` knows elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _text_cost_inputs(model_dir: Path, texts: Sequence[Any], max_length: int):
+    """(forward, parameters, one tokenised batch of 1 per text) for a text model on the CPU."""
+    if any(not isinstance(text, str) for text in texts):
+        raise ValueError("every text must be a string")
+    tokenizer, model = _load_text_model(model_dir, "cpu")
+    max_length = _text_max_length(model_dir, max_length)
+    prepared = [
+        dict(tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt"))
+        for text in texts
+    ]
+
+    def forward(batch: dict) -> torch.Tensor:
+        return mean_pool(model(**batch).last_hidden_state, batch["attention_mask"])
+
+    return forward, list(model.parameters()), prepared
 
 
 # --------------------------------------------------------------------------- cache keys

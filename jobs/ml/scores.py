@@ -16,6 +16,11 @@ example) and its ``(N,)`` class labels:
   used only to break ties.
 
 ``recommend`` turns those numbers into one ordering with a reason per model.
+Beside it, and without changing it: ``ranking_confidence`` says whether the
+first place is ahead beyond noise (a paired bootstrap over the out-of-fold
+predictions of ``linear_probe_predictions`` / ``knn_predictions``), and
+``best_within_budget`` picks the best-ranked candidate that meets size and
+latency limits.
 
 Everything is plain numpy / scipy / scikit-learn in float64 and imports nothing
 of Django, so the worker, the tests and the benchmarks share the same code.
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,12 +50,21 @@ from sklearn.preprocessing import StandardScaler
 
 __all__ = [
     "SCORE_NAMES",
+    "BudgetPick",
+    "Confidence",
+    "Gap",
     "Ranked",
+    "best_within_budget",
     "h_score",
+    "human_count",
     "knn_accuracy",
+    "knn_predictions",
     "linear_probe_accuracy",
+    "linear_probe_predictions",
     "logme",
     "mmd_rbf",
+    "paired_bootstrap",
+    "ranking_confidence",
     "recommend",
     "stratified_sample",
     "validate_features",
@@ -321,19 +335,39 @@ def knn_accuracy(
     size. Folds are ``min(folds, smallest class)``, at least 2; the result is
     the pooled out-of-fold accuracy (every example predicted exactly once).
     """
+    predicted = knn_predictions(features, labels, k=k, folds=folds, seed=seed)
+    ids = validate_labels(labels)
+    return int((predicted == ids).sum()) / ids.size
+
+
+def knn_predictions(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    k: int = 5,
+    folds: int = 5,
+    seed: int = 0,
+) -> np.ndarray:
+    """The out-of-fold class id ``knn_accuracy`` predicts for every example, in row order.
+
+    Ids are those of ``validate_labels`` (sorted label values numbered from 0).
+    Compared row by row with another model's predictions on the same rows and
+    seed (hence the same folds), they pair the two accuracies example by
+    example, which is what ``paired_bootstrap`` needs.
+    """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}.")
     f, ids = validate_inputs(features, labels)
     norms = np.linalg.norm(f, axis=1, keepdims=True)
     f = f / np.where(norms > 0, norms, 1.0)
-    correct = 0
+    predicted = np.empty_like(ids)
     for train, test in _splits(ids, folds, seed):
         model = KNeighborsClassifier(
             n_neighbors=min(k, train.size), weights="distance", algorithm="brute"
         )
         model.fit(f[train], ids[train])
-        correct += int((model.predict(f[test]) == ids[test]).sum())
-    return correct / ids.size
+        predicted[test] = model.predict(f[test])
+    return predicted
 
 
 def linear_probe_accuracy(
@@ -355,15 +389,36 @@ def linear_probe_accuracy(
     silenced rather than flooding the worker log. Folds as in ``knn_accuracy``;
     the result is the pooled out-of-fold accuracy.
     """
+    predicted = linear_probe_predictions(
+        features, labels, folds=folds, seed=seed, C=C, max_iter=max_iter
+    )
+    ids = validate_labels(labels)
+    return int((predicted == ids).sum()) / ids.size
+
+
+def linear_probe_predictions(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    C: float = 1.0,
+    max_iter: int = 1000,
+) -> np.ndarray:
+    """The out-of-fold class id ``linear_probe_accuracy`` predicts for every example, in row order.
+
+    Each example is predicted once, by the model of the fold that held it out;
+    ids as in ``knn_predictions``.
+    """
     f, ids = validate_inputs(features, labels)
-    correct = 0
+    predicted = np.empty_like(ids)
     for train, test in _splits(ids, folds, seed):
         model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(f[train], ids[train])
-        correct += int((model.predict(f[test]) == ids[test]).sum())
-    return correct / ids.size
+        predicted[test] = model.predict(f[test])
+    return predicted
 
 
 def _splits(ids: np.ndarray, folds: int, seed: int):
@@ -664,3 +719,283 @@ def _reason(
         else:
             parts.append("tie on mean rank broken by name")
     return "; ".join(parts)
+
+
+# ------------------------------------------------------------------- how sure the ranking is
+
+# Resamples of the paired bootstrap. 1,000 puts the 2.5 % and 97.5 %
+# percentiles on about 25 resamples each, plenty for a yes/no on "does the
+# interval contain 0"; the resampling itself costs O(resamples), see below.
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Gap:
+    """How far the top candidate's accuracy is ahead of another's on this sample, and how surely.
+
+    ``difference`` is top minus other (the observed accuracies' gap); ``low``
+    and ``high`` bound its central ``BOOTSTRAP_LEVEL`` percentile interval over
+    bootstrap resamples of the examples; ``holds`` is the share of resamples
+    in which the top one's accuracy is at least the other's.
+    """
+
+    difference: float
+    low: float
+    high: float
+    holds: float
+
+    @property
+    def separated(self) -> bool:
+        """The top one is ahead beyond noise: the whole interval lies above 0."""
+        return self.low > 0.0
+
+    @property
+    def other_ahead(self) -> bool:
+        """The other one is ahead beyond noise on this score (the interval lies below 0)."""
+        return self.high < 0.0
+
+
+def paired_bootstrap(
+    top_correct: np.ndarray,
+    other_correct: np.ndarray,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = BOOTSTRAP_LEVEL,
+    seed: int = 0,
+) -> Gap:
+    """Paired bootstrap over examples of the accuracy gap between two models on the same rows.
+
+    ``top_correct`` and ``other_correct`` say, example by example, whether each
+    model's out-of-fold prediction was right (``*_predictions(...) == ids``).
+    Pairing matters: both models saw the same examples and the same folds, so
+    the noise that moves both (a hard example, a lucky fold) cancels, and the
+    interval is far narrower than two separate intervals would suggest.
+
+    A resample draws N examples with replacement; the gap it gives depends
+    only on how many drawn examples only the top model got right (W) and how
+    many only the other did (L): ``(W - L) / N``. Drawing those counts from
+    the multinomial ``(N; w/N, l/N, rest)`` of the observed counts is the same
+    distribution as drawing the N indices, at O(resamples) instead of
+    O(resamples * N). Reproducible for a seed.
+    """
+    a = np.asarray(top_correct)
+    b = np.asarray(other_correct)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(
+            f"both correctness arrays must be 1-D and of the same length, got {a.shape} "
+            f"and {b.shape}: they must describe the same examples."
+        )
+    if a.size == 0:
+        raise ValueError("there are no examples to resample.")
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}.")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be between 0 and 1, got {level}.")
+    a = a.astype(bool)
+    b = b.astype(bool)
+    n = a.size
+    wins = int(np.sum(a & ~b))
+    losses = int(np.sum(~a & b))
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, [wins / n, losses / n, (n - wins - losses) / n], size=resamples)
+    gaps = (counts[:, 0] - counts[:, 1]) / n
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(gaps, [tail, 1.0 - tail])
+    return Gap(
+        difference=(wins - losses) / n,
+        low=float(low),
+        high=float(high),
+        holds=float(np.mean(gaps >= 0)),
+    )
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """How sure a ranking's first place is on one accuracy: its gap to every other candidate.
+
+    ``near`` is the top candidate followed, in ranking order, by every
+    candidate not separated from it (see ``ranking_confidence``); a ranking
+    is clear when that is the top one alone.
+    """
+
+    top: str
+    gaps: dict[str, Gap]
+    near: list[str]
+    resamples: int = BOOTSTRAP_RESAMPLES
+
+    @property
+    def clear(self) -> bool:
+        return len(self.near) == 1
+
+    @property
+    def ahead(self) -> list[str]:
+        """Candidates whose accuracy is above the top one's beyond noise."""
+        return [name for name in self.near[1:] if self.gaps[name].other_ahead]
+
+    def summary(self, *, score: str = "linear-probe accuracy") -> str:
+        """The verdict in a sentence or two, for the results page and the API."""
+        if not self.gaps:
+            return f"Only {self.top} could be compared, so there is no margin to measure."
+        if self.clear:
+            least = min(gap.holds for gap in self.gaps.values())
+            share = (
+                f"all {self.resamples:,}"
+                if least == 1.0
+                else f"at least {least:.1%} of {self.resamples:,}"
+            )
+            return (
+                f"{self.top} is ahead of every other candidate beyond noise on this sample: "
+                f"its {score} is at least as high as each other's in {share} paired "
+                "bootstrap resamples of the examples."
+            )
+        text = (
+            f"{_and(self.near)} are within noise of each other on this sample; "
+            "fine-tune them briefly to decide (bake-off)."
+        )
+        if self.ahead:
+            verb = "is" if len(self.ahead) == 1 else "are"
+            text += (
+                f" On {score} alone {_and(self.ahead)} {verb} ahead of {self.top} beyond "
+                f"noise; {self.top} ranks first on the four scores together."
+            )
+        return text
+
+
+def ranking_confidence(
+    ranked: Sequence[str],
+    correct: Mapping[str, np.ndarray],
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = BOOTSTRAP_LEVEL,
+    seed: int = 0,
+) -> Confidence:
+    """The top candidate of ``ranked`` against each other one, by paired bootstrap.
+
+    Rule: another candidate is within noise of the top unless the whole
+    ``level`` (95 %) interval of the accuracy gap, top minus other, lies above
+    0. That is a two-sided test at 5 %, and it implies the top one holds in
+    at least 97.5 % of resamples; a rule on ``holds`` alone (say 90 %) would
+    call gaps separated that a second sample of the same size would often
+    reverse. A candidate ahead of the top one on this accuracy beyond noise
+    (the ranking weighs four scores, so that can happen) is not separated
+    either: it is listed with the near ties, and ``Confidence.ahead`` names it.
+    Candidates without correctness data (``correct`` lacks them) are left out.
+    """
+    if not ranked:
+        raise ValueError("there is no ranking to qualify.")
+    top = ranked[0]
+    if top not in correct:
+        raise ValueError(f"{top} has no per-example results to compare.")
+    gaps = {
+        name: paired_bootstrap(
+            correct[top], correct[name], resamples=resamples, level=level, seed=seed
+        )
+        for name in ranked[1:]
+        if name in correct
+    }
+    near = [top] + [name for name, gap in gaps.items() if not gap.separated]
+    return Confidence(top=top, gaps=gaps, near=near, resamples=resamples)
+
+
+# --------------------------------------------------------------------------- budget
+
+
+@dataclass(frozen=True)
+class BudgetPick:
+    """The best-ranked candidate that meets every limit set, or none, and what each other broke.
+
+    ``misses`` maps every candidate that breaks a limit to one phrase per limit
+    it breaks ("22.7M parameters, over the 10.0M limit"); a candidate whose
+    cost was not measured breaks every limit set, since it cannot be shown to
+    meet them.
+    """
+
+    name: str | None
+    rank: int | None
+    misses: dict[str, list[str]]
+    summary: str
+
+
+def best_within_budget(
+    ranked: Sequence[str],
+    costs: Mapping[str, Mapping[str, float | None]],
+    *,
+    max_parameters: int | None = None,
+    max_latency_ms: float | None = None,
+) -> BudgetPick | None:
+    """The first of ``ranked`` (best first) whose cost meets every limit, or ``None`` with no limit.
+
+    ``costs`` gives per candidate ``parameters`` and ``latency_ms``. A limit is
+    met at equality (a limit is the most one accepts). The ranking itself is
+    left as it is: this only reads it, so the budget never changes which
+    model scores best, only which one the run points to when size or speed
+    is bounded.
+    """
+    limits = {
+        "parameters": max_parameters,
+        "latency_ms": max_latency_ms,
+    }
+    limits = {key: value for key, value in limits.items() if value is not None}
+    if not limits:
+        return None
+    misses: dict[str, list[str]] = {}
+    for name in ranked:
+        broken = [
+            _miss(key, (costs.get(name) or {}).get(key), limit) for key, limit in limits.items()
+        ]
+        broken = [phrase for phrase in broken if phrase]
+        if broken:
+            misses[name] = broken
+    fits = [name for name in ranked if name not in misses]
+    budget = _and([_limit_words(key, limit) for key, limit in limits.items()])
+    if not fits:
+        excluded = "; ".join(f"{name}: {_and(phrases)}" for name, phrases in misses.items())
+        return BudgetPick(
+            name=None,
+            rank=None,
+            misses=misses,
+            summary=f"No candidate fits the budget ({budget}). {excluded}.",
+        )
+    name = fits[0]
+    rank = list(ranked).index(name) + 1
+    if rank == 1:
+        summary = f"{name}, ranked first, fits the budget ({budget})."
+    else:
+        above = _and([f"{other} ({_and(misses[other])})" for other in ranked[: rank - 1]])
+        summary = (
+            f"Best within the budget ({budget}): {name}, ranked {_ordinal(rank)}. "
+            f"Ranked above it but over budget: {above}."
+        )
+    return BudgetPick(name=name, rank=rank, misses=misses, summary=summary)
+
+
+def _miss(key: str, value: float | None, limit: float) -> str:
+    """How ``value`` breaks ``limit``, or "" when it meets it."""
+    what = "parameters" if key == "parameters" else "CPU latency"
+    value = _finite(value)
+    if value is None:
+        return f"{what} not measured"
+    if value <= limit:
+        return ""
+    if key == "parameters":
+        shown, cap = human_count(value), human_count(limit)
+        if shown == cap:  # 10.04M against 10.0M: rounded alike, so say it exactly
+            shown, cap = f"{int(value):,}", f"{int(limit):,}"
+        return f"{shown} parameters, over the {cap} limit"
+    return f"{value:.3g} ms CPU latency, over the {limit:g} ms limit"
+
+
+def _limit_words(key: str, limit: float) -> str:
+    if key == "parameters":
+        return f"at most {human_count(limit)} parameters"
+    return f"at most {limit:g} ms CPU latency per example"
+
+
+def human_count(value: float) -> str:
+    """22713216 -> '22.7M', as the portal writes parameter counts everywhere."""
+    n = float(value)
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(int(n))

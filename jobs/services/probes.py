@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.conf import settings
@@ -22,13 +23,17 @@ def probe_launch(
     versions: list,
     max_examples: int,
     seed: int = 0,
+    max_parameters: int | None = None,
+    max_latency_ms: float | None = None,
 ) -> ProbeRun:
     """Check a probe request and queue it: one job, one row per candidate.
 
     Every candidate must be one the user may probe (``governance.access.probe_refusal``:
     published or approved for them, unblocked, and confidential or restricted data
     only under an approval that covers it) and of the dataset's modality; otherwise
-    nothing is created and the message says which.
+    nothing is created and the message says which. The optional budget (largest
+    model, slowest CPU latency per example) does not change the ranking; the
+    run also names the best-ranked candidate within it.
     """
     if not dataset_versions_visible_to(actor).filter(pk=dataset_version.pk).exists():
         raise NotFound("No such dataset.", field="dataset_version")
@@ -38,6 +43,7 @@ def probe_launch(
             f"The number of examples must be between 10 and {settings.PROBE_MAX_EXAMPLES:,}.",
             field="max_examples",
         )
+    max_parameters, max_latency_ms = _check_budget(max_parameters, max_latency_ms)
     with transaction.atomic():
         job = job_create(
             kind=Job.Kind.PROBE,
@@ -47,6 +53,8 @@ def probe_launch(
                 "versions": [v.pk for v in versions],
                 "max_examples": max_examples,
                 "seed": seed,
+                "max_parameters": max_parameters,
+                "max_latency_ms": max_latency_ms,
             },
         )
         run = ProbeRun.objects.create(
@@ -55,6 +63,8 @@ def probe_launch(
             requested_by=actor,
             max_examples=max_examples,
             seed=seed,
+            max_parameters=max_parameters,
+            max_latency_ms=max_latency_ms,
         )
         ProbeResult.objects.bulk_create(
             ProbeResult(run=run, version=v, position=i) for i, v in enumerate(versions)
@@ -86,6 +96,42 @@ def _check_candidates(actor, dataset_version, versions: list) -> None:
                 f"model; {dataset} holds {dataset.get_modality_display().lower()} data.",
                 field="versions",
             )
+
+
+# Sanity caps on a budget: beyond them the number is a typo, not a limit.
+MAX_PARAMETER_LIMIT = 10**13
+MAX_LATENCY_LIMIT_MS = 600_000.0
+
+
+def _check_budget(
+    max_parameters: int | None, max_latency_ms: float | None
+) -> tuple[int | None, float | None]:
+    """The budget as stored, or a PortalError naming the limit that is not a usable number."""
+    if max_parameters is not None and (
+        isinstance(max_parameters, bool)
+        or not isinstance(max_parameters, int)
+        or not 0 < max_parameters <= MAX_PARAMETER_LIMIT
+    ):
+        raise PortalError(
+            "The parameter limit must be a whole number of parameters above 0 (such as "
+            f"110000000 for 110M), at most {MAX_PARAMETER_LIMIT:,}; leave it empty for no limit.",
+            field="max_parameters",
+        )
+    if max_latency_ms is not None:
+        value = max_latency_ms
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or not 0 < value <= MAX_LATENCY_LIMIT_MS
+        ):
+            raise PortalError(
+                "The latency limit must be a number of milliseconds per example above 0, "
+                f"at most {MAX_LATENCY_LIMIT_MS:,.0f}; leave it empty for no limit.",
+                field="max_latency_ms",
+            )
+        max_latency_ms = float(value)
+    return max_parameters, max_latency_ms
 
 
 def probe_result_update(*, ctx: JobContext, result_id: int, **fields: Any) -> None:

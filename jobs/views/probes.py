@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from jobs.forms import ProbeForm
+from jobs.models import ProbeRun
 from jobs.selectors import (
     can_cancel,
     get_probe_for_user,
@@ -21,6 +22,7 @@ from jobs.selectors import (
 )
 from jobs.services.probes import probe_launch
 from jobs.views.jobs import cancel_and_return, live_page
+from jobs.views.probe_chart import tradeoff_charts
 from portal.http import shown_to
 from zoo.selectors.datasets import dataset_versions_visible_to
 
@@ -54,6 +56,8 @@ def probe_new(request: HttpRequest) -> HttpResponse:
                 versions=list(data["versions"]),
                 max_examples=data["max_examples"],
                 seed=data["seed"],
+                max_parameters=data["max_parameters"],
+                max_latency_ms=data["max_latency_ms"],
             )
         if attempt.succeeded:
             messages.success(request, f"Probe queued as job #{run.job_id}.")
@@ -75,6 +79,11 @@ def probe_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "job": run.job,
         "results": results,
         "best": scored[0] if scored else None,
+        "near_tied": _near_tied(run, scored),
+        "budget_choice": next((r for r in results if r.pk == run.budget_choice_id), None),
+        "over_budget": [r for r in scored if r.budget_misses],
+        "cost_method": next((r.cost_method for r in scored if r.cost_method), None),
+        "tradeoff": tradeoff_charts(scored, run),
         "can_cancel": can_cancel(request.user, run.job),
         "queue_warning": queue_warning(run.job),
         "chart": {
@@ -85,6 +94,13 @@ def probe_detail(request: HttpRequest, pk: int) -> HttpResponse:
         },
     }
     return live_page(request, "jobs/probe_detail.html", "jobs/_probe_status.html", context)
+
+
+def _near_tied(run: ProbeRun, scored: list) -> list:
+    """The first place and every candidate within noise of it, in rank order; [] if clear."""
+    if run.confidence != ProbeRun.Confidence.NEAR_TIE:
+        return []
+    return scored[:1] + [r for r in scored[1:] if r.within_noise]
 
 
 @login_required

@@ -13,6 +13,7 @@ import logging
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,16 @@ from zoo.safety import digest_file
 from zoo.storage import copy_blob_to, materialize_version, store_blob
 
 logger = logging.getLogger(__name__)
+
+TEXT_MAX_LENGTH = 128
+"""Tokens a probe embeds per text: the fine-tune form's default ``max_length``.
+
+Features should show what the fine-tune will see: a probe that reads 256
+tokens can favour a model for text a 128-token fine-tune truncates away.
+128 is also what sentence encoders such as all-MiniLM-L6-v2 were trained on.
+It is part of the feature cache key (``features.preprocessing_key``), so
+features embedded at another length are never reused for it.
+"""
 
 
 class CandidateFailed(Exception):
@@ -58,7 +69,7 @@ def probe(ctx: JobContext) -> dict:
                 _run_candidate(
                     ctx, run, result, sample, share=(index / len(results), 1 / len(results))
                 )
-    return _rank_probe(ctx, run)
+    return _rank_probe(ctx, run, n_examples=len(sample.labels))
 
 
 def _sample(ctx: JobContext, run: ProbeRun, tmp: Path) -> _Sample:
@@ -120,8 +131,8 @@ def _run_candidate(ctx, run, result, sample: _Sample, *, share) -> None:
 
 
 def _score_candidate(ctx, *, result, run, sample: _Sample, share, name) -> dict:
-    """Features (cached or extracted) and every score of one candidate."""
-    from jobs.ml.probe import score_features  # sklearn: workers only
+    """Features (cached or extracted), every score and the serving cost of one candidate."""
+    from jobs.ml.probe import pack_correct, score_candidate  # sklearn: workers only
 
     start, width = share
     modality = sample.modality
@@ -134,9 +145,11 @@ def _score_candidate(ctx, *, result, run, sample: _Sample, share, name) -> dict:
     if found != modality:
         raise CandidateFailed(f"{name} is a {found} model; this dataset holds {modality} data.")
     device = "cuda" if ctx.device.startswith("cuda") else "cpu"
-    extract = (
-        features.extract_image_features if modality == "vision" else features.extract_text_features
-    )
+    options = _feature_options(modality)
+    if modality == "vision":
+        extract = features.extract_image_features
+    else:
+        extract = partial(features.extract_text_features, **options)
     X, cached, extraction_seconds = _features(
         ctx, result, run, sample, model_dir, extract, device=device, share=share, name=name
     )
@@ -146,19 +159,46 @@ def _score_candidate(ctx, *, result, run, sample: _Sample, share, name) -> dict:
         reference_images(64) if modality == "vision" else reference_texts(),
         device=device,
     )
-    values = score_features(X, sample.labels, reference, seed=run.seed)
+    scored = score_candidate(X, sample.labels, reference, seed=run.seed)
+    ctx.progress(start + width * 0.95, stage=f"{name}: measuring CPU latency")
+    cost = _measure(model_dir, sample, name=name)
+    ctx.log(
+        f"{name}: {cost.parameters:,} parameters, {cost.latency_ms:.2f} ms per example on the "
+        f"CPU (median of {cost.method['repeats']}, {cost.method['threads']} threads)"
+    )
     ctx.progress(start + width, stage=f"{name}: done")
     return {
-        **values,
+        **scored.values,
+        "linear_correct": pack_correct(scored.linear_correct),
+        "knn_correct": pack_correct(scored.knn_correct),
+        "parameters": cost.parameters,
+        "memory_bytes": cost.memory_bytes,
+        "latency_ms": cost.latency_ms,
+        "cost_method": cost.method,
         "cached": cached,
         "extraction_seconds": extraction_seconds,
         "feature_dim": int(X.shape[1]),
     }
 
 
+def _feature_options(modality: str) -> dict:
+    """What, beyond the model and the device, decides the features: the text length."""
+    return {"max_length": TEXT_MAX_LENGTH} if modality == "text" else {}
+
+
+def _measure(model_dir: Path, sample: _Sample, *, name: str) -> features.ModelCost:
+    """Parameters and single-example CPU latency on real examples of the sample."""
+    try:
+        return features.measure_cost(model_dir, sample.inputs, **_feature_options(sample.modality))
+    except (OSError, ValueError) as exc:
+        raise CandidateFailed(f"{name}: its CPU latency could not be measured: {exc}") from exc
+
+
 def _features(ctx, result, run, sample, model_dir, extract, *, device, share, name):
     """The sample's features from the cache, or extracted now and cached; (X, cached, seconds)."""
-    preprocessing = features.preprocessing_key(model_dir, sample.modality)
+    preprocessing = features.preprocessing_key(
+        model_dir, sample.modality, device=device, **_feature_options(sample.modality)
+    )
     cached = result.version.feature_sets.filter(
         dataset_version=run.dataset_version, preprocessing=preprocessing, sample_key=sample.key
     ).first()
@@ -209,8 +249,8 @@ def _cache_features(ctx, X, version, dataset_version, preprocessing, sample, sec
     )
 
 
-def _rank_probe(ctx, run) -> dict:
-    """One recommended ordering over the candidates that were scored."""
+def _rank_probe(ctx, run, *, n_examples: int) -> dict:
+    """One recommended ordering, how sure its first place is, and the best within the budget."""
     from jobs.ml import scores  # sklearn: workers only
 
     results = list(run.results.select_related("version__model").order_by("position"))
@@ -221,19 +261,118 @@ def _rank_probe(ctx, run) -> dict:
             f"{r.version.model.repo_id} {r.version.label}: {r.error}" for r in failed
         )
         raise PortalError(f"No candidate could be scored. {reasons}")
-    names = {f"{r.version.model.repo_id} {r.version.label}": r for r in done}
+    names = {_name(r): r for r in done}
     ranked = scores.recommend(
         {name: {s: getattr(r, s) for s in ProbeResult.SCORES} for name, r in names.items()}
     )
+    order = [entry.name for entry in ranked]
     for entry in ranked:
         probe_result_update(
             ctx=ctx, result_id=names[entry.name].pk, rank=entry.rank, reason=entry.reason[:300]
         )
     best = ranked[0]
+    confidence = _rank_confidence(ctx, run, order, names, n_examples=n_examples)
+    pick = _budget_pick(ctx, run, order, names)
     probe_run_update(ctx=ctx, run_id=run.pk, recommendation=f"{best.name}: {best.reason}")
     ctx.progress(1.0, stage="Ranked")
     return {
         "recommended": best.name,
-        "ranking": [entry.name for entry in ranked],
-        "failed": [f"{r.version.model.repo_id} {r.version.label}" for r in failed],
+        "ranking": order,
+        "within_noise": confidence.near if confidence is not None else [best.name],
+        "within_budget": pick.name if pick is not None else None,
+        "failed": [_name(r) for r in failed],
     }
+
+
+def _name(result: ProbeResult) -> str:
+    return f"{result.version.model.repo_id} {result.version.label}"
+
+
+def _rank_confidence(ctx, run, order: list[str], names: dict, *, n_examples: int):
+    """The paired bootstrap of the top candidate against each other one, written per result.
+
+    Linear-probe accuracy decides (the score people read); the kNN interval
+    is kept beside it. A candidate scored by older code, without per-example
+    results, is left out of the comparison rather than guessed at.
+    """
+    from jobs.ml import scores
+
+    linear = _correctness(names, "linear_correct", n_examples)
+    knn = _correctness(names, "knn_correct", n_examples)
+    if len(order) == 1:
+        probe_run_update(
+            ctx=ctx,
+            run_id=run.pk,
+            confidence=ProbeRun.Confidence.SINGLE,
+            confidence_note="Only one candidate was scored, so there is no margin to measure.",
+        )
+        return None
+    if order[0] not in linear:
+        return None
+    verdict = scores.ranking_confidence(order, linear, seed=run.seed)
+    if not verdict.gaps:  # nobody else has per-example results to compare with
+        return None
+    knn_gaps = scores.ranking_confidence(order, knn, seed=run.seed).gaps if order[0] in knn else {}
+    for name, gap in verdict.gaps.items():
+        other = knn_gaps.get(name)
+        probe_result_update(
+            ctx=ctx,
+            result_id=names[name].pk,
+            gap_low=gap.low,
+            gap_high=gap.high,
+            top_holds=gap.holds,
+            knn_gap_low=other.low if other else None,
+            knn_gap_high=other.high if other else None,
+            within_noise=not gap.separated,
+        )
+    probe_run_update(
+        ctx=ctx,
+        run_id=run.pk,
+        confidence=ProbeRun.Confidence.CLEAR if verdict.clear else ProbeRun.Confidence.NEAR_TIE,
+        confidence_note=verdict.summary(),
+    )
+    ctx.log(verdict.summary())
+    return verdict
+
+
+def _correctness(names: dict, field: str, n_examples: int) -> dict:
+    """Per-example right/wrong of every candidate that has it for this sample."""
+    from jobs.ml.probe import unpack_correct
+
+    found = {}
+    for name, result in names.items():
+        packed = getattr(result, field)
+        if packed is None:
+            continue
+        try:
+            found[name] = unpack_correct(packed, n_examples)
+        except ValueError:  # recorded on another sample: not comparable row by row
+            continue
+    return found
+
+
+def _budget_pick(ctx, run, order: list[str], names: dict):
+    """The best-ranked candidate within the run's budget; every other's broken limits recorded."""
+    from jobs.ml import scores
+
+    costs = {
+        name: {"parameters": r.parameters, "latency_ms": r.latency_ms} for name, r in names.items()
+    }
+    pick = scores.best_within_budget(
+        order,
+        costs,
+        max_parameters=run.max_parameters,
+        max_latency_ms=run.max_latency_ms,
+    )
+    if pick is None:
+        return None
+    for name, r in names.items():
+        probe_result_update(ctx=ctx, result_id=r.pk, budget_misses=pick.misses.get(name, []))
+    probe_run_update(
+        ctx=ctx,
+        run_id=run.pk,
+        budget_choice_id=names[pick.name].pk if pick.name else None,
+        budget_note=pick.summary,
+    )
+    ctx.log(pick.summary)
+    return pick

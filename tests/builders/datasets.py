@@ -26,6 +26,25 @@ def spam_rows(repeat: int = 4) -> list[dict[str, str]]:
     return rows
 
 
+def keyword_rows(n: int = 60, *, seed: int = 0) -> list[dict[str, str]]:
+    """Texts of five one-piece words each, whose last word (cat or dog) is the label.
+
+    Every text has the same number of tokens, so only a model that tells
+    words apart can beat chance (see ``weights.tiny_bert(blind=True)``).
+    """
+    words = ["apple", "river", "stone", "cloud", "green", "music", "table", "light"]
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, str]] = []
+    seen: set[str] = set()
+    while len(rows) < n:  # no duplicate rows: the upload checks would flag them
+        label = "cat" if len(rows) % 2 else "dog"
+        text = " ".join([*rng.choice(words, 4), label])
+        if text not in seen:
+            seen.add(text)
+            rows.append({"message": text, "label": label})
+    return rows
+
+
 def csv_bytes(rows: list[dict[str, str]]) -> bytes:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]))

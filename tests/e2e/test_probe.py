@@ -41,15 +41,29 @@ def test_upload_a_dataset_and_probe_two_models(
     page.get_by_label("acme/b0 v1 (text)").check()
     page.get_by_label("acme/b1 v1 (text)").check()
     page.get_by_label("Maximum examples").fill("40")
+    page.get_by_label("Largest model (parameters)").fill("1M")
     page.get_by_role("button", name="Run probe").click()
 
     # The page polls the job; the ranking appears without a reload.
     expect(page.get_by_test_id("probe-status")).to_have_text("Succeeded", timeout=120_000)
-    expect(page.get_by_test_id("recommendation")).to_contain_text("Recommended: acme/b")
+    # Two random tiny encoders on 40 texts are too close to call, and the page says so.
+    expect(page.get_by_test_id("recommendation")).to_contain_text("Ranked first: acme/b")
+    expect(page.get_by_test_id("near-ties")).to_contain_text(
+        "are within noise of each other on this sample; fine-tune them briefly to decide"
+    )
+    expect(page.get_by_test_id("near-ties").locator("li")).to_have_count(2)
+    expect(page.get_by_test_id("budget-pick")).to_contain_text("Best within your budget: acme/b")
     table = page.get_by_test_id("probe-results")
     expect(table.locator("tbody tr")).to_have_count(2)
     expect(table).to_contain_text("acme/b0")
+    expect(table).to_contain_text("999.1K")  # parameters, measured on the worker
     expect(page.locator("#probe-chart")).to_be_visible()
+    size_chart = page.get_by_role("img", name="Linear-probe accuracy against model size")
+    expect(size_chart).to_be_visible()
+    expect(size_chart.locator(".dot")).to_have_count(2)
+    expect(size_chart.locator("line.limit")).to_have_count(1)
+    latency_chart = page.get_by_role("img", name="Linear-probe accuracy against CPU latency")
+    expect(latency_chart).to_be_visible()
 
     # The dataset page lists the probe in its history.
     page.get_by_role("link", name="support-tickets v1").click()

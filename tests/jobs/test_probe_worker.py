@@ -8,10 +8,11 @@ import time
 import pytest
 from celery.worker import state as worker_state
 from django.db import transaction
+from transformers import BertModel
 
 from jobs import engine
 from jobs.ml import features
-from jobs.models import FeatureSet, Job, ProbeResult
+from jobs.models import FeatureSet, Job, ProbeResult, ProbeRun
 from jobs.services.probes import probe_launch
 from tests.builders.catalogue import import_model
 from tests.builders.datasets import text_dataset
@@ -45,7 +46,7 @@ def encoders(people, tmp_path):
     ]
 
 
-def test_a_worker_runs_a_probe_end_to_end(celery_worker, people, encoders):
+def test_a_worker_runs_a_probe_end_to_end(celery_worker, people, encoders, tmp_path):
     alice, _ = people
     dataset = text_dataset(alice)
     with transaction.atomic():
@@ -60,6 +61,16 @@ def test_a_worker_runs_a_probe_end_to_end(celery_worker, people, encoders):
     assert FeatureSet.objects.count() == 2
     run.refresh_from_db()
     assert run.recommendation
+    # Size and CPU latency measured on the worker, and a verdict on how sure the ranking is.
+    numel = sum(p.numel() for p in BertModel.from_pretrained(tmp_path / "b0").parameters())
+    for result in run.results.all():
+        assert result.parameters == numel  # both encoders share one architecture
+        assert result.memory_bytes == 4 * numel
+        assert 0 < result.latency_ms < 1000
+        assert result.cost_method["device"] == "cpu"
+        assert result.cost_method["threads"] >= 1
+    assert run.confidence in {ProbeRun.Confidence.CLEAR, ProbeRun.Confidence.NEAR_TIE}
+    assert run.confidence_note
 
 
 @pytest.fixture

@@ -341,6 +341,57 @@ def test_a_corrupt_image_raises_value_error_naming_the_file(tiny_vit, photos, tm
         extract_image_features(tiny_vit, [truncated])
 
 
+# --------------------------------------------------------------------------- serving cost
+
+
+def test_cost_of_a_text_model_counts_its_parameters_and_times_single_examples(tiny_bert):
+    from transformers import BertModel
+
+    model = BertModel.from_pretrained(tiny_bert, local_files_only=True)
+
+    cost = feats.measure_cost(tiny_bert, TEXTS, max_length=128, warmup=2, repeats=5)
+
+    assert cost.parameters == sum(p.numel() for p in model.parameters())
+    assert cost.memory_bytes == 4 * cost.parameters
+    # A hidden-32, two-layer BERT: well under a second per example on any CPU.
+    assert 0 < cost.latency_ms < 1000
+    assert cost.method == cost.method | {
+        "device": "cpu",
+        "precision": "fp32",
+        "batch_size": 1,
+        "warmup": 2,
+        "repeats": 5,
+        "statistic": "median",
+        "threads": torch.get_num_threads(),
+        "max_length": 128,
+    }
+
+
+def test_cost_of_vision_models_counts_the_backbone_only(tiny_vit, effnet, photos):
+    from transformers import ViTModel
+
+    from jobs.ml.vision import EfficientNetLite
+
+    vit = feats.measure_cost(tiny_vit, [str(p) for p in photos], repeats=3)
+    lite = feats.measure_cost(effnet, [str(p) for p in photos], warmup=1, repeats=2)
+
+    vit_model = ViTModel.from_pretrained(tiny_vit, local_files_only=True)
+    assert vit.parameters == sum(p.numel() for p in vit_model.parameters())
+    assert vit.method["image_size"] == 32
+    net = EfficientNetLite("efficientnet-lite0")
+    classifier = sum(p.numel() for p in net._fc.parameters())
+    assert lite.parameters == sum(p.numel() for p in net.parameters()) - classifier
+    assert 3_000_000 < lite.parameters < 4_000_000  # EfficientNet-Lite0's backbone: 3.4M
+    assert lite.latency_ms > 0
+
+
+def test_cost_refuses_no_examples_and_bad_repeats(tiny_bert):
+    with pytest.raises(ValueError, match="at least one example"):
+        feats.measure_cost(tiny_bert, [])
+    with pytest.raises(ValueError, match="repeats at least 1"):
+        feats.measure_cost(tiny_bert, TEXTS, repeats=0)
+
+
 # --------------------------------------------------------------------------- cache keys
 
 
@@ -357,6 +408,9 @@ def test_preprocessing_key_is_stable_and_names_what_changes_features(tiny_bert, 
     # all-MiniLM-L6-v2 was trained on at most 256 word pieces (sentence_bert_config.json).
     minilm = _minilm_dir()
     assert preprocessing_key(minilm, "text", max_length=512) == preprocessing_key(minilm, "text")
+    # The probe's 128 tokens are a different key: features embedded at 256 are not reused.
+    assert preprocessing_key(minilm, "text", max_length=128) != preprocessing_key(minilm, "text")
+    assert "-text-L128-" in preprocessing_key(minilm, "text", max_length=128)
     with pytest.raises(TypeError, match="image_size"):
         preprocessing_key(tiny_vit, "vision", image_size=64)
 

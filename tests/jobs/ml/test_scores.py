@@ -15,16 +15,22 @@ import pytest
 from scipy.optimize import minimize
 from scipy.spatial.distance import pdist
 
+from jobs.ml.probe import pack_correct, score_candidate, unpack_correct
 from jobs.ml.scores import (
     Ranked,
     _logme_per_class,
     _median_heuristic,
     _squared_distances,
+    best_within_budget,
     h_score,
     knn_accuracy,
+    knn_predictions,
     linear_probe_accuracy,
+    linear_probe_predictions,
     logme,
     mmd_rbf,
+    paired_bootstrap,
+    ranking_confidence,
     recommend,
     stratified_sample,
     validate_inputs,
@@ -555,3 +561,198 @@ def test_validate_labels_refuses_empty_labels():
 def test_mmd_refuses_bad_input_with_a_clear_message(x, y, message):
     with pytest.raises(ValueError, match=message):
         mmd_rbf(x, y)
+
+
+# ------------------------------------------------------------------- out-of-fold predictions
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "predictions"),
+    [(linear_probe_accuracy, linear_probe_predictions), (knn_accuracy, knn_predictions)],
+)
+def test_out_of_fold_predictions_are_what_the_accuracy_counts(accuracy, predictions):
+    x, y = _clustered(90, 6, 3, spread=0.8, seed=4)
+    labels = np.array(["spam", "ham", "other"])[y]  # renumbered in sorted order
+
+    predicted = predictions(x, labels, seed=2)
+
+    ids = validate_labels(labels)
+    assert predicted.shape == (90,)
+    assert set(np.unique(predicted)) <= {0, 1, 2}
+    assert accuracy(x, labels, seed=2) == int((predicted == ids).sum()) / 90
+
+
+def test_score_candidate_gives_the_same_numbers_as_each_score_alone():
+    x, y = _clustered(60, 5, 2, spread=1.0, seed=1)
+    reference = np.random.default_rng(9).standard_normal((30, 5))
+
+    scored = score_candidate(x, y, reference, seed=3)
+
+    assert scored.values["linear_probe_accuracy"] == linear_probe_accuracy(x, y, seed=3)
+    assert scored.values["knn_accuracy"] == knn_accuracy(x, y, seed=3)
+    assert scored.values["logme"] == logme(x, y)
+    assert scored.linear_correct.mean() == scored.values["linear_probe_accuracy"]
+    assert scored.knn_correct.dtype == bool
+
+
+def test_correctness_packs_into_bits_and_back():
+    correct = np.random.default_rng(0).random(20_001) > 0.3
+
+    packed = pack_correct(correct)
+
+    assert len(packed) == 2501
+    np.testing.assert_array_equal(unpack_correct(packed, 20_001), correct)
+    with pytest.raises(ValueError, match="cannot hold exactly 30000"):
+        unpack_correct(packed, 30_000)
+
+
+# --------------------------------------------------------------------------- paired bootstrap
+
+
+def test_identical_predictions_are_within_noise():
+    correct = np.random.default_rng(0).random(200) > 0.4
+
+    gap = paired_bootstrap(correct, correct.copy())
+
+    assert (gap.difference, gap.low, gap.high, gap.holds) == (0.0, 0.0, 0.0, 1.0)
+    assert not gap.separated
+
+
+def test_a_clearly_better_model_is_separated_and_a_small_edge_is_not():
+    rng = np.random.default_rng(1)
+    other = rng.random(400) > 0.5  # about 50 % right
+    better = other | (rng.random(400) > 0.4)  # right wherever other is, and more
+    edge = other.copy()
+    edge[np.flatnonzero(~other)[:3]] = True  # three more right answers out of 400
+
+    clear = paired_bootstrap(better, other, seed=0)
+    close = paired_bootstrap(edge, other, seed=0)
+
+    assert clear.separated
+    assert clear.low > 0.2
+    assert clear.holds == 1.0
+    assert close.difference == pytest.approx(3 / 400)
+    assert not close.separated
+    assert close.low <= 0 < close.high
+    assert paired_bootstrap(other, better).other_ahead
+
+
+def test_the_count_bootstrap_matches_resampling_the_examples():
+    rng = np.random.default_rng(5)
+    a = rng.random(150) > 0.3
+    b = rng.random(150) > 0.45
+    draws = rng.integers(0, 150, size=(4000, 150))
+    naive = (a[draws].mean(axis=1)) - (b[draws].mean(axis=1))
+
+    gap = paired_bootstrap(a, b, resamples=4000, seed=1)
+
+    assert gap.low == pytest.approx(np.quantile(naive, 0.025), abs=0.015)
+    assert gap.high == pytest.approx(np.quantile(naive, 0.975), abs=0.015)
+    assert gap.holds == pytest.approx(np.mean(naive >= 0), abs=0.02)
+    assert paired_bootstrap(a, b, seed=7) == paired_bootstrap(a, b, seed=7)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "options", "message"),
+    [
+        (np.ones(3), np.ones(4), {}, "same length"),
+        (np.ones((2, 2)), np.ones((2, 2)), {}, "1-D"),
+        (np.ones(0), np.ones(0), {}, "no examples"),
+        (np.ones(3), np.ones(3), {"resamples": 0}, "resamples must be at least 1"),
+        (np.ones(3), np.ones(3), {"level": 1.0}, "level must be between 0 and 1"),
+    ],
+)
+def test_paired_bootstrap_refuses_bad_input_with_a_clear_message(a, b, options, message):
+    with pytest.raises(ValueError, match=message):
+        paired_bootstrap(a, b, **options)
+
+
+def test_two_identical_feature_sets_are_within_noise_and_a_clearly_better_one_is_not():
+    x, y = _clustered(120, 8, 3, spread=2.5, seed=3)
+    noise = np.random.default_rng(8).standard_normal((120, 8))
+    correct = {
+        name: linear_probe_predictions(features, y, seed=0) == validate_labels(y)
+        for name, features in (("good", x), ("twin", x.copy()), ("noise", noise))
+    }
+
+    verdict = ranking_confidence(["good", "twin", "noise"], correct)
+
+    assert verdict.near == ["good", "twin"]
+    assert not verdict.clear
+    assert verdict.gaps["noise"].separated
+    assert verdict.summary() == (
+        "good and twin are within noise of each other on this sample; "
+        "fine-tune them briefly to decide (bake-off)."
+    )
+    alone = ranking_confidence(["good", "noise"], correct)
+    assert alone.clear
+    assert alone.summary().startswith("good is ahead of every other candidate beyond noise")
+
+
+def test_a_candidate_ahead_of_the_top_on_accuracy_is_named():
+    rng = np.random.default_rng(2)
+    weak = rng.random(300) > 0.6
+    strong = weak | (rng.random(300) > 0.3)
+
+    # The ranking weighs four scores, so the first place can be the weaker probe.
+    verdict = ranking_confidence(["weak", "strong"], {"weak": weak, "strong": strong})
+
+    assert verdict.near == ["weak", "strong"]
+    assert verdict.ahead == ["strong"]
+    assert "On linear-probe accuracy alone strong is ahead of weak beyond noise" in (
+        verdict.summary()
+    )
+
+
+# --------------------------------------------------------------------------- budget
+
+COSTS = {
+    "big": {"parameters": 110_000_000, "latency_ms": 30.0},
+    "mid": {"parameters": 22_700_000, "latency_ms": 8.0},
+    "small": {"parameters": 4_400_000, "latency_ms": 2.5},
+}
+
+
+def test_the_best_within_budget_is_the_best_ranked_candidate_meeting_every_limit():
+    pick = best_within_budget(
+        ["big", "mid", "small"], COSTS, max_parameters=50_000_000, max_latency_ms=5
+    )
+
+    assert (pick.name, pick.rank) == ("small", 3)
+    assert pick.misses == {
+        "big": [
+            "110.0M parameters, over the 50.0M limit",
+            "30 ms CPU latency, over the 5 ms limit",
+        ],
+        "mid": ["8 ms CPU latency, over the 5 ms limit"],
+    }
+    assert pick.summary.startswith(
+        "Best within the budget (at most 50.0M parameters and at most 5 ms CPU latency per "
+        "example): small, ranked 3rd. Ranked above it but over budget: big ("
+    )
+
+
+def test_a_limit_is_met_at_equality_and_the_top_one_may_fit():
+    pick = best_within_budget(["mid", "big"], COSTS, max_parameters=22_700_000)
+
+    assert (pick.name, pick.rank, pick.misses) == ("mid", 1, {"big": [pick.misses["big"][0]]})
+    assert pick.summary == "mid, ranked first, fits the budget (at most 22.7M parameters)."
+
+
+def test_when_none_fits_the_budget_says_which_limit_excluded_what():
+    costs = {**COSTS, "odd": {"parameters": None, "latency_ms": None}}
+
+    pick = best_within_budget(["big", "odd"], costs, max_latency_ms=1)
+
+    assert pick.name is None
+    assert pick.rank is None
+    assert pick.summary == (
+        "No candidate fits the budget (at most 1 ms CPU latency per example). "
+        "big: 30 ms CPU latency, over the 1 ms limit; odd: CPU latency not measured."
+    )
+
+
+def test_without_limits_there_is_no_budget_pick_and_close_counts_are_written_exactly():
+    assert best_within_budget(["big"], COSTS) is None
+    pick = best_within_budget(["big"], {"big": {"parameters": 10_040_000}}, max_parameters=10**7)
+    assert pick.misses["big"] == ["10,040,000 parameters, over the 10,000,000 limit"]
