@@ -217,6 +217,57 @@ def text_baseline(
     return _full_proba(model, vectorizer.transform(list(test_texts)), class_count, len(test_texts))
 
 
+def frozen_probe(
+    model_dir: Path,
+    modality: str,
+    train_inputs: Sequence,
+    y_train: np.ndarray,
+    test_inputs: Sequence,
+    class_count: int,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    max_length: int = 128,
+) -> np.ndarray:
+    """(n_test, class_count) probabilities of a linear head on the base model's frozen features.
+
+    The head-only probe a fine-tune must beat: mean-pooled features (text, at
+    the fine-tune's length) or pooled backbone features (images), standardised,
+    and an L2-regularised logistic regression (C=1) trained on the same rows.
+    A fine-tune below it has lost what the pretrained features already knew
+    (too few steps to fit a new head through a pooler the base never trained,
+    a rate too high or too low), which the verdict then says.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from jobs.ml.features import extract_image_features, extract_text_features
+
+    y = _labels_for_baseline(y_train, class_count)
+    if len(train_inputs) != y.size:
+        raise ValueError(f"{len(train_inputs)} training inputs for {y.size} labels")
+    if np.unique(y).size < 2:
+        return _constant(y, class_count, len(test_inputs))
+    if modality == "vision":
+        x_train = extract_image_features(model_dir, list(train_inputs), device=device)
+        x_test = extract_image_features(model_dir, list(test_inputs), device=device)
+    else:
+        x_train = extract_text_features(
+            model_dir, list(train_inputs), device=device, max_length=max_length
+        )
+        x_test = extract_text_features(
+            model_dir, list(test_inputs), device=device, max_length=max_length
+        )
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(np.asarray(x_train, dtype=np.float64), y)
+    out = np.zeros((len(test_inputs), class_count), dtype=np.float64)
+    out[:, model.classes_] = model.predict_proba(np.asarray(x_test, dtype=np.float64))
+    return out
+
+
 def _pixels(paths: Sequence[Path | str], size: int) -> np.ndarray:
     from PIL import Image
 

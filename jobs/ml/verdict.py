@@ -28,3 +28,26 @@ def transfer_verdict(metrics: dict, baseline: dict) -> str:
         f"Fine-tune {tuned:.3f} vs {method} {base:.3f} (test macro-F1): the pretrained "
         f"model adds {tuned - base:.3f}."
     )
+
+
+def frozen_verdict(metrics: dict, frozen: dict) -> str:
+    """One sentence on whether fine-tuning beat a linear head on the base's frozen features."""
+    try:
+        tuned, probe = float(metrics["macro_f1"]), float(frozen["macro_f1"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    if probe - tuned > LITTLE_GAIN:
+        return (
+            f"Fine-tune {tuned:.3f} vs a linear head on the frozen base features {probe:.3f} "
+            "(test macro-F1): the fine-tune fell below what the base already knew; try head "
+            "only, more epochs or a higher learning rate."
+        )
+    if tuned - probe < LITTLE_GAIN:
+        return (
+            f"Fine-tune {tuned:.3f} vs a linear head on the frozen base features {probe:.3f} "
+            "(test macro-F1): fine-tuning the encoder adds little over the frozen features."
+        )
+    return (
+        f"Fine-tune {tuned:.3f} vs a linear head on the frozen base features {probe:.3f} "
+        f"(test macro-F1): fine-tuning the encoder adds {tuned - probe:.3f}."
+    )

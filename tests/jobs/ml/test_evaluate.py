@@ -13,13 +13,14 @@ from sklearn.metrics import (
 )
 
 from jobs.ml.evaluate import (
+    frozen_probe,
     classification_report,
     energy_estimate,
     expected_calibration_error,
     image_baseline,
     text_baseline,
 )
-from tests.builders.weights import colour_images, spam_task
+from tests.builders.weights import colour_images, spam_task, tiny_bert
 
 NAMES = ["cat", "dog", "bird"]
 
@@ -150,3 +151,19 @@ def test_energy_estimate_arithmetic():
     assert cpu["co2_kg"] == pytest.approx(0.065 * 2 * 0.1)
     with pytest.raises(ValueError, match="non-negative"):
         energy_estimate(seconds=-1, device="cpu")
+
+
+def test_frozen_probe_reads_the_words_a_blind_encoder_cannot(tmp_path):
+    """A linear head on frozen features: it learns the toy from a random BERT, not from a blind one."""
+    train, test = spam_task(6), spam_task(2, start=20)
+    seeing = frozen_probe(tiny_bert(tmp_path / "seeing"), "text", *train, test[0], 2)
+    blind = frozen_probe(tiny_bert(tmp_path / "blind", blind=True), "text", *train, test[0], 2)
+    assert seeing.shape == (len(test[0]), 2)
+    np.testing.assert_allclose(seeing.sum(axis=1), 1.0)
+    seeing_accuracy = float(np.mean(seeing.argmax(axis=1) == test[1]))
+    blind_accuracy = float(np.mean(blind.argmax(axis=1) == test[1]))
+    assert seeing_accuracy >= 0.9
+    assert blind_accuracy <= 0.75
+    # One class in training: that class, as the other baselines do.
+    one = frozen_probe(tmp_path / "seeing", "text", train[0][:3], np.zeros(3, int), test[0], 2)
+    assert (one[:, 0] == 1.0).all()

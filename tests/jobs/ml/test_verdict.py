@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs.ml.verdict import transfer_verdict
+from jobs.ml.verdict import frozen_verdict, transfer_verdict
 
 BASELINE = {"macro_f1": 1.0, "method": "TF-IDF + logistic regression"}
 
@@ -25,3 +25,13 @@ def test_a_small_gain_is_called_little_and_a_real_one_is_measured():
 def test_missing_metrics_give_no_sentence():
     assert transfer_verdict({}, BASELINE) == ""
     assert transfer_verdict({"macro_f1": None}, BASELINE) == ""
+
+
+def test_a_fine_tune_below_its_frozen_features_is_told_so():
+    assert frozen_verdict({"macro_f1": 0.30}, {"macro_f1": 0.65}).startswith(
+        "Fine-tune 0.300 vs a linear head on the frozen base features 0.650 (test macro-F1): "
+        "the fine-tune fell below what the base already knew"
+    )
+    assert "adds little" in frozen_verdict({"macro_f1": 0.66}, {"macro_f1": 0.65})
+    assert frozen_verdict({"macro_f1": 0.80}, {"macro_f1": 0.65}).endswith("adds 0.150.")
+    assert frozen_verdict({}, {"macro_f1": 0.65}) == ""
