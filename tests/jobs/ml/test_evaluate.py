@@ -13,10 +13,10 @@ from sklearn.metrics import (
 )
 
 from jobs.ml.evaluate import (
-    frozen_probe,
     classification_report,
     energy_estimate,
     expected_calibration_error,
+    frozen_probe,
     image_baseline,
     text_baseline,
 )
