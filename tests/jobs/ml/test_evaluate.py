@@ -154,7 +154,7 @@ def test_energy_estimate_arithmetic():
 
 
 def test_frozen_probe_reads_the_words_a_blind_encoder_cannot(tmp_path):
-    """A linear head on frozen features: it learns the toy from a random BERT, not from a blind one."""
+    """A linear head on frozen features learns the toy from a random BERT, not a blind one."""
     train, test = spam_task(6), spam_task(2, start=20)
     seeing = frozen_probe(tiny_bert(tmp_path / "seeing"), "text", *train, test[0], 2)
     blind = frozen_probe(tiny_bert(tmp_path / "blind", blind=True), "text", *train, test[0], 2)
