@@ -1,0 +1,226 @@
+"""Transferability benchmark: how well the probe's scores and ranking predict fine-tuned accuracy.
+
+For each dataset of ``_transfer_data`` the probe's work is done on the train
+and validation rows (what a probe of that dataset would see; the test rows
+are never touched): features of every candidate (mean-pooled, as the probe
+extracts them) at the old default length (256 tokens) and the new one (128,
+the fine-tune's length), raw and L2-normalised; then LogME, linear probe, kNN
+and H-score through ``jobs.ml.probe.score_features``. Each score, and each
+ranking rule built from them, is compared with the ground truth of
+``bench/data/transfer/truth.json`` (written by ``bench/transfer_truth.py``:
+the test accuracy of the better of two full fine-tunes):
+
+- tau_w: weighted Kendall tau (``scipy.stats.weightedtau``, hyperbolic
+  weights: swaps near the top cost more), the measure the probe is tuned on;
+- tau: plain Kendall tau-b;
+- regret: true accuracy of the best candidate minus that of the one ranked
+  first, in points.
+
+The baseline in the same run is the ranking as it was (mean rank of the four
+scores on 256-token features); the ratio lines compare the new rule with it.
+A candidate's truth may tie with others (several controls stay at the
+majority class); ties count as ties in both taus.
+
+    .venv/bin/python bench/transfer.py [--datasets sms_spam,fortunes]
+
+Needs no database; CPU only, a few minutes (features are cached under
+~/.cache/portal-bench/transfer-features).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _transfer_data import DATA_DIR, DATASETS, MODELS, load_dataset, model_dir  # noqa: E402
+
+from jobs.ml import scores  # noqa: E402
+from jobs.ml.features import extract_text_features  # noqa: E402
+from jobs.ml.probe import score_features  # noqa: E402
+from jobs.ml.reference import reference_texts  # noqa: E402
+
+FEATURE_CACHE = Path.home() / ".cache" / "portal-bench" / "transfer-features"
+SCORES = ("logme", "linear_probe_accuracy", "knn_accuracy", "h_score")
+LENGTHS = (256, 128)
+
+
+def truth() -> dict[str, dict[str, float]]:
+    """{dataset: {model: true accuracy}}: the better learning rate of the truth grid."""
+    runs = json.loads((DATA_DIR / "truth.json").read_text())["runs"]
+    out: dict[str, dict[str, float]] = {}
+    for run in runs:
+        if run["kind"] != "truth":
+            continue
+        cell = out.setdefault(run["dataset"], {})
+        cell[run["model"]] = max(cell.get(run["model"], 0.0), run["test_accuracy"])
+    return out
+
+
+def _features(model: str, texts: list[str], max_length: int) -> np.ndarray:
+    key = hashlib.sha256(
+        json.dumps([model, max_length, texts], ensure_ascii=False).encode()
+    ).hexdigest()[:24]
+    path = FEATURE_CACHE / f"{model}-{max_length}-{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    x = extract_text_features(model_dir(model), texts, max_length=max_length)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, x)
+    return x
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
+
+
+def probe_scores(dataset: str, models) -> dict[str, dict[str, dict[str, float]]]:
+    """{variant: {model: {score: value}}} for variants "256", "128", "128-l2"."""
+    splits = load_dataset(dataset)
+    texts = splits["train"][0] + splits["val"][0]
+    names = splits["train"][1] + splits["val"][1]
+    classes = sorted(set(names))
+    labels = np.array([classes.index(n) for n in names])
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for model in models:
+        for length in LENGTHS:
+            x = _features(model, texts, length)
+            ref = _features(model, reference_texts(), length)
+            out.setdefault(str(length), {})[model] = score_features(x, labels, ref)
+            if length == 128:
+                out.setdefault("128-l2", {})[model] = score_features(_l2(x), labels, _l2(ref))
+    return out
+
+
+def _order_score(ranked: list) -> dict[str, float]:
+    """A ranking as a score (higher = better) for the taus."""
+    return {entry.name: -float(entry.rank) for entry in ranked}
+
+
+def rules(values: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """{rule: {model: score}} for every single score and ranking rule measured."""
+    out: dict[str, dict[str, float]] = {}
+    for variant, by_model in values.items():
+        for score in SCORES:
+            out[f"{score} @{variant}"] = {m: v[score] for m, v in by_model.items()}
+        out[f"mean rank (4 scores) @{variant}"] = _order_score(scores.recommend(by_model))
+    return out
+
+
+def _taus(true: dict[str, float], predicted: dict[str, float]) -> tuple[float, float, float]:
+    from scipy.stats import kendalltau, weightedtau
+
+    models = sorted(true)
+    t = np.array([true[m] for m in models])
+    p = np.array([predicted[m] for m in models])
+    tau_w = float(weightedtau(t, p).statistic)
+    tau = float(kendalltau(t, p).statistic)
+    picked = models[int(np.argmax(p))]
+    regret = 100.0 * (t.max() - true[picked])
+    return tau_w, tau, regret
+
+
+def recipe_table() -> None:
+    """The form's default recipe per cell against the grid and the previous defaults.
+
+    grid best = the best test accuracy of any grid run of the cell (an oracle:
+    it peeks at test); grid by validation = the grid run with the best
+    validation macro-F1, what a person running the grid would pick. Cost is
+    in epochs of training (one per rate tried, plus the chosen run's later
+    epochs), against one 3-epoch run; seconds are shown too, but a shared
+    machine disturbs them.
+    """
+    runs = json.loads((DATA_DIR / "truth.json").read_text())["runs"]
+    cells: dict[tuple[str, str], dict[str, list[dict]]] = {}
+    for run in runs:
+        cells.setdefault((run["dataset"], run["model"]), {}).setdefault(run["kind"], []).append(run)
+    rows = [(k, v) for k, v in sorted(cells.items()) if "recipe" in v]
+    if not rows:
+        return
+    print(
+        "\nrecipe (form default) per cell: test accuracy, gap to the grid in points, cost"
+        "\ncell                              previous recipe  rate    grid best  by val"
+        "  gap best  gap val  epochs  cost"
+    )
+    gaps = []
+    for (dataset, model), kinds in rows:
+        recipe = kinds["recipe"][0]
+        grid = kinds.get("truth", []) + kinds.get("grid", [])
+        best = max(r["test_accuracy"] for r in grid)
+        by_val = max(grid, key=lambda r: r["val_macro_f1"])["test_accuracy"]
+        previous = kinds.get("previous", [{}])[0].get("test_accuracy")
+        one_run = [r["wall_seconds"] for r in grid if r["epochs"] == 3]
+        cost = recipe["epochs_trained"] / 3
+        gap_best, gap_val = (
+            100 * (recipe["test_accuracy"] - best),
+            100 * (recipe["test_accuracy"] - by_val),
+        )
+        gaps.append((gap_best, gap_val, cost, len(grid)))
+        shown = f"{previous:.3f}" if previous is not None else "  -  "
+        print(
+            f"{dataset + ' / ' + model:33s} {shown:>8s} {recipe['test_accuracy']:.3f}"
+            f"  {recipe.get('learning_rate_trained') or 0:.0e}  {best:.3f} ({len(grid)})"
+            f"  {by_val:.3f} {gap_best:+8.1f} {gap_val:+8.1f} {recipe['epochs_trained']:5d}"
+            f"  {cost:.2f}x ({recipe['wall_seconds']:.0f} s vs"
+            f" {np.median(one_run):.0f} s)"
+        )
+    a = np.array(gaps)
+    print(
+        f"mean gap to the grid's best cell {a[:, 0].mean():+.1f} points"
+        f" (worst {a[:, 0].min():+.1f});"
+        f" to the grid chosen on validation {a[:, 1].mean():+.1f}; cost {a[:, 2].mean():.2f}x"
+        " one 3-epoch run (epochs)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--recipe-only", action="store_true", help="only the recipe table")
+    args = parser.parse_args()
+    if args.recipe_only:
+        recipe_table()
+        return
+    gold = truth()
+    table: dict[str, list[tuple[float, float, float]]] = {}
+    for dataset in args.datasets.split(","):
+        models = [m for m in MODELS if m in gold.get(dataset, {})]
+        if len(models) < 3:
+            print(f"{dataset}: ground truth for {len(models)} models only; skipped")
+            continue
+        measured = rules(probe_scores(dataset, models))
+        shown = ", ".join(f"{m} {gold[dataset][m]:.3f}" for m in models)
+        print(f"{dataset}: true accuracy {shown}")
+        for rule, predicted in measured.items():
+            table.setdefault(rule, []).append(_taus(gold[dataset], predicted))
+    if not table:
+        raise SystemExit("no dataset has ground truth yet: run bench/transfer_truth.py")
+    n = len(next(iter(table.values())))
+    print(f"\nmean over {n} datasets       tau_w   tau   regret(pts)  worst tau_w")
+    for rule, rows in table.items():
+        a = np.array(rows)
+        print(
+            f"{rule:38s} {a[:, 0].mean():6.3f} {a[:, 1].mean():6.3f} {a[:, 2].mean():8.2f}"
+            f" {a[:, 0].min():10.3f}"
+        )
+    old = np.array(table["mean rank (4 scores) @256"])
+    for rule in ("mean rank (4 scores) @128", "mean rank (4 scores) @128-l2"):
+        new = np.array(table[rule])
+        print(
+            f"{rule} vs the old ranking: tau_w {new[:, 0].mean():.3f} / {old[:, 0].mean():.3f}"
+            f" = {new[:, 0].mean() / old[:, 0].mean():.2f}x; regret {new[:, 2].mean():.2f}"
+            f" vs {old[:, 2].mean():.2f} points"
+        )
+    recipe_table()
+
+
+if __name__ == "__main__":
+    main()
