@@ -31,7 +31,8 @@ def test_launch_a_fine_tune_from_the_model_page_and_watch_it_finish(
     expect(page.get_by_label("LoRA target modules")).to_have_value("query, value")
     page.get_by_label("Head only (frozen backbone)").check()
     expect(page.get_by_test_id("lora-fields")).to_be_hidden()
-    expect(page.get_by_label("Learning rate", exact=True)).to_have_value("0.001")  # head-only default
+    # The head-only default rate.
+    expect(page.get_by_label("Learning rate", exact=True)).to_have_value("0.001")
     page.get_by_label("Epochs").fill("1")
     page.get_by_label("Batch size").fill("8")
     page.get_by_role("button", name="Launch fine-tune").click()
