@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .verdict import frozen_verdict
+
 __all__ = ["build_model_card", "hf_license"]
 
 # License identifiers the Hugging Face Hub accepts in card metadata
@@ -172,6 +174,7 @@ def _evaluation(metrics: Mapping, baseline: Mapping, class_names: list[str], nam
         "### Overall",
         "",
         _overall_table(metrics, baseline),
+        *_frozen_head_lines(metrics, baseline),
         "",
         "### Per class",
         "",
@@ -190,6 +193,20 @@ def _evaluation(metrics: Mapping, baseline: Mapping, class_names: list[str], nam
         "Probabilities are the raw softmax outputs, without temperature scaling.",
     ]
     return "\n".join(parts)
+
+
+def _frozen_head_lines(metrics: Mapping, baseline: Mapping) -> list[str]:
+    """The head-only probe beside the fine-tune: what fine-tuning the encoder added."""
+    frozen = baseline.get("frozen_head") or {}
+    if "macro_f1" not in frozen:
+        return []
+    return [
+        "",
+        f"A linear head on the base model's frozen features (logistic regression, trained on "
+        f"the same training split) reaches accuracy {_num(frozen.get('accuracy'))} and "
+        f"macro-F1 {_num(frozen.get('macro_f1'))} on this test split. "
+        + frozen_verdict(metrics, frozen),
+    ]
 
 
 def _overall_table(metrics: Mapping, baseline: Mapping) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 # Below this macro-F1 gap the transfer is within the noise of a small test split.
 LITTLE_GAIN = 0.02
+# The head-only probe every fine-tune is scored beside (``evaluate.frozen_probe``).
+FROZEN_HEAD_METHOD = "logistic regression on the base model's frozen features"
 
 
 def transfer_verdict(metrics: dict, baseline: dict) -> str:

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from governance.access import may_launch_finetunes, versions_finetunable_by
 from jobs.forms import FineTuneForm
 from jobs.ml.config import FineTuneConfig
-from jobs.ml.verdict import transfer_verdict
+from jobs.ml.verdict import frozen_verdict, transfer_verdict
 from jobs.models import FineTuneRun
 from jobs.selectors import (
     can_cancel,
@@ -161,8 +161,9 @@ def finetune_view_data(run: FineTuneRun) -> dict:
         }
         for name, values in (metrics.get("slices") or {}).items()
     ]
+    frozen = baseline.get("frozen_head") or {}
     comparison = [
-        (label, metrics.get(key), baseline.get(key), better)
+        (label, metrics.get(key), baseline.get(key), frozen.get(key), better)
         for label, key, better in (
             ("Accuracy", "accuracy", "higher"),
             ("Macro-F1", "macro_f1", "higher"),
@@ -192,6 +193,8 @@ def finetune_view_data(run: FineTuneRun) -> dict:
         },
         "comparison": comparison,
         "verdict": transfer_verdict(metrics, baseline) if metrics and baseline else "",
+        "frozen": frozen,
+        "frozen_verdict": frozen_verdict(metrics, frozen) if metrics and frozen else "",
         "per_class": per_class,
         "confusion": confusion,
         "classes": classes,

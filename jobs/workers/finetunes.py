@@ -26,7 +26,7 @@ from jobs.ml import card as cards
 from jobs.ml import finetune as ft
 from jobs.ml import splits
 from jobs.ml.config import FineTuneConfig
-from jobs.ml.verdict import transfer_verdict
+from jobs.ml.verdict import FROZEN_HEAD_METHOD, frozen_verdict, transfer_verdict
 from jobs.models import FineTuneRun, Job
 from jobs.services import finetunes as services
 from jobs.workers.data import Rows, read_rows
@@ -273,6 +273,25 @@ def _evaluate(ctx, run, base_dir: Path, data: _Split, config, result) -> _Evalua
         if modality == "vision"
         else "TF-IDF (word 1-2 grams) + logistic regression"
     )
+    ctx.progress(0.93, stage="Fitting a linear head on the frozen base features")
+    frozen_proba = evaluate.frozen_probe(
+        base_dir,
+        modality,
+        data.train[0],
+        data.train[1],
+        data.test[0],
+        len(data.class_names),
+        seed=config.seed,
+        device=device,
+        max_length=config.max_length,
+    )
+    frozen = evaluate.classification_report(data.test[1], frozen_proba, data.class_names)
+    # Only the headline figures: the page and the card set it beside the fine-tune.
+    baseline["frozen_head"] = {
+        "accuracy": frozen["accuracy"],
+        "macro_f1": frozen["macro_f1"],
+        "method": FROZEN_HEAD_METHOD,
+    }
     seconds = time.perf_counter() - evaluated
     emissions = evaluate.energy_estimate(
         seconds=float(result.train_seconds) + float(result.search_seconds) + seconds,
@@ -284,6 +303,7 @@ def _evaluate(ctx, run, base_dir: Path, data: _Split, config, result) -> _Evalua
         f"baseline {baseline['accuracy']:.3f} / {baseline['macro_f1']:.3f}"
     )
     ctx.log(transfer_verdict(metrics, baseline))
+    ctx.log(frozen_verdict(metrics, baseline["frozen_head"]))
     return _Evaluation(metrics=metrics, baseline=baseline, seconds=seconds, emissions=emissions)
 
 

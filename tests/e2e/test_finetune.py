@@ -44,6 +44,7 @@ def test_launch_a_fine_tune_from_the_model_page_and_watch_it_finish(
     metrics = page.get_by_test_id("finetune-metrics")
     expect(metrics).to_contain_text("Accuracy")
     expect(metrics).to_contain_text("TF-IDF (word 1-2 grams) + logistic regression")
+    expect(page.get_by_test_id("frozen-verdict")).to_contain_text("frozen base features")
     expect(page.get_by_test_id("per-class")).to_contain_text("billing")
     expect(page.get_by_test_id("finetune-cost")).to_contain_text("kg CO₂e")
     output = page.get_by_test_id("finetune-output")

@@ -133,6 +133,13 @@ def test_a_head_only_fine_tune_becomes_a_child_version_with_a_model_card(alice, 
     assert set(run.metrics["slices"]) <= {"north", "south"}
     assert run.baseline["method"].startswith("TF-IDF")
     assert 0 <= run.baseline["accuracy"] <= 1
+    # The head-only probe on the base's frozen features, scored on the same test rows.
+    frozen = run.baseline["frozen_head"]
+    assert frozen["method"] == "logistic regression on the base model's frozen features"
+    assert 0 <= frozen["accuracy"] <= 1
+    assert 0 <= frozen["macro_f1"] <= 1
+    assert "vs a linear head on the frozen base features" in job.log
+    assert f"macro-F1 {frozen['macro_f1']:.4f} on this test split" in card.text
     assert run.training["n_test"] == run.metrics["n"] == 6
     assert run.training["epochs_run"] == 2
     assert run.emissions["gpu_hours"] == 0.0  # a CPU worker
@@ -555,6 +562,8 @@ def test_the_form_prefills_defaults_and_launches(alice, approved):
     assert "finetune-chart-data" in page
     assert "Test results" in page
     assert "TF-IDF (word 1-2 grams) + logistic regression" in page
+    assert "Linear head on the frozen base</th>" in page
+    assert 'data-testid="frozen-verdict"' in page
     assert "in review" in page
     partial = client.get(f"/finetunes/{run.pk}/", headers={"HX-Request": "true"}).content.decode()
     assert "<html" not in partial
