@@ -6,9 +6,13 @@ A real probe ranks three tiny BERTs; the study's fine-tunes run in-process
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.test import Client
+from rest_framework.test import APIClient
 
 from governance.models import AuditEvent
 from jobs.engine import job_execute
@@ -306,3 +310,84 @@ def test_probe_page_offers_the_bake_off_and_the_comparison_page_chooses(alice, b
     run.refresh_from_db()
     assert run.output_version.model.repo_id in body
     assert 'data-testid="choose-run"' not in body
+
+
+def test_study_api_create_read_choose_and_refuse(alice, bob, probe):
+    api = APIClient()
+    api.force_authenticate(alice)
+    bad = api.post("/api/studies/", {"probe": probe.pk, "k": 9}, format="json")
+    assert bad.status_code == 400
+    assert "k must be between 2 and 3" in bad.json()["detail"]
+
+    created = api.post(
+        "/api/studies/", {"probe": probe.pk, "k": 2, "reason": "near tie"}, format="json"
+    )
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["status"] == "open"
+    assert len(body["runs"]) == 2
+    assert api.get("/api/studies/").json()["results"][0]["id"] == body["id"]
+    assert api.get(f"/api/studies/{body['id']}/").json()["k"] == 2
+
+    other = APIClient()
+    other.force_authenticate(bob)
+    assert other.get(f"/api/studies/{body['id']}/").status_code == 404
+    assert other.get("/api/studies/").json()["results"] == []
+
+    # The API launches the full automatic recipe; cut to one epoch here to keep the test quick.
+    study = Study.objects.get(pk=body["id"])
+    study.runs.update(config={**study.config, **QUICK})
+    for run in study.runs.all():
+        _execute(run.job_id)
+    run_id = body["runs"][0]["id"]
+    refused = other.post(
+        f"/api/studies/{body['id']}/choose/", {"run": run_id, "reason": "x"}, format="json"
+    )
+    assert refused.status_code == 404
+    chose = api.post(
+        f"/api/studies/{body['id']}/choose/", {"run": run_id, "reason": "best"}, format="json"
+    )
+    assert chose.status_code == 200, chose.content
+    assert chose.json()["status"] == "scoring"
+    assert chose.json()["chosen_run"] == run_id
+    again = api.post(
+        f"/api/studies/{body['id']}/choose/", {"run": run_id, "reason": "best"}, format="json"
+    )
+    assert again.status_code == 409
+
+
+@pytest.mark.integration
+def test_a_worker_runs_a_study_from_launch_to_registration(celery_worker, alice, sam, tmp_path):
+    bases = [
+        base_model(tmp_path / f"w-{seed}", f"acme/w-{seed}", steward=sam, seed=seed)
+        for seed in range(2)
+    ]
+    for base in bases:
+        approve_reuse(alice, base)
+    data = ticket_dataset(alice)
+    with transaction.atomic():
+        probe = probe_launch(actor=alice, dataset_version=data, versions=bases, max_examples=36)
+    _wait(lambda: not Job.objects.get(pk=probe.job_id).is_active)
+    probe.refresh_from_db()
+    with transaction.atomic():
+        study = study_launch(actor=alice, probe=probe, k=2, config=QUICK)
+    _wait(lambda: not Job.objects.filter(finetune__study=study, status__in=Job.ACTIVE).exists())
+    runs = list(study.runs.select_related("job"))
+    assert [r.job.status for r in runs] == ["succeeded", "succeeded"], [r.job.error for r in runs]
+    assert all(r.metrics == {} and r.output_version_id is None for r in runs)
+
+    with transaction.atomic():
+        study = study_choose(actor=alice, study=study, run=runs[0], reason="first")
+    _wait(lambda: Study.objects.get(pk=study.pk).status == Study.Status.DECIDED)
+    runs[0].refresh_from_db()
+    assert runs[0].output_version is not None
+    assert runs[0].metrics["n"] == runs[0].training["n_test"]
+
+
+def _wait(predicate, timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out")
