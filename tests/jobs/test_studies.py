@@ -274,6 +274,16 @@ def test_probe_page_offers_the_bake_off_and_the_comparison_page_chooses(alice, b
     assert 'data-testid="study-form"' in body
     assert 'name="k"' in body
 
+    # Candidates within noise of the first: the near-ties list offers the bake-off itself.
+    ProbeRun.objects.filter(pk=probe.pk).update(
+        confidence=ProbeRun.Confidence.NEAR_TIE, confidence_note="Within noise of each other."
+    )
+    probe.results.exclude(rank=1).update(within_noise=True)
+    body = _client(alice).get(probe.get_absolute_url()).content.decode()
+    assert 'id="study-k-near-ties"' in body
+    assert 'value="3"' in body  # all three are within noise
+    assert _client(bob).get(probe.get_absolute_url()).status_code == 404
+
     launched = _client(alice).post(
         f"/probes/{probe.pk}/study/", {"k": "2", "reason": "which one truly wins"}
     )
@@ -283,10 +293,16 @@ def test_probe_page_offers_the_bake_off_and_the_comparison_page_chooses(alice, b
     for run in study.runs.all():
         _execute(run.job_id)
 
+    run_page = _client(alice).get(study.runs.first().get_absolute_url()).content.decode()
+    assert 'data-testid="finetune-study"' in run_page
+    assert "only the one the study chooses is scored on the test split" in run_page
+
     page = _client(alice).get(study.get_absolute_url())
     assert page.status_code == 200
     body = page.content.decode()
     assert 'data-testid="study-candidates"' in body
+    assert 'data-testid="study-prediction"' in body
+    assert body.count('data-chart="training-curves"') == 2
     assert body.count('data-testid="choose-run"') == 2
     assert "which one truly wins" in body
     assert "Not scored on test" in body
