@@ -15,7 +15,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from governance.access import finetune_refusal
+from governance.access import finetune_refusal, may_launch_finetunes
 from governance.audit import audit_record
 from jobs.engine import JobContext, job_create, owned_by
 from jobs.ml.config import FineTuneConfig
@@ -59,6 +59,8 @@ def study_launch(
     candidate and nothing is created.
     """
     _check_probe(actor, probe)
+    if not may_launch_finetunes(actor):
+        raise Forbidden("Only members of ml-engineers may launch fine-tunes.")
     candidates = study_candidates(probe)
     k = _check_k(k, len(candidates))
     reason = _clean_reason(reason, field="reason", required=False)
@@ -154,7 +156,8 @@ def study_choose(*, actor, study: Study, run: FineTuneRun, reason: str) -> Study
     """Choose the study's winner, once: queue its one test scoring and registration.
 
     Only the study's requester (or staff) may choose, only a run of this study
-    that trained and kept its weights, and only while the study is open. The
+    that trained and kept its weights, only once every run has finished, and
+    only while the study is open. The
     other runs' kept weights are removed after commit; they were never scored
     on test and never will be.
     """
@@ -169,6 +172,15 @@ def study_choose(*, actor, study: Study, run: FineTuneRun, reason: str) -> Study
                 "was chosen. A study chooses once."
             )
         run = _check_choice(locked, run)
+        unfinished = list(
+            locked.runs.filter(job__status__in=Job.ACTIVE).values_list("pk", flat=True)
+        )
+        if unfinished:
+            raise Conflict(
+                f"Fine-tune #{unfinished[0]} of the study is still running; choose once every "
+                "candidate has finished (or cancel those you no longer need), so the choice "
+                "compares them all."
+            )
         job = job_create(
             kind=Job.Kind.STUDY_CHOICE,
             requested_by=actor,

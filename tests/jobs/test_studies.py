@@ -63,6 +63,11 @@ def probe(alice, approved):
     return _probe(alice, approved)
 
 
+def _bobs_probe(bob, bases) -> ProbeRun:
+    """Bob (no role) may probe the published bases on his own data, not fine-tune them."""
+    return _probe(bob, bases, data=ticket_dataset(bob, name="bobs"))
+
+
 def _ranked(probe: ProbeRun) -> list[int]:
     return list(probe.results.order_by("rank").values_list("version_id", flat=True))
 
@@ -198,6 +203,7 @@ def test_launch_refusals_say_why_and_create_nothing(alice, bob, sam, probe, appr
     refused(PortalError, r"whole number", k="2")
     refused(NotFound, "No such probe", actor=bob)
     refused(PortalError, r"Unknown setting 'colour'", config={"colour": "red"})
+    refused(Forbidden, "Only members of ml-engineers", actor=bob, probe=_bobs_probe(bob, approved))
 
     # A candidate alice may not fine-tune: named, and the others are not launched either.
     unapproved = base_model(tmp_path / "bert-x", "acme/bert-x", steward=sam, seed=7)
@@ -232,6 +238,8 @@ def test_choice_refusals_change_nothing(alice, bob, probe):
     stranger = study_launch(actor=alice, probe=probe, k=2, config=QUICK).runs.first()
     with pytest.raises(PortalError, match=rf"not part of study #{study.pk}"):
         study_choose(actor=alice, study=study, run=stranger, reason="wrong study")
+    with pytest.raises(Conflict, match=r"still running; choose once every candidate"):
+        study_choose(actor=alice, study=study, run=first, reason="the only one done")
 
     study.refresh_from_db()
     assert study.status == Study.Status.OPEN
