@@ -380,6 +380,22 @@ def test_study_api_create_read_choose_and_refuse(alice, bob, probe):
     assert again.status_code == 409
 
 
+def test_study_page_and_list_endpoint_stay_within_a_query_budget(
+    alice, probe, django_assert_max_num_queries
+):
+    studies = [study_launch(actor=alice, probe=probe, k=k, config=QUICK) for k in (2, 3, 3)]
+    client = _client(alice)
+    api = APIClient()
+    api.force_authenticate(alice)
+
+    with django_assert_max_num_queries(10):
+        assert client.get(studies[-1].get_absolute_url()).status_code == 200
+    with django_assert_max_num_queries(8):
+        assert len(api.get("/api/studies/").json()["results"]) == 3
+    body = client.get("/finetunes/").content.decode()
+    assert f"study #{studies[0].pk}" in body
+
+
 @pytest.mark.integration
 def test_a_worker_runs_a_study_from_launch_to_registration(celery_worker, alice, sam, tmp_path):
     bases = [
