@@ -34,6 +34,7 @@ finetune_patterns = (
         path("<int:pk>/cancel/", finetunes.finetune_cancel, name="cancel"),
         path("studies/<int:pk>/", studies.study_detail, name="study"),
         path("studies/<int:pk>/choose/", studies.study_choose_view, name="study_choose"),
+        path("studies/<int:pk>/retry/", studies.study_retry_view, name="study_retry"),
     ],
     "finetunes",
 )

@@ -214,6 +214,37 @@ def study_choose(*, actor, study: Study, run: FineTuneRun, reason: str) -> Study
     return locked
 
 
+def study_retry_scoring(*, actor, study: Study) -> Study:
+    """Queue the chosen run's scoring again after its job failed or was cancelled.
+
+    The choice stands (the same run, the same reason); a test score an earlier
+    job already wrote is reused, so the test split is still scored once.
+    """
+    if study.requested_by_id != getattr(actor, "pk", None) and not _is_staff(actor):
+        raise Forbidden("Only the person who launched the study (or staff) may retry its scoring.")
+    with transaction.atomic():
+        locked = Study.objects.select_for_update().get(pk=study.pk)
+        final = Job.objects.filter(pk=locked.final_job_id).first()
+        if locked.status != Study.Status.SCORING or final is None or final.is_active:
+            raise Conflict(f"Study #{locked.pk} is not waiting for a failed scoring job.")
+        if final.status == Job.Status.SUCCEEDED:
+            raise Conflict(f"Study #{locked.pk}'s scoring job succeeded already.")
+        job = job_create(
+            kind=Job.Kind.STUDY_CHOICE,
+            requested_by=actor,
+            params={"study": locked.pk, "run": locked.chosen_run_id, "retry_of": final.pk},
+        )
+        Study.objects.filter(pk=locked.pk).update(final_job=job)
+        audit_record(
+            actor=actor,
+            verb="study.retry_scoring",
+            target=locked,
+            payload={"run": locked.chosen_run_id, "job": job.pk, "failed_job": final.pk},
+        )
+    locked.refresh_from_db()
+    return locked
+
+
 def _check_choice(study: Study, run: FineTuneRun) -> FineTuneRun:
     run = (
         FineTuneRun.objects.select_related("job", "requested_by", "base_version__model")

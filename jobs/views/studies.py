@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from jobs.forms import StudyChoiceForm, StudyForm
 from jobs.models import Study
 from jobs.selectors import get_probe_for_user, get_study_for_user, study_rows
-from jobs.services.studies import study_choose, study_launch
+from jobs.services.studies import study_choose, study_launch, study_retry_scoring
 from jobs.views.jobs import live_page
 from portal.errors import NotFound
 from portal.http import shown_to
@@ -112,4 +112,15 @@ def study_choose_view(request: HttpRequest, pk: int) -> HttpResponse:
             f"Fine-tune #{run.pk} chosen: job #{study.final_job_id} scores it on the test split "
             "once and registers it.",
         )
+    return redirect(study.get_absolute_url())
+
+
+@login_required
+@require_POST
+def study_retry_view(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_study_for_user(request.user, pk)
+    with shown_to(request) as attempt:
+        study = study_retry_scoring(actor=request.user, study=study)
+    if attempt.succeeded:
+        messages.success(request, f"Scoring queued again as job #{study.final_job_id}.")
     return redirect(study.get_absolute_url())

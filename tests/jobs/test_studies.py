@@ -18,7 +18,7 @@ from governance.models import AuditEvent
 from jobs.engine import job_execute
 from jobs.models import FineTuneRun, Job, ProbeRun, Study
 from jobs.services.probes import probe_launch
-from jobs.services.studies import study_choose, study_launch
+from jobs.services.studies import study_choose, study_launch, study_retry_scoring
 from portal.errors import Conflict, Forbidden, NotFound, PortalError
 from tests.builders.catalogue import base_model
 from tests.builders.datasets import ticket_dataset
@@ -247,6 +247,31 @@ def test_choice_refusals_change_nothing(alice, bob, probe):
     assert not Job.objects.filter(kind=Job.Kind.STUDY_CHOICE).exists()
     assert not AuditEvent.objects.filter(verb="study.choose").exists()
     assert _stored(first.kept_weights["name"])
+
+
+def test_a_failed_scoring_job_can_be_queued_again_for_the_same_choice(alice, bob, probe):
+    from jobs.engine import job_cancel
+
+    study = _trained_study(alice, probe)
+    chosen = study.runs.order_by("pk").first()
+    study = study_choose(actor=alice, study=study, run=chosen, reason="best validation")
+    with pytest.raises(Conflict, match="not waiting for a failed scoring job"):
+        study_retry_scoring(actor=alice, study=study)
+    job_cancel(job=study.final_job, actor=alice)
+
+    with pytest.raises(Forbidden, match="Only the person who launched the study"):
+        study_retry_scoring(actor=bob, study=study)
+    page = _client(alice).get(study.get_absolute_url()).content.decode()
+    assert 'data-testid="retry-scoring"' in page
+    cancelled = study.final_job_id
+    study = study_retry_scoring(actor=alice, study=study)
+
+    assert study.final_job_id != cancelled
+    assert study.chosen_run == chosen
+    assert _execute(study.final_job_id).status == Job.Status.SUCCEEDED
+    study.refresh_from_db()
+    assert study.status == Study.Status.DECIDED
+    assert AuditEvent.objects.filter(verb="study.retry_scoring").count() == 1
 
 
 def test_the_sweep_keeps_the_weights_a_study_waits_for(alice, probe):
