@@ -3,6 +3,10 @@
 A retried job resumes from the last checkpoint an earlier attempt stored;
 every write is made for the attempt that owns the job, and the output version
 is registered once (see ``jobs.services.finetunes.finetune_output_register``).
+
+A study's run (``jobs.services.studies``) stops after training: it keeps its
+best-validation weights and never reads the test split. The ``study_choice``
+job scores the chosen one on test, once, and registers it the same way.
 """
 
 from __future__ import annotations
