@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from jobs.models import FineTuneRun, Job, ProbeRun
+from jobs.models import FineTuneRun, Job, ProbeRun, Study
 from portal.admin import ReadOnlyAdmin
 
 
@@ -28,3 +28,11 @@ class FineTuneRunAdmin(ReadOnlyAdmin):
         "dataset_version__dataset__owner",
         "output_version__model",
     )
+
+
+@admin.register(Study)
+class StudyAdmin(ReadOnlyAdmin):
+    list_display = ("id", "probe", "k", "requested_by", "status", "chosen_run", "created_at")
+    list_filter = ("status",)
+    list_select_related = ("probe__dataset_version__dataset__owner", "requested_by", "chosen_run")
+    search_fields = ("id", "requested_by__username", "reason", "choice_reason")

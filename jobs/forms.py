@@ -318,3 +318,35 @@ class FineTuneForm(FineTuneSettingsForm):
         """The hyperparameters given, as FineTuneConfig fields; an empty one means the default."""
         values = {name: self.cleaned_data.get(name) for name in self.CONFIG_FIELDS}
         return {name: None if value == "" else value for name, value in values.items()}
+
+
+class StudyForm(forms.Form):
+    """Fine-tune a probe's top k with the automatic recipe, as one study."""
+
+    k = forms.IntegerField(
+        min_value=2,
+        initial=2,
+        label="How many of the top candidates",
+        help_text="Each is fine-tuned with the automatic recipe on the same split.",
+    )
+    reason = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Why",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Kept with the study, so the next team sees what was compared and why.",
+    )
+
+
+class StudyChoiceForm(forms.Form):
+    """Choose a study's winner: it is scored on test once and registered."""
+
+    run = forms.IntegerField(widget=forms.HiddenInput)
+    reason = forms.CharField(
+        max_length=2000,
+        label="Why this one",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={
+            "required": "Say why you chose this one: the study keeps it for the next team."
+        },
+    )

@@ -15,6 +15,7 @@ class Job(models.Model):
         FINETUNE = "finetune", "Fine-tune"
         WORKER_CHECK = "worker_check", "Worker check"
         CONVERT = "convert", "Convert to safetensors"
+        STUDY_CHOICE = "study_choice", "Test score of a study's choice"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -340,6 +341,21 @@ class FineTuneRun(models.Model):
         related_name="finetune_source",
         help_text="The version this run registered; set once, in the same transaction.",
     )
+    study = models.ForeignKey(
+        "Study",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runs",
+        help_text="The bake-off this run is part of: trained and validated, scored on test "
+        "and registered only if chosen.",
+    )
+    kept_weights = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="name (in storage), sha256, size of the best-validation weights a study "
+        "run keeps until the study is decided.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -369,6 +385,82 @@ class FineTuneRun(models.Model):
     @property
     def is_adapter(self) -> bool:
         return self.strategy == self.Strategy.LORA
+
+    @property
+    def is_deferred(self) -> bool:
+        """A study run: the test split waits until the study chooses it."""
+        return self.study_id is not None
+
+
+class Study(models.Model):
+    """A bake-off: a probe's top candidates fine-tuned alike, compared on validation, one chosen."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Comparing on validation"
+        SCORING = "scoring", "Chosen; scoring on test"
+        DECIDED = "decided", "Decided and registered"
+
+    probe = models.ForeignKey(ProbeRun, on_delete=models.PROTECT, related_name="studies")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="studies"
+    )
+    k = models.PositiveSmallIntegerField(help_text="How many of the probe's top candidates.")
+    candidates = models.JSONField(
+        default=list,
+        help_text="Per candidate, in the probe's rank order: version, probe result, rank.",
+    )
+    reason = models.TextField(
+        blank=True, help_text="Why the study was run, in the requester's words."
+    )
+    config = models.JSONField(help_text="The one recipe every candidate was trained with.")
+    split_params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    chosen_run = models.OneToOneField(
+        FineTuneRun,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="chosen_in",
+    )
+    chosen_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    choice_reason = models.TextField(blank=True)
+    chosen_at = models.DateTimeField(null=True, blank=True)
+    final_job = models.OneToOneField(
+        Job,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="study_choice",
+        help_text="The job that scores the chosen run on test once and registers it.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "studies"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["open", "scoring", "decided"]),
+                name="study_status_valid",
+            ),
+            models.CheckConstraint(condition=models.Q(k__gte=2), name="study_k_at_least_two"),
+            models.CheckConstraint(
+                condition=models.Q(status="open") | models.Q(chosen_run__isnull=False),
+                name="study_choice_recorded",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Study #{self.pk} of probe #{self.probe_id} (top {self.k})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("finetunes:study", kwargs={"pk": self.pk})
 
 
 class WorkerHeartbeat(models.Model):

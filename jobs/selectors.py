@@ -16,6 +16,7 @@ from jobs.models import (
     PeriodicTaskRun,
     ProbeResult,
     ProbeRun,
+    Study,
     WorkerHeartbeat,
 )
 from portal import broker
@@ -111,6 +112,58 @@ def get_finetune_for_user(user, pk: int) -> FineTuneRun:
     if run is None:
         raise NotFound("No such fine-tune.")
     return run
+
+
+def studies_visible_to(user) -> QuerySet[Study]:
+    """A study is seen by whoever may see its probe: the person who ran it, and staff."""
+    return Study.objects.select_related(
+        "probe__job",
+        "probe__dataset_version__dataset",
+        "requested_by",
+        "chosen_by",
+        "chosen_run__output_version__model",
+        "final_job",
+    ).filter(probe__in=probe_runs_visible_to(user).values("pk"))
+
+
+def get_study_for_user(user, pk: int) -> Study:
+    study = studies_visible_to(user).filter(pk=pk).first()
+    if study is None:
+        raise NotFound("No such study.")
+    return study
+
+
+def study_rows(study: Study) -> list[dict]:
+    """One row per candidate, in the probe's rank order: the probe's scores next to the run's."""
+    results = {
+        r.pk: r for r in study.probe.results.select_related("version__model", "version__license")
+    }
+    runs = {
+        r.base_version_id: r
+        for r in study.runs.select_related("job", "output_version__model", "base_version__model")
+    }
+    rows = []
+    for candidate in study.candidates:
+        run = runs.get(candidate["version"])
+        training = (run.training if run else None) or {}
+        rows.append(
+            {
+                "result": results.get(candidate["result"]),
+                "run": run,
+                "validation": training.get("validation") or {},
+                "learning_rate": training.get("learning_rate"),
+                "seconds": (training.get("train_seconds") or 0)
+                + (training.get("search_seconds") or 0)
+                if training
+                else None,
+                "chosen": run is not None and run.pk == study.chosen_run_id,
+            }
+        )
+    return rows
+
+
+def studies_of_probe(user, probe: ProbeRun) -> QuerySet[Study]:
+    return studies_visible_to(user).filter(probe=probe)
 
 
 # --- operations -------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs.views import finetunes, imports, jobs, operations, probes
+from jobs.views import finetunes, imports, jobs, operations, probes, studies
 
 app_name = "jobs"
 urlpatterns = [
@@ -20,6 +20,7 @@ probe_patterns = (
         path("history/", probes.probe_history_fragment, name="history"),
         path("<int:pk>/", probes.probe_detail, name="detail"),
         path("<int:pk>/cancel/", probes.probe_cancel, name="cancel"),
+        path("<int:pk>/study/", studies.study_new, name="study_new"),
     ],
     "probes",
 )
@@ -31,6 +32,9 @@ finetune_patterns = (
         path("new/", finetunes.finetune_new, name="new"),
         path("<int:pk>/", finetunes.finetune_detail, name="detail"),
         path("<int:pk>/cancel/", finetunes.finetune_cancel, name="cancel"),
+        path("studies/<int:pk>/", studies.study_detail, name="study"),
+        path("studies/<int:pk>/choose/", studies.study_choose_view, name="study_choose"),
+        path("studies/<int:pk>/retry/", studies.study_retry_view, name="study_retry"),
     ],
     "finetunes",
 )

@@ -14,6 +14,7 @@ from jobs.api.finetunes import FineTuneViewSet
 from jobs.api.imports import ImportViewSet
 from jobs.api.jobs import JobViewSet
 from jobs.api.probes import ProbeViewSet
+from jobs.api.studies import StudyViewSet
 from portal import health, metrics, views
 from zoo import urls as zoo_urls
 from zoo.api.catalogue import ArtifactViewSet, CatalogModelViewSet, ModelVersionViewSet
@@ -31,6 +32,7 @@ router.register("incidents", IncidentViewSet, basename="incident")
 router.register("datasets", DatasetViewSet, basename="dataset")
 router.register("probes", ProbeViewSet, basename="probe")
 router.register("finetunes", FineTuneViewSet, basename="finetune")
+router.register("studies", StudyViewSet, basename="study")
 
 urlpatterns = [
     path("", views.home, name="home"),

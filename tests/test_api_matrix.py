@@ -11,9 +11,10 @@ import pytest
 from governance.models import Incident, IncidentStep
 from governance.services import incidents as gov_incidents
 from governance.services import reuse as gov_reuse
-from jobs.models import FineTuneRun, Job
+from jobs.models import FineTuneRun, Job, ProbeResult, Study
 from jobs.services.finetunes import finetune_launch
 from jobs.services.probes import probe_launch
+from jobs.services.studies import study_launch
 from tests.api import ANONYMOUS, Mutation, assert_mutation, mutating_routes
 from tests.builders.catalogue import base_model
 from tests.builders.datasets import csv_bytes, spam_rows, text_dataset, ticket_dataset, upload
@@ -62,6 +63,39 @@ def _finetune(people, tmp_path) -> dict:
         strategy="head",
     )
     return {**objects, "job": run.job, "run": run}
+
+
+def _scored_probe(people, tmp_path) -> dict:
+    """Alice's probe of two approved bases, given as finished with both ranked."""
+    bases = [
+        base_model(tmp_path / f"base-{i}", f"acme/tiny-bert-{i}", steward=people["sam"], seed=i)
+        for i in range(2)
+    ]
+    for base in bases:
+        approve_reuse(people["alice"], base)
+    run = probe_launch(
+        actor=people["alice"],
+        dataset_version=ticket_dataset(people["alice"]),
+        versions=bases,
+        max_examples=36,
+    )
+    Job.objects.filter(pk=run.job_id).update(status=Job.Status.SUCCEEDED)
+    for result in run.results.all():
+        ProbeResult.objects.filter(pk=result.pk).update(
+            status=ProbeResult.Status.SUCCEEDED, rank=result.position + 1
+        )
+    run.job.refresh_from_db()
+    return {"probe": run}
+
+
+def _study(people, tmp_path) -> dict:
+    """A study of that probe whose fine-tunes are given as trained, weights kept."""
+    objects = _scored_probe(people, tmp_path)
+    study = study_launch(actor=people["alice"], probe=objects["probe"], k=2)
+    for run in study.runs.all():
+        Job.objects.filter(pk=run.job_id).update(status=Job.Status.SUCCEEDED)
+    study.runs.update(kept_weights={"name": "checkpoints/none.zip"})
+    return {**objects, "study": study, "run": study.runs.order_by("pk").first()}
 
 
 def _request(people, tmp_path, *, changes: bool = False, approved: bool = False) -> dict:
@@ -346,6 +380,32 @@ MUTATIONS = [
         verb="incident.step.contain",
         setup=lambda people, tmp_path: _incident(people, tmp_path, recall=True),
         state=lambda o: IncidentStep.objects.count(),
+    ),
+]
+
+
+MUTATIONS += [
+    Mutation(
+        route="study.create",
+        method="post",
+        path=lambda o: "/api/studies/",
+        body=lambda o: {"probe": o["probe"].pk, "k": 2, "reason": "near tie"},
+        allowed="alice",
+        refused=(ANONYMOUS, "bob", "sam"),  # the probe is alice's: others do not see it
+        verb="study.launch",
+        setup=_scored_probe,
+        state=lambda o: Study.objects.count(),
+    ),
+    Mutation(
+        route="study.choose",
+        method="post",
+        path=lambda o: f"/api/studies/{o['study'].pk}/choose/",
+        body=lambda o: {"run": o["run"].pk, "reason": "best on validation"},
+        allowed="alice",
+        refused=(ANONYMOUS, "bob", "sam"),
+        verb="study.choose",
+        setup=_study,
+        state=_status("study"),
     ),
 ]
 

@@ -8,6 +8,7 @@ settings in range, and a split the data allows.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -55,6 +56,18 @@ def lora_targets_for(version) -> list[str]:
             return []
 
 
+@dataclass(frozen=True)
+class FineTunePlan:
+    """A fine-tune request that passed every check: what ``finetune_record`` writes."""
+
+    base_version: Any
+    dataset_version: Any
+    test_dataset_version: Any
+    config: FineTuneConfig
+    split: str
+    split_params: dict[str, Any]
+
+
 def finetune_launch(
     *,
     actor,
@@ -76,6 +89,33 @@ def finetune_launch(
     modality and covered by an approval when it is confidential or restricted,
     the settings, and the split.
     """
+    plan = finetune_check(
+        actor=actor,
+        base_version=base_version,
+        dataset_version=dataset_version,
+        strategy=strategy,
+        config=config,
+        split=split,
+        test_fraction=test_fraction,
+        val_fraction=val_fraction,
+        test_dataset_version=test_dataset_version,
+    )
+    return finetune_record(actor=actor, plan=plan)
+
+
+def finetune_check(
+    *,
+    actor,
+    base_version,
+    dataset_version,
+    strategy: str,
+    config: dict[str, Any] | None = None,
+    split: str = "stratified",
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.1,
+    test_dataset_version=None,
+) -> FineTunePlan:
+    """Every check ``finetune_launch`` makes, writing nothing; a PortalError names the first."""
     refusal = finetune_refusal(actor, base_version)
     if refusal is not None:
         raise refusal
@@ -90,19 +130,17 @@ def finetune_launch(
         test_dataset_version=test_dataset_version,
         seed=cfg.seed,
     )
-    split_params = {
-        "test_fraction": float(test_fraction),
-        "val_fraction": float(val_fraction),
-        "seed": cfg.seed,
-    }
-    return _record_launch(
-        actor,
+    return FineTunePlan(
         base_version=base_version,
         dataset_version=dataset_version,
         test_dataset_version=test_dataset_version,
         config=cfg,
         split=split,
-        split_params=split_params,
+        split_params={
+            "test_fraction": float(test_fraction),
+            "val_fraction": float(val_fraction),
+            "seed": cfg.seed,
+        },
     )
 
 
@@ -228,9 +266,15 @@ def _check_splittable(dataset_version, *, split, test_fraction, val_fraction, se
         raise PortalError(f"{dataset_version} cannot be split so: {exc}", field="split") from exc
 
 
-def _record_launch(
-    actor, *, base_version, dataset_version, test_dataset_version, config, split, split_params
-) -> FineTuneRun:
+def finetune_record(*, actor, plan: FineTunePlan, study=None) -> FineTuneRun:
+    """Write a checked fine-tune (its job, run and audit event) and queue it after commit.
+
+    With ``study`` the run is deferred: its worker trains and validates it and
+    keeps the weights; the test split waits for the study's choice.
+    """
+    base_version, dataset_version = plan.base_version, plan.dataset_version
+    test_dataset_version, config = plan.test_dataset_version, plan.config
+    split, split_params = plan.split, plan.split_params
     config_json = config.as_dict()
     with transaction.atomic():
         job = job_create(
@@ -252,6 +296,7 @@ def _record_launch(
             config=config_json,
             split=split,
             split_params=split_params,
+            study=study,
         )
         audit_record(
             actor=actor,
@@ -267,6 +312,7 @@ def _record_launch(
                 "split": split,
                 "split_params": split_params,
                 "test_dataset_version": getattr(test_dataset_version, "pk", None),
+                **({"study": study.pk} if study is not None else {}),
             },
         )
     return run

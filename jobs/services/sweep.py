@@ -9,7 +9,8 @@ by what it belongs to, not only by its age:
   that attempt no longer owns its job; other entries there after the grace.
 * the import staging folders and half-built model folders, after the grace
   (SWEEP_GRACE_S, by default longer than the longest job).
-* stored checkpoints of fine-tunes that are no longer running.
+* stored checkpoints of fine-tunes that are no longer running, and the weights a
+  study run kept once its study no longer waits for them.
 * staged dataset uploads nobody confirmed within a day, and uploaded import
   archives whose job is over.
 * content-addressed blobs that no artifact, dataset version or feature set
@@ -32,10 +33,11 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from governance.audit import audit_record
-from jobs.models import FeatureSet, FineTuneRun, Job
+from jobs.models import FeatureSet, FineTuneRun, Job, Study
 from zoo.models import Artifact, DatasetVersion
 from zoo.storage import STAGED_UPLOADS, remove_tree
 
@@ -186,17 +188,21 @@ def _modified(name: str):
 
 
 def _sweep_checkpoints(report: SweepReport, dry_run: bool) -> None:
-    """Checkpoints are for resuming a running fine-tune; any other run's can go."""
+    """Checkpoints are for resuming a running fine-tune (or a study run waiting for the
+    study's choice); any other run's can go."""
     try:
         folders, _ = default_storage.listdir("checkpoints")
     except FileNotFoundError:
         return
     run_ids = {int(m.group(1)) for f in folders if (m := _CHECKPOINTS.match(f))}
-    running = set(
-        FineTuneRun.objects.filter(pk__in=run_ids, job__status__in=Job.ACTIVE).values_list(
-            "pk", flat=True
-        )
+    # A study run's kept weights wait for the study's choice, and the chosen one's for its
+    # test scoring; once the study is decided, or the run was not chosen, they can go.
+    waiting = (
+        Q(job__status__in=Job.ACTIVE)
+        | Q(study__status=Study.Status.OPEN)
+        | Q(chosen_in__status=Study.Status.SCORING)
     )
+    running = set(FineTuneRun.objects.filter(waiting, pk__in=run_ids).values_list("pk", flat=True))
     for folder in folders:
         match = _CHECKPOINTS.match(folder)
         if match and int(match.group(1)) in running:

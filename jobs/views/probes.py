@@ -10,8 +10,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from governance.access import may_launch_finetunes
 from jobs.forms import ProbeForm
-from jobs.models import ProbeRun
+from jobs.models import Job, ProbeRun
 from jobs.selectors import (
     can_cancel,
     get_probe_for_user,
@@ -19,6 +20,7 @@ from jobs.selectors import (
     probe_results_of,
     probe_runs_visible_to,
     queue_warning,
+    studies_of_probe,
 )
 from jobs.services.probes import probe_launch
 from jobs.views.jobs import cancel_and_return, live_page
@@ -86,6 +88,11 @@ def probe_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "tradeoff": tradeoff_charts(scored, run),
         "can_cancel": can_cancel(request.user, run.job),
         "queue_warning": queue_warning(run.job),
+        "scored_count": len(scored),
+        "may_study": len(scored) >= 2
+        and run.job.status == Job.Status.SUCCEEDED
+        and may_launch_finetunes(request.user),
+        "studies": list(studies_of_probe(request.user, run)),
         "chart": {
             "labels": [f"{r.version.model.repo_id} {r.version.label}" for r in scored],
             "knn": [r.knn_accuracy for r in scored],

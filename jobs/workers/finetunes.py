@@ -3,6 +3,10 @@
 A retried job resumes from the last checkpoint an earlier attempt stored;
 every write is made for the attempt that owns the job, and the output version
 is registered once (see ``jobs.services.finetunes.finetune_output_register``).
+
+A study's run (``jobs.services.studies``) stops after training: it keeps its
+best-validation weights and never reads the test split. The ``study_choice``
+job scores the chosen one on test, once, and registers it the same way.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from jobs.ml import finetune as ft
 from jobs.ml import splits
 from jobs.ml.config import FineTuneConfig
 from jobs.ml.verdict import FROZEN_HEAD_METHOD, frozen_verdict, transfer_verdict
-from jobs.models import FineTuneRun, Job
+from jobs.models import FineTuneRun, Job, Study
 from jobs.services import finetunes as services
+from jobs.services import studies as study_services
 from jobs.workers.data import Rows, read_rows
 from portal.errors import PortalError
 from zoo.safety import digest_file
@@ -72,6 +77,10 @@ def finetune(ctx: JobContext) -> dict:
         ctx.log(f"Already registered as {run.output_version.model.repo_id}")
         _remove_checkpoints(run.pk)
         return _finetune_result(run, run.output_version)
+    if run.is_deferred and run.kept_weights:
+        # An earlier attempt kept the weights and stopped before reporting success.
+        ctx.log("Already trained and validated; the weights wait for the study's choice")
+        return _deferred_result(run)
     began = time.perf_counter()
     ctx.progress(0.0, stage="Loading the base model")
     base_dir = materialize_version(run.base_version, settings.MODEL_CACHE_DIR)
@@ -80,6 +89,8 @@ def finetune(ctx: JobContext) -> dict:
         config = _config_of(run)
         checkpoint = services.finetune_resume_point(ctx=ctx, run_id=run.pk)
         result = _train(ctx, run, base_dir, data, config, checkpoint, tmp)
+        if run.is_deferred:
+            return _keep_for_study(ctx, run, data, result, checkpoint, began)
         evaluation = _evaluate(ctx, run, base_dir, data, config, result)
         training = _training_record(ctx, run, data, result, evaluation, checkpoint, began)
         services.finetune_run_update(
@@ -326,7 +337,7 @@ def _training_record(ctx, run, data: _Split, result, evaluation, checkpoint, beg
         "learning_rate": result.learning_rate,
         "lr_search": result.lr_search,
         "search_seconds": float(result.search_seconds),
-        "eval_seconds": evaluation.seconds,
+        "eval_seconds": evaluation.seconds if evaluation is not None else 0.0,
         "attempt_wall_seconds": time.perf_counter() - began,
         "precision": getattr(result, "precision", ""),
         "device": ctx.device,
@@ -336,6 +347,151 @@ def _training_record(ctx, run, data: _Split, result, evaluation, checkpoint, beg
         "trainable_parameters": result.trainable_parameters,
         "total_parameters": result.total_parameters,
     }
+
+
+# --- study runs: validated now, scored on test only if chosen ---------------------------
+
+
+def _keep_for_study(ctx, run, data: _Split, result, checkpoint, began) -> dict:
+    """Keep the best-validation weights and what validation said; the test split stays unread.
+
+    The weights go to storage next to the run's checkpoints (``kept_weights``);
+    the study's choice later scores them on test once and registers them.
+    """
+    from jobs.ml import evaluate  # sklearn: loaded by workers only
+
+    ctx.progress(0.9, stage="Keeping the best-validation weights for the study")
+    device = _device(ctx)
+    emissions = evaluate.energy_estimate(
+        seconds=float(result.train_seconds) + float(result.search_seconds),
+        device=device,
+        gpu_name=_gpu_name(ctx.device),
+    )
+    training = _training_record(ctx, run, data, result, None, checkpoint, began)
+    training["validation"] = _best_validation(run, result)
+    kept = _store_checkpoint(
+        Path(result.output_dir), run_id=run.pk, attempt=ctx.attempt, stem="best-validation"
+    )
+    kept["epoch"] = int(result.best_epoch)
+    try:
+        services.finetune_run_update(
+            ctx=ctx, run_id=run.pk, training=training, emissions=emissions, kept_weights=kept
+        )
+    except JobCancelled:
+        default_storage.delete(kept["name"])  # this attempt no longer owns the run
+        raise
+    _remove_checkpoints(run.pk, keep=kept["name"])
+    validation = training["validation"]
+    ctx.log(
+        f"Validation accuracy {validation.get('accuracy', 0):.3f}, macro-F1 "
+        f"{validation.get('macro_f1', 0):.3f} (epoch {result.best_epoch}); part of study "
+        f"#{run.study_id}: not scored on test and not registered unless the study chooses it"
+    )
+    ctx.progress(1.0, stage="Validated; waiting for the study's choice")
+    run.refresh_from_db(fields=["training", "kept_weights"])
+    return _deferred_result(run)
+
+
+def _best_validation(run, result) -> dict:
+    """The validation report of the epoch whose weights were kept."""
+    run.refresh_from_db(fields=["curves"])
+    epochs = (run.curves or {}).get("epochs") or []
+    best = next((e for e in epochs if e.get("epoch") == result.best_epoch), None)
+    best = best or (epochs[-1] if epochs else {})
+    return {
+        "epoch": best.get("epoch"),
+        "accuracy": best.get("val_accuracy"),
+        "macro_f1": best.get("val_macro_f1"),
+        "loss": best.get("val_loss"),
+    }
+
+
+def _deferred_result(run) -> dict:
+    validation = (run.training or {}).get("validation") or {}
+    return {
+        "deferred": True,
+        "study": run.study_id,
+        "val_accuracy": validation.get("accuracy"),
+        "val_macro_f1": validation.get("macro_f1"),
+    }
+
+
+@register(Job.Kind.STUDY_CHOICE, queue="gpu")
+def study_choice(ctx: JobContext) -> dict:
+    """Score a study's chosen run on the test split, once, and register it like any fine-tune."""
+    study = Study.objects.get(final_job_id=ctx.job_id)
+    run = FineTuneRun.objects.select_related(
+        "base_version__model",
+        "base_version__license",
+        "dataset_version__dataset",
+        "test_dataset_version__dataset",
+        "requested_by",
+        "output_version__model",
+    ).get(pk=study.chosen_run_id)
+    if run.output_version_id:
+        ctx.log(f"Already registered as {run.output_version.model.repo_id}")
+    else:
+        _score_and_register(ctx, run)
+        run.refresh_from_db()
+    _remove_checkpoints(run.pk)
+    study_services.study_decided(ctx=ctx, study_id=study.pk)
+    ctx.log(f"Registered {run.output_version.model.repo_id} {run.output_version.label} (in review)")
+    ctx.progress(1.0, stage="Done")
+    return {"study": study.pk, "run": run.pk, **_finetune_result(run, run.output_version)}
+
+
+def _score_and_register(ctx, run) -> None:
+    if not run.kept_weights:
+        raise PortalError(f"Fine-tune #{run.pk} kept no weights to score.")
+    ctx.progress(0.0, stage="Loading the base model")
+    base_dir = materialize_version(run.base_version, settings.MODEL_CACHE_DIR)
+    with ctx.workspace() as tmp:
+        data = _training_data(ctx, run, tmp)
+        config = _config_of(run)
+        ctx.progress(0.5, stage="Fetching the kept weights")
+        result = _kept_result(run, _fetch_checkpoint(run.kept_weights, tmp))
+        if run.metrics and run.baseline:
+            # An earlier attempt scored it: the test split is scored once.
+            evaluation = _Evaluation(
+                metrics=run.metrics,
+                baseline=run.baseline,
+                seconds=float(run.training.get("eval_seconds") or 0.0),
+                emissions=run.emissions,
+            )
+        else:
+            evaluation = _evaluate(ctx, run, base_dir, data, config, result)
+        training = {**run.training, "eval_seconds": evaluation.seconds}
+        services.finetune_run_update(
+            ctx=ctx,
+            run_id=run.pk,
+            metrics=evaluation.metrics,
+            baseline=evaluation.baseline,
+            training=training,
+            emissions=evaluation.emissions,
+        )
+        _write_and_register(ctx, run, data, config, result, evaluation, training)
+
+
+def _kept_result(run, folder: Path) -> ft.TrainResult:
+    """The training outcome as the deferred attempt recorded it, over the fetched weights."""
+    t = run.training
+    return ft.TrainResult(
+        output_dir=folder,
+        curves=list((run.curves or {}).get("epochs") or []),
+        best_epoch=t["best_epoch"],
+        epochs_run=t["epochs_run"],
+        stopped_early=t["stopped_early"],
+        steps=t["steps"],
+        samples_seen=t["samples_seen"],
+        train_seconds=t["train_seconds"],
+        peak_memory_bytes=t.get("peak_memory_bytes"),
+        trainable_parameters=t["trainable_parameters"],
+        total_parameters=t["total_parameters"],
+        precision=t.get("precision") or "fp32",
+        learning_rate=t.get("learning_rate"),
+        lr_search=list(t.get("lr_search") or []),
+        search_seconds=float(t.get("search_seconds") or 0.0),
+    )
 
 
 def _write_and_register(ctx, run, data: _Split, config, result, evaluation, training):
@@ -490,8 +646,13 @@ def _checkpoint_prefix(run_id: int) -> str:
     return f"checkpoints/finetune-{run_id}"
 
 
-def _store_checkpoint(folder: Path, *, run_id: int, attempt: int, epoch: int) -> dict:
-    """Zip a checkpoint folder into storage (any backend); returns its name, hash and size."""
+def _store_checkpoint(
+    folder: Path, *, run_id: int, attempt: int, epoch: int = 0, stem: str = ""
+) -> dict:
+    """Zip a checkpoint folder into storage (any backend); returns its name, hash and size.
+
+    ``stem`` names the archive instead of the attempt and epoch (a study run's kept weights).
+    """
     # Next to the checkpoint, inside the attempt's workspace, so a kill leaves nothing elsewhere.
     with tempfile.TemporaryDirectory(prefix="checkpoint-", dir=folder.parent) as tmp:
         archive = Path(tmp) / "checkpoint.zip"
@@ -503,7 +664,8 @@ def _store_checkpoint(folder: Path, *, run_id: int, attempt: int, epoch: int) ->
         sha256 = digest_file(archive).sha256
         with archive.open("rb") as handle:
             name = default_storage.save(
-                f"{_checkpoint_prefix(run_id)}/attempt{attempt}-epoch{epoch}.zip", File(handle)
+                f"{_checkpoint_prefix(run_id)}/{stem or f'attempt{attempt}-epoch{epoch}'}.zip",
+                File(handle),
             )
         return {"name": name, "sha256": sha256, "size": archive.stat().st_size}
 
@@ -525,13 +687,17 @@ def _fetch_checkpoint(checkpoint: dict, dest: Path) -> Path:
     return folder
 
 
-def _remove_checkpoints(run_id: int) -> None:
-    """Checkpoints are only for resuming; once the version is registered they go."""
+def _remove_checkpoints(run_id: int, *, keep: str = "") -> None:
+    """Checkpoints are only for resuming; once the version is registered they go.
+
+    ``keep`` names one stored file to leave (a study run's kept weights).
+    """
     prefix = _checkpoint_prefix(run_id)
     try:
         _, names = default_storage.listdir(prefix)
         for name in names:
-            default_storage.delete(f"{prefix}/{name}")
+            if f"{prefix}/{name}" != keep:
+                default_storage.delete(f"{prefix}/{name}")
     except (FileNotFoundError, NotImplementedError, OSError):
         logger.warning("could not remove the checkpoints of fine-tune %s", run_id, exc_info=True)
 
