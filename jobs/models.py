@@ -15,6 +15,7 @@ class Job(models.Model):
         FINETUNE = "finetune", "Fine-tune"
         WORKER_CHECK = "worker_check", "Worker check"
         CONVERT = "convert", "Convert to safetensors"
+        RELEASE_CHECK = "release_check", "Release check"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
