@@ -258,3 +258,66 @@ def test_who_may_run_checks_and_bad_settings_change_nothing(alice, bob, sam, tmp
     assert (
         'data-testid="run-calibration"' in client.get(version.get_absolute_url()).content.decode()
     )
+
+
+@pytest.mark.django_db
+def test_a_failed_check_keeps_publishing_refused_and_one_that_cannot_run_counts_for_nothing(
+    alice, bob, sam, admin_user, tmp_path
+):
+    base = base_model(tmp_path / "bert", "acme/tiny-bert", steward=sam)
+    approve_reuse(alice, base)
+    version = _finetune(alice, base, text_dataset(alice, name="sms", rows=_planted_rows()))
+    version = version.output_version
+    release_check_rule_save(actor=admin_user, rule=ReleaseCheckRule(kind="leakage"))
+
+    # Launched from the page by its maker; the planted twins fail the default (no duplicate).
+    client = Client()
+    client.force_login(alice)
+    answer = client.post(f"/jobs/release-checks/version/{version.pk}/", {"kind": "leakage"})
+    assert answer.status_code == 302
+    assert answer["Location"].endswith("#release-checks")
+    check = ReleaseCheck.objects.get(version=version)
+    assert job_execute(job_id=check.job_id) == "succeeded"
+    check.refresh_from_db()
+    assert check.status == ReleaseCheck.Status.FAILED
+    assert check.passed is False
+    assert check.measure > 0
+    with pytest.raises(PortalError, match=r"train/test leakage \(share of test rows .* needs at"):
+        catalogue_services.catalog_model_set_status(
+            model=version.model, status="available", actor=sam
+        )
+    version.refresh_from_db()
+    assert "### Train/test leakage: failed" in version.card_markdown
+    card_before = version.card_markdown
+
+    # A check whose version is blocked by then cannot run: recorded so, the card unchanged.
+    calibration = release_check_launch(actor=alice, version=version, kind="calibration")
+    type(version).objects.filter(pk=version.pk).update(
+        status="blocked", block_reasons=["Recalled in a test."]
+    )
+    assert job_execute(job_id=calibration.job_id) == "failed"
+    calibration.refresh_from_db()
+    assert calibration.status == ReleaseCheck.Status.ERROR
+    assert "blocked" in calibration.error
+    assert not calibration.passes(1.0)
+    version.refresh_from_db()
+    assert version.card_markdown == card_before
+    assert "blocked" in Job.objects.get(pk=calibration.job_id).error
+
+    # Someone who may see the version but not run its checks is refused, and it is audited.
+    type(version).objects.filter(pk=version.pk).update(status="available", block_reasons=[])
+    type(version.model).objects.filter(pk=version.model_id).update(status="available")
+    client.force_login(bob)
+    refused = client.post(f"/jobs/release-checks/version/{version.pk}/", {"kind": "leakage"})
+    assert refused.status_code == 403
+    assert AuditEvent.objects.filter(verb="access.refused", actor=bob).exists()
+    assert ReleaseCheck.objects.filter(version=version).count() == 2
+    # Bad input through the page: a message, nothing queued.
+    client.force_login(alice)
+    bad = client.post(
+        f"/jobs/release-checks/version/{version.pk}/",
+        {"kind": "leakage", "cosine_threshold": "lots"},
+        follow=True,
+    )
+    assert "cosine_threshold must be a number" in bad.content.decode()
+    assert ReleaseCheck.objects.filter(version=version).count() == 2
