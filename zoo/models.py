@@ -585,6 +585,7 @@ class ReleaseCheck(models.Model):
     class Kind(models.TextChoices):
         CALIBRATION = "calibration", "Calibration and decision threshold"
         LEAKAGE = "leakage", "Train/test leakage"
+        FORGETTING = "forgetting", "Forgetting (representation change)"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -598,8 +599,9 @@ class ReleaseCheck(models.Model):
     DIRECTIONS = {
         Kind.CALIBRATION: ("ECE on the test split after temperature scaling", "max"),
         Kind.LEAKAGE: ("share of test rows that duplicate a training row", "max"),
+        Kind.FORGETTING: ("lowest per-layer linear CKA with the base", "min"),
     }
-    DEFAULT_THRESHOLDS = {Kind.CALIBRATION: 0.1, Kind.LEAKAGE: 0.0}
+    DEFAULT_THRESHOLDS = {Kind.CALIBRATION: 0.1, Kind.LEAKAGE: 0.0, Kind.FORGETTING: 0.5}
 
     version = models.ForeignKey(
         ModelVersion, on_delete=models.CASCADE, related_name="release_checks"
@@ -631,7 +633,7 @@ class ReleaseCheck(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(kind__in=["calibration", "leakage"]),
+                condition=models.Q(kind__in=["calibration", "leakage", "forgetting"]),
                 name="releasecheck_kind_valid",
             ),
             models.CheckConstraint(
@@ -678,7 +680,7 @@ class ReleaseCheckRule(models.Model):
         ordering = ["kind", "id"]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(kind__in=["calibration", "leakage"]),
+                condition=models.Q(kind__in=["calibration", "leakage", "forgetting"]),
                 name="releasecheckrule_kind_valid",
             ),
         ]

@@ -85,3 +85,19 @@ def leakage_markdown(result: dict) -> str:
 def _pair(ex: dict) -> str:
     how = "exact" if ex["how"] == "exact" else f"cosine {ex['cosine']:.3f}"
     return f"test {ex['test_index']} = train {ex['train_index']} ({how})"
+
+
+def forgetting_markdown(result: dict) -> str:
+    """Linear CKA with the base per layer, and the neighbours kept."""
+    rows = ["| layer | linear CKA with the base |", "|---|---|"]
+    for row in result["layers"]:
+        name = "embeddings" if row["layer"] == 0 else f"layer {row['layer']}"
+        rows.append(f"| {name} | {row['cka']:.4f} |")
+    return "\n".join(
+        [
+            *rows,
+            "",
+            f"Nearest-neighbour agreement (last layer, k = {result['k']}): "
+            f"{result['knn_agreement']:.3f} of each reference sentence's neighbours are kept.",
+        ]
+    )

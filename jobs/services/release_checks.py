@@ -69,10 +69,24 @@ def _leakage_params(params: dict, run: FineTuneRun) -> dict[str, Any]:
     return {"cosine_threshold": _number(params, "cosine_threshold", 0.95, low=0.5, high=1.0)}
 
 
-PARAMS = {"calibration": _calibration_params, "leakage": _leakage_params}
+def _forgetting_params(params: dict, run: FineTuneRun) -> dict[str, Any]:
+    if run.dataset_version.dataset.modality != "text":
+        raise PortalError(
+            "The forgetting check compares text encoders on the probes' reference sentences; "
+            "it is not built for image models yet."
+        )
+    return {"k": int(_number(params, "k", 10, low=1, high=50))}
+
+
+PARAMS = {
+    "calibration": _calibration_params,
+    "leakage": _leakage_params,
+    "forgetting": _forgetting_params,
+}
 ALLOWED = {
     "calibration": {"target", "target_value", "positive_class", "threshold"},
     "leakage": {"cosine_threshold", "threshold"},
+    "forgetting": {"k", "threshold"},
 }
 
 

@@ -14,7 +14,7 @@ from portal.errors import NotFound, PortalError
 from portal.http import shown_to
 from zoo.selectors.catalogue import versions_visible_to
 
-NUMBERS = ("target_value", "cosine_threshold", "threshold")
+NUMBERS = ("target_value", "cosine_threshold", "threshold", "k")
 WORDS = ("target", "positive_class")
 
 

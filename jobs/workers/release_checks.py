@@ -17,7 +17,7 @@ from django.conf import settings
 
 from jobs.engine import JobCancelled, JobContext, register
 from jobs.ml import finetune as ft
-from jobs.ml.release_card import calibration_markdown, leakage_markdown
+from jobs.ml.release_card import calibration_markdown, forgetting_markdown, leakage_markdown
 from jobs.models import FineTuneRun, Job
 from jobs.services import release_checks as services
 from jobs.workers.finetunes import split_of
@@ -273,4 +273,42 @@ def _leakage(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
     return share, summary, result
 
 
-HANDLERS = {ReleaseCheck.Kind.CALIBRATION: _calibration, ReleaseCheck.Kind.LEAKAGE: _leakage}
+# --- forgetting ----------------------------------------------------------------------------
+
+
+def _forgetting(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
+    from jobs.ml.forgetting import representation_change
+    from jobs.ml.reference import reference_texts
+
+    texts = reference_texts()  # the probes' general sample: "ordinary" text, not the task's
+    ctx.progress(0.2, stage=f"Embedding {len(texts)} reference sentences before and after")
+    base_dir = materialize_version(run.base_version, settings.MODEL_CACHE_DIR)
+    output_dir = materialize_version(check.version, settings.MODEL_CACHE_DIR)
+    result = representation_change(
+        base_dir,
+        output_dir,
+        texts,
+        base_model_dir=base_dir if run.is_adapter else None,
+        device=_device(ctx),
+        max_length=int((run.config or {}).get("max_length", 128)),
+        k=int(check.params.get("k", 10)),
+    )
+    result["card_markdown"] = forgetting_markdown(result)
+    summary = (
+        f"Compared the base's and the fine-tune's mean-pooled hidden states on the "
+        f"{result['n']} reference sentences the probes use, layer by layer, with linear CKA "
+        f"(1 = the same geometry): lowest {result['min_cka']:.3f} at "
+        f"{'the embeddings' if result['min_layer'] == 0 else 'layer ' + str(result['min_layer'])}"
+        f" (threshold {check.threshold:g}); {result['knn_agreement']:.1%} of each sentence's "
+        f"{result['k']} nearest neighbours in the last layer are kept. Not measured: whether "
+        "the base's own tasks got worse (no task of the base is scored), nor representations "
+        "of data unlike the reference sentences."
+    )
+    return result["min_cka"], summary, result
+
+
+HANDLERS = {
+    ReleaseCheck.Kind.CALIBRATION: _calibration,
+    ReleaseCheck.Kind.LEAKAGE: _leakage,
+    ReleaseCheck.Kind.FORGETTING: _forgetting,
+}

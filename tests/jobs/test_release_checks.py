@@ -111,7 +111,23 @@ def test_checks_run_on_a_worker_show_on_the_page_and_card_and_gate_publishing(
         leakage = release_check_launch(actor=alice, version=version, kind="leakage")
     leakage = _wait(leakage)
     leakage_seconds = time.perf_counter() - began
-    print(f"\ncalibration {calibration_seconds:.1f} s, leakage {leakage_seconds:.1f} s end to end")
+    began = time.perf_counter()
+    with transaction.atomic():
+        forgetting = release_check_launch(actor=alice, version=version, kind="forgetting")
+    forgetting = _wait(forgetting)
+    forgetting_seconds = time.perf_counter() - began
+    print(
+        f"\ncalibration {calibration_seconds:.1f} s, leakage {leakage_seconds:.1f} s, "
+        f"forgetting {forgetting_seconds:.1f} s end to end"
+    )
+
+    # ...a head-only fine-tune left the encoder as it was: CKA 1 at every layer.
+    assert forgetting.status == ReleaseCheck.Status.PASSED, forgetting.error
+    layers = forgetting.result["layers"]
+    assert len(layers) == 3  # embeddings and the tiny BERT's two layers
+    assert all(row["cka"] == pytest.approx(1.0, abs=1e-6) for row in layers)
+    assert forgetting.result["knn_agreement"] == pytest.approx(1.0)
+    assert forgetting.result["n"] == 300
 
     # ...the calibration is stored with its temperature, ECE before/after and threshold.
     assert calibration.status == ReleaseCheck.Status.PASSED, calibration.error
@@ -149,9 +165,10 @@ def test_checks_run_on_a_worker_show_on_the_page_and_card_and_gate_publishing(
     assert "TEMPERATURE = " in version.card_markdown
     assert "THRESHOLD = " in version.card_markdown
     assert "### Train/test leakage: passed" in version.card_markdown
+    assert "| layer 2 | 1.0000 |" in version.card_markdown
     assert version.card_markdown.count("## Release checks") == 1
     revisions = list(version.card_revisions.order_by("number"))
-    assert [r.number for r in revisions] == [1, 2, 3]
+    assert [r.number for r in revisions] == [1, 2, 3, 4]
     assert revisions[-1].author is None
     assert "without the" in version.card_markdown or not found["clean"]
     print(version.card_markdown.split("## Release checks", 1)[1])
@@ -165,14 +182,15 @@ def test_checks_run_on_a_worker_show_on_the_page_and_card_and_gate_publishing(
     assert 'data-testid="release-check-leakage"' in page
     assert "Duplicated rows" in page
     assert f"job #{calibration.job_id}" in page
+    assert 'data-testid="cka-chart"' in page
 
     # Then publishing goes ahead, and a stricter rule judges the stored result again.
     catalogue_services.catalog_model_set_status(model=model, status="available", actor=sam)
     model.refresh_from_db()
     assert model.status == CatalogModel.Status.AVAILABLE
     verbs = list(AuditEvent.objects.values_list("verb", flat=True))
-    assert verbs.count("release_check.launch") == 2
-    assert verbs.count("release_check.finish") == 2
+    assert verbs.count("release_check.launch") == 3
+    assert verbs.count("release_check.finish") == 3
 
 
 @pytest.mark.django_db
@@ -321,3 +339,32 @@ def test_a_failed_check_keeps_publishing_refused_and_one_that_cannot_run_counts_
     )
     assert "cosine_threshold must be a number" in bad.content.decode()
     assert ReleaseCheck.objects.filter(version=version).count() == 2
+
+
+@pytest.mark.django_db
+def test_forgetting_sees_the_layers_a_partial_fine_tune_moved(alice, sam, tmp_path):
+    base = base_model(tmp_path / "bert", "acme/tiny-bert", steward=sam)
+    approve_reuse(alice, base)
+    run = finetune_launch(
+        actor=alice,
+        base_version=base,
+        dataset_version=ticket_dataset(alice),
+        strategy="partial",
+        config={**ONE_EPOCH, "unfreeze_layers": 1, "learning_rate": 5e-3},
+    )
+    assert job_execute(job_id=run.job_id) == "succeeded"
+    version = FineTuneRun.objects.get(pk=run.pk).output_version
+    check = release_check_launch(
+        actor=alice, version=version, kind="forgetting", params={"threshold": 0.999999}
+    )
+    assert job_execute(job_id=check.job_id) == "succeeded"
+    check.refresh_from_db()
+    cka = [row["cka"] for row in check.result["layers"]]
+    # The embeddings and the first layer were frozen; the last layer was trained.
+    assert cka[0] == pytest.approx(1.0, abs=1e-6)
+    assert cka[1] == pytest.approx(1.0, abs=1e-6)
+    assert cka[2] < 0.999999
+    assert check.measure == pytest.approx(min(cka))
+    assert check.result["min_layer"] == 2
+    assert check.status == ReleaseCheck.Status.FAILED
+    assert "lowest" in check.summary
