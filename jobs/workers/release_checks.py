@@ -151,6 +151,12 @@ def _calibration(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Pa
             f"split that threshold gives recall {_fmt(d['test']['recall'])} and precision "
             f"{_fmt(d['test']['precision'])}."
         )
+    bound = float(np.exp(cal.LOG_T_BOUND))
+    if not 1 / bound * 1.001 < temperature < bound / 1.001:
+        decision_words += (
+            f" The temperature sits at the end of the range searched ({1 / bound:.3f} to "
+            f"{bound:.1f}): the confidences are far off, and scaling alone may not fix them."
+        )
     result["card_markdown"] = calibration_markdown(result, repo_id=check.version.model.repo_id)
     summary = (
         f"Fitted one temperature ({temperature:.3f}) on the {result['n_val']} validation rows "

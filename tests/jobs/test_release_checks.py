@@ -94,6 +94,11 @@ def test_checks_run_on_a_worker_show_on_the_page_and_card_and_gate_publishing(
     assert "train/test leakage (not run)" in err.value.message
     model.refresh_from_db()
     assert model.status == CatalogModel.Status.DRAFT
+    steward = Client()
+    steward.force_login(sam)
+    page = steward.get(version.get_absolute_url()).content.decode()
+    assert 'data-testid="release-checks-unpassed"' in page
+    assert "calibration and decision threshold (not run)" in page
 
     # When alice (who made the fine-tune) runs both checks on a real worker...
     began = time.perf_counter()
@@ -183,6 +188,9 @@ def test_checks_run_on_a_worker_show_on_the_page_and_card_and_gate_publishing(
     assert "Duplicated rows" in page
     assert f"job #{calibration.job_id}" in page
     assert 'data-testid="cka-chart"' in page
+
+    page = steward.get(version.get_absolute_url()).content.decode()
+    assert 'data-testid="release-checks-unpassed"' not in page
 
     # Then publishing goes ahead, and a stricter rule judges the stored result again.
     catalogue_services.catalog_model_set_status(model=model, status="available", actor=sam)
