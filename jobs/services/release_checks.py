@@ -130,11 +130,23 @@ def release_check_launch(
         else default_threshold(kind)
     )
     with transaction.atomic():
-        busy = ReleaseCheck.objects.select_for_update().filter(
-            version=version, kind=kind, status__in=("queued", "running")
+        open_checks = list(
+            ReleaseCheck.objects.select_for_update().filter(
+                version=version, kind=kind, status__in=("queued", "running")
+            )
         )
-        if busy.exists():
+        live = set(
+            Job.objects.filter(
+                pk__in=[c.job_id for c in open_checks], status__in=Job.ACTIVE
+            ).values_list("pk", flat=True)
+        )
+        if any(c.job_id in live for c in open_checks):
             raise Conflict(f"A {kind} check of this version is already queued or running.")
+        for orphan in open_checks:
+            # Its job ended without writing back (out of attempts, killed): say so, then rerun.
+            checks.release_check_error(
+                check_id=orphan.pk, error="Its job ended without a result; it was run again."
+            )
         check = checks.release_check_open(
             version=version, kind=kind, params=cleaned, threshold=threshold, actor=actor
         )

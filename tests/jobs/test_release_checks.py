@@ -274,6 +274,13 @@ def test_who_may_run_checks_and_bad_settings_change_nothing(alice, bob, sam, tmp
     assert check.threshold == ReleaseCheck.DEFAULT_THRESHOLDS["calibration"]
     with pytest.raises(PortalError, match="already queued or running"):
         release_check_launch(actor=alice, version=version, kind="calibration")
+    # A job that gave up without writing back does not hold the check forever.
+    Job.objects.filter(pk=check.job_id).update(status=Job.Status.FAILED)
+    again = release_check_launch(actor=alice, version=version, kind="calibration")
+    check.refresh_from_db()
+    assert check.status == ReleaseCheck.Status.ERROR
+    assert "ended without a result" in check.error
+    assert again.status == ReleaseCheck.Status.QUEUED
     client = Client()
     client.force_login(bob)
     assert (
@@ -376,3 +383,30 @@ def test_forgetting_sees_the_layers_a_partial_fine_tune_moved(alice, sam, tmp_pa
     assert check.result["min_layer"] == 2
     assert check.status == ReleaseCheck.Status.FAILED
     assert "lowest" in check.summary
+
+
+@pytest.mark.django_db
+def test_staff_edit_the_rules_in_the_admin_audited(client, admin_user):
+    client.force_login(admin_user)
+    answer = client.post(
+        "/admin/zoo/releasecheckrule/add/",
+        {
+            "kind": "calibration",
+            "use_types": '["commercial"]',
+            "threshold": "0.05",
+            "reason": "Customer-facing scores must be calibrated.",
+            "active": "on",
+        },
+    )
+    assert answer.status_code == 302, answer.content.decode()[:2000]
+    rule = ReleaseCheckRule.objects.get()
+    assert rule.use_types == ["commercial"]
+    assert rule.limit == 0.05
+    created = AuditEvent.objects.get(verb="release_check_rule.create", actor=admin_user)
+    assert created.payload["after"]["threshold"] == 0.05
+
+    client.post(f"/admin/zoo/releasecheckrule/{rule.pk}/delete/", {"post": "yes"})
+    assert not ReleaseCheckRule.objects.exists()
+    deleted = AuditEvent.objects.get(verb="release_check_rule.delete")
+    assert deleted.payload["before"]["kind"] == "calibration"
+    assert client.get("/admin/zoo/releasecheck/add/").status_code == 403
