@@ -83,7 +83,10 @@ def leakage_markdown(result: dict) -> str:
 
 
 def _pair(ex: dict) -> str:
-    how = "exact" if ex["how"] == "exact" else f"cosine {ex['cosine']:.3f}"
+    if ex["how"] == "dhash":
+        how = f"dHash {ex['distance']} bits apart"
+    else:
+        how = "exact" if ex["how"] == "exact" else f"cosine {ex['cosine']:.3f}"
     return f"test {ex['test_index']} = train {ex['train_index']} ({how})"
 
 

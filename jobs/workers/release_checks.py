@@ -53,6 +53,12 @@ def release_check(ctx: JobContext) -> dict:
         message = f"The {check.kind} check could not run: {exc}"
         services.release_check_failed(ctx=ctx, check_id=check_id, error=message)
         raise PortalError(message) from exc
+    except Exception as exc:
+        # A bug: the job records the traceback; the check must not stay "running".
+        services.release_check_failed(
+            ctx=ctx, check_id=check_id, error=f"The check failed: {type(exc).__name__}: {exc}"
+        )
+        raise
     seconds = time.perf_counter() - began
     result["seconds"] = seconds
     stored = services.release_check_done(

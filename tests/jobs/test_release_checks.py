@@ -383,6 +383,15 @@ def test_forgetting_sees_the_layers_a_partial_fine_tune_moved(alice, sam, tmp_pa
     assert check.result["min_layer"] == 2
     assert check.status == ReleaseCheck.Status.FAILED
     assert "lowest" in check.summary
+    # Three classes: calibrated without a decision threshold.
+    calibration = release_check_launch(actor=alice, version=version, kind="calibration")
+    assert job_execute(job_id=calibration.job_id) == "succeeded"
+    calibration.refresh_from_db()
+    assert calibration.result["classes"] == ["billing", "login", "outage"]
+    assert "decision" not in calibration.result
+    assert calibration.result["test_after"]["accuracy"] == pytest.approx(
+        calibration.result["test_before"]["accuracy"]
+    )
 
 
 @pytest.mark.django_db
@@ -410,3 +419,59 @@ def test_staff_edit_the_rules_in_the_admin_audited(client, admin_user):
     deleted = AuditEvent.objects.get(verb="release_check_rule.delete")
     assert deleted.payload["before"]["kind"] == "calibration"
     assert client.get("/admin/zoo/releasecheck/add/").status_code == 403
+
+
+def _pets_with_resized_copies() -> bytes:
+    """Cats and dogs (noise over a colour per class), with every other image also shrunk."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from tests.builders.datasets import image_zip_bytes
+
+    source = zipfile.ZipFile(io.BytesIO(image_zip_bytes({"cat": 10, "dog": 10})))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for i, name in enumerate(sorted(source.namelist())):
+            data = source.read(name)
+            zf.writestr(name, data)
+            if i % 2 == 0:
+                small = io.BytesIO()
+                Image.open(io.BytesIO(data)).resize((32, 32)).save(small, format="PNG")
+                zf.writestr(name.replace(".png", "-small.png"), small.getvalue())
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_images_are_checked_by_perceptual_hash_and_forgetting_says_it_is_text_only(
+    alice, sam, tmp_path
+):
+    from tests.builders.catalogue import import_model
+    from tests.builders.datasets import upload
+    from tests.builders.weights import tiny_vit_folder
+    from zoo.services import datasets as dataset_services
+
+    vit = import_model(tiny_vit_folder(tmp_path / "vit"), "acme/vit", actor=sam, modality="vision")
+    approve_reuse(alice, vit)
+    staged = dataset_services.dataset_stage_upload(
+        actor=alice, upload=upload("pets.zip", _pets_with_resized_copies())
+    )
+    pets, _ = dataset_services.dataset_create(
+        actor=alice, staged=staged, name="pets", sensitivity="internal"
+    )
+    version = _finetune(alice, vit, pets).output_version
+
+    leakage = release_check_launch(actor=alice, version=version, kind="leakage")
+    assert job_execute(job_id=leakage.job_id) == "succeeded"
+    leakage.refresh_from_db()
+    assert "dHash" in leakage.result["method"]
+    assert leakage.result["n_duplicates"] >= 1
+    assert all(ex["how"] == "dhash" for ex in leakage.result["examples"])
+    assert all(ex["distance"] <= 4 for ex in leakage.result["examples"])
+    calibration = release_check_launch(actor=alice, version=version, kind="calibration")
+    assert job_execute(job_id=calibration.job_id) == "succeeded"
+    calibration.refresh_from_db()
+    assert calibration.result["temperature"] > 0
+    with pytest.raises(PortalError, match="not built for image models yet"):
+        release_check_launch(actor=alice, version=version, kind="forgetting")
