@@ -16,6 +16,7 @@ class Job(models.Model):
         WORKER_CHECK = "worker_check", "Worker check"
         CONVERT = "convert", "Convert to safetensors"
         STUDY_CHOICE = "study_choice", "Test score of a study's choice"
+        RELEASE_CHECK = "release_check", "Release check"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

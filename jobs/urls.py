@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs.views import finetunes, imports, jobs, operations, probes, studies
+from jobs.views import finetunes, imports, jobs, operations, probes, release_checks, studies
 
 app_name = "jobs"
 urlpatterns = [
@@ -10,6 +10,11 @@ urlpatterns = [
     path("status.json", operations.status_json, name="status_json"),
     path("<int:pk>/", jobs.job_detail, name="detail"),
     path("<int:pk>/cancel/", jobs.job_cancel_view, name="cancel"),
+    path(
+        "release-checks/version/<int:pk>/",
+        release_checks.release_check_new,
+        name="release_check_new",
+    ),
 ]
 
 # Probes live at /probes/ under their own namespace ("probes:…").

@@ -3,8 +3,9 @@
 Versions, artifacts and dataset versions are immutable records; models and
 datasets change through the portal's own pages, whose services check the
 acting user and write the audit event. Nothing here adds, edits or deletes,
-except the one policy table kept here: the card sections a card needs
-(``CardRequirement``), whose edits go through the audited services.
+except the policy tables kept here: the card sections a card needs
+(``CardRequirement``) and the release checks a version needs (``ReleaseCheckRule``),
+whose edits go through the audited services.
 """
 
 from django.contrib import admin
@@ -18,9 +19,12 @@ from zoo.models import (
     Dataset,
     DatasetVersion,
     ModelVersion,
+    ReleaseCheck,
+    ReleaseCheckRule,
     ScanWaiver,
 )
 from zoo.services.card_revisions import card_requirement_delete, card_requirement_save
+from zoo.services.release_checks import release_check_rule_delete, release_check_rule_save
 
 
 class ModelVersionInline(admin.TabularInline):
@@ -122,3 +126,30 @@ class CardRequirementAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset) -> None:
         for requirement in queryset.order_by("pk"):
             card_requirement_delete(actor=request.user, requirement=requirement)
+
+
+@admin.register(ReleaseCheckRule)
+class ReleaseCheckRuleAdmin(admin.ModelAdmin):
+    """Which release checks are required, for publishing or per use type, at which threshold."""
+
+    list_display = ("kind", "use_types", "threshold", "active")
+    list_filter = ("kind", "active")
+
+    def save_model(self, request, obj, form, change) -> None:
+        release_check_rule_save(actor=request.user, rule=obj)
+
+    def delete_model(self, request, obj) -> None:
+        release_check_rule_delete(actor=request.user, rule=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for rule in queryset.order_by("pk"):
+            release_check_rule_delete(actor=request.user, rule=rule)
+
+
+@admin.register(ReleaseCheck)
+class ReleaseCheckAdmin(ReadOnlyAdmin):
+    """Check results are written by their jobs; here they are listed."""
+
+    list_display = ("version", "kind", "status", "measure", "threshold", "finished_at")
+    list_filter = ("kind", "status")
+    list_select_related = ("version__model",)

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from governance.models import License, Sensitivity
+from governance.models import License, Sensitivity, UseType
 
 repo_id_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$",
@@ -569,3 +569,135 @@ class CardRequirement(models.Model):
     @property
     def accepted_headings(self) -> list[str]:
         return [self.heading, *(h.strip() for h in self.also_accepted.splitlines() if h.strip())]
+
+
+class ReleaseCheck(models.Model):
+    """One release check of one version (calibration, leakage...): what it measured, its verdict.
+
+    Run as a job (``jobs.workers.release_checks``); the publish gate and the reuse
+    policy read the latest finished check of each kind on a version. ``measure``
+    is the one figure judged against ``threshold`` (in the kind's direction, see
+    ``DIRECTIONS``), so a rule with another threshold can judge a stored result
+    again without re-running it. ``job_id`` names the job (a plain id: zoo does
+    not reach into jobs).
+    """
+
+    class Kind(models.TextChoices):
+        CALIBRATION = "calibration", "Calibration and decision threshold"
+        LEAKAGE = "leakage", "Train/test leakage"
+        FORGETTING = "forgetting", "Forgetting (representation change)"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        PASSED = "passed", "Passed"
+        FAILED = "failed", "Failed"
+        ERROR = "error", "Could not run"
+
+    FINISHED = (Status.PASSED, Status.FAILED, Status.ERROR)
+    # kind -> (what the measure is, "max" when lower is better, "min" when higher is)
+    DIRECTIONS = {
+        Kind.CALIBRATION: ("ECE on the test split after temperature scaling", "max"),
+        Kind.LEAKAGE: ("share of test rows that duplicate a training row", "max"),
+        Kind.FORGETTING: ("lowest per-layer linear CKA with the base", "min"),
+    }
+    DEFAULT_THRESHOLDS = {Kind.CALIBRATION: 0.1, Kind.LEAKAGE: 0.0, Kind.FORGETTING: 0.5}
+
+    version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="release_checks"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    params = models.JSONField(default=dict, blank=True, help_text="What the launcher asked for.")
+    threshold = models.FloatField(help_text="The threshold the verdict was reached against.")
+    measure = models.FloatField(null=True, blank=True, help_text="The figure judged.")
+    passed = models.BooleanField(null=True, blank=True)
+    summary = models.TextField(
+        blank=True, help_text="What it measured and what it did not, in plain words."
+    )
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    seconds = models.FloatField(null=True, blank=True, help_text="Wall time of the check.")
+    job_id = models.PositiveBigIntegerField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["version_id", "kind", "-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["version", "kind", "-created_at"], name="releasecheck_latest")
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["calibration", "leakage", "forgetting"]),
+                name="releasecheck_kind_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["queued", "running", "passed", "failed", "error"]),
+                name="releasecheck_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} check #{self.pk} of version {self.version_id}"
+
+    @property
+    def measure_name(self) -> str:
+        return self.DIRECTIONS[self.kind][0]
+
+    def passes(self, threshold: float | None = None) -> bool:
+        """Whether the stored measure meets ``threshold`` (default: the one it ran against)."""
+        if self.status not in (self.Status.PASSED, self.Status.FAILED) or self.measure is None:
+            return False
+        limit = self.threshold if threshold is None else threshold
+        if self.DIRECTIONS[self.kind][1] == "max":
+            return self.measure <= limit
+        return self.measure >= limit
+
+
+class ReleaseCheckRule(models.Model):
+    """Policy data: a release check a version needs before publishing, or before a use type.
+
+    With no use types the check must have passed on a model's latest version before
+    it is published; with use types, on a version before a reuse request for one of
+    them is taken. Edited by staff in the admin, audited like every policy table.
+    An empty threshold takes the check kind's default.
+    """
+
+    kind = models.CharField(max_length=20, choices=ReleaseCheck.Kind.choices)
+    use_types = models.JSONField(
+        default=list, blank=True, help_text="Use types it applies to; empty: before publishing."
+    )
+    threshold = models.FloatField(null=True, blank=True, help_text="Empty for the default.")
+    reason = models.CharField(max_length=300, blank=True, help_text="Shown when it refuses.")
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["kind", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["calibration", "leakage", "forgetting"]),
+                name="releasecheckrule_kind_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        where = ", ".join(self.use_types) if self.use_types else "publishing"
+        return f"{self.get_kind_display()} for {where}"
+
+    @property
+    def limit(self) -> float:
+        if self.threshold is not None:
+            return self.threshold
+        return ReleaseCheck.DEFAULT_THRESHOLDS[self.kind]
+
+    def clean(self) -> None:
+        unknown = sorted(set(self.use_types or []) - set(UseType.values))
+        if unknown:
+            raise ValidationError(
+                {"use_types": f"Unknown use type {unknown[0]!r}; use {', '.join(UseType.values)}."}
+            )

@@ -16,6 +16,7 @@ from governance.roles import REVIEW_ROLES
 from portal.errors import PortalError
 from portal.text import and_list
 from zoo.models import ModelVersion
+from zoo.selectors.release_checks import release_checks_missing
 
 
 @dataclass
@@ -60,6 +61,12 @@ def policy_evaluate(
         else:
             roles.extend(r for r in rule.required_roles if r in REVIEW_ROLES and r not in roles)
             reasons.append(rule.reason)
+    unpassed = release_checks_missing(version, use_type=use_type)
+    if unpassed:
+        refusals.append(
+            f"Release checks required for {use_type} use have not passed on this version: "
+            f"{'; '.join(unpassed)}."
+        )
     if refusals:
         return PolicyOutcome(True, reasons=refusals)
     if not roles:

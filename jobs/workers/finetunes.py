@@ -114,15 +114,25 @@ def _device(ctx: JobContext) -> str:
 
 def _training_data(ctx: JobContext, run, tmp: Path) -> _Split:
     ctx.progress(0.01, stage="Reading the dataset")
-    rows = read_rows(run.dataset_version, tmp, with_time=run.split == "time")
-    test_rows = read_rows(run.test_dataset_version, tmp) if run.test_dataset_version else None
-    data = _split_rows(run, rows, test_rows)
+    data = split_of(run, tmp)
     ctx.log(
         f"{len(data.train[1])} training, {len(data.val[1])} validation and "
         f"{len(data.test[1])} test examples; {len(data.class_names)} classes; "
         f"{run.get_split_display().lower()} split"
     )
     return data
+
+
+def split_of(run, tmp: Path) -> _Split:
+    """The run's train, validation and test sets exactly as its fine-tune made them.
+
+    Same dataset versions, split kind, fractions and seed, so a release check
+    calibrates on the validation rows the run chose its epoch on and scores the
+    test rows its card reports.
+    """
+    rows = read_rows(run.dataset_version, tmp, with_time=run.split == "time")
+    test_rows = read_rows(run.test_dataset_version, tmp) if run.test_dataset_version else None
+    return _split_rows(run, rows, test_rows)
 
 
 def _config_of(run) -> FineTuneConfig:

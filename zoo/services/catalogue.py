@@ -24,6 +24,7 @@ from zoo.models import (
     VersionHold,
 )
 from zoo.selectors.cards import card_missing_sections
+from zoo.selectors.release_checks import release_checks_missing
 from zoo.services.events import block_change, standing_changed
 
 
@@ -184,6 +185,13 @@ def catalog_model_set_status(
             raise PortalError(
                 f"The card of {latest.label} lacks {', '.join(missing)}: add "
                 f"{'that section' if len(missing) == 1 else 'those sections'} before publishing.",
+                field="status",
+            )
+        unpassed = release_checks_missing(latest) if latest else []
+        if unpassed:
+            raise PortalError(
+                f"Release checks required before publishing have not passed on {latest.label}: "
+                f"{'; '.join(unpassed)}. Run them from the version's page.",
                 field="status",
             )
     moved = CatalogModel.objects.filter(pk=model.pk, status__in=STATUS_MOVES[status]).update(

@@ -35,6 +35,7 @@ from zoo.forms import (
 from zoo.hub.snippets import use_this_model
 from zoo.models import Artifact, CatalogModel, ScanWaiver, VersionHold
 from zoo.selectors import catalogue as selectors
+from zoo.selectors.release_checks import latest_release_checks, release_checks_missing
 from zoo.services import catalogue as services
 from zoo.services import waivers
 
@@ -79,6 +80,26 @@ def _risk_context(user) -> dict:
         "can_edit_risks": can_edit_risks(user),
         "risk_form": RiskForm(),
         "risk_statuses": RiskEntry.Status.choices,
+    }
+
+
+def _release_check_context(user, version, steward: bool, *, latest) -> dict:
+    """The version's newest check of each kind, and whether this person may run them.
+
+    The launch service decides (``jobs.services.release_checks``); this only says
+    whether to show its form: stewards, staff, and the fine-tune's maker.
+    """
+    from_finetune = version.source == version.Source.FINETUNE
+    keeper = steward or user.is_staff or (from_finetune and version.created_by_id == user.pk)
+    return {
+        "release_checks": sorted(latest_release_checks(version).values(), key=lambda c: c.kind),
+        # What publishing still needs of the latest version: the steward's hint by the
+        # Publish button (``catalog_model_set_status`` asks the same rule and decides).
+        "release_checks_unpassed": release_checks_missing(latest)
+        if steward and version.model.status in ("draft", "blocked")
+        else [],
+        "may_run_release_checks": keeper and from_finetune,
+        "sees_check_examples": keeper,
     }
 
 
@@ -135,6 +156,7 @@ def model_detail(request: HttpRequest, namespace: str, name: str) -> HttpRespons
             "risks": version.risks.select_related("owner"),
             **_risk_context(request.user),
             **_lifecycle_context(request.user, version),
+            **_release_check_context(request.user, version, steward, latest=versions[0]),
             "is_steward": steward,
             **use_this_model(request, version),
             "status_form": ModelStatusForm(initial={"status": model.status}) if steward else None,

@@ -1,0 +1,106 @@
+"""The model-card text of release checks: tables and the usage snippet. No Django."""
+
+from __future__ import annotations
+
+
+def _num(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{float(value):.{digits}f}"
+
+
+def calibration_markdown(result: dict, *, repo_id: str) -> str:
+    """The calibration table, the threshold (if any) and how to apply both in code."""
+    t = result["temperature"]
+    lines = [
+        "| | ECE (15 bins) | NLL | Brier |",
+        "|---|---|---|---|",
+        f"| test, as trained | {_num(result['test_before']['ece'])} | "
+        f"{_num(result['test_before']['nll'])} | {_num(result['test_before']['brier'])} |",
+        f"| test, temperature {t:.3f} | {_num(result['test_after']['ece'])} | "
+        f"{_num(result['test_after']['nll'])} | {_num(result['test_after']['brier'])} |",
+        "",
+    ]
+    decision = result.get("decision")
+    code = [
+        "```python",
+        "import torch",
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+        "",
+        f'model = AutoModelForSequenceClassification.from_pretrained("{repo_id}")',
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
+        f"TEMPERATURE = {t:.6g}  # fitted on the validation split",
+        'inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")',
+        "with torch.no_grad():",
+        "    probs = torch.softmax(model(**inputs).logits / TEMPERATURE, dim=-1)",
+    ]
+    if decision:
+        index = decision["positive_index"]
+        on_val, on_test = decision["validation"], decision["test"]
+        lines += [
+            f"Decision threshold for **{decision['positive_class']}**: "
+            f"{decision['threshold']:.4f} on the calibrated probability, chosen on validation "
+            f"for {decision['target']} >= {decision['target_value']:g} "
+            f"({'reached' if on_val['reached'] else 'not reached'} there: recall "
+            f"{_num(on_val['recall'])}, precision {_num(on_val['precision'])}). On the test "
+            f"split it gives recall {_num(on_test['recall'])}, precision "
+            f"{_num(on_test['precision'])}, specificity {_num(on_test['specificity'])}.",
+            "",
+        ]
+        code += [
+            f"THRESHOLD = {decision['threshold']:.6g}  # {decision['target']} >= "
+            f"{decision['target_value']:g} on validation",
+            f"is_{_identifier(decision['positive_class'])} = probs[:, {index}] >= THRESHOLD",
+        ]
+    code.append("```")
+    return "\n".join([*lines, "Usage with the calibration applied:", "", *code])
+
+
+def _identifier(name: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() else "_" for ch in str(name).lower()).strip("_")
+    return cleaned if cleaned and not cleaned[0].isdigit() else "positive"
+
+
+def leakage_markdown(result: dict) -> str:
+    """How many test rows repeat training rows, a few examples, the score without them."""
+    lines = [
+        "| | test rows | accuracy | macro-F1 |",
+        "|---|---|---|---|",
+        f"| all test rows | {result['n_test']} | {_num(result['all']['accuracy'])} | "
+        f"{_num(result['all']['macro_f1'])} |",
+    ]
+    clean = result.get("clean")
+    if clean:
+        lines.append(
+            f"| without the {result['n_duplicates']} duplicates | {clean['n']} | "
+            f"{_num(clean['accuracy'])} | {_num(clean['macro_f1'])} |"
+        )
+    examples = result.get("examples") or []
+    if examples:
+        # Row positions only: the texts are the dataset's, and a card travels further
+        # than the data's sensitivity allows. The version page shows them to its keepers.
+        shown = ", ".join(_pair(ex) for ex in examples[:10])
+        lines += ["", f"Duplicated rows (positions within the splits): {shown}."]
+    return "\n".join(lines)
+
+
+def _pair(ex: dict) -> str:
+    if ex["how"] == "dhash":
+        how = f"dHash {ex['distance']} bits apart"
+    else:
+        how = "exact" if ex["how"] == "exact" else f"cosine {ex['cosine']:.3f}"
+    return f"test {ex['test_index']} = train {ex['train_index']} ({how})"
+
+
+def forgetting_markdown(result: dict) -> str:
+    """Linear CKA with the base per layer, and the neighbours kept."""
+    rows = ["| layer | linear CKA with the base |", "|---|---|"]
+    for row in result["layers"]:
+        name = "embeddings" if row["layer"] == 0 else f"layer {row['layer']}"
+        rows.append(f"| {name} | {row['cka']:.4f} |")
+    return "\n".join(
+        [
+            *rows,
+            "",
+            f"Nearest-neighbour agreement (last layer, k = {result['k']}): "
+            f"{result['knn_agreement']:.3f} of each reference sentence's neighbours are kept.",
+        ]
+    )
