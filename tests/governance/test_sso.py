@@ -22,7 +22,7 @@ from governance.backends import SsoBackend
 from governance.models import AccessToken, AuditEvent, SsoIdentity
 from governance.services.tokens import access_token_create
 from tests.factories import PASSWORD, UserFactory
-from tests.oidc_provider.harness import CLIENT_ID, new_rsa_pem
+from tests.oidc_provider.harness import CLIENT_ID, new_rsa_pem, start_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -365,3 +365,10 @@ def test_break_glass_superusers_keep_their_password(client, passwords_off, admin
     assert answer.status_code == 302
     assert client.session["_auth_user_id"] == str(admin_user.pk)
     assert api.status_code == 201
+
+
+def test_a_provider_that_cannot_start_fails_the_tests(tmp_path):
+    (tmp_path / "signing-key.pem").write_text("not a key")
+
+    with pytest.raises(pytest.fail.Exception, match="did not start"):
+        start_provider(tmp_path, ["http://testserver/oidc/callback/"])

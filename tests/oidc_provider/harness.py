@@ -147,24 +147,22 @@ def _wait_until_up(process: subprocess.Popen, url: str, log: Path) -> dict:
             pass
         time.sleep(0.2)
     process.kill()
+    process.wait()
     tail = log.read_text(errors="replace")[-3000:]
     pytest.fail(f"The test OpenID provider did not start ({url}):\n{tail}")
 
 
-@pytest.fixture(scope="session")
-def oidc_provider(tmp_path_factory, live_server):
-    folder = tmp_path_factory.mktemp("oidc-provider")
-    (folder / "signing-key.pem").write_text(new_rsa_pem())
+def start_provider(folder: Path, redirect_uris: list[str]) -> tuple[subprocess.Popen, Provider]:
+    """Start the provider in a subprocess; fails the test (never skips) if it does not answer."""
+    if not (folder / "signing-key.pem").exists():
+        (folder / "signing-key.pem").write_text(new_rsa_pem())
     (folder / "directory.json").write_text(
         json.dumps(
             {
                 "client": {
                     "id": CLIENT_ID,
                     "secret": CLIENT_SECRET,
-                    "redirect_uris": [
-                        "http://testserver/oidc/callback/",
-                        f"{live_server.url}/oidc/callback/",
-                    ],
+                    "redirect_uris": redirect_uris,
                 },
                 "people": {},
             }
@@ -187,12 +185,26 @@ def oidc_provider(tmp_path_factory, live_server):
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    discovery = _wait_until_up(process, f"{base}/o/.well-known/openid-configuration", log)
+    return process, Provider(base=base, folder=folder, discovery=discovery)
+
+
+def stop_provider(process: subprocess.Popen) -> None:
+    process.terminate()
     try:
-        discovery = _wait_until_up(process, f"{base}/o/.well-known/openid-configuration", log)
-        yield Provider(base=base, folder=folder, discovery=discovery)
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory, live_server):
+    process, provider = start_provider(
+        tmp_path_factory.mktemp("oidc-provider"),
+        ["http://testserver/oidc/callback/", f"{live_server.url}/oidc/callback/"],
+    )
+    try:
+        yield provider
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_provider(process)

@@ -35,11 +35,15 @@ def _register(directory: dict) -> None:
 def main() -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.oidc_provider.settings"
     django.setup()
+    from django.conf import settings
     from django.core.servers.basehttp import WSGIServer, run
     from django.core.wsgi import get_wsgi_application
+    from jwcrypto import jwk
 
     from tests.oidc_provider.validator import directory
 
+    # django-oauth-toolkit reads the key only when it signs; a bad one must stop the start.
+    jwk.JWK.from_pem(settings.OAUTH2_PROVIDER["OIDC_RSA_PRIVATE_KEY"].encode())
     call_command("migrate", verbosity=0, interactive=False)
     _register(directory())
     port = int(os.environ["OIDC_PROVIDER_PORT"])
