@@ -17,6 +17,7 @@ import jwt
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.test import Client
 
 from governance.backends import SsoBackend
 from governance.models import AccessToken, AuditEvent, SsoIdentity
@@ -170,6 +171,17 @@ def test_a_tampered_state_is_refused(client, provider):
     answer = client.get("/oidc/callback/", {"code": query["code"][0], "state": "forged"})
 
     _refused(answer, client, "does not belong to a sign-in started in this browser")
+    assert not User.objects.filter(username="dana").exists()
+
+
+def test_an_answer_for_another_browser_is_refused(client, provider):
+    authorize_url, _ = _start(client)
+    back = urlsplit(provider.authorize(authorize_url, "dana"))
+    other = Client()
+
+    answer = other.get(f"{back.path}?{back.query}")
+
+    _refused(answer, other, "does not belong to a sign-in started in this browser")
     assert not User.objects.filter(username="dana").exists()
 
 
