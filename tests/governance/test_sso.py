@@ -278,6 +278,28 @@ def test_a_token_with_wrong_claims_is_refused(client, provider, monkeypatch, cha
     assert not AuditEvent.objects.filter(verb="auth.sso_signin").exists()
 
 
+def test_a_malformed_group_claim_is_refused_saying_so(client, provider, monkeypatch):
+    answer = _callback_with(
+        client,
+        monkeypatch,
+        lambda n: _signed(provider, _claims(provider, n, groups={"zoo-stewards": True})),
+    )
+
+    _refused(answer, client, "The provider's 'groups' claim is not a list of group names")
+    assert not User.objects.filter(username="mallory").exists()
+
+
+def test_a_single_group_sent_as_a_string_counts(client, provider, monkeypatch):
+    answer = _callback_with(
+        client,
+        monkeypatch,
+        lambda n: _signed(provider, _claims(provider, n, groups="zoo-legal")),
+    )
+
+    assert answer["Location"] == "/"
+    assert _roles(User.objects.get(username="mallory")) == {"legal"}
+
+
 def test_a_token_signed_by_another_key_is_refused(client, provider, monkeypatch):
     other = new_rsa_pem()
     answer = _callback_with(
