@@ -79,6 +79,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "governance.middleware.SsoSessionRefresh",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.http.PortalErrorMiddleware",
@@ -253,6 +254,9 @@ OIDC_USE_NONCE = True
 OIDC_TIMEOUT = env_int("OIDC_TIMEOUT_S", 10, minimum=1)
 # Seconds of clock difference allowed between the provider and the portal.
 OIDC_LEEWAY_S = env_int("OIDC_LEEWAY_S", 60, minimum=0)
+# A single sign-on session goes back to the provider (silently) this often, so a role
+# taken away in the directory is gone within minutes (governance.middleware).
+OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env_int("OIDC_RENEW_S", 15 * 60, minimum=60)
 # The button's label: "Sign in with <OIDC_PROVIDER_NAME>".
 OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "company sign-in")
 # The claim holding the directory groups, and which group gives which portal role:

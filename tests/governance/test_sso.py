@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
+import requests
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
@@ -121,6 +122,47 @@ def test_leaving_a_directory_group_removes_the_role_at_the_next_sign_in(client, 
     dana.refresh_from_db()
     assert _roles(dana) == {"legal"}
     assert not dana.is_staff
+
+
+def test_a_session_goes_back_to_the_provider_and_follows_the_directory(client, provider):
+    with requests.Session() as browser:
+        authorize_url, _ = _start(client)
+        back = urlsplit(provider.authorize(authorize_url, "dana", browser))
+        client.get(f"{back.path}?{back.query}")
+        provider.set_person("dana", groups=["zoo-ml"])
+        assert client.get("/catalogue/").status_code == 200
+
+        session = client.session
+        session["oidc_id_token_expiration"] = 0  # the renewal interval has passed
+        session.save()
+        # htmx fragments and the API are left alone; the next page goes to the provider.
+        assert client.get("/catalogue/", headers={"HX-Request": "true"}).status_code == 200
+        assert client.get("/api/models/").status_code == 200
+        answer = client.get("/catalogue/")
+        assert answer.status_code == 302
+        params = parse_qs(urlsplit(answer["Location"]).query)
+        assert answer["Location"].startswith(provider.discovery["authorization_endpoint"])
+        assert params["prompt"] == ["none"]
+        assert params["code_challenge_method"] == ["S256"]
+
+        back = urlsplit(provider.authorize(answer["Location"], "dana", browser))
+        assert back.path == "/oidc/callback/"
+        again = client.get(f"{back.path}?{back.query}")
+
+    assert again["Location"] == "/catalogue/"
+    dana = User.objects.get(username="dana")
+    assert client.session["_auth_user_id"] == str(dana.pk)
+    assert _roles(dana) == {"ml-engineers"}
+    assert client.get("/catalogue/").status_code == 200
+
+
+def test_a_password_session_is_never_sent_to_the_provider(client, provider, alice):
+    client.post("/accounts/login/", {"username": "alice", "password": PASSWORD})
+    session = client.session
+    session["oidc_id_token_expiration"] = 0
+    session.save()
+
+    assert client.get("/catalogue/").status_code == 200
 
 
 def test_a_local_account_with_the_same_name_is_not_taken_over(client, provider):

@@ -104,34 +104,42 @@ class Provider:
         settings.OIDC_GROUPS_CLAIM = "groups"
         settings.OIDC_PROVIDER_NAME = "Acme SSO"
 
-    def authorize(self, authorize_url: str, username: str) -> str:
-        """Sign in at the provider's own form and return where it sends the browser back to."""
-        with requests.Session() as browser:
-            answer = browser.get(authorize_url, allow_redirects=False, timeout=10)
-            assert answer.status_code == 302, answer.text[:500]
-            login_url = requests.compat.urljoin(self.base, answer.headers["Location"])
-            form = browser.get(login_url, timeout=10)
-            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
-            next_url = parse_qs(urlsplit(login_url).query)["next"][0]
-            answer = browser.post(
-                login_url,
-                data={
-                    "csrfmiddlewaretoken": token,
-                    "username": username,
-                    "password": DIRECTORY_PASSWORD,
-                    "next": next_url,
-                },
-                allow_redirects=False,
-                timeout=10,
-            )
-            assert answer.status_code == 302, answer.text[:500]
-            answer = browser.get(
-                requests.compat.urljoin(self.base, answer.headers["Location"]),
-                allow_redirects=False,
-                timeout=10,
-            )
-            assert answer.status_code == 302, answer.text[:500]
-            return answer.headers["Location"]
+    def authorize(self, authorize_url: str, username: str, browser=None) -> str:
+        """Where the provider sends the browser back to, signing in at its form if it must.
+
+        Pass a ``requests.Session`` as ``browser`` to keep the provider's session
+        between calls (a second authorize then needs no form, like a real browser).
+        """
+        if browser is None:
+            with requests.Session() as fresh:
+                return self.authorize(authorize_url, username, fresh)
+        answer = browser.get(authorize_url, allow_redirects=False, timeout=10)
+        assert answer.status_code == 302, answer.text[:500]
+        location = requests.compat.urljoin(self.base, answer.headers["Location"])
+        if urlsplit(location).path != "/accounts/login/":
+            return location
+        form = browser.get(location, timeout=10)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+        next_url = parse_qs(urlsplit(location).query)["next"][0]
+        answer = browser.post(
+            location,
+            data={
+                "csrfmiddlewaretoken": token,
+                "username": username,
+                "password": DIRECTORY_PASSWORD,
+                "next": next_url,
+            },
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert answer.status_code == 302, answer.text[:500]
+        answer = browser.get(
+            requests.compat.urljoin(self.base, answer.headers["Location"]),
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert answer.status_code == 302, answer.text[:500]
+        return answer.headers["Location"]
 
 
 def _wait_until_up(process: subprocess.Popen, url: str, log: Path) -> dict:

@@ -52,3 +52,9 @@ OAUTH2_PROVIDER = {
     "OAUTH2_VALIDATOR_CLASS": "tests.oidc_provider.validator.DirectoryValidator",
     "SCOPES": {"openid": "OpenID Connect", "email": "e-mail", "profile": "profile"},
 }
+# Errors go to the log file the suite shows when the provider misbehaves.
+LOGGING = {
+    "version": 1,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django": {"handlers": ["console"], "level": "WARNING"}},
+}

@@ -19,6 +19,14 @@ def directory() -> dict:
 class DirectoryValidator(OAuth2Validator):
     oidc_claim_scope = {**OAuth2Validator.oidc_claim_scope, "groups": "openid"}
 
+    # prompt=none (the portal's session refresh): the authorize view already requires a
+    # signed-in provider session and the client skips consent, so silence is allowed.
+    def validate_silent_login(self, request):
+        return True
+
+    def validate_silent_authorization(self, request):
+        return True
+
     def get_additional_claims(self, request):
         person = directory()["people"].get(request.user.username, {})
         return {
