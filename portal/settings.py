@@ -224,7 +224,8 @@ if API_TOKEN_DAYS > 365:
 # (<issuer>/.well-known/openid-configuration): authorization, token and JWKS. ID tokens
 # must be RS256, signed by a key from the JWKS, issued by OIDC_ISSUER for
 # OIDC_RP_CLIENT_ID, unexpired, with the nonce this browser was given.
-OIDC_ISSUER = env_str("OIDC_ISSUER", "").rstrip("/")
+# Compared with the token's "iss" exactly, trailing slash and all (some providers have one).
+OIDC_ISSUER = env_str("OIDC_ISSUER", "")
 OIDC_ENABLED = bool(OIDC_ISSUER)
 OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
 OIDC_OP_TOKEN_ENDPOINT = env_str("OIDC_OP_TOKEN_ENDPOINT", "")
