@@ -24,7 +24,7 @@ from governance.backends import SsoBackend
 from governance.models import AccessToken, AuditEvent, SsoIdentity
 from governance.services.tokens import access_token_create
 from tests.factories import PASSWORD, UserFactory
-from tests.oidc_provider.harness import CLIENT_ID, new_rsa_pem, start_provider
+from tests.oidc_provider.harness import CLIENT_ID, new_rsa_pem, start_provider, stop_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -443,8 +443,13 @@ def test_break_glass_superusers_keep_their_password(client, passwords_off, admin
     assert api.status_code == 201
 
 
+def _start_and_stop(folder) -> None:
+    process, _ = start_provider(folder, ["http://testserver/oidc/callback/"])
+    stop_provider(process)  # it started after all: leave no server behind
+
+
 def test_a_provider_that_cannot_start_fails_the_tests(tmp_path):
     (tmp_path / "signing-key.pem").write_text("not a key")
 
     with pytest.raises(pytest.fail.Exception, match="did not start"):
-        start_provider(tmp_path, ["http://testserver/oidc/callback/"])
+        _start_and_stop(tmp_path)
