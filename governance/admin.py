@@ -9,6 +9,7 @@ from governance.models import (
     ReuseRequest,
     Review,
     ReviewInterval,
+    SsoIdentity,
 )
 from governance.services.policy import (
     license_save,
@@ -113,3 +114,11 @@ class AccessTokenAdmin(ReadOnlyAdmin):
             access_token_revoke(token=token, actor=request.user)
             revoked += 1
         self.message_user(request, f"Revoked {revoked} token(s).")
+
+
+@admin.register(SsoIdentity)
+class SsoIdentityAdmin(ReadOnlyAdmin):
+    """Who signs in through the provider as whom, and the roles single sign-on gave them."""
+
+    list_display = ("user", "issuer", "subject", "roles", "last_sign_in_at")
+    search_fields = ("user__username", "subject")

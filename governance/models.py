@@ -655,3 +655,29 @@ class RecallEffect(models.Model):
 
     def __str__(self) -> str:
         return f"recall {self.incident_id} on {self.version_id}"
+
+
+class SsoIdentity(models.Model):
+    """A person at the OpenID provider (issuer + subject) and the portal account they sign in as.
+
+    ``roles`` are the roles single sign-on itself gave this account: only those
+    are taken away when the directory stops granting them (see governance.services.sso).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identity"
+    )
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    roles = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_sign_in_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="sso_identity_unique")
+        ]
+        verbose_name_plural = "SSO identities"
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

@@ -10,6 +10,10 @@ COMPLIANCE = "compliance"
 
 REVIEW_ROLES = (LEGAL, SECURITY, COMPLIANCE)
 ALL_ROLES = (ML_ENGINEERS, STEWARDS, *REVIEW_ROLES)
+# Not a group: single sign-on may give the staff flag (Django admin, policy tables),
+# never superuser.
+STAFF = "staff"
+SSO_ROLES = (*ALL_ROLES, STAFF)
 
 DESCRIPTIONS = {
     ML_ENGINEERS: "may launch fine-tunes on models approved for them",

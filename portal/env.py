@@ -165,3 +165,25 @@ def redact_url(url: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return parts._replace(netloc=netloc).geturl()
     return url
+
+
+def parse_role_map(value: str, *, name: str, roles: tuple[str, ...]) -> dict[str, str]:
+    """``"directory-group=role,…"`` as {directory group: role}; every role must be one of ``roles``.
+
+    One directory group gives one role; several groups may give the same one.
+    """
+    mapping: dict[str, str] = {}
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        group, sep, role = (side.strip() for side in item.partition("="))
+        if not sep or not group or not role:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not directory-group=role.")
+        if role not in roles:
+            raise ImproperlyConfigured(
+                f"{name}: {role!r} is not a portal role (one of {', '.join(roles)})."
+            )
+        if mapping.get(group, role) != role:
+            raise ImproperlyConfigured(f"{name}: directory group {group!r} is mapped twice.")
+        mapping[group] = role
+    return mapping

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+from governance.roles import SSO_ROLES
 from portal.env import (
     env_bool,
     env_int,
@@ -21,6 +22,7 @@ from portal.env import (
     env_str,
     parse_database_url,
     parse_email_url,
+    parse_role_map,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -77,6 +79,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "governance.middleware.SsoSessionRefresh",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.http.PortalErrorMiddleware",
@@ -115,7 +118,10 @@ DATABASE_APP_ROLE = env_str("DATABASE_APP_ROLE", "")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
+    # Passwords, refused to all but superusers when LOCAL_SIGNIN_ENABLED is off.
+    "governance.backends.PasswordBackend",
+    # Single sign-on; answers only the OIDC callback, and only when OIDC_ENABLED.
+    "governance.backends.SsoBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
@@ -212,6 +218,58 @@ TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0, minimum=0)
 API_TOKEN_DAYS = env_int("API_TOKEN_DAYS", 30, minimum=1)
 if API_TOKEN_DAYS > 365:
     raise ImproperlyConfigured("API_TOKEN_DAYS is at most 365, like every portal token.")
+
+# --- Single sign-on (OpenID Connect, mozilla-django-oidc) ---------------------
+# On when OIDC_ISSUER is set. The endpoints are the provider's discovery document's
+# (<issuer>/.well-known/openid-configuration): authorization, token and JWKS. ID tokens
+# must be RS256, signed by a key from the JWKS, issued by OIDC_ISSUER for
+# OIDC_RP_CLIENT_ID, unexpired, with the nonce this browser was given.
+# Compared with the token's "iss" exactly, trailing slash and all (some providers have one).
+OIDC_ISSUER = env_str("OIDC_ISSUER", "")
+OIDC_ENABLED = bool(OIDC_ISSUER)
+OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = env_str("OIDC_OP_TOKEN_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = env_str("OIDC_OP_JWKS_ENDPOINT", "")
+# The library reads it at start-up; the portal takes every claim from the signed ID token.
+OIDC_OP_USER_ENDPOINT = env_str("OIDC_OP_USER_ENDPOINT", "")
+OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = env_str("OIDC_RP_CLIENT_SECRET", "")
+if OIDC_ENABLED:
+    _missing = [
+        name
+        for name in (
+            "OIDC_OP_AUTHORIZATION_ENDPOINT",
+            "OIDC_OP_TOKEN_ENDPOINT",
+            "OIDC_OP_JWKS_ENDPOINT",
+            "OIDC_RP_CLIENT_ID",
+            "OIDC_RP_CLIENT_SECRET",
+        )
+        if not globals()[name]
+    ]
+    if _missing:
+        raise ImproperlyConfigured(f"OIDC_ISSUER is set, so {', '.join(_missing)} must be too.")
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_RP_SCOPES = env_str("OIDC_RP_SCOPES", "openid email profile")
+OIDC_USE_PKCE = True
+OIDC_USE_NONCE = True
+OIDC_TIMEOUT = env_int("OIDC_TIMEOUT_S", 10, minimum=1)
+# Seconds of clock difference allowed between the provider and the portal.
+OIDC_LEEWAY_S = env_int("OIDC_LEEWAY_S", 60, minimum=0)
+# A single sign-on session goes back to the provider (silently) this often, so a role
+# taken away in the directory is gone within minutes (governance.middleware).
+OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env_int("OIDC_RENEW_S", 15 * 60, minimum=60)
+# The button's label: "Sign in with <OIDC_PROVIDER_NAME>".
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "company sign-in")
+# The claim holding the directory groups, and which group gives which portal role:
+# "directory-group=role,…"; roles are ml-engineers, stewards, legal, security,
+# compliance and staff (the admin flag). Unmapped groups give nothing.
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups")
+OIDC_ROLE_MAP = parse_role_map(env_str("OIDC_ROLE_MAP", ""), name="OIDC_ROLE_MAP", roles=SSO_ROLES)
+# Off: passwords are refused everywhere (page, POST /api/auth/token/, admin) except to
+# superusers, the break-glass accounts for when the provider is down.
+LOCAL_SIGNIN_ENABLED = env_bool("LOCAL_SIGNIN_ENABLED", True)
+if not LOCAL_SIGNIN_ENABLED and not OIDC_ENABLED:
+    raise ImproperlyConfigured("LOCAL_SIGNIN_ENABLED=false needs single sign-on (OIDC_ISSUER).")
 
 # The cache holds the sign-in counters, so every web process must share it: Redis
 # (CACHE_URL=redis://…) in production; embedded, a folder under var/ serves one host.

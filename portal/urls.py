@@ -9,6 +9,7 @@ from rest_framework.routers import DefaultRouter
 from governance import urls as governance_urls
 from governance.api import ApiTokenView, IncidentViewSet, ReuseRequestViewSet
 from governance.views import core as governance_views
+from governance.views import sso as sso_views
 from jobs import urls as jobs_urls
 from jobs.api.finetunes import FineTuneViewSet
 from jobs.api.imports import ImportViewSet
@@ -46,6 +47,13 @@ urlpatterns = [
     path("notifications/", include(governance_urls.notification_patterns)),
     path("accounts/login/", governance_views.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Single sign-on (OpenID Connect); the names are the ones mozilla-django-oidc reverses.
+    path("oidc/authenticate/", sso_views.SsoStartView.as_view(), name="oidc_authentication_init"),
+    path(
+        "oidc/callback/",
+        sso_views.SsoCallbackView.as_view(),
+        name="oidc_authentication_callback",
+    ),
     path("jobs/", include("jobs.urls")),
     path("catalogue/import/", include(jobs_urls.import_patterns)),
     path("catalogue/", include(governance_urls.catalogue_patterns)),

@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings
 
 from tests.factories import UserFactory
+from tests.oidc_provider.harness import oidc_provider  # noqa: F401 (a fixture)
 
 # Tests that touch no database, broker or server; pytest-django refuses them a database anyway.
 PURE = (

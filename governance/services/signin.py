@@ -10,6 +10,13 @@ clears the account's count (not the address's: one good login from a guessing
 host does not buy it more guesses). Reaching a limit writes one
 ``auth.throttled`` event; the refusals after it write none, so a flood of
 attempts cannot flood the audit log.
+
+With single sign-on, production may switch passwords off (``LOCAL_SIGNIN_ENABLED``
+false): then only superusers, the break-glass administrators for a provider
+outage, still sign in with one, on every door (the page, POST /api/auth/token/,
+the Django admin: ``password_allowed`` is also asked by governance.backends).
+Everyone else gets the same refusal whether the password was right or not, so
+the answer says nothing about the password, and the try still counts.
 """
 
 from __future__ import annotations
@@ -24,9 +31,22 @@ from django.core.cache import cache
 from django.db import transaction
 
 from governance.audit import audit_record
-from portal.errors import PortalError, TooManyAttempts
+from portal.errors import Forbidden, PortalError, TooManyAttempts
 
 WRONG_CREDENTIALS = "Wrong username or password."
+
+
+def password_off_message() -> str:
+    return (
+        "Password sign-in is switched off here: use "
+        f'"Sign in with {settings.OIDC_PROVIDER_NAME}". Only break-glass '
+        "administrator accounts still take a password."
+    )
+
+
+def password_allowed(user) -> bool:
+    """May this account sign in with a password? Everyone, or only superusers when switched off."""
+    return settings.LOCAL_SIGNIN_ENABLED or bool(user.is_superuser)
 
 
 def _key(kind: str, value: str) -> str:
@@ -111,6 +131,8 @@ def sign_in(*, username: str, password: str, client: str, request=None, via: str
         refusal = _throttled(username, client)
         if refusal is not None:
             raise refusal
+        if not settings.LOCAL_SIGNIN_ENABLED:
+            raise Forbidden(password_off_message())
         raise PortalError(WRONG_CREDENTIALS)
     account = _counters(username, client)[0][1]
     cache.delete_many([account, f"{account}:since"])

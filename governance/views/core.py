@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
@@ -38,6 +39,14 @@ class SignInView(LoginView):
     """Django's sign-in page with the portal's throttle: a throttled try answers 429."""
 
     form_class = SignInForm
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(
+            sso_enabled=settings.OIDC_ENABLED,
+            sso_name=settings.OIDC_PROVIDER_NAME,
+            local_signin_enabled=settings.LOCAL_SIGNIN_ENABLED,
+            **kwargs,
+        )
 
     def form_invalid(self, form):
         response = super().form_invalid(form)

@@ -70,3 +70,29 @@ def test_compose_migrates_as_the_owner_and_runs_as_the_app_role():
     init = {v["target"] for v in services["postgres"]["volumes"]}
     assert "/docker-entrypoint-initdb.d/10-portal-roles.sh" in init
     assert (ROOT / "deploy" / "postgres-roles.sql").exists()
+
+
+def test_compose_passes_single_sign_on_to_the_web_service_off_by_default():
+    result = _compose("config", "--format", "json", env={"SECRET_KEY": "s" * 50})
+    web = json.loads(result.stdout)["services"]["web"]["environment"]
+    assert web["OIDC_ISSUER"] == ""
+    assert web["LOCAL_SIGNIN_ENABLED"] == "true"
+
+    result = _compose(
+        "config",
+        "--format",
+        "json",
+        env={
+            "SECRET_KEY": "s" * 50,
+            "OIDC_ISSUER": "https://login.example.com",
+            "OIDC_ROLE_MAP": "ml=ml-engineers,stewards=stewards",
+            "LOCAL_SIGNIN_ENABLED": "false",
+        },
+    )
+    web = json.loads(result.stdout)["services"]["web"]["environment"]
+    assert web["OIDC_ISSUER"] == "https://login.example.com"
+    assert web["OIDC_ROLE_MAP"] == "ml=ml-engineers,stewards=stewards"
+    assert web["LOCAL_SIGNIN_ENABLED"] == "false"
+    endpoints = ("AUTHORIZATION", "TOKEN", "JWKS")
+    for name in [f"OIDC_OP_{e}_ENDPOINT" for e in endpoints] + ["OIDC_RP_CLIENT_SECRET"]:
+        assert name in web

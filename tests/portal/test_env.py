@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from portal.env import (
     env_str,
     parse_database_url,
     parse_email_url,
+    parse_role_map,
     redact_url,
 )
 
@@ -95,3 +97,31 @@ def test_email_urls():
 def test_redact_hides_the_password_only():
     assert redact_url("redis://:hunter2@cache:6379/0") == "redis://:***@cache:6379/0"
     assert redact_url("redis://cache:6379/0") == "redis://cache:6379/0"
+
+
+ROLES = ("ml-engineers", "stewards", "legal", "staff")
+
+
+def test_role_map_reads_directory_groups_to_roles():
+    value = " zoo-ml=ml-engineers, data-eng=ml-engineers ,,Zoo Admins=staff "
+
+    assert parse_role_map(value, name="OIDC_ROLE_MAP", roles=ROLES) == {
+        "zoo-ml": "ml-engineers",
+        "data-eng": "ml-engineers",
+        "Zoo Admins": "staff",
+    }
+    assert parse_role_map("", name="OIDC_ROLE_MAP", roles=ROLES) == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("zoo-ml", "'zoo-ml' is not directory-group=role"),
+        ("=legal", "is not directory-group=role"),
+        ("zoo-ml=admin", "'admin' is not a portal role (one of ml-engineers, stewards"),
+        ("g=legal,g=stewards", "directory group 'g' is mapped twice"),
+    ],
+)
+def test_a_bad_role_map_stops_start_up_saying_why(value, message):
+    with pytest.raises(ImproperlyConfigured, match=re.escape(message)):
+        parse_role_map(value, name="OIDC_ROLE_MAP", roles=ROLES)

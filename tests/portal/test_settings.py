@@ -57,3 +57,25 @@ def test_collectstatic_builds_the_production_manifest(tmp_path):
     result = _manage("collectstatic", "--noinput", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "static" / "staticfiles.json").exists()
+
+
+def test_single_sign_on_half_configured_stops_start_up_naming_what_is_missing():
+    env = {**PRODUCTION_ENV, "OIDC_ISSUER": "https://login.example.com", "OIDC_RP_CLIENT_ID": "zoo"}
+    result = _manage("check", env=env)
+    assert result.returncode != 0
+    assert (
+        "OIDC_ISSUER is set, so OIDC_OP_AUTHORIZATION_ENDPOINT, OIDC_OP_TOKEN_ENDPOINT, "
+        "OIDC_OP_JWKS_ENDPOINT, OIDC_RP_CLIENT_SECRET must be too." in result.stderr
+    )
+
+
+def test_passwords_cannot_be_switched_off_without_single_sign_on():
+    result = _manage("check", env={**PRODUCTION_ENV, "LOCAL_SIGNIN_ENABLED": "false"})
+    assert result.returncode != 0
+    assert "LOCAL_SIGNIN_ENABLED=false needs single sign-on (OIDC_ISSUER)" in result.stderr
+
+
+def test_an_unknown_role_in_the_role_map_stops_start_up():
+    result = _manage("check", env={**PRODUCTION_ENV, "OIDC_ROLE_MAP": "zoo-admins=superuser"})
+    assert result.returncode != 0
+    assert "OIDC_ROLE_MAP: 'superuser' is not a portal role" in result.stderr
