@@ -61,17 +61,21 @@ class _Evaluation:
     emissions: dict
 
 
+# What the fine-tune and the study-choice jobs read of a run, in one query.
+_RUN_RELATED = (
+    "base_version__model",
+    "base_version__license",
+    "dataset_version__dataset",
+    "test_dataset_version__dataset",
+    "requested_by",
+    "output_version__model",
+)
+
+
 @register(Job.Kind.FINETUNE, queue="gpu")
 def finetune(ctx: JobContext) -> dict:
     """Fine-tune a base version on a dataset, evaluate it and register the result."""
-    run = FineTuneRun.objects.select_related(
-        "base_version__model",
-        "base_version__license",
-        "dataset_version__dataset",
-        "test_dataset_version__dataset",
-        "requested_by",
-        "output_version__model",
-    ).get(job_id=ctx.job_id)
+    run = FineTuneRun.objects.select_related(*_RUN_RELATED).get(job_id=ctx.job_id)
     if run.output_version_id:
         # An earlier attempt registered the version and stopped before reporting success.
         ctx.log(f"Already registered as {run.output_version.model.repo_id}")
@@ -430,14 +434,7 @@ def _deferred_result(run) -> dict:
 def study_choice(ctx: JobContext) -> dict:
     """Score a study's chosen run on the test split, once, and register it like any fine-tune."""
     study = Study.objects.get(final_job_id=ctx.job_id)
-    run = FineTuneRun.objects.select_related(
-        "base_version__model",
-        "base_version__license",
-        "dataset_version__dataset",
-        "test_dataset_version__dataset",
-        "requested_by",
-        "output_version__model",
-    ).get(pk=study.chosen_run_id)
+    run = FineTuneRun.objects.select_related(*_RUN_RELATED).get(pk=study.chosen_run_id)
     if run.output_version_id:
         ctx.log(f"Already registered as {run.output_version.model.repo_id}")
     else:
