@@ -586,6 +586,11 @@ class ReleaseCheck(models.Model):
         CALIBRATION = "calibration", "Calibration and decision threshold"
         LEAKAGE = "leakage", "Train/test leakage"
         FORGETTING = "forgetting", "Forgetting (representation change)"
+        SERVING = "serving", "Serving compatibility (ONNX)"
+        ASSOCIATION = "association", "Bias: word-association tests"
+        SLICES = "slices", "Bias: gaps between slices"
+        INCONSISTENCY = "inconsistency", "Inconsistency with another version"
+        DRIFT = "drift", "Drift of production inputs"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -600,8 +605,28 @@ class ReleaseCheck(models.Model):
         Kind.CALIBRATION: ("ECE on the test split after temperature scaling", "max"),
         Kind.LEAKAGE: ("share of test rows that duplicate a training row", "max"),
         Kind.FORGETTING: ("lowest per-layer linear CKA with the base", "min"),
+        Kind.SERVING: (
+            "largest absolute difference of probabilities, ONNX Runtime vs PyTorch",
+            "max",
+        ),
+        Kind.ASSOCIATION: ("largest absolute WEAT/SEAT effect size", "max"),
+        Kind.SLICES: (
+            "largest gap between slices in accuracy, recall or false-positive rate",
+            "max",
+        ),
+        Kind.INCONSISTENCY: ("share of inputs whose predicted label changes", "max"),
+        Kind.DRIFT: ("PSI of the predicted class distribution, newest batch", "max"),
     }
-    DEFAULT_THRESHOLDS = {Kind.CALIBRATION: 0.1, Kind.LEAKAGE: 0.0, Kind.FORGETTING: 0.5}
+    DEFAULT_THRESHOLDS = {
+        Kind.CALIBRATION: 0.1,
+        Kind.LEAKAGE: 0.0,
+        Kind.FORGETTING: 0.5,
+        Kind.SERVING: 1e-3,
+        Kind.ASSOCIATION: 0.8,
+        Kind.SLICES: 0.1,
+        Kind.INCONSISTENCY: 0.1,
+        Kind.DRIFT: 0.25,
+    }
 
     version = models.ForeignKey(
         ModelVersion, on_delete=models.CASCADE, related_name="release_checks"
@@ -633,7 +658,18 @@ class ReleaseCheck(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(kind__in=["calibration", "leakage", "forgetting"]),
+                condition=models.Q(
+                    kind__in=[
+                        "calibration",
+                        "leakage",
+                        "forgetting",
+                        "serving",
+                        "association",
+                        "slices",
+                        "inconsistency",
+                        "drift",
+                    ]
+                ),
                 name="releasecheck_kind_valid",
             ),
             models.CheckConstraint(
@@ -680,7 +716,18 @@ class ReleaseCheckRule(models.Model):
         ordering = ["kind", "id"]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(kind__in=["calibration", "leakage", "forgetting"]),
+                condition=models.Q(
+                    kind__in=[
+                        "calibration",
+                        "leakage",
+                        "forgetting",
+                        "serving",
+                        "association",
+                        "slices",
+                        "inconsistency",
+                        "drift",
+                    ]
+                ),
                 name="releasecheckrule_kind_valid",
             ),
         ]

@@ -19,8 +19,6 @@ from zoo.models import ModelVersion, ReleaseCheck, ReleaseCheckRule
 from zoo.selectors.catalogue import versions_visible_to
 from zoo.services import release_checks as checks
 
-KINDS = ReleaseCheck.Kind.values
-
 
 def may_launch_release_check(actor, version: ModelVersion) -> bool:
     """The version's stewards, the fine-tune's owner, and staff."""
@@ -88,6 +86,11 @@ ALLOWED = {
     "leakage": {"cosine_threshold", "threshold"},
     "forgetting": {"k", "threshold"},
 }
+# The kinds that can be launched: every kind with its settings reader above.
+KINDS = [kind for kind in ReleaseCheck.Kind.values if kind in PARAMS]
+# Kinds that also run on a version no fine-tune made (a base model): their settings
+# reader is called with ``run=None`` and their job gets no ``run_id``.
+WITHOUT_FINETUNE: set[str] = set()
 
 
 def default_threshold(kind: str) -> float:
@@ -118,7 +121,7 @@ def release_check_launch(
     if unknown:
         raise PortalError(f"Unknown setting {unknown[0]!r} for a {kind} check.", field=unknown[0])
     run = FineTuneRun.objects.filter(output_version=version).first()
-    if run is None:
+    if run is None and kind not in WITHOUT_FINETUNE:
         raise PortalError(
             f"{version.model.repo_id} {version.label} was not made by a fine-tune in the portal, "
             f"so there are no training, validation and test splits to run a {kind} check on."
@@ -153,7 +156,7 @@ def release_check_launch(
         job = job_create(
             kind=Job.Kind.RELEASE_CHECK,
             requested_by=actor,
-            params={"check_id": check.pk, "kind": kind, "run_id": run.pk},
+            params={"check_id": check.pk, "kind": kind, "run_id": run.pk if run else None},
         )
         checks.release_check_link_job(check=check, job_id=job.pk)
     return check

@@ -33,9 +33,14 @@ def release_check(ctx: JobContext) -> dict:
     check = ReleaseCheck.objects.select_related("version__model").filter(pk=check_id).first()
     if check is None:
         raise PortalError(f"Release check #{check_id} no longer exists.")
-    run = FineTuneRun.objects.select_related(
-        "base_version__model", "dataset_version__dataset", "test_dataset_version__dataset"
-    ).get(pk=int(ctx.params["run_id"]))
+    run_id = ctx.params.get("run_id")  # None for a kind that also checks base models
+    run = (
+        FineTuneRun.objects.select_related(
+            "base_version__model", "dataset_version__dataset", "test_dataset_version__dataset"
+        ).get(pk=int(run_id))
+        if run_id is not None
+        else None
+    )
     handler = HANDLERS[check.kind]
     services.release_check_started(ctx=ctx, check_id=check_id)
     began = time.perf_counter()
