@@ -162,6 +162,32 @@ def study_rows(study: Study) -> list[dict]:
     return rows
 
 
+def study_selection(study: Study) -> dict:
+    """What the winner's model card records of its study (``jobs.ml.card``'s ``selection``)."""
+    candidates = []
+    for row in study_rows(study):
+        result = row["result"]
+        version = result.version if result is not None else row["run"].base_version
+        candidates.append(
+            {
+                "repo_id": version.model.repo_id,
+                "label": version.label,
+                "rank": result.rank if result is not None else None,
+                "knn": result.knn_accuracy if result is not None else None,
+                "linear": result.linear_probe_accuracy if result is not None else None,
+                "val_accuracy": row["validation"].get("accuracy"),
+                "val_macro_f1": row["validation"].get("macro_f1"),
+                "chosen": row["chosen"],
+            }
+        )
+    return {
+        "study": study.pk,
+        "reason": study.reason,
+        "choice_reason": study.choice_reason,
+        "candidates": candidates,
+    }
+
+
 def studies_of_probe(user, probe: ProbeRun) -> QuerySet[Study]:
     return studies_visible_to(user).filter(probe=probe)
 

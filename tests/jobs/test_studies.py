@@ -183,6 +183,18 @@ def test_choosing_scores_the_one_on_test_once_and_registers_it(
     assert first.metrics == {}
     assert AuditEvent.objects.filter(verb="finetune.register", target_id=str(version.pk)).exists()
     assert AuditEvent.objects.filter(verb="study.decide").count() == 1
+    # The card says what was compared and why, for whoever reads the model later.
+    card = version.card_markdown
+    section = card.split("## How the base model was chosen", 1)[1].split("\n## ", 1)[0]
+    assert f"Study #{study.pk} fine-tuned the probe's top 2 candidates" in section
+    assert "Chosen because: Better macro-F1 on val." in section
+    for run in (first, second):
+        base = run.base_version
+        row = next(
+            line for line in section.splitlines() if f"{base.model.repo_id} {base.label}" in line
+        )
+        assert f"{run.training['validation']['macro_f1']:.3f}" in row
+        assert ("(this model's base)" in row) is (run == second)
 
     # A study chooses once.
     jobs_before = Job.objects.count()
