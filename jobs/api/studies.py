@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from jobs.models import FineTuneRun, Study
 from jobs.selectors import get_probe_for_user, get_study_for_user, studies_visible_to
-from jobs.services.studies import MAX_REASON, study_choose, study_launch
+from jobs.services.studies import MAX_REASON, study_choose, study_launch, study_retry_scoring
 from portal.api import object_id
 from portal.errors import NotFound
 
@@ -129,4 +129,11 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         study = study_choose(
             actor=request.user, study=study, run=run, reason=data.validated_data["reason"]
         )
+        return self._fresh(study)
+
+    @extend_schema(request=None, responses=StudySerializer)
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str) -> Response:
+        """Queue the chosen fine-tune's test scoring again after its job failed or was cancelled."""
+        study = study_retry_scoring(actor=request.user, study=self.get_object())
         return self._fresh(study)

@@ -275,10 +275,20 @@ def test_a_failed_scoring_job_can_be_queued_again_for_the_same_choice(alice, bob
         study_retry_scoring(actor=bob, study=study)
     page = _client(alice).get(study.get_absolute_url()).content.decode()
     assert 'data-testid="retry-scoring"' in page
-    cancelled = study.final_job_id
-    study = study_retry_scoring(actor=alice, study=study)
+    stranger = APIClient()
+    stranger.force_authenticate(bob)
+    assert stranger.post(f"/api/studies/{study.pk}/retry/").status_code == 404
+    failed_job = study.final_job_id
+    api = APIClient()
+    api.force_authenticate(alice)
+    retried = api.post(f"/api/studies/{study.pk}/retry/")
+    assert retried.status_code == 200, retried.content
+    study.refresh_from_db()
+    assert study.final_job_id != failed_job
+    assert study.final_job.params["retry_of"] == failed_job
+    assert retried.json()["status"] == "scoring"
+    assert api.post(f"/api/studies/{study.pk}/retry/").status_code == 409  # queued, not failed
 
-    assert study.final_job_id != cancelled
     assert study.chosen_run == chosen
     assert _execute(study.final_job_id).status == Job.Status.SUCCEEDED
     study.refresh_from_db()
