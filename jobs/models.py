@@ -400,6 +400,7 @@ class Study(models.Model):
         OPEN = "open", "Comparing on validation"
         SCORING = "scoring", "Chosen; scoring on test"
         DECIDED = "decided", "Decided and registered"
+        CLOSED = "closed", "Closed without a choice"
 
     probe = models.ForeignKey(ProbeRun, on_delete=models.PROTECT, related_name="studies")
     requested_by = models.ForeignKey(
@@ -440,6 +441,17 @@ class Study(models.Model):
         related_name="study_choice",
         help_text="The job that scores the chosen run on test once and registers it.",
     )
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    close_reason = models.TextField(
+        blank=True, help_text="Why it was closed without choosing, in their words."
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -447,12 +459,13 @@ class Study(models.Model):
         verbose_name_plural = "studies"
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(status__in=["open", "scoring", "decided"]),
+                condition=models.Q(status__in=["open", "scoring", "decided", "closed"]),
                 name="study_status_valid",
             ),
             models.CheckConstraint(condition=models.Q(k__gte=2), name="study_k_at_least_two"),
             models.CheckConstraint(
-                condition=models.Q(status="open") | models.Q(chosen_run__isnull=False),
+                condition=models.Q(status__in=["open", "closed"])
+                | models.Q(chosen_run__isnull=False),
                 name="study_choice_recorded",
             ),
         ]

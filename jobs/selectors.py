@@ -121,6 +121,7 @@ def studies_visible_to(user) -> QuerySet[Study]:
         "probe__dataset_version__dataset",
         "requested_by",
         "chosen_by",
+        "closed_by",
         "chosen_run__output_version__model",
         "final_job",
     ).filter(probe__in=probe_runs_visible_to(user).values("pk"))

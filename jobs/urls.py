@@ -40,6 +40,7 @@ finetune_patterns = (
         path("studies/<int:pk>/", studies.study_detail, name="study"),
         path("studies/<int:pk>/choose/", studies.study_choose_view, name="study_choose"),
         path("studies/<int:pk>/retry/", studies.study_retry_view, name="study_retry"),
+        path("studies/<int:pk>/close/", studies.study_close_view, name="study_close"),
     ],
     "finetunes",
 )

@@ -423,6 +423,17 @@ MUTATIONS += [
         state=_status("study"),
     ),
     Mutation(
+        route="study.close",
+        method="post",
+        path=lambda o: f"/api/studies/{o['study'].pk}/close/",
+        body=lambda o: {"reason": "no candidate beats the baseline"},
+        allowed="alice",
+        refused=(ANONYMOUS, "bob", "sam"),
+        verb="study.close",
+        setup=_study,
+        state=_status("study"),
+    ),
+    Mutation(
         route="study.retry",
         method="post",
         path=lambda o: f"/api/studies/{o['study'].pk}/retry/",
