@@ -207,7 +207,9 @@ def test_batches_through_the_page_and_the_api_are_judged_charted_and_notify_once
 
 
 @pytest.mark.django_db(transaction=True)
-def test_refusals_write_nothing_and_leave_no_file(alice, bob, sam, tmp_path):
+def test_refusals_write_nothing_and_leave_no_file(
+    alice, bob, sam, tmp_path, django_assert_max_num_queries
+):
     base = base_model(tmp_path / "bert", "acme/tiny-bert", steward=sam)
     approve_reuse(alice, base)
     run = finetune_launch(
@@ -327,3 +329,8 @@ def test_refusals_write_nothing_and_leave_no_file(alice, bob, sam, tmp_path):
         actor=alice, version=version, upload=upload("c.csv", csv_bytes(_like_training(3)))
     )
     assert second.release_check.pk != batch.release_check.pk
+    # The list and the page section cost the same few queries however many batches there are.
+    with django_assert_max_num_queries(6):
+        listed = bad_api.get(f"/api/versions/{version.pk}/drift/").json()
+    assert [row["id"] for row in listed] == [batch.pk, second.pk]
+    assert all(row["status"] == "queued" for row in listed)
