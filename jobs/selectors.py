@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from jobs.engine import may_cancel
 from jobs.models import (
+    DriftBatch,
     FineTuneRun,
     Job,
     PeriodicTaskRun,
@@ -313,3 +314,18 @@ def queue_warning(job: Job) -> str:
             )
     cache.set(key, warning, timeout=5)
     return warning
+
+
+def drift_batches_of(user, version_id: int) -> list[DriftBatch]:
+    """The drift batches of a version the user can see, oldest first (the chart's order).
+
+    Their results are aggregates (shares, PSI, MMD), shown to everyone who sees the
+    version; the uploaded texts stay in storage and are never shown.
+    """
+    if not versions_visible_to(user).filter(pk=version_id).exists():
+        raise NotFound("No such model version.")
+    return list(
+        DriftBatch.objects.filter(version_id=version_id)
+        .select_related("release_check", "uploaded_by")
+        .order_by("created_at", "id")
+    )
