@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("jobs", "0008_release_checks"),
+        ("jobs", "0009_study_closed"),
         ("zoo", "0013_release_check_kinds"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
