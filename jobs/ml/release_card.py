@@ -107,12 +107,12 @@ def forgetting_markdown(result: dict) -> str:
 
 
 def drift_markdown(result: dict) -> str:
-    """The newest batch's PSI and MMD against the training rows, with the bands."""
+    """The newest batch's PSI and MMD against the fine-tune's own data, with the bands."""
     mmd = result["mmd"]
     lines = [
         f"Batch #{result['batch']} of production inputs ({result['n_batch']} compared of "
         f"{result['n_batch_rows']} uploaded) against {result['n_reference']} of the fine-tune's "
-        f"{result['n_train']} training rows.",
+        f"{result['n_pool']} {result['reference_rows']}.",
         "",
         "| | value | band |",
         "|---|---|---|",
@@ -124,7 +124,7 @@ def drift_markdown(result: dict) -> str:
         "",
         "PSI bands: below 0.1 stable, 0.1 to 0.25 watch, 0.25 and above retrain.",
         "",
-        "| class | training rows | batch |",
+        "| class | reference rows | batch |",
         "|---|---|---|",
     ]
     for name, ref, cur in zip(

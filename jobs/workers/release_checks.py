@@ -342,6 +342,7 @@ def _forgetting(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Pat
 DRIFT_ROWS = 2000
 MMD_ROWS = 1000
 PERMUTATIONS = 500
+MIN_HELD_OUT = 20  # fewer held-out rows than this: compare with the training rows
 DRIFT_SEED = 0
 
 
@@ -362,11 +363,18 @@ def _drift(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
     path = copy_blob_to(batch.blob_name, tmp / f"batch.{batch.format}")
     texts = drift_services.read_batch_texts(path, fmt=batch.format, text_column=batch.text_column)
     data = _split(ctx, run, tmp)
-    train = [str(t) for t in data.train[0]]
-    reference = _sample(train, DRIFT_ROWS, DRIFT_SEED)
+    # The reference is the fine-tune's held-out rows (validation and test): the model is
+    # over-confident on the rows it was fitted to, so against those even inputs of the
+    # same kind read as drifted confidences. Too few held-out rows: the training rows.
+    held_out = [str(t) for t in data.val[0]] + [str(t) for t in data.test[0]]
+    if len(held_out) >= MIN_HELD_OUT:
+        pool, pool_words = held_out, "held-out (validation and test) rows"
+    else:
+        pool, pool_words = [str(t) for t in data.train[0]], "training rows"
+    reference = _sample(pool, DRIFT_ROWS, DRIFT_SEED)
     current = _sample(texts, DRIFT_ROWS, DRIFT_SEED)
     if len(reference) < 2 or len(current) < 2:
-        raise PortalError("A drift check needs two or more training rows and batch rows.")
+        raise PortalError("A drift check needs two or more reference rows and batch rows.")
     output_dir = materialize_version(check.version, settings.MODEL_CACHE_DIR)
     base_dir = (
         materialize_version(run.base_version, settings.MODEL_CACHE_DIR) if run.is_adapter else None
@@ -376,7 +384,7 @@ def _drift(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
         "max_length": int((run.config or {}).get("max_length", 128)),
         "base_model_dir": base_dir,
     }
-    ctx.progress(0.3, stage=f"Predicting {len(reference)} training rows")
+    ctx.progress(0.3, stage=f"Predicting {len(reference)} {pool_words}")
     ref_p, ref_e = drift.predict_and_embed(output_dir, reference, **options)
     ctx.progress(0.55, stage=f"Predicting {len(current)} production inputs")
     cur_p, cur_e = drift.predict_and_embed(output_dir, current, **options)
@@ -393,11 +401,16 @@ def _drift(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
         ref_e[pick_ref], cur_e[pick_cur], permutations=PERMUTATIONS, seed=DRIFT_SEED
     )
     classes = list(run.training.get("classes") or data.class_names)
+    # PSI's chance level for two samples of one distribution: about (bins - 1)(1/n + 1/m).
+    sizes = 1 / len(reference) + 1 / len(current)
+    noise_class, noise_conf = (n_classes - 1) * sizes, len(edges) * sizes
     result = {
         "batch": batch.pk,
+        "psi_chance": {"class": noise_class, "confidence": noise_conf},
         "n_batch_rows": len(texts),
         "n_batch": len(current),
-        "n_train": len(train),
+        "n_pool": len(pool),
+        "reference_rows": pool_words,
         "n_reference": len(reference),
         "classes": classes,
         "class_shares": {"reference": ref_share, "batch": cur_share},
@@ -414,16 +427,24 @@ def _drift(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
     result["card_markdown"] = drift_markdown(result)
     summary = (
         f"Predicted {len(current)} of the {len(texts)} production inputs in batch #{batch.pk} and "
-        f"{len(reference)} of the fine-tune's {len(train)} training rows (at most {DRIFT_ROWS} "
+        f"{len(reference)} of the fine-tune's {len(pool)} {pool_words} (at most {DRIFT_ROWS} "
         f"each, drawn with seed {DRIFT_SEED}). PSI of the predicted classes {psi_class:.3f} "
         f"({result['band']}; threshold {check.threshold:g}), of the top-class confidence "
         f"{psi_conf:.3f} ({result['band_confidence']}; {len(edges) + 1} quantile bins of the "
-        "training rows). MMD² between the encoder's mean-pooled embeddings "
+        "reference rows). MMD² between the encoder's mean-pooled embeddings "
         f"{mmd['mmd2']:.5f}, permutation p-value {mmd['p_value']:.3f} ({mmd['permutations']} "
-        f"permutations, {mmd['m']} and {mmd['n']} rows). Bands: below 0.1 stable, 0.1 to 0.25 "
-        "watch, 0.25 and above retrain. The reference is the rows the model was fitted to, on "
-        "which it is more confident than on new rows of the same kind: a confidence PSI reads "
-        "high sooner than the class PSI. Not measured: whether the predictions on these inputs "
+        f"permutations, {mmd['m']} and {mmd['n']} rows). Two samples of one distribution this "
+        f"size give a PSI of about {noise_class:.2f} (classes) and {noise_conf:.2f} (confidence) "
+        "by chance alone. Bands: below 0.1 stable, 0.1 to 0.25 "
+        "watch, 0.25 and above retrain. "
+        + (
+            "The reference rows come from the fine-tune's own data but were not trained on. "
+            if pool is held_out
+            else f"Fewer than {MIN_HELD_OUT} rows were held out, so the reference is the rows "
+            "the model was fitted to, on which it is more confident than on new rows of the "
+            "same kind: the confidence PSI reads high sooner than the class PSI. "
+        )
+        + "Not measured: whether the predictions on these inputs "
         "are right (they have no labels), shifts that neither the answers nor the last layer's "
         "mean embedding show, and drift within a batch over time."
     )

@@ -85,7 +85,7 @@ def tuned(transactional_db, alice, sam, tmp_path):
     """alice's fine-tune of a tiny BERT on SMS spam, published by sam."""
     base = base_model(tmp_path / "bert", "acme/tiny-bert", steward=sam)
     approve_reuse(alice, base)
-    run = _finetune(alice, base, text_dataset(alice, name="sms", rows=spam_rows(4)))
+    run = _finetune(alice, base, text_dataset(alice, name="sms", rows=spam_rows(8)))
     catalogue_services.catalog_model_set_status(
         model=run.output_version.model, status="available", actor=sam
     )
@@ -122,7 +122,11 @@ def test_batches_through_the_page_and_the_api_are_judged_charted_and_notify_once
     assert check.params == {"batch": stable.pk}
     r = check.result
     print(f"\nlike training: {check.summary}\n({stable_seconds:.1f} s end to end)")
-    assert r["n_reference"] == tuned.training["n_train"]
+    held_out = tuned.training["n_val"] + tuned.training["n_test"]
+    assert r["n_reference"] == min(held_out, 2000)
+    assert r["reference_rows"].startswith("held-out")
+    # 28 reference rows and 48 batch rows in 10 bins: PSI's chance level is about 0.51.
+    assert r["psi_chance"]["confidence"] == pytest.approx(9 * (1 / 28 + 1 / 48))
     assert r["n_batch"] == 48
     assert check.measure == pytest.approx(r["psi_class"])
     assert r["band"] == "stable"
@@ -215,7 +219,7 @@ def test_refusals_write_nothing_and_leave_no_file(
     run = finetune_launch(
         actor=alice,
         base_version=base,
-        dataset_version=text_dataset(alice, name="sms", rows=spam_rows(4)),
+        dataset_version=text_dataset(alice, name="sms", rows=spam_rows(8)),
         strategy="head",
         config={"epochs": 1, "batch_size": 8, "patience": 0, "lr_search": False},
     )
