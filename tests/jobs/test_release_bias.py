@@ -342,3 +342,39 @@ def test_staff_edit_word_sets_in_the_admin_audited(client, admin_user):
     career.refresh_from_db()
     assert career.target_x[0] == "executive"
     assert AuditEvent.objects.filter(verb="association_test_set.update").count() == 1
+
+
+@pytest.mark.django_db
+def test_stewards_edit_word_sets_on_their_page_audited(client, sam, bob):
+    career = _seeded_sets()["weat-6"]
+    page = f"/catalogue/association-tests/{career.pk}/"
+    client.force_login(bob)
+    assert client.get("/catalogue/association-tests/").status_code == 403
+    assert client.post(page, {"title": "x"}).status_code == 403
+
+    client.force_login(sam)
+    listing = client.get("/catalogue/association-tests/").content.decode()
+    assert 'data-testid="association-tests"' in listing
+    assert "weat-10" in listing
+    form = {
+        "title": career.title,
+        "target_x": "\n".join(career.target_x),
+        "target_y": "home, parents\nchildren",  # commas and lines both separate
+        "attribute_a": "\n".join(career.attribute_a),
+        "attribute_b": "\n".join(career.attribute_b),
+        "source": career.source,
+        "active": "on",
+    }
+    assert client.post(page, form).status_code == 302
+    career.refresh_from_db()
+    assert career.target_y == ["home", "parents", "children"]
+    event = AuditEvent.objects.get(verb="association_test_set.update", actor=sam)
+    assert event.payload["changed"] == ["target_y"]
+
+    # A target set of one word: a message on the form, nothing saved.
+    bad = client.post(page, {**form, "target_x": "executive"})
+    assert bad.status_code == 200
+    assert "target words X needs at least 2 different words" in bad.content.decode()
+    career.refresh_from_db()
+    assert len(career.target_x) == 8
+    assert AuditEvent.objects.filter(verb="association_test_set.update").count() == 1
