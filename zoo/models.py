@@ -609,7 +609,10 @@ class ReleaseCheck(models.Model):
             "largest absolute difference of probabilities, ONNX Runtime vs PyTorch",
             "max",
         ),
-        Kind.ASSOCIATION: ("largest absolute WEAT/SEAT effect size", "max"),
+        Kind.ASSOCIATION: (
+            "largest absolute WEAT/SEAT effect size among the tests significant at alpha",
+            "max",
+        ),
         Kind.SLICES: (
             "largest gap between slices in accuracy, recall or false-positive rate",
             "max",
