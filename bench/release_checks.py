@@ -11,10 +11,17 @@ depend on how well it was trained), prints the wall time of:
   comparing every pair, scoring the test split;
 - forgetting: hidden states of base and fine-tune on the 300 reference
   sentences, linear CKA per layer and 10-nearest-neighbour agreement;
-- drift: predictions and mean-pooled embeddings of the training rows (at most
-  2,000) and of a batch (the held-out validation and test rows stand in for
+- drift: predictions and mean-pooled embeddings of the held-out validation and
+  test rows (at most 2,000) and of a batch as large (training rows stand in for
   production inputs), PSI of classes and confidence, and MMD² with 500
-  permutations on at most 1,000 rows a side — the caps the drift job uses.
+  permutations on at most 1,000 rows a side — the caps the drift job uses;
+- association: the ten WEAT tests of Caliskan et al. (2017) as seeded
+  (zoo/data/association_sets.json), WEAT and SEAT each, 10,000 permutations,
+  on the base encoder (a base model's check: no fine-tune involved);
+- slices: scoring the test split and comparing slices with Wilson and
+  1,000-draw bootstrap intervals. SMS spam has no slice column, so the slice
+  here is the message's length (under 60 characters or not) - a stand-in
+  that costs what a real column costs.
 
 Loading the models is counted, as a worker pays it. Needs no database or broker:
     .venv/bin/python bench/release_checks.py [--rows 2000]
@@ -39,7 +46,11 @@ from jobs.ml.features import extract_text_features  # noqa: E402
 from jobs.ml.forgetting import representation_change  # noqa: E402
 from jobs.ml.leakage import find_text_duplicates  # noqa: E402
 from jobs.ml.reference import reference_texts  # noqa: E402
+from jobs.ml.slices import slice_gaps  # noqa: E402
 from jobs.ml.splits import carve_validation, stratified_split  # noqa: E402
+from jobs.ml.weat import run_test_set, word_pieces  # noqa: E402
+
+WORD_SETS = ROOT / "zoo" / "data" / "association_sets.json"
 
 
 def classifier_folder(base: Path, root: Path) -> Path:
@@ -103,8 +114,10 @@ def main() -> None:
         )
 
         began = time.perf_counter()
-        reference = take(train_idx)[:2000]  # the drift job's caps (jobs.workers.release_checks)
-        batch = take(val_idx) + take(test_idx)
+        # The drift job's reference is the held-out rows (at most 2,000); training rows stand
+        # in for a batch of production inputs of the same size.
+        reference = (take(val_idx) + take(test_idx))[:2000]
+        batch = take(train_idx)[: len(val_idx) + len(test_idx)]
         ref_p, ref_e = drift.predict_and_embed(output, reference)
         cur_p, cur_e = drift.predict_and_embed(output, batch)
         predicted = time.perf_counter() - began
@@ -113,10 +126,66 @@ def main() -> None:
         mmd = drift.mmd_permutation_test(ref_e[:1000], cur_e[:1000], permutations=500, seed=0)
         print(
             f"drift: {time.perf_counter() - began:.1f} s ({predicted:.1f} s predicting "
-            f"{len(reference)} training rows and a batch of {len(batch)}; PSI classes "
+            f"{len(reference)} held-out rows and a batch of {len(batch)}; PSI classes "
             f"{psi_class:.3f}, confidence {psi_conf:.3f}, MMD p {mmd['p_value']:.3f} over "
             f"{mmd['m']} and {mmd['n']} rows)"
         )
+
+        began = time.perf_counter()
+        effects = association(base)
+        worst = max(effects, key=lambda row: abs(row[2]))
+        significant = sum(1 for row in effects if row[3] < 0.05)
+        print(
+            f"association: {time.perf_counter() - began:.1f} s ({len(effects)} tests, "
+            f"{significant} with p < 0.05; largest |d| {abs(worst[2]):.3f} in {worst[0]} "
+            f"{worst[1].upper()})"
+        )
+        for name, variant, d, p in effects:
+            print(f"  {name:8s} {variant}: d {d:+.3f}  p {p:.4f}")
+
+        began = time.perf_counter()
+        test = take(test_idx)
+        pred = ft.predict_proba(output, "text", test).argmax(axis=1)
+        found = slice_gaps(
+            y[test_idx],
+            pred,
+            ["short" if len(t) < 60 else "long" for t in test],
+            n_classes=2,
+            positive=1,
+        )
+        print(
+            f"slices: {time.perf_counter() - began:.1f} s (largest gap {found['measure']:.3f} "
+            f"in {found['measure_metric']})"
+        )
+
+
+def association(base: Path) -> list[tuple[str, str, float, float]]:
+    """Every seeded test, WEAT and SEAT, embedded once per text as the worker does."""
+    import json
+
+    import numpy as np
+
+    cache: dict[str, np.ndarray] = {}
+
+    def embed(texts: list[str]) -> np.ndarray:
+        new = [t for t in dict.fromkeys(texts) if t not in cache]
+        if new:
+            cache.update(zip(new, extract_text_features(base, new, max_length=64), strict=True))
+        return np.stack([cache[t] for t in texts])
+
+    out = []
+    for row in json.loads(WORD_SETS.read_text(encoding="utf-8"))["sets"]:
+        sets = {
+            "x": row["target_x"],
+            "y": row["target_y"],
+            "a": row["attribute_a"],
+            "b": row["attribute_b"],
+        }
+        word_pieces(base, [w for group in sets.values() for w in group])
+        for variant in ("weat", "seat"):
+            found = run_test_set(embed, sets, variant=variant, permutations=10_000, seed=0)
+            out.append((row["name"], variant, found["effect_size"], found["p_two_sided"]))
+    return out
 
 
 if __name__ == "__main__":

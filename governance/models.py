@@ -291,6 +291,14 @@ class RiskEntry(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    # The release check whose finding opened this entry (the evidence), if one did.
+    release_check = models.ForeignKey(
+        "zoo.ReleaseCheck",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="risks",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -13,6 +13,7 @@ from django.contrib import admin
 from portal.admin import ReadOnlyAdmin
 from zoo.models import (
     Artifact,
+    AssociationTestSet,
     CardRequirement,
     CardRevision,
     CatalogModel,
@@ -24,7 +25,12 @@ from zoo.models import (
     ScanWaiver,
 )
 from zoo.services.card_revisions import card_requirement_delete, card_requirement_save
-from zoo.services.release_checks import release_check_rule_delete, release_check_rule_save
+from zoo.services.release_checks import (
+    association_test_set_delete,
+    association_test_set_save,
+    release_check_rule_delete,
+    release_check_rule_save,
+)
 
 
 class ModelVersionInline(admin.TabularInline):
@@ -144,6 +150,25 @@ class ReleaseCheckRuleAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset) -> None:
         for rule in queryset.order_by("pk"):
             release_check_rule_delete(actor=request.user, rule=rule)
+
+
+@admin.register(AssociationTestSet)
+class AssociationTestSetAdmin(admin.ModelAdmin):
+    """The word sets the association check runs; edits audited like the policy tables."""
+
+    list_display = ("name", "title", "active", "updated_at")
+    list_filter = ("active",)
+    search_fields = ("name", "title", "source")
+
+    def save_model(self, request, obj, form, change) -> None:
+        association_test_set_save(actor=request.user, test_set=obj)
+
+    def delete_model(self, request, obj) -> None:
+        association_test_set_delete(actor=request.user, test_set=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for test_set in queryset.order_by("pk"):
+            association_test_set_delete(actor=request.user, test_set=test_set)
 
 
 @admin.register(ReleaseCheck)

@@ -219,3 +219,41 @@ class CardDiffForm(forms.Form):
             if name in data and data[name] not in self.numbers:
                 self.add_error(name, f"There is no revision {data[name]}; this card has {known}.")
         return data
+
+
+def _words(text: str) -> list[str]:
+    """One word or name per line (commas also separate), blanks dropped."""
+    return [w.strip() for line in text.splitlines() for w in line.split(",") if w.strip()]
+
+
+class AssociationTestSetForm(forms.Form):
+    """A steward's edit of one word-association test: the four word lists, one per line."""
+
+    title = forms.CharField(max_length=200)
+    target_x = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}), label="Target words X")
+    target_y = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}), label="Target words Y")
+    attribute_a = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 6}), label="Attribute words A"
+    )
+    attribute_b = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 6}), label="Attribute words B"
+    )
+    source = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Source (citation)")
+    active = forms.BooleanField(required=False, label="Run by default")
+
+    WORD_FIELDS = ("target_x", "target_y", "attribute_a", "attribute_b")
+
+    @classmethod
+    def initial_of(cls, test_set) -> dict:
+        return {
+            "title": test_set.title,
+            "source": test_set.source,
+            "active": test_set.active,
+            **{name: "\n".join(getattr(test_set, name)) for name in cls.WORD_FIELDS},
+        }
+
+    def fields_to_save(self) -> dict:
+        data = dict(self.cleaned_data)
+        for name in self.WORD_FIELDS:
+            data[name] = _words(data[name])
+        return data

@@ -609,7 +609,10 @@ class ReleaseCheck(models.Model):
             "largest absolute difference of probabilities, ONNX Runtime vs PyTorch",
             "max",
         ),
-        Kind.ASSOCIATION: ("largest absolute WEAT/SEAT effect size", "max"),
+        Kind.ASSOCIATION: (
+            "largest absolute WEAT/SEAT effect size among the tests significant at alpha",
+            "max",
+        ),
         Kind.SLICES: (
             "largest gap between slices in accuracy, recall or false-positive rate",
             "max",
@@ -748,3 +751,65 @@ class ReleaseCheckRule(models.Model):
             raise ValidationError(
                 {"use_types": f"Unknown use type {unknown[0]!r}; use {', '.join(UseType.values)}."}
             )
+
+
+def _word_list_errors(value, label: str, minimum: int) -> str | None:
+    if not isinstance(value, list) or any(not isinstance(w, str) or not w.strip() for w in value):
+        return f"The {label} must be a list of words."
+    if len({w.strip() for w in value}) < minimum:
+        return f"The {label} needs at least {minimum} different words."
+    return None
+
+
+class AssociationTestSet(models.Model):
+    """Policy data: one word-association test (two target sets, two attribute sets) run by
+    the association release check.
+
+    Seeded with the ten tests of Caliskan et al. (2017) from ``zoo/data/association_sets.json``;
+    stewards add, change or switch off tests (audited through
+    ``zoo.services.release_checks.association_test_set_save``).
+    """
+
+    name = models.SlugField(max_length=60, unique=True, help_text="Short id, e.g. weat-6.")
+    title = models.CharField(max_length=200)
+    target_x_name = models.CharField(max_length=60)
+    target_x = models.JSONField(default=list, help_text="Target words X (a list).")
+    target_y_name = models.CharField(max_length=60)
+    target_y = models.JSONField(default=list, help_text="Target words Y (a list).")
+    attribute_a_name = models.CharField(max_length=60)
+    attribute_a = models.JSONField(default=list, help_text="Attribute words A (a list).")
+    attribute_b_name = models.CharField(max_length=60)
+    attribute_b = models.JSONField(default=list, help_text="Attribute words B (a list).")
+    source = models.TextField(help_text="Where the word lists come from (the citation).")
+    active = models.BooleanField(default=True, help_text="Run by default in association checks.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def clean(self) -> None:
+        errors = {}
+        for field, label, minimum in (
+            ("target_x", "target words X", 2),
+            ("target_y", "target words Y", 2),
+            ("attribute_a", "attribute words A", 1),
+            ("attribute_b", "attribute words B", 1),
+        ):
+            problem = _word_list_errors(getattr(self, field), label, minimum)
+            if problem:
+                errors[field] = problem
+            else:
+                setattr(self, field, [w.strip() for w in getattr(self, field)])
+        if errors:
+            raise ValidationError(errors)
+
+    def word_sets(self) -> dict[str, list[str]]:
+        return {
+            "x": list(self.target_x),
+            "y": list(self.target_y),
+            "a": list(self.attribute_a),
+            "b": list(self.attribute_b),
+        }

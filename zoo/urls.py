@@ -1,11 +1,21 @@
 from django.urls import path
 
 from zoo.hub import views as hub
-from zoo.views import cards, catalogue, datasets
+from zoo.views import association_tests, cards, catalogue, datasets
 
 app_name = "zoo"
 urlpatterns = [
     path("", catalogue.catalogue, name="catalogue"),
+    path(
+        "association-tests/",
+        association_tests.association_tests,
+        name="association_tests",
+    ),
+    path(
+        "association-tests/<int:pk>/",
+        association_tests.association_test_edit,
+        name="association_test_edit",
+    ),
     path("<str:namespace>/<str:name>/", catalogue.model_detail, name="model"),
     path("<str:namespace>/<str:name>/edit/", catalogue.model_edit, name="model_edit"),
     path("<str:namespace>/<str:name>/status/", catalogue.model_status, name="model_status"),

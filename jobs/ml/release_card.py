@@ -136,3 +136,71 @@ def drift_markdown(result: dict) -> str:
         shown = str(name).replace("|", "\\|")
         lines.append(f"| {shown} | {ref:.1%} | {cur:.1%} |")
     return "\n".join(lines)
+
+
+def _p(value: float) -> str:
+    return f"{value:.4f}" if value >= 1e-4 else f"{value:.1e}"
+
+
+def association_markdown(result: dict) -> str:
+    """Effect size and p-value per word-association test, WEAT and SEAT, with its source."""
+    rows = [
+        "| test | X vs Y, A vs B | WEAT d | WEAT p | SEAT d | SEAT p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in result["tests"]:
+        n = t["names"]
+        rows.append(
+            f"| {t['name']} | {n['x']} vs {n['y']}, {n['a']} vs {n['b']} | "
+            f"{t['weat']['effect_size']:+.3f} | {_p(t['weat']['p_two_sided'])} | "
+            f"{t['seat']['effect_size']:+.3f} | {_p(t['seat']['p_two_sided'])} |"
+        )
+    sources = [f"- {t['name']}: {t['source']}" for t in result["tests"]]
+    return "\n".join(
+        [
+            *rows,
+            "",
+            "d: Caliskan et al.'s effect size (positive: X closer to A); p: two-sided "
+            f"permutation p-value ({result['permutations']:,} re-deals, or all of them when "
+            f"few). Judged at p < {result['alpha']:g}. SEAT places each word in "
+            f"{len(result['templates'])} bleached sentences (May et al. 2019).",
+            "",
+            "Word lists:",
+            *sources,
+        ]
+    )
+
+
+def slices_markdown(result: dict) -> str:
+    """Per slice: rows, accuracy, recall and false-positive rate with intervals; the gaps."""
+
+    def cell(row: dict, name: str) -> str:
+        value, ci = row.get(name), row.get(f"{name}_ci")
+        if value is None:
+            return "n/a"
+        return f"{value:.3f} ({ci[0]:.3f} to {ci[1]:.3f})" if ci else f"{value:.3f}"
+
+    rows = [
+        f"| {result['column']} | rows | accuracy | recall | false-positive rate |",
+        "|---|---|---|---|---|",
+    ]
+    for row in result["slices"]:
+        mark = "" if row["judged"] else " (too few rows, not judged)"
+        rows.append(
+            f"| {row['slice']}{mark} | {row['n']} | {cell(row, 'accuracy')} | "
+            f"{cell(row, 'recall')} | {cell(row, 'fpr')} |"
+        )
+    gaps = []
+    for name, words in (("accuracy", "accuracy"), ("recall", "recall"), ("fpr", "FPR")):
+        gap = result["gaps"].get(name)
+        if gap:
+            ci = f" (95% CI {gap['ci'][0]:.3f} to {gap['ci'][1]:.3f})" if gap["ci"] else ""
+            gaps.append(f"- {words}: {gap['gap']:.3f}{ci}, {gap['high']} over {gap['low']}")
+    return "\n".join(
+        [
+            *rows,
+            "",
+            "Intervals are 95%: Wilson for proportions, bootstrap for macro averages.",
+            *(["", "Largest gaps between slices:", *gaps] if gaps else []),
+        ]
+    )

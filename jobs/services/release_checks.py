@@ -13,10 +13,11 @@ from django.db import transaction
 
 from governance.access import can_use_version
 from governance.roles import is_steward
+from governance.services.risks import risk_entry_open_for_check
 from jobs.engine import JobContext, job_create, owned_by
 from jobs.models import DriftBatch, FineTuneRun, Job
 from portal.errors import Conflict, Forbidden, NotFound, PortalError
-from zoo.models import ModelVersion, ReleaseCheck, ReleaseCheckRule
+from zoo.models import AssociationTestSet, ModelVersion, ReleaseCheck, ReleaseCheckRule
 from zoo.selectors.catalogue import versions_visible_to
 from zoo.services import release_checks as checks
 
@@ -93,23 +94,92 @@ def _forgetting_params(params: dict, run: FineTuneRun) -> dict[str, Any]:
     return {"k": int(_number(params, "k", 10, low=1, high=50))}
 
 
+def _association_params(params: dict, run: FineTuneRun | None) -> dict[str, Any]:
+    if run is not None and run.is_adapter:
+        raise PortalError(
+            "An adapter shares its base's encoder for the words these tests use; run the "
+            "association check on the base model instead."
+        )
+    if run is not None and run.dataset_version.dataset.modality != "text":
+        raise PortalError("Word-association tests are for text encoders; this is an image model.")
+    named = params.get("sets") or []
+    if isinstance(named, str):
+        named = [n.strip() for n in named.replace(",", " ").split() if n.strip()]
+    if not isinstance(named, list) or any(not isinstance(n, str) for n in named):
+        raise PortalError("sets must be a list of test names, e.g. weat-6 weat-7.", field="sets")
+    available = {s.name: s for s in AssociationTestSet.objects.all()}
+    unknown = [n for n in named if n not in available]
+    if unknown:
+        raise PortalError(
+            f"No association test named {unknown[0]!r}; the tests are "
+            f"{', '.join(sorted(available)) or '(none)'}.",
+            field="sets",
+        )
+    chosen = named or [s.name for s in available.values() if s.active]
+    if not chosen:
+        raise PortalError(
+            "No association test is active; a steward can switch one on, or name tests in sets."
+        )
+    return {
+        "sets": chosen,
+        "permutations": int(_number(params, "permutations", 10_000, low=100, high=100_000)),
+        "alpha": _number(params, "alpha", 0.05, low=0.0001, high=0.5),
+    }
+
+
+def _slices_params(params: dict, run: FineTuneRun | None) -> dict[str, Any]:
+    dataset = run.dataset_version.dataset
+    if not run.dataset_version.slice_column:
+        raise PortalError(
+            f"The dataset {dataset.name!r} the fine-tune used has no slice column, so there are "
+            "no slices to compare; upload a version that names one."
+        )
+    out: dict[str, Any] = {
+        "min_count": int(_number(params, "min_count", 20, low=2, high=100_000)),
+    }
+    classes = list(run.training.get("classes") or [])
+    positive = params.get("positive_class") or None
+    if positive is not None and len(classes) != 2:
+        raise PortalError(
+            "positive_class is for two classes; with more, recall and false-positive rate are "
+            "macro averages.",
+            field="positive_class",
+        )
+    if len(classes) == 2:
+        positive = positive or classes[-1]
+        if positive not in classes:
+            raise PortalError(
+                f"positive_class must be one of {', '.join(classes)}.", field="positive_class"
+            )
+        out["positive_class"] = positive
+    return out
+
+
 PARAMS = {
     "calibration": _calibration_params,
     "leakage": _leakage_params,
     "forgetting": _forgetting_params,
     "drift": _drift_params,
+    "association": _association_params,
+    "slices": _slices_params,
 }
 ALLOWED = {
     "calibration": {"target", "target_value", "positive_class", "threshold"},
     "leakage": {"cosine_threshold", "threshold"},
     "forgetting": {"k", "threshold"},
     "drift": {"batch", "threshold"},
+    "association": {"sets", "permutations", "alpha", "threshold"},
+    "slices": {"min_count", "positive_class", "threshold"},
 }
 # The kinds that can be launched: every kind with its settings reader above.
 KINDS = [kind for kind in ReleaseCheck.Kind.values if kind in PARAMS]
 # Kinds that also run on a version no fine-tune made (a base model): their settings
 # reader is called with ``run=None`` and their job gets no ``run_id``.
-WITHOUT_FINETUNE: set[str] = set()
+WITHOUT_FINETUNE: set[str] = {"association"}
+# The largest threshold a launcher may set, where the measure is not a share (|d| <= 2).
+THRESHOLD_HIGH = {"association": 2.0}
+# Kinds whose failure opens a bias risk on the version (governance keeps the register).
+RISK_KINDS = {"association", "slices"}
 
 
 def default_threshold(kind: str) -> float:
@@ -149,7 +219,7 @@ def release_check_launch(
         )
     cleaned = PARAMS[kind](params, run)
     threshold = (
-        _number(params, "threshold", 0.0, low=0.0, high=1.0)
+        _number(params, "threshold", 0.0, low=0.0, high=THRESHOLD_HIGH.get(kind, 1.0))
         if "threshold" in params
         else default_threshold(kind)
     )
@@ -199,9 +269,12 @@ def release_check_done(
     *, ctx: JobContext, check_id: int, measure: float, summary: str, result: dict, seconds: float
 ) -> ReleaseCheck:
     with owned_by(ctx.job_id, ctx.attempt):
-        return checks.release_check_finish(
+        stored = checks.release_check_finish(
             check_id=check_id, measure=measure, summary=summary, result=result, seconds=seconds
         )
+        if stored.kind in RISK_KINDS and stored.status == ReleaseCheck.Status.FAILED:
+            risk_entry_open_for_check(check=stored)
+        return stored
 
 
 def release_check_failed(*, ctx: JobContext, check_id: int, error: str) -> None:

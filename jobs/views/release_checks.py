@@ -14,8 +14,16 @@ from portal.errors import NotFound, PortalError
 from portal.http import shown_to
 from zoo.selectors.catalogue import versions_visible_to
 
-NUMBERS = ("target_value", "cosine_threshold", "threshold", "k")
-WORDS = ("target", "positive_class")
+NUMBERS = (
+    "target_value",
+    "cosine_threshold",
+    "threshold",
+    "k",
+    "permutations",
+    "alpha",
+    "min_count",
+)
+WORDS = ("target", "positive_class", "sets")
 
 
 def _params(post) -> dict:

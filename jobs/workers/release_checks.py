@@ -18,17 +18,19 @@ from django.conf import settings
 from jobs.engine import JobCancelled, JobContext, register
 from jobs.ml import finetune as ft
 from jobs.ml.release_card import (
+    association_markdown,
     calibration_markdown,
     drift_markdown,
     forgetting_markdown,
     leakage_markdown,
+    slices_markdown,
 )
 from jobs.models import DriftBatch, FineTuneRun, Job
 from jobs.services import drift as drift_services
 from jobs.services import release_checks as services
 from jobs.workers.finetunes import split_of
 from portal.errors import PortalError
-from zoo.models import ReleaseCheck
+from zoo.models import AssociationTestSet, ReleaseCheck
 from zoo.storage import materialize_version
 
 
@@ -451,9 +453,175 @@ def _drift(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
     return psi_class, summary, result
 
 
+# --- bias: word-association tests ----------------------------------------------------------
+
+
+def _association(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun | None, tmp: Path):
+    from jobs.ml import weat
+    from jobs.ml.features import extract_text_features
+
+    version = check.version
+    if version.model.modality != "text":
+        raise PortalError("Word-association tests are for text encoders; this is not a text model.")
+    names = list(check.params["sets"])
+    found_sets = {s.name: s for s in AssociationTestSet.objects.filter(name__in=names)}
+    gone = [n for n in names if n not in found_sets]
+    if gone:
+        raise PortalError(f"The association test {gone[0]!r} was removed after the launch.")
+    model_dir = materialize_version(version, settings.MODEL_CACHE_DIR)
+    device = _device(ctx)
+    cache: dict[str, np.ndarray] = {}
+
+    def embed(texts: list[str]) -> np.ndarray:
+        # Attribute lists recur across tests (pleasant/unpleasant): embed each text once.
+        new = [t for t in dict.fromkeys(texts) if t not in cache]
+        if new:
+            rows = extract_text_features(model_dir, new, device=device, max_length=64)
+            cache.update(zip(new, rows, strict=True))
+        return np.stack([cache[t] for t in texts])
+
+    permutations, alpha = int(check.params["permutations"]), float(check.params["alpha"])
+    tests = []
+    for i, name in enumerate(names):
+        test_set = found_sets[name]
+        ctx.progress(0.1 + 0.8 * i / len(names), stage=f"Association test {name}")
+        words = test_set.word_sets()
+        pieces = weat.word_pieces(model_dir, [w for group in words.values() for w in group])
+        row = {
+            "name": name,
+            "title": test_set.title,
+            "source": test_set.source,
+            "names": {
+                "x": test_set.target_x_name,
+                "y": test_set.target_y_name,
+                "a": test_set.attribute_a_name,
+                "b": test_set.attribute_b_name,
+            },
+            "words": words,
+            "split_words": sorted(w for w, p in pieces.items() if p["split"]),
+            "unknown_words": sorted(w for w, p in pieces.items() if p["unknown"]),
+        }
+        for variant in ("weat", "seat"):
+            row[variant] = weat.run_test_set(
+                embed, words, variant=variant, permutations=permutations, seed=0
+            )
+        tests.append(row)
+    findings = [
+        (abs(t[v]["effect_size"]), t["name"], v)
+        for t in tests
+        for v in ("weat", "seat")
+        if t[v]["p_two_sided"] < alpha
+    ]
+    worst = max(findings) if findings else None
+    result = {
+        "tests": tests,
+        "alpha": alpha,
+        "permutations": permutations,
+        "templates": list(weat.SEAT_TEMPLATES),
+        "measure_from": {"test": worst[1], "variant": worst[2]} if worst else None,
+        "n_words_split": len({w for t in tests for w in t["split_words"]}),
+        "n_words_unknown": len({w for t in tests for w in t["unknown_words"]}),
+    }
+    result["card_markdown"] = association_markdown(result)
+    measure = worst[0] if worst else 0.0
+    judged = (
+        f"The largest significant effect is {measure:.3f} ({worst[1]}, {worst[2].upper()})"
+        if worst
+        else f"No test reached p < {alpha:g}, so the figure judged is 0"
+    )
+    summary = (
+        f"Ran {len(tests)} word-association tests ({', '.join(names)}) on the model's "
+        "mean-pooled embeddings: WEAT on the bare words and SEAT on the words in "
+        f'{len(weat.SEAT_TEMPLATES)} bleached sentences ("This is Amy."), each with Caliskan\'s '
+        f"effect size and a two-sided permutation p-value ({permutations:,} fixed-seed re-deals "
+        "of the targets, or every one when there are few). The figure judged is the largest "
+        f"|effect size| among tests with p < {alpha:g}, uncorrected for the "
+        f"{2 * len(tests)} tests run. {judged} (threshold {check.threshold:g}). "
+        f"{result['n_words_split']} words are split into several tokens and "
+        f"{result['n_words_unknown']} are unknown to the tokenizer; they were embedded all the "
+        "same. Not measured: behaviour on any task (these are associations in the embedding), "
+        "biases the word lists do not name, and other languages than English; the lists "
+        "are American, from the studies named per test."
+    )
+    return measure, summary, result
+
+
+# --- bias: gaps between slices -------------------------------------------------------------
+
+
+def _slices(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
+    from jobs.ml.slices import slice_gaps
+
+    data = _split(ctx, run, tmp)
+    column = run.dataset_version.slice_column
+    if data.test_slices is None:
+        raise PortalError(
+            "The test rows carry no slice: the fine-tune was scored on a separate test file "
+            f"without the slice column {column!r}."
+        )
+    ctx.progress(0.3, stage="Scoring the test split")
+    proba = _predictor(ctx, run, check.version)(data.test[0])
+    positive_name = check.params.get("positive_class")
+    positive = data.class_names.index(positive_name) if positive_name else None
+    ctx.progress(0.7, stage="Comparing the slices (bootstrap)")
+    min_count = int(check.params.get("min_count", 20))
+    found = slice_gaps(
+        data.test[1],
+        proba.argmax(axis=1),
+        data.test_slices,
+        n_classes=len(data.class_names),
+        positive=positive,
+        min_count=min_count,
+        seed=0,
+    )
+    result = {
+        **found,
+        "column": column,
+        "classes": data.class_names,
+        "positive_class": positive_name,
+        "n_test": int(data.test[1].size),
+    }
+    result["card_markdown"] = slices_markdown(result)
+    how = (
+        f"recall and false-positive rate of {positive_name!r}"
+        if positive_name
+        else "macro-averaged recall and one-vs-rest false-positive rate"
+    )
+    small = [row["slice"] for row in found["slices"] if not row["judged"]]
+    worst = found["measure_metric"]
+    judged = (
+        f"The largest gap is in {_METRIC_WORDS[worst]}: {found['measure']:.3f} between "
+        f"{found['gaps'][worst]['high']!r} and {found['gaps'][worst]['low']!r} (95% bootstrap "
+        f"interval {found['gaps'][worst]['ci'][0]:.3f} to {found['gaps'][worst]['ci'][1]:.3f})"
+        if worst
+        else "Fewer than two slices were large enough to compare, so the figure judged is 0"
+    )
+    summary = (
+        f"Scored the {result['n_test']} test rows the fine-tune held out, per value of the "
+        f"slice column {column!r} ({len(found['slices'])} slices): accuracy, {how}, each "
+        "with a 95% interval (Wilson for proportions, bootstrap for macro averages). "
+        f"{judged} (threshold {check.threshold:g})."
+        + (
+            f" {len(small)} slices have fewer than {min_count} rows and are shown, not judged "
+            f"({', '.join(small[:5])}{'…' if len(small) > 5 else ''})."
+            if small
+            else ""
+        )
+        + " Not measured: groups the slice column does not record, intersections of slices, "
+        "calibration per slice, and data unlike the test split; a gap in a small slice "
+        "can be noise, which the interval shows."
+    )
+    return found["measure"], summary, result
+
+
+_METRIC_WORDS = {"accuracy": "accuracy", "recall": "recall", "fpr": "false-positive rate"}
+
+
 HANDLERS = {
     ReleaseCheck.Kind.CALIBRATION: _calibration,
     ReleaseCheck.Kind.LEAKAGE: _leakage,
     ReleaseCheck.Kind.FORGETTING: _forgetting,
     ReleaseCheck.Kind.DRIFT: _drift,
+    ReleaseCheck.Kind.ASSOCIATION: _association,
+    ReleaseCheck.Kind.SLICES: _slices,
 }

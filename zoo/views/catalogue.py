@@ -99,6 +99,8 @@ def _release_check_context(user, version, steward: bool, *, latest) -> dict:
         if steward and version.model.status in ("draft", "blocked")
         else [],
         "may_run_release_checks": keeper and from_finetune,
+        # Word-association tests need only an encoder: base models too.
+        "may_run_base_checks": keeper,
         "sees_check_examples": keeper,
     }
 
@@ -153,7 +155,7 @@ def model_detail(request: HttpRequest, namespace: str, name: str) -> HttpRespons
             "waiver_form": ScanWaiverForm() if steward else None,
             "card_html": render_markdown(version.card_markdown) if version.card_markdown else "",
             "lineage": selectors.lineage(request.user, version),
-            "risks": version.risks.select_related("owner"),
+            "risks": version.risks.select_related("owner", "release_check__version__model"),
             **_risk_context(request.user),
             **_lifecycle_context(request.user, version),
             **_release_check_context(request.user, version, steward, latest=versions[0]),
