@@ -15,6 +15,7 @@ count for both runtimes), after warm-up calls that are not counted. No Django.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
@@ -277,7 +278,13 @@ def quantize(path: Path, target: Path) -> Path:
     """int8 dynamic quantisation of the weights (activations quantised at run time)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(path), str(target), weight_type=QuantType.QInt8)
+    # It logs a line per tensor on the root logger; a worker's log needs none of them.
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        quantize_dynamic(str(path), str(target), weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(previous)
     return target
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db import transaction
 
+from governance.access import versions_finetunable_by
 from governance.roles import is_steward
 from jobs.engine import JobContext, job_create, owned_by
 from jobs.models import FineTuneRun, Job
@@ -20,13 +21,17 @@ from zoo.selectors.catalogue import versions_visible_to
 from zoo.services import release_checks as checks
 
 
-def may_launch_release_check(actor, version: ModelVersion) -> bool:
-    """The version's stewards, the fine-tune's owner, and staff."""
+def may_launch_release_check(actor, version: ModelVersion, kind: str | None = None) -> bool:
+    """The version's stewards, the fine-tune's owner, and staff; for a check that also runs
+    on base models (the serving check), anyone who may fine-tune the base: they check it
+    exports before training on it."""
     if not getattr(actor, "is_authenticated", False):
         return False
     if actor.is_staff or is_steward(actor):
         return True
     run = FineTuneRun.objects.filter(output_version=version).only("requested_by_id").first()
+    if run is None and kind in WITHOUT_FINETUNE:
+        return versions_finetunable_by(actor).filter(pk=version.pk).exists()
     return bool(run and run.requested_by_id == actor.pk)
 
 
@@ -76,21 +81,141 @@ def _forgetting_params(params: dict, run: FineTuneRun) -> dict[str, Any]:
     return {"k": int(_number(params, "k", 10, low=1, high=50))}
 
 
+def _flag(params: dict, name: str) -> bool:
+    value = params.get(name, False)
+    if value in (True, False, 0, 1, "on", "true", "false", ""):
+        return value in (True, 1, "on", "true")
+    raise PortalError(f"{name} must be yes or no.", field=name)
+
+
+def _serving_params(params: dict, run: FineTuneRun | None) -> dict[str, Any]:
+    register = _flag(params, "register")
+    if run is None and register:
+        raise PortalError(
+            "Registering the checked ONNX file is offered for fine-tunes; a base model's export "
+            "is checked but not stored.",
+            field="register",
+        )
+    return {"register": register, "calls": int(_number(params, "calls", 50, low=5, high=500))}
+
+
+def _base_serving_refusal(version: ModelVersion) -> None:
+    if version.model.modality != "text":
+        raise PortalError(
+            "The serving check of a base model exports a text encoder and compares it on the "
+            "probes' reference sentences; it is not built for "
+            f"{version.model.get_modality_display().lower()} base models yet."
+        )
+
+
+def _inconsistency_params(params: dict, run: FineTuneRun) -> dict[str, Any]:
+    raw = params.get("other_version")
+    if raw in (None, ""):
+        raise PortalError(
+            "Choose the other version to compare with (its id, or its label such as v2).",
+            field="other_version",
+        )
+    return {"other_version": str(raw).strip()}
+
+
+def inconsistency_other(*, actor, version: ModelVersion, run: FineTuneRun, raw: str):
+    """The version ``raw`` names that this fine-tune may be compared with, or a clear refusal.
+
+    Another version of the same model, or a retrain: a fine-tune of the same
+    base model on the same dataset. It must predict the same classes in the
+    same order, or "the label changed" would mean nothing.
+    """
+    visible = versions_visible_to(actor).select_related("model")
+    if str(raw).isdigit():
+        other = visible.filter(pk=int(raw)).first()
+    else:
+        other = visible.filter(model=version.model, label=raw).first()
+    if other is None:
+        raise PortalError(
+            f"No version {raw!r} that you can see; give another version's id, or the label of "
+            f"another version of {version.model.repo_id}.",
+            field="other_version",
+        )
+    if other.pk == version.pk:
+        raise PortalError(
+            "That is this version itself; choose another version or a retrain.",
+            field="other_version",
+        )
+    other_run = finetune_behind(other)
+    retrain = (
+        other_run is not None
+        and other_run.base_version.model_id == run.base_version.model_id
+        and other_run.dataset_version.dataset_id == run.dataset_version.dataset_id
+    )
+    if other.model_id != version.model_id and not retrain:
+        raise PortalError(
+            f"{other.model.repo_id} {other.label} is another model, not a version of "
+            f"{version.model.repo_id} nor a retrain of it (a fine-tune of the same base on the "
+            "same dataset).",
+            field="other_version",
+        )
+    if other_run is None:
+        raise PortalError(
+            f"{other.model.repo_id} {other.label} was not made by a fine-tune in the portal, so "
+            "its classes and how it reads inputs are not known.",
+            field="other_version",
+        )
+    mine = list(run.training.get("classes") or [])
+    theirs = list(other_run.training.get("classes") or [])
+    if mine != theirs:
+        raise PortalError(
+            f"{other.model.repo_id} {other.label} predicts other classes "
+            f"({', '.join(theirs) or 'none recorded'}) than this version "
+            f"({', '.join(mine)}); a changed label would mean nothing.",
+            field="other_version",
+        )
+    if other.is_blocked:
+        raise PortalError(
+            f"{other.model.repo_id} {other.label} is blocked; its files are not loaded.",
+            field="other_version",
+        )
+    return other
+
+
+def finetune_behind(version: ModelVersion) -> FineTuneRun | None:
+    """The fine-tune that made ``version``, looking through conversions (an ONNX or
+    safetensors copy has the same weights as the version it was converted from)."""
+    seen = 0
+    while version is not None and seen < 10:
+        run = (
+            FineTuneRun.objects.select_related(
+                "base_version__model", "dataset_version__dataset", "test_dataset_version__dataset"
+            )
+            .filter(output_version=version)
+            .first()
+        )
+        if run is not None:
+            return run
+        if version.source != ModelVersion.Source.CONVERSION:
+            return None
+        version, seen = version.parent, seen + 1
+    return None
+
+
 PARAMS = {
     "calibration": _calibration_params,
     "leakage": _leakage_params,
     "forgetting": _forgetting_params,
+    "serving": _serving_params,
+    "inconsistency": _inconsistency_params,
 }
 ALLOWED = {
     "calibration": {"target", "target_value", "positive_class", "threshold"},
     "leakage": {"cosine_threshold", "threshold"},
     "forgetting": {"k", "threshold"},
+    "serving": {"register", "calls", "threshold"},
+    "inconsistency": {"other_version", "threshold"},
 }
 # The kinds that can be launched: every kind with its settings reader above.
 KINDS = [kind for kind in ReleaseCheck.Kind.values if kind in PARAMS]
 # Kinds that also run on a version no fine-tune made (a base model): their settings
 # reader is called with ``run=None`` and their job gets no ``run_id``.
-WITHOUT_FINETUNE: set[str] = set()
+WITHOUT_FINETUNE: set[str] = {"serving"}
 
 
 def default_threshold(kind: str) -> float:
@@ -101,6 +226,16 @@ def default_threshold(kind: str) -> float:
     return min(limits) if ReleaseCheck.DIRECTIONS[kind][1] == "max" else max(limits)
 
 
+def release_check_open_of(*, version: ModelVersion, kind: str) -> ReleaseCheck | None:
+    """The check of ``kind`` on ``version`` whose job is still queued or running, if any."""
+    for check in ReleaseCheck.objects.filter(
+        version=version, kind=kind, status__in=("queued", "running")
+    ):
+        if Job.objects.filter(pk=check.job_id, status__in=Job.ACTIVE).exists():
+            return check
+    return None
+
+
 def release_check_launch(
     *, actor, version: ModelVersion, kind: str, params: dict | None = None
 ) -> ReleaseCheck:
@@ -108,7 +243,7 @@ def release_check_launch(
     params = dict(params or {})
     if not versions_visible_to(actor).filter(pk=version.pk).exists():
         raise NotFound("No such model version.")
-    if not may_launch_release_check(actor, version):
+    if not may_launch_release_check(actor, version, kind):
         raise Forbidden(
             "Only stewards, the person who made this fine-tune, and staff may run its release "
             "checks."
@@ -127,6 +262,13 @@ def release_check_launch(
             f"so there are no training, validation and test splits to run a {kind} check on."
         )
     cleaned = PARAMS[kind](params, run)
+    if kind == "serving" and run is None:
+        _base_serving_refusal(version)
+    if kind == "inconsistency":
+        other = inconsistency_other(
+            actor=actor, version=version, run=run, raw=cleaned["other_version"]
+        )
+        cleaned = {"other_version": other.pk, "other_label": f"{other.model.repo_id} {other.label}"}
     threshold = (
         _number(params, "threshold", 0.0, low=0.0, high=1.0)
         if "threshold" in params

@@ -14,8 +14,8 @@ from portal.errors import NotFound, PortalError
 from portal.http import shown_to
 from zoo.selectors.catalogue import versions_visible_to
 
-NUMBERS = ("target_value", "cosine_threshold", "threshold", "k")
-WORDS = ("target", "positive_class")
+NUMBERS = ("target_value", "cosine_threshold", "threshold", "k", "calls")
+WORDS = ("target", "positive_class", "other_version", "register")
 
 
 def _params(post) -> dict:
