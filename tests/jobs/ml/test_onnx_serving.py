@@ -11,7 +11,7 @@ import pytest
 from jobs.ml import serving
 from jobs.ml.config import FineTuneConfig
 from jobs.ml.finetune import finetune, predict_proba
-from tests.builders.weights import spam_task, tiny_bert
+from tests.builders.weights import colour_images, spam_task, tiny_bert, tiny_effnet, tiny_vit
 
 CLASSES = ["ham", "spam"]
 TRAIN = spam_task(4)
@@ -147,3 +147,28 @@ def test_nothing_to_export_or_time_is_refused(classifier, tmp_path):
         serving.check_classifier(exported, np.zeros(3, dtype=np.int64))
     with pytest.raises(ValueError, match="at least one"):
         serving.latency(lambda b: None, exported.make_batch, 0, batch=1, calls=5)
+
+
+@pytest.mark.parametrize("maker", [tiny_vit, tiny_effnet], ids=["vit", "efficientnet-lite"])
+def test_image_classifiers_export_too(maker, tmp_path):
+    paths, labels = colour_images(tmp_path / "images", 6)
+    config = FineTuneConfig(strategy="head", epochs=1, batch_size=4, patience=0, lr_search=False)
+    trained = finetune(
+        maker(tmp_path / "base"),
+        "vision",
+        ["red", "green"],
+        (paths, labels),
+        (paths[:4], labels[:4]),
+        config,
+        work_dir=tmp_path / "work",
+    ).output_dir
+    exported = serving.export_classifier(trained, "vision", paths, tmp_path / "model.onnx")
+    found = serving.check_classifier(exported, labels, calls=5)
+    reference = predict_proba(trained, "vision", paths)
+    session = serving.session(exported.path, threads=1)
+    ort = np.zeros_like(reference)
+    for index, logits in serving.outputs(exported, lambda b: session.run(None, b)[0]):
+        ort[index] = serving.softmax(logits)
+    assert np.max(np.abs(ort - reference)) < 1e-4
+    assert found["compared"]["onnxruntime"]["label_agreement"] == 1.0
+    assert found["sizes"]["onnxruntime_int8"] < found["sizes"]["onnxruntime"]
