@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings
 from django.db import transaction
 from django.test import Client
+from rest_framework.test import APIClient
 
 from governance.models import AuditEvent
 from jobs.engine import job_execute
@@ -171,6 +172,22 @@ def test_the_base_is_checked_from_the_fine_tune_form_and_base_settings_are_refus
         check_base_serving=True,
     )
     assert run.base_serving_check.pk == again.pk
+    # The API takes the same flag (and reuses the queued check too).
+    api = APIClient()
+    api.force_authenticate(alice)
+    created = api.post(
+        "/api/finetunes/",
+        {
+            "base_version": base.pk,
+            "dataset_version": data.pk,
+            "strategy": "head",
+            "epochs": 1,
+            "check_base_serving": True,
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    assert ReleaseCheck.objects.filter(version=base, kind="serving").count() == 2
 
     # Base settings that make no sense are refused, writing nothing.
     checks_before, jobs_before = ReleaseCheck.objects.count(), Job.objects.count()
