@@ -100,6 +100,11 @@ def _serving_params(params: dict, run: FineTuneRun | None) -> dict[str, Any]:
 
 
 def _base_serving_refusal(version: ModelVersion) -> None:
+    if version.kind != ModelVersion.Kind.BASE:
+        raise PortalError(
+            f"{version.model.repo_id} {version.label} is neither a base model nor made by a "
+            "fine-tune in the portal, so there is no test split to run a serving check on."
+        )
     if version.model.modality != "text":
         raise PortalError(
             "The serving check of a base model exports a text encoder and compares it on the "

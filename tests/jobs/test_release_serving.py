@@ -92,6 +92,9 @@ def test_serving_check_on_a_worker_registers_the_checked_onnx_as_a_new_version(
         files_before
     )
     assert AuditEvent.objects.filter(verb="version.import", target_id=str(made.pk)).count() == 1
+    # The new version is no base and has no fine-tune of its own: not checked again as a base.
+    with pytest.raises(PortalError, match="neither a base model nor made by a fine-tune"):
+        release_check_launch(actor=sam, version=made, kind="serving")
     # The stored model.onnx is the checked one: ONNX Runtime on it gives the fine-tune's labels.
     import onnxruntime as ort_runtime
 
@@ -129,6 +132,14 @@ def test_the_base_is_checked_from_the_fine_tune_form_and_base_settings_are_refus
     client.force_login(alice)
     page = client.get(f"/finetunes/new/?version={base.pk}").content.decode()
     assert "Check the base exports to ONNX first" in page
+    # The base's page offers the serving check to alice, who may fine-tune it, not to bob.
+    page = client.get(base.get_absolute_url()).content.decode()
+    assert 'data-testid="run-serving"' in page
+    assert 'name="register"' not in page  # a base's export is checked, not stored
+    assert 'data-testid="run-inconsistency"' not in page
+    onlooker = Client()
+    onlooker.force_login(bob)
+    assert 'data-testid="run-serving"' not in onlooker.get(base.get_absolute_url()).content.decode()
 
     answer = client.post(
         "/finetunes/new/",

@@ -102,7 +102,7 @@ def _release_check_context(user, version, steward: bool, *, latest) -> dict:
         # The serving check also runs on a base model, for whoever may fine-tune it.
         "may_check_serving": (keeper and from_finetune)
         or (
-            not from_finetune
+            version.kind == version.Kind.BASE
             and version.model.modality == "text"
             and (
                 steward
