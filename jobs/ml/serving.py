@@ -45,28 +45,23 @@ class Exported:
     lengths: np.ndarray | None  # token counts (text), for length-sorted batches
 
 
-class _Logits:
-    """``module(**inputs).logits`` (or a plain tensor) as a positional-argument module."""
+def _wrap(model, names: Sequence[str], kind: str):
+    """``model`` as a module of positional inputs returning one tensor, as the exporter wants:
+    the logits of a classifier, the last hidden state of an encoder."""
+    import torch
 
-    def __init__(self, module, names: Sequence[str], kind: str):
-        import torch
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
 
-        class Wrapper(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.inner = module
+        def forward(self, *args):
+            if kind == "efficientnet":  # plain torch: pixels in, logits out
+                return self.inner(*args)
+            out = self.inner(**dict(zip(names, args, strict=True)))
+            return out.last_hidden_state if kind == "encoder" else out.logits
 
-            def forward(self, *args):
-                out = (
-                    self.inner(*args)
-                    if kind == "efficientnet"
-                    else self.inner(**dict(zip(names, args, strict=True)))
-                )
-                if kind == "encoder":
-                    return out.last_hidden_state
-                return out if kind == "efficientnet" else out.logits
-
-        self.module = Wrapper().eval()
+    return Wrapped().eval()
 
 
 def _eager(model) -> None:
@@ -165,7 +160,7 @@ def export_classifier(
         if kind == "vision":
             _eager(model)
         make, names, lengths = _image_feeder(inputs, loaded.image)
-    wrapper = _Logits(model, names, kind).module
+    wrapper = _wrap(model, names, kind)
     sample = make(np.arange(min(2, len(inputs))))
     _export(wrapper, names, sample, path, seq=kind == "text")
     return Exported(path, wrapper, names, "output", make, len(inputs), lengths)
@@ -188,7 +183,7 @@ def export_encoder(model_dir: Path, texts: Sequence[str], path: Path, *, max_len
     _eager(model)
     length = min(max_length, ft._text_max_length(model_dir, 10**6))
     make, names, lengths = _text_feeder(tokenizer, texts, length)
-    wrapper = _Logits(model, names, "encoder").module
+    wrapper = _wrap(model, names, "encoder")
     _export(wrapper, names, make(np.arange(min(2, len(texts)))), path, seq=True)
     return Exported(path, wrapper, names, "output", make, len(texts), lengths)
 
