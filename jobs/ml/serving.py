@@ -117,17 +117,21 @@ def _export(module, names: list[str], sample: dict[str, np.ndarray], path: Path,
     # batches of other sizes and lengths is what tells whether that mattered.
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            args,
-            str(path),
-            input_names=names,
-            output_names=["output"],
-            dynamic_axes=axes,
-            opset_version=OPSET,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+        try:
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                input_names=names,
+                output_names=["output"],
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        except (RuntimeError, TypeError, torch.onnx.errors.OnnxExporterError) as exc:
+            # That is the finding: this model does not export as it is.
+            raise ValueError(f"the model does not export to ONNX (opset {OPSET}): {exc}") from exc
 
 
 def export_classifier(

@@ -172,3 +172,16 @@ def test_image_classifiers_export_too(maker, tmp_path):
     assert np.max(np.abs(ort - reference)) < 1e-4
     assert found["compared"]["onnxruntime"]["label_agreement"] == 1.0
     assert found["sizes"]["onnxruntime_int8"] < found["sizes"]["onnxruntime"]
+
+
+def test_a_model_that_does_not_export_says_so(tmp_path):
+    import torch
+
+    class Eigen(torch.nn.Module):
+        def forward(self, x):
+            return torch.linalg.eig(x)[0].real  # no ONNX operator for it
+
+    with pytest.raises(ValueError, match=r"does not export to ONNX .*linalg_eig"):
+        serving._export(
+            Eigen(), ["x"], {"x": np.ones((2, 3, 3), np.float32)}, tmp_path / "m.onnx", seq=False
+        )
