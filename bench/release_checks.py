@@ -21,7 +21,13 @@ depend on how well it was trained), prints the wall time of:
 - slices: scoring the test split and comparing slices with Wilson and
   1,000-draw bootstrap intervals. SMS spam has no slice column, so the slice
   here is the message's length (under 60 characters or not) - a stand-in
-  that costs what a real column costs.
+  that costs what a real column costs;
+- serving: export to ONNX, ONNX Runtime vs PyTorch on the test split, int8
+  dynamic quantisation, 50 timed calls at batch 1 and 10 at batch 32 for each
+  of the three runtimes; and the base's serving check (encoder export, hidden
+  states on the 300 reference sentences, the same timings for two runtimes);
+- inconsistency: scoring the test split with the classifier and a second one
+  (another random head), counting the label changes.
 
 Loading the models is counted, as a worker pays it. Needs no database or broker:
     .venv/bin/python bench/release_checks.py [--rows 2000]
@@ -40,10 +46,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.finetune import sms_spam  # noqa: E402
 from jobs.ml import calibration as cal  # noqa: E402
-from jobs.ml import drift  # noqa: E402
+from jobs.ml import drift, serving  # noqa: E402
 from jobs.ml import finetune as ft  # noqa: E402
 from jobs.ml.features import extract_text_features  # noqa: E402
 from jobs.ml.forgetting import representation_change  # noqa: E402
+from jobs.ml.inconsistency import label_changes  # noqa: E402
 from jobs.ml.leakage import find_text_duplicates  # noqa: E402
 from jobs.ml.reference import reference_texts  # noqa: E402
 from jobs.ml.slices import slice_gaps  # noqa: E402
@@ -53,10 +60,10 @@ from jobs.ml.weat import run_test_set, word_pieces  # noqa: E402
 WORD_SETS = ROOT / "zoo" / "data" / "association_sets.json"
 
 
-def classifier_folder(base: Path, root: Path) -> Path:
+def classifier_folder(base: Path, root: Path, name: str = "classifier") -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    out = root / "classifier"
+    out = root / name
     model = AutoModelForSequenceClassification.from_pretrained(
         base, num_labels=2, id2label={0: "ham", 1: "spam"}, label2id={"ham": 0, "spam": 1}
     )
@@ -156,6 +163,54 @@ def main() -> None:
         print(
             f"slices: {time.perf_counter() - began:.1f} s (largest gap {found['measure']:.3f} "
             f"in {found['measure_metric']})"
+        )
+
+        began = time.perf_counter()
+        exported = serving.export_classifier(
+            output, "text", take(test_idx), Path(tmp) / "onnx" / "model.onnx"
+        )
+        found = serving.check_classifier(exported, y[test_idx], calls=50)
+        c, lat = found["compared"], found["latency"]
+        print(
+            f"serving: {time.perf_counter() - began:.1f} s (max prob. diff "
+            f"{c['onnxruntime']['max_abs_prob_diff']:.2e}, labels agree "
+            f"{c['onnxruntime']['label_agreement']:.3f}; int8 "
+            f"{found['sizes']['onnxruntime_int8'] / 2**20:.1f} MiB vs "
+            f"{found['sizes']['onnxruntime'] / 2**20:.1f} MiB, int8 labels agree "
+            f"{c['onnxruntime_int8']['label_agreement']:.3f})"
+        )
+        for name in ("pytorch", "onnxruntime", "onnxruntime_int8"):
+            print(
+                f"  {name}: batch 1 p50/p95 {lat[name]['batch_1']['p50_ms']:.1f}/"
+                f"{lat[name]['batch_1']['p95_ms']:.1f} ms, batch 32 "
+                f"{lat[name]['batch_32']['p50_ms']:.1f}/{lat[name]['batch_32']['p95_ms']:.1f} ms"
+            )
+
+        began = time.perf_counter()
+        encoder = serving.export_encoder(
+            base, reference_texts(), Path(tmp) / "onnx-base" / "model.onnx"
+        )
+        found = serving.check_encoder(encoder, calls=50)
+        print(
+            f"serving (base): {time.perf_counter() - began:.1f} s (max hidden diff "
+            f"{found['max_abs_hidden_diff']:.2e}; batch 1 p50 PyTorch "
+            f"{found['latency']['pytorch']['batch_1']['p50_ms']:.1f} ms, ONNX Runtime "
+            f"{found['latency']['onnxruntime']['batch_1']['p50_ms']:.1f} ms)"
+        )
+
+        torch.manual_seed(1)
+        other = classifier_folder(base, Path(tmp), "other")
+        began = time.perf_counter()
+        changes = label_changes(
+            y[test_idx],
+            ft.predict_proba(other, "text", take(test_idx)),
+            ft.predict_proba(output, "text", take(test_idx)),
+            ["ham", "spam"],
+            texts=take(test_idx),
+        )
+        print(
+            f"inconsistency: {time.perf_counter() - began:.1f} s ({changes['n_changed']} of "
+            f"{changes['n']} test rows change label between two random heads)"
         )
 
 

@@ -287,6 +287,13 @@ class FineTuneForm(FineTuneSettingsForm):
         label="Test file",
         help_text="Separate test file only: another dataset version with the same labels.",
     )
+    check_base_serving = forms.BooleanField(
+        required=False,
+        label="Check the base exports to ONNX first",
+        help_text="Also queues the base model's serving check: it exports the base encoder to "
+        "ONNX and compares ONNX Runtime with PyTorch on reference sentences. The fine-tune does "
+        "not wait for it; the result shows on the base model's page (text models only).",
+    )
 
     def __init__(self, *args, user, strategy: str = "full", lora_targets=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)

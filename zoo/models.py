@@ -606,7 +606,8 @@ class ReleaseCheck(models.Model):
         Kind.LEAKAGE: ("share of test rows that duplicate a training row", "max"),
         Kind.FORGETTING: ("lowest per-layer linear CKA with the base", "min"),
         Kind.SERVING: (
-            "largest absolute difference of probabilities, ONNX Runtime vs PyTorch",
+            "largest absolute difference of probabilities (of hidden states for a base "
+            "model), ONNX Runtime vs PyTorch",
             "max",
         ),
         Kind.ASSOCIATION: (

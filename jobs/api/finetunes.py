@@ -126,6 +126,11 @@ class FineTuneInput(FineTuneSettingsInput):
     test_dataset_version = serializers.IntegerField(
         required=False, allow_null=True, default=None, help_text="For the test_file split."
     )
+    check_base_serving = serializers.BooleanField(
+        default=False,
+        help_text="Also queue the base's serving (ONNX) release check; the fine-tune does not "
+        "wait for it.",
+    )
 
     CONFIG_FIELDS = tuple(setting.name for setting in SETTINGS)
 
@@ -170,6 +175,7 @@ class FineTuneViewSet(RunViewSet):
             test_fraction=values["test_fraction"],
             val_fraction=values["val_fraction"],
             test_dataset_version=test_dataset_version,
+            check_base_serving=values["check_base_serving"],
         )
         run = get_finetune_for_user(request.user, run.pk)
         return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)

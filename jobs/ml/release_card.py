@@ -204,3 +204,81 @@ def slices_markdown(result: dict) -> str:
             *(["", "Largest gaps between slices:", *gaps] if gaps else []),
         ]
     )
+
+
+_RUNTIMES = (
+    ("pytorch", "PyTorch (fp32)"),
+    ("onnxruntime", "ONNX Runtime (fp32)"),
+    ("onnxruntime_int8", "ONNX Runtime (int8 dynamic)"),
+)
+
+
+def _ms(latency: dict) -> str:
+    return f"{latency['p50_ms']:.1f} / {latency['p95_ms']:.1f}"
+
+
+def serving_markdown(result: dict) -> str:
+    """Parity and CPU latency per runtime; for a fine-tune also accuracy and file size."""
+    lat = result["latency"]
+    if result.get("base"):
+        lines = [
+            "| runtime | batch 1 p50 / p95 ms | batch 32 p50 / p95 ms |",
+            "|---|---|---|",
+        ]
+        for key, name in _RUNTIMES:
+            if key in lat:
+                lines.append(
+                    f"| {name} | {_ms(lat[key]['batch_1'])} | {_ms(lat[key]['batch_32'])} |"
+                )
+        lines += [
+            "",
+            f"Largest hidden-state difference, ONNX Runtime vs PyTorch: "
+            f"{result['max_abs_hidden_diff']:.2e} over {result['n']} reference sentences "
+            f"({result['threads']} CPU threads, opset {result['opset']}).",
+        ]
+        return "\n".join(lines)
+    lines = [
+        "| runtime | test accuracy | labels as PyTorch | max prob. diff | max logit diff | "
+        "size MiB | batch 1 p50 / p95 ms | batch 32 p50 / p95 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, name in _RUNTIMES:
+        if key not in result["compared"]:
+            continue
+        c = result["compared"][key]
+        size = result["sizes"].get(key)
+        lines.append(
+            f"| {name} | {c['accuracy']:.3f} | {c['label_agreement']:.3f} | "
+            f"{c['max_abs_prob_diff']:.2e} | {c['max_abs_logit_diff']:.2e} | "
+            f"{'n/a' if size is None else f'{size / 2**20:.1f}'} | "
+            f"{_ms(lat[key]['batch_1'])} | {_ms(lat[key]['batch_32'])} |"
+        )
+    lines += [
+        "",
+        f"On the {result['n']} test rows, {result['threads']} CPU threads, ONNX opset "
+        f"{result['opset']}, dynamic batch axis.",
+    ]
+    registered = result.get("registered") or {}
+    if registered.get("version_id"):
+        lines.append(
+            f"The checked ONNX files are in {registered['repo_id']} {registered['label']}."
+        )
+    return "\n".join(lines)
+
+
+def inconsistency_markdown(result: dict) -> str:
+    """How many test rows change label against the other version, and between which labels."""
+    other = f"{result['other']['repo_id']} {result['other']['label']}"
+    classes = result["classes"]
+    lines = [
+        f"Compared with {other} on {result['n']} test rows: {result['n_changed']} change "
+        f"label ({result['share']:.1%}); {result['fixed']} now right, {result['broken']} now "
+        f"wrong. Test accuracy {result['accuracy_new']:.3f} (this version) and "
+        f"{result['accuracy_old']:.3f} ({other}).",
+        "",
+        f"| {other} ↓ / this version → | " + " | ".join(classes) + " |",
+        "|---|" + "---|" * len(classes),
+    ]
+    for name, row in zip(classes, result["confusion"], strict=True):
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines)

@@ -79,8 +79,14 @@ def finetune_launch(
     test_fraction: float = 0.2,
     val_fraction: float = 0.1,
     test_dataset_version=None,
+    check_base_serving: bool = False,
 ) -> FineTuneRun:
     """Check a fine-tune request and queue it on the gpu queue; nothing is created on refusal.
+
+    With ``check_base_serving`` the base's serving check (ONNX export and parity)
+    is queued in the same transaction, unless one is already queued or running
+    (that one is reused); the fine-tune does not wait for it. The run carries it
+    as ``base_serving_check`` (``None`` when not asked).
 
     ``config`` overrides the strategy's defaults field by field. The checks, in
     order: the right to fine-tune the base version (the role, an approved reuse
@@ -100,7 +106,19 @@ def finetune_launch(
         val_fraction=val_fraction,
         test_dataset_version=test_dataset_version,
     )
-    return finetune_record(actor=actor, plan=plan)
+    if not check_base_serving:
+        run = finetune_record(actor=actor, plan=plan)
+        run.base_serving_check = None
+        return run
+    from jobs.services.release_checks import release_check_launch, release_check_open_of
+
+    with transaction.atomic():
+        check = release_check_open_of(version=base_version, kind="serving")
+        if check is None:
+            check = release_check_launch(actor=actor, version=base_version, kind="serving")
+        run = finetune_record(actor=actor, plan=plan)
+    run.base_serving_check = check
+    return run
 
 
 def finetune_check(

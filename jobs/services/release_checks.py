@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import transaction
 
-from governance.access import can_use_version
+from governance.access import can_use_version, versions_finetunable_by
 from governance.roles import is_steward
 from governance.services.risks import risk_entry_open_for_check
 from jobs.engine import JobContext, job_create, owned_by
@@ -22,13 +22,17 @@ from zoo.selectors.catalogue import versions_visible_to
 from zoo.services import release_checks as checks
 
 
-def may_launch_release_check(actor, version: ModelVersion) -> bool:
-    """The version's stewards, the fine-tune's owner, and staff."""
+def may_launch_release_check(actor, version: ModelVersion, kind: str | None = None) -> bool:
+    """The version's stewards, the fine-tune's owner, and staff; for a check that also runs
+    on base models (the serving check), anyone who may fine-tune the base: they check it
+    exports before training on it."""
     if not getattr(actor, "is_authenticated", False):
         return False
     if actor.is_staff or is_steward(actor):
         return True
     run = FineTuneRun.objects.filter(output_version=version).only("requested_by_id").first()
+    if run is None and kind in BASE_CHECKS_BY_FINETUNERS:
+        return versions_finetunable_by(actor).filter(pk=version.pk).exists()
     return bool(run and run.requested_by_id == actor.pk)
 
 
@@ -155,6 +159,127 @@ def _slices_params(params: dict, run: FineTuneRun | None) -> dict[str, Any]:
     return out
 
 
+def _flag(params: dict, name: str) -> bool:
+    value = params.get(name, False)
+    if value in (True, False, 0, 1, "on", "true", "false", ""):
+        return value in (True, 1, "on", "true")
+    raise PortalError(f"{name} must be yes or no.", field=name)
+
+
+def _serving_params(params: dict, run: FineTuneRun | None) -> dict[str, Any]:
+    register = _flag(params, "register")
+    if run is None and register:
+        raise PortalError(
+            "Registering the checked ONNX file is offered for fine-tunes; a base model's export "
+            "is checked but not stored.",
+            field="register",
+        )
+    return {"register": register, "calls": int(_number(params, "calls", 50, low=5, high=500))}
+
+
+def _base_serving_refusal(version: ModelVersion) -> None:
+    if version.kind != ModelVersion.Kind.BASE:
+        raise PortalError(
+            f"{version.model.repo_id} {version.label} is neither a base model nor made by a "
+            "fine-tune in the portal, so there is no test split to run a serving check on."
+        )
+    if version.model.modality != "text":
+        raise PortalError(
+            "The serving check of a base model exports a text encoder and compares it on the "
+            "probes' reference sentences; it is not built for "
+            f"{version.model.get_modality_display().lower()} base models yet."
+        )
+
+
+def _inconsistency_params(params: dict, run: FineTuneRun) -> dict[str, Any]:
+    raw = params.get("other_version")
+    if raw in (None, ""):
+        raise PortalError(
+            "Choose the other version to compare with (its id, or its label such as v2).",
+            field="other_version",
+        )
+    return {"other_version": str(raw).strip()}
+
+
+def inconsistency_other(*, actor, version: ModelVersion, run: FineTuneRun, raw: str):
+    """The version ``raw`` names that this fine-tune may be compared with, or a clear refusal.
+
+    Another version of the same model, or a retrain: a fine-tune of the same
+    base model on the same dataset. It must predict the same classes in the
+    same order, or "the label changed" would mean nothing.
+    """
+    visible = versions_visible_to(actor).select_related("model")
+    if str(raw).isdigit():
+        other = visible.filter(pk=int(raw)).first()
+    else:
+        other = visible.filter(model=version.model, label=raw).first()
+    if other is None:
+        raise PortalError(
+            f"No version {raw!r} that you can see; give another version's id, or the label of "
+            f"another version of {version.model.repo_id}.",
+            field="other_version",
+        )
+    if other.pk == version.pk:
+        raise PortalError(
+            "That is this version itself; choose another version or a retrain.",
+            field="other_version",
+        )
+    other_run = finetune_behind(other)
+    retrain = (
+        other_run is not None
+        and other_run.base_version.model_id == run.base_version.model_id
+        and other_run.dataset_version.dataset_id == run.dataset_version.dataset_id
+    )
+    if other.model_id != version.model_id and not retrain:
+        raise PortalError(
+            f"{other.model.repo_id} {other.label} is another model, not a version of "
+            f"{version.model.repo_id} nor a retrain of it (a fine-tune of the same base on the "
+            "same dataset).",
+            field="other_version",
+        )
+    if other_run is None:
+        raise PortalError(
+            f"{other.model.repo_id} {other.label} was not made by a fine-tune in the portal, so "
+            "its classes and how it reads inputs are not known.",
+            field="other_version",
+        )
+    mine = list(run.training.get("classes") or [])
+    theirs = list(other_run.training.get("classes") or [])
+    if mine != theirs:
+        raise PortalError(
+            f"{other.model.repo_id} {other.label} predicts other classes "
+            f"({', '.join(theirs) or 'none recorded'}) than this version "
+            f"({', '.join(mine)}); a changed label would mean nothing.",
+            field="other_version",
+        )
+    if other.is_blocked:
+        raise PortalError(
+            f"{other.model.repo_id} {other.label} is blocked; its files are not loaded.",
+            field="other_version",
+        )
+    return other
+
+
+def finetune_behind(version: ModelVersion) -> FineTuneRun | None:
+    """The fine-tune that made ``version``, looking through conversions (an ONNX or
+    safetensors copy has the same weights as the version it was converted from)."""
+    seen = 0
+    while version is not None and seen < 10:
+        run = (
+            FineTuneRun.objects.select_related(
+                "base_version__model", "dataset_version__dataset", "test_dataset_version__dataset"
+            )
+            .filter(output_version=version)
+            .first()
+        )
+        if run is not None:
+            return run
+        if version.source != ModelVersion.Source.CONVERSION:
+            return None
+        version, seen = version.parent, seen + 1
+    return None
+
+
 PARAMS = {
     "calibration": _calibration_params,
     "leakage": _leakage_params,
@@ -162,6 +287,8 @@ PARAMS = {
     "drift": _drift_params,
     "association": _association_params,
     "slices": _slices_params,
+    "serving": _serving_params,
+    "inconsistency": _inconsistency_params,
 }
 ALLOWED = {
     "calibration": {"target", "target_value", "positive_class", "threshold"},
@@ -170,16 +297,20 @@ ALLOWED = {
     "drift": {"batch", "threshold"},
     "association": {"sets", "permutations", "alpha", "threshold"},
     "slices": {"min_count", "positive_class", "threshold"},
+    "serving": {"register", "calls", "threshold"},
+    "inconsistency": {"other_version", "threshold"},
 }
 # The kinds that can be launched: every kind with its settings reader above.
 KINDS = [kind for kind in ReleaseCheck.Kind.values if kind in PARAMS]
 # Kinds that also run on a version no fine-tune made (a base model): their settings
 # reader is called with ``run=None`` and their job gets no ``run_id``.
-WITHOUT_FINETUNE: set[str] = {"association"}
+WITHOUT_FINETUNE: set[str] = {"association", "serving"}
 # The largest threshold a launcher may set, where the measure is not a share (|d| <= 2).
 THRESHOLD_HIGH = {"association": 2.0}
 # Kinds whose failure opens a bias risk on the version (governance keeps the register).
 RISK_KINDS = {"association", "slices"}
+# Of those, the kinds anyone who may fine-tune a base may run on it (the others: stewards).
+BASE_CHECKS_BY_FINETUNERS = {"serving"}
 
 
 def default_threshold(kind: str) -> float:
@@ -190,6 +321,16 @@ def default_threshold(kind: str) -> float:
     return min(limits) if ReleaseCheck.DIRECTIONS[kind][1] == "max" else max(limits)
 
 
+def release_check_open_of(*, version: ModelVersion, kind: str) -> ReleaseCheck | None:
+    """The check of ``kind`` on ``version`` whose job is still queued or running, if any."""
+    for check in ReleaseCheck.objects.filter(
+        version=version, kind=kind, status__in=("queued", "running")
+    ):
+        if Job.objects.filter(pk=check.job_id, status__in=Job.ACTIVE).exists():
+            return check
+    return None
+
+
 def release_check_launch(
     *, actor, version: ModelVersion, kind: str, params: dict | None = None
 ) -> ReleaseCheck:
@@ -197,7 +338,7 @@ def release_check_launch(
     params = dict(params or {})
     if not versions_visible_to(actor).filter(pk=version.pk).exists():
         raise NotFound("No such model version.")
-    if not may_launch_release_check(actor, version) and not (
+    if not may_launch_release_check(actor, version, kind) and not (
         kind == ReleaseCheck.Kind.DRIFT and can_use_version(actor, version)
     ):
         raise Forbidden(
@@ -218,6 +359,13 @@ def release_check_launch(
             f"so there are no training, validation and test splits to run a {kind} check on."
         )
     cleaned = PARAMS[kind](params, run)
+    if kind == "serving" and run is None:
+        _base_serving_refusal(version)
+    if kind == "inconsistency":
+        other = inconsistency_other(
+            actor=actor, version=version, run=run, raw=cleaned["other_version"]
+        )
+        cleaned = {"other_version": other.pk, "other_label": f"{other.model.repo_id} {other.label}"}
     threshold = (
         _number(params, "threshold", 0.0, low=0.0, high=THRESHOLD_HIGH.get(kind, 1.0))
         if "threshold" in params

@@ -82,9 +82,16 @@ def finetune_new(request: HttpRequest) -> HttpResponse:
                 test_fraction=data["test_fraction"],
                 val_fraction=data["val_fraction"],
                 test_dataset_version=data.get("test_dataset_version"),
+                check_base_serving=data.get("check_base_serving", False),
             )
         if attempt.succeeded:
             messages.success(request, f"Fine-tune queued as job #{run.job_id}.")
+            if run.base_serving_check is not None:
+                messages.info(
+                    request,
+                    f"The base's ONNX serving check runs as job #{run.base_serving_check.job_id}; "
+                    "its result appears on the base model's page.",
+                )
             return redirect(run.get_absolute_url())
     return render(
         request,

@@ -22,8 +22,9 @@ NUMBERS = (
     "permutations",
     "alpha",
     "min_count",
+    "calls",
 )
-WORDS = ("target", "positive_class", "sets")
+WORDS = ("target", "positive_class", "sets", "other_version", "register")
 
 
 def _params(post) -> dict:

@@ -9,6 +9,7 @@ section. A check that cannot run is recorded as such and never counts as passed.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from jobs.ml.release_card import (
     calibration_markdown,
     drift_markdown,
     forgetting_markdown,
+    inconsistency_markdown,
     leakage_markdown,
+    serving_markdown,
     slices_markdown,
 )
 from jobs.models import DriftBatch, FineTuneRun, Job
@@ -30,7 +33,7 @@ from jobs.services import drift as drift_services
 from jobs.services import release_checks as services
 from jobs.workers.finetunes import split_of
 from portal.errors import PortalError
-from zoo.models import AssociationTestSet, ReleaseCheck
+from zoo.models import AssociationTestSet, ModelVersion, ReleaseCheck
 from zoo.storage import materialize_version
 
 
@@ -617,7 +620,217 @@ def _slices(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
 _METRIC_WORDS = {"accuracy": "accuracy", "recall": "recall", "fpr": "false-positive rate"}
 
 
+# --- serving compatibility (ONNX) ----------------------------------------------------------
+
+
+def _serving(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun | None, tmp: Path):
+    from jobs.ml import serving
+
+    if run is None:
+        return _serving_base(ctx, check, tmp)
+    data = _split(ctx, run, tmp)
+    modality = run.dataset_version.dataset.modality
+    output_dir = materialize_version(check.version, settings.MODEL_CACHE_DIR)
+    base_dir = (
+        materialize_version(run.base_version, settings.MODEL_CACHE_DIR) if run.is_adapter else None
+    )
+    ctx.progress(0.2, stage="Exporting to ONNX")
+    exported = serving.export_classifier(
+        output_dir,
+        modality,
+        list(data.test[0]),
+        tmp / "onnx" / "model.onnx",
+        base_model_dir=base_dir,
+        max_length=int((run.config or {}).get("max_length", 128)),
+    )
+    ctx.progress(0.4, stage="Comparing ONNX Runtime with PyTorch, quantising, timing")
+    result = serving.check_classifier(
+        exported, data.test[1], calls=int(check.params.get("calls", 50))
+    )
+    result.update(
+        base=False, modality=modality, adapter=bool(run.is_adapter), classes=data.class_names
+    )
+    ort, torch_, int8 = (
+        result["compared"][name] for name in ("onnxruntime", "pytorch", "onnxruntime_int8")
+    )
+    measure = ort["max_abs_prob_diff"]
+    registered = (
+        _register_onnx(ctx, check, tmp, exported.path, measure)
+        if (check.params.get("register"))
+        else None
+    )
+    result["registered"] = registered
+    result["card_markdown"] = serving_markdown(result)
+    lat = result["latency"]
+    summary = (
+        f"Exported {check.version.label} to ONNX (opset {result['opset']}, dynamic batch"
+        f"{' and sequence' if modality == 'text' else ''} axes"
+        f"{', the LoRA adapter merged into its base' if run.is_adapter else ''}) and ran it "
+        f"with ONNX Runtime on the CPU on the fine-tune's {result['n']} test rows: the largest "
+        f"difference from PyTorch is {ort['max_abs_prob_diff']:.2e} in probability and "
+        f"{ort['max_abs_logit_diff']:.2e} in logits (threshold {check.threshold:g}); "
+        f"{ort['label_agreement']:.1%} of the predicted labels agree. On {result['threads']} "
+        f"CPU threads, batch 1 takes {lat['pytorch']['batch_1']['p50_ms']:.1f} ms in PyTorch "
+        f"and {lat['onnxruntime']['batch_1']['p50_ms']:.1f} ms in ONNX Runtime (p50), batch 32 "
+        f"{lat['pytorch']['batch_32']['p50_ms']:.1f} and "
+        f"{lat['onnxruntime']['batch_32']['p50_ms']:.1f} ms. The int8 dynamic quantisation is "
+        f"{result['sizes']['onnxruntime_int8'] / 2**20:.1f} MiB instead of "
+        f"{result['sizes']['onnxruntime'] / 2**20:.1f} MiB, takes "
+        f"{lat['onnxruntime_int8']['batch_1']['p50_ms']:.1f} ms at batch 1, and scores "
+        f"{int8['accuracy']:.3f} test accuracy against {torch_['accuracy']:.3f} "
+        f"({int8['label_agreement']:.1%} of its labels agree with PyTorch). "
+        f"{_registered_words(registered)}Not measured: GPU serving, other ONNX runtimes or "
+        "execution providers, inputs longer than the test rows, and latency under concurrent "
+        "load; the timings are this worker's and vary with its CPU."
+    )
+    return measure, summary, result
+
+
+def _serving_base(ctx: JobContext, check: ReleaseCheck, tmp: Path):
+    from jobs.ml import serving
+    from jobs.ml.reference import reference_texts
+
+    texts = reference_texts()
+    ctx.progress(0.2, stage="Exporting the encoder to ONNX")
+    base_dir = materialize_version(check.version, settings.MODEL_CACHE_DIR)
+    exported = serving.export_encoder(base_dir, texts, tmp / "onnx" / "model.onnx")
+    ctx.progress(0.5, stage=f"Comparing hidden states on {len(texts)} reference sentences")
+    result = serving.check_encoder(exported, calls=int(check.params.get("calls", 50)))
+    result.update(base=True, modality="text", registered=None)
+    result["card_markdown"] = serving_markdown(result)
+    lat = result["latency"]
+    summary = (
+        f"Exported the base encoder {check.version.label} (no classification head) to ONNX "
+        f"(opset {result['opset']}, dynamic batch and sequence axes) and compared ONNX "
+        f"Runtime's last hidden states with PyTorch's on the {result['n']} reference sentences "
+        f"the probes use, at every real (unpadded) token: the largest difference is "
+        f"{result['max_abs_hidden_diff']:.2e} (threshold {check.threshold:g}), the lowest "
+        f"cosine of the mean-pooled vectors {result['min_pooled_cosine']:.6f}. On "
+        f"{result['threads']} CPU threads, batch 1 takes "
+        f"{lat['pytorch']['batch_1']['p50_ms']:.1f} ms in PyTorch and "
+        f"{lat['onnxruntime']['batch_1']['p50_ms']:.1f} ms in ONNX Runtime (p50), batch 32 "
+        f"{lat['pytorch']['batch_32']['p50_ms']:.1f} and "
+        f"{lat['onnxruntime']['batch_32']['p50_ms']:.1f} ms. Not measured: a fine-tune's "
+        "head, accuracy and int8 quantisation (those are checked on each fine-tune), GPU "
+        "serving, and latency under load."
+    )
+    return result["max_abs_hidden_diff"], summary, result
+
+
+def _registered_words(registered: dict | None) -> str:
+    if not registered:
+        return ""
+    if registered.get("version_id"):
+        return (
+            f"The checked files were registered as {registered['repo_id']} "
+            f"{registered['label']} (model.onnx and model.int8.onnx beside the original "
+            "files, hashed and scanned like every file). "
+        )
+    return f"The ONNX file was not registered: {registered['reason']} "
+
+
+def _register_onnx(ctx: JobContext, check: ReleaseCheck, tmp: Path, onnx: Path, measure: float):
+    """The version's files plus the checked ONNX files, imported as a new version of the model.
+
+    A version's files never change, so the export becomes a version of its own
+    (source "conversion", parent the checked version), through the importer
+    that hashes and scans every file, as the safetensors conversion does.
+    """
+    from django.contrib.auth import get_user_model
+
+    from zoo import importers
+    from zoo.storage import copy_artifact_to
+
+    version = check.version
+    if measure > check.threshold:
+        return {"reason": "the check did not pass, so the export is not offered for serving."}
+    artifacts = list(version.artifacts.all())
+    taken = {a.path for a in artifacts} & {"model.onnx", "model.int8.onnx"}
+    if taken:
+        return {"reason": f"{version.label} already has {', '.join(sorted(taken))}."}
+    ctx.progress(0.9, stage="Registering the checked ONNX files")
+    folder = tmp / "register"
+    for artifact in artifacts:
+        copy_artifact_to(artifact, folder)
+    shutil.copyfile(onnx, folder / "model.onnx")
+    shutil.copyfile(onnx.with_name("model.int8.onnx"), folder / "model.int8.onnx")
+    weights = next(
+        (a.path for a in artifacts if a.format == "safetensors"), "the version's weights"
+    )
+    actor = get_user_model().objects.filter(pk=check.requested_by_id).first()
+    made, created = importers.import_conversion_output(
+        folder=folder,
+        original=version,
+        converted={weights: "model.onnx"},
+        actor=actor,
+    )
+    ctx.log(
+        f"{'Registered' if created else 'Already in the catalogue:'} {made.model.repo_id} "
+        f"{made.label} with model.onnx and model.int8.onnx"
+    )
+    return {
+        "version_id": made.pk,
+        "repo_id": made.model.repo_id,
+        "label": made.label,
+        "created": created,
+        "blocked": made.is_blocked,
+    }
+
+
+# --- inconsistency between versions --------------------------------------------------------
+
+
+def _inconsistency(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
+    from jobs.ml.inconsistency import label_changes
+
+    other = (
+        ModelVersion.objects.select_related("model")
+        .filter(pk=check.params["other_version"])
+        .first()
+    )
+    if other is None:
+        raise PortalError("The other version no longer exists.")
+    other_run = services.finetune_behind(other)
+    if other_run is None:
+        raise PortalError(f"{other.model.repo_id} {other.label} was not made by a fine-tune.")
+    data = _split(ctx, run, tmp)
+    texts = list(data.test[0])
+    ctx.progress(0.3, stage=f"Scoring the test split with {other.model.repo_id} {other.label}")
+    theirs = _predictor(ctx, other_run, other)(texts)
+    ctx.progress(0.6, stage=f"Scoring the test split with {check.version.label}")
+    mine = _predictor(ctx, run, check.version)(texts)
+    modality = run.dataset_version.dataset.modality
+    found = label_changes(
+        data.test[1],
+        theirs,
+        mine,
+        data.class_names,
+        texts=texts if modality == "text" else None,
+    )
+    changes = found.pop("examples")
+    result = {
+        **found,
+        "changes": changes,
+        "other": {"version_id": other.pk, "repo_id": other.model.repo_id, "label": other.label},
+        "this": {"repo_id": check.version.model.repo_id, "label": check.version.label},
+    }
+    result["card_markdown"] = inconsistency_markdown(result)
+    name = f"{other.model.repo_id} {other.label}"
+    summary = (
+        f"Ran this version and {name} on the fine-tune's {found['n']} test rows: "
+        f"{found['n_changed']} rows ({found['share']:.1%}) get another label from this version "
+        f"than from {name} (threshold {check.threshold:g}); {found['fixed']} of the changes "
+        f"are now right and {found['broken']} now wrong. Test accuracy {found['accuracy_new']:.3f} "
+        f"here, {found['accuracy_old']:.3f} for {name}. Not measured: production inputs (the "
+        "portal holds no production sample for this version, so only the test split is "
+        "used), changes in confidence that keep the label, and inputs unlike the test split."
+    )
+    return found["share"], summary, result
+
+
 HANDLERS = {
+    ReleaseCheck.Kind.SERVING: _serving,
+    ReleaseCheck.Kind.INCONSISTENCY: _inconsistency,
     ReleaseCheck.Kind.CALIBRATION: _calibration,
     ReleaseCheck.Kind.LEAKAGE: _leakage,
     ReleaseCheck.Kind.FORGETTING: _forgetting,

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from governance.access import models_usable_by
+from governance.access import models_usable_by, versions_finetunable_by
 from governance.forms import AttestForm, RiskForm
 from governance.models import Incident, Rereview, RiskEntry
 from governance.roles import is_steward
@@ -101,6 +101,20 @@ def _release_check_context(user, version, steward: bool, *, latest) -> dict:
         "may_run_release_checks": keeper and from_finetune,
         # Word-association tests need only an encoder: base models too.
         "may_run_base_checks": keeper,
+        # The serving check also runs on a base model, for whoever may fine-tune it.
+        "may_check_serving": (keeper and from_finetune)
+        or (
+            version.kind == version.Kind.BASE
+            and version.model.modality == "text"
+            and (
+                steward
+                or user.is_staff
+                or versions_finetunable_by(user).filter(pk=version.pk).exists()
+            )
+        ),
+        "other_versions": [v.label for v in version.model.versions.exclude(pk=version.pk)]
+        if keeper and from_finetune
+        else [],
         "sees_check_examples": keeper,
     }
 
