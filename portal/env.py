@@ -197,6 +197,8 @@ def parse_storage_url(url: str) -> dict:
         "file_overwrite": True,
         "default_acl": None,
         "querystring_auth": True,
+        # Presigned URLs in the form every current S3-compatible server accepts.
+        "signature_version": "s3v4",
     }
     if query.get("addressing_style"):
         if query["addressing_style"] not in {"path", "virtual", "auto"}:
