@@ -170,3 +170,23 @@ def test_healthz_reports_the_bucket_and_answers_503_without_it(bucket, client, s
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable"
     assert "EndpointConnectionError" in response.json()["storage"]
+
+
+@pytest.mark.django_db
+def test_the_sweep_removes_temporaries_a_killed_write_left_in_the_bucket(bucket, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.services.sweep import storage_sweep
+
+    left = default_storage.save(f"{storage.INCOMING}/abandoned", ContentFile(b"half a file"))
+    recent = storage_sweep()
+    assert bucket.keys() == [left]
+    assert recent["kept_for_grace"] >= 1
+
+    later = timezone.now() + timedelta(seconds=settings.SWEEP_GRACE_S + 60)
+    report = storage_sweep(now=later)
+
+    assert report["counts"]["incoming_temporaries"] == 1
+    assert bucket.keys() == []
