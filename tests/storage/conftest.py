@@ -46,7 +46,7 @@ class Bucket:
     def client(self):
         return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")
 
-    def keys(self, under: str = "") -> list[str]:
+    def names(self, under: str = "") -> list[str]:
         """Every object key below the test's prefix (and ``under``), the prefix taken off."""
         start = f"{self.prefix}/{under}"
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=start)

@@ -31,7 +31,7 @@ def test_a_blob_round_trips_through_the_bucket_and_nothing_stays_local(bucket, t
     name = storage.store_blob(path, sha)
 
     assert isinstance(default_storage, BucketStorage)
-    assert bucket.keys() == [storage.blob_name(sha)]
+    assert bucket.names() == [storage.blob_name(sha)]
     assert bucket.read(name) == data
     assert storage.blob_is_intact(name, sha256=sha, size=len(data))
     copied = storage.copy_blob_to(name, tmp_path / "out" / "copy.bin")
@@ -39,7 +39,7 @@ def test_a_blob_round_trips_through_the_bucket_and_nothing_stays_local(bucket, t
     assert not settings.MEDIA_ROOT.exists()  # nothing went to the local folder
     # Stored again: the intact object is kept as it is, no second copy, no temporary left.
     assert storage.store_blob(path, sha) == name
-    assert bucket.keys() == [name]
+    assert bucket.names() == [name]
 
 
 def test_a_ranged_read_streams_only_the_window(bucket, tmp_path):
@@ -70,7 +70,7 @@ def test_a_short_write_never_becomes_visible_and_leaves_no_temporary_object(
     with pytest.raises(PortalError, match="did not leave the bytes it read"):
         storage.store_blob(path, sha)
 
-    assert bucket.keys() == []
+    assert bucket.names() == []
 
 
 def test_a_failed_copy_to_the_final_name_leaves_nothing_behind(bucket, tmp_path, monkeypatch):
@@ -84,7 +84,7 @@ def test_a_failed_copy_to_the_final_name_leaves_nothing_behind(bucket, tmp_path,
     with pytest.raises(ConnectionError):
         storage.store_blob(path, sha)
 
-    assert bucket.keys() == []
+    assert bucket.names() == []
 
 
 def test_a_damaged_object_under_the_blob_name_is_replaced(bucket, tmp_path):
@@ -96,13 +96,13 @@ def test_a_damaged_object_under_the_blob_name_is_replaced(bucket, tmp_path):
     assert storage.store_blob(path, sha) == name
 
     assert bucket.read(name) == data
-    assert bucket.keys() == [name]
+    assert bucket.names() == [name]
 
 
 def test_a_checkpoint_is_verified_before_its_name_shows_it(bucket, tmp_path, monkeypatch):
     path, _ = _file(tmp_path, "checkpoint.zip", os.urandom(20_000))
     stored = storage.save_verified(path, "checkpoints/7/attempt1-epoch1.zip")
-    assert bucket.keys("checkpoints/") == ["checkpoints/7/attempt1-epoch1.zip"]
+    assert bucket.names("checkpoints/") == ["checkpoints/7/attempt1-epoch1.zip"]
     assert hashlib.sha256(bucket.read(stored["name"])).hexdigest() == stored["sha256"]
 
     real_save = BucketStorage._save
@@ -113,7 +113,7 @@ def test_a_checkpoint_is_verified_before_its_name_shows_it(bucket, tmp_path, mon
     )
     with pytest.raises(PortalError):
         storage.save_verified(path, "checkpoints/7/attempt1-epoch2.zip")
-    assert bucket.keys() == ["checkpoints/7/attempt1-epoch1.zip"]
+    assert bucket.names() == ["checkpoints/7/attempt1-epoch1.zip"]
 
 
 def test_files_over_the_threshold_go_up_in_parts(bucket, tmp_path, settings):
@@ -132,7 +132,7 @@ def test_files_over_the_threshold_go_up_in_parts(bucket, tmp_path, settings):
     assert default_storage.etag(big_name).endswith("-3")
     assert default_storage.etag(small_name) == hashlib.md5(small).hexdigest()  # noqa: S324
     assert hashlib.sha256(bucket.read(big_name)).hexdigest() == big_sha
-    assert sorted(bucket.keys()) == sorted([big_name, small_name])
+    assert sorted(bucket.names()) == sorted([big_name, small_name])
 
 
 def test_the_storage_url_is_read_strictly():
@@ -182,11 +182,11 @@ def test_the_sweep_removes_temporaries_a_killed_write_left_in_the_bucket(bucket,
 
     left = default_storage.save(f"{storage.INCOMING}/abandoned", ContentFile(b"half a file"))
     recent = storage_sweep()
-    assert bucket.keys() == [left]
+    assert bucket.names() == [left]
     assert recent["kept_for_grace"] >= 1
 
     later = timezone.now() + timedelta(seconds=settings.SWEEP_GRACE_S + 60)
     report = storage_sweep(now=later)
 
     assert report["counts"]["incoming_temporaries"] == 1
-    assert bucket.keys() == []
+    assert bucket.names() == []

@@ -63,11 +63,11 @@ def _request(url: str, token: str | None, method: str = "GET", **headers: str):
 def test_an_import_puts_every_file_in_the_bucket_and_none_on_local_disk(version, bucket, settings):
     artifacts = list(version.artifacts.all())
     assert len(artifacts) >= 5
-    keys = set(bucket.keys("blobs/"))
+    keys = set(bucket.names("blobs/"))
     for artifact in artifacts:
         assert artifact.blob_name in keys
         assert hashlib.sha256(bucket.read(artifact.blob_name)).hexdigest() == artifact.sha256
-    assert bucket.keys("incoming/") == []
+    assert bucket.names("incoming/") == []
     assert not settings.MEDIA_ROOT.exists() or files_under(settings.MEDIA_ROOT) == []
 
 

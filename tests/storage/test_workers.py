@@ -111,7 +111,7 @@ def test_a_probe_and_a_fine_tune_on_two_nodes_meet_only_through_the_bucket(
     assert not Path(settings.MEDIA_ROOT).exists() or files_under(settings.MEDIA_ROOT) == []
 
     # What the probe node stored is in the bucket, under its content hash.
-    keys = set(bucket.keys())
+    keys = set(bucket.names())
     feature_sets = FeatureSet.objects.filter(dataset_version=data)
     assert feature_sets.count() == 2
     assert all(fs.blob_name in keys for fs in feature_sets)
