@@ -190,3 +190,28 @@ def test_the_sweep_removes_temporaries_a_killed_write_left_in_the_bucket(bucket,
 
     assert report["counts"]["incoming_temporaries"] == 1
     assert bucket.names() == []
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"STORAGE_URL": "s3://key:secret@models"}, "STORAGE_URL must not hold credentials"),
+        ({"HUB_REDIRECT_DOWNLOADS": "1"}, "HUB_REDIRECT_DOWNLOADS needs object storage"),
+        ({"STORAGE_MULTIPART_CHUNK": "1024"}, "STORAGE_MULTIPART_CHUNK=1024 is below"),
+    ],
+)
+def test_a_bad_storage_setting_stops_start_up_with_its_name(env, says):
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if k not in {"STORAGE_URL", *env}}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env={**base, "DJANGO_SETTINGS_MODULE": "portal.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert says in result.stderr
