@@ -10,7 +10,11 @@ depend on how well it was trained), prints the wall time of:
 - leakage: embedding the training and test splits with the base, hashing and
   comparing every pair, scoring the test split;
 - forgetting: hidden states of base and fine-tune on the 300 reference
-  sentences, linear CKA per layer and 10-nearest-neighbour agreement.
+  sentences, linear CKA per layer and 10-nearest-neighbour agreement;
+- drift: predictions and mean-pooled embeddings of the training rows (at most
+  2,000) and of a batch (the held-out validation and test rows stand in for
+  production inputs), PSI of classes and confidence, and MMD² with 500
+  permutations on at most 1,000 rows a side — the caps the drift job uses.
 
 Loading the models is counted, as a worker pays it. Needs no database or broker:
     .venv/bin/python bench/release_checks.py [--rows 2000]
@@ -29,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.finetune import sms_spam  # noqa: E402
 from jobs.ml import calibration as cal  # noqa: E402
+from jobs.ml import drift  # noqa: E402
 from jobs.ml import finetune as ft  # noqa: E402
 from jobs.ml.features import extract_text_features  # noqa: E402
 from jobs.ml.forgetting import representation_change  # noqa: E402
@@ -95,6 +100,22 @@ def main() -> None:
         print(
             f"forgetting: {time.perf_counter() - began:.1f} s (lowest CKA "
             f"{change['min_cka']:.4f}, kNN agreement {change['knn_agreement']:.3f})"
+        )
+
+        began = time.perf_counter()
+        reference = take(train_idx)[:2000]  # the drift job's caps (jobs.workers.release_checks)
+        batch = take(val_idx) + take(test_idx)
+        ref_p, ref_e = drift.predict_and_embed(output, reference)
+        cur_p, cur_e = drift.predict_and_embed(output, batch)
+        predicted = time.perf_counter() - began
+        psi_class, _, _ = drift.class_psi(ref_p.argmax(1), cur_p.argmax(1), ref_p.shape[1])
+        psi_conf, *_ = drift.confidence_psi(ref_p.max(1), cur_p.max(1))
+        mmd = drift.mmd_permutation_test(ref_e[:1000], cur_e[:1000], permutations=500, seed=0)
+        print(
+            f"drift: {time.perf_counter() - began:.1f} s ({predicted:.1f} s predicting "
+            f"{len(reference)} training rows and a batch of {len(batch)}; PSI classes "
+            f"{psi_class:.3f}, confidence {psi_conf:.3f}, MMD p {mmd['p_value']:.3f} over "
+            f"{mmd['m']} and {mmd['n']} rows)"
         )
 
 

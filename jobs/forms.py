@@ -350,3 +350,17 @@ class StudyChoiceForm(forms.Form):
             "required": "Say why you chose this one: the study keeps it for the next team."
         },
     )
+
+
+class StudyCloseForm(forms.Form):
+    """Close a study without choosing: nothing is scored on test or registered."""
+
+    reason = forms.CharField(
+        max_length=2000,
+        label="Why close it without a choice",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={
+            "required": "Say why you close it without a choice: the study keeps it for the "
+            "next team."
+        },
+    )

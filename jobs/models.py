@@ -400,6 +400,7 @@ class Study(models.Model):
         OPEN = "open", "Comparing on validation"
         SCORING = "scoring", "Chosen; scoring on test"
         DECIDED = "decided", "Decided and registered"
+        CLOSED = "closed", "Closed without a choice"
 
     probe = models.ForeignKey(ProbeRun, on_delete=models.PROTECT, related_name="studies")
     requested_by = models.ForeignKey(
@@ -440,6 +441,17 @@ class Study(models.Model):
         related_name="study_choice",
         help_text="The job that scores the chosen run on test once and registers it.",
     )
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    close_reason = models.TextField(
+        blank=True, help_text="Why it was closed without choosing, in their words."
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -447,12 +459,13 @@ class Study(models.Model):
         verbose_name_plural = "studies"
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(status__in=["open", "scoring", "decided"]),
+                condition=models.Q(status__in=["open", "scoring", "decided", "closed"]),
                 name="study_status_valid",
             ),
             models.CheckConstraint(condition=models.Q(k__gte=2), name="study_k_at_least_two"),
             models.CheckConstraint(
-                condition=models.Q(status="open") | models.Q(chosen_run__isnull=False),
+                condition=models.Q(status__in=["open", "closed"])
+                | models.Q(chosen_run__isnull=False),
                 name="study_choice_recorded",
             ),
         ]
@@ -497,3 +510,46 @@ class PeriodicTaskRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (last {self.last_started_at:%Y-%m-%d %H:%M:%S})"
+
+
+class DriftBatch(models.Model):
+    """One uploaded batch of production inputs of a fine-tuned version, and its drift check.
+
+    The file is kept in the artifact storage under its sha256 (the user's bytes, as
+    uploaded) and read again by the drift job with the dataset reader; its release check is
+    the ``zoo.ReleaseCheck`` of kind ``drift`` that compares it with the fine-tune's
+    training rows (its ``params`` name this batch).
+    """
+
+    version = models.ForeignKey(
+        "zoo.ModelVersion", on_delete=models.CASCADE, related_name="drift_batches"
+    )
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    n_rows = models.PositiveIntegerField(help_text="Non-blank texts in the file.")
+    text_column = models.CharField(max_length=200)
+    original_name = models.CharField(max_length=255, blank=True)
+    format = models.CharField(max_length=8)
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+    blob_name = models.CharField(max_length=200, help_text="Name in the artifact storage.")
+    release_check = models.OneToOneField(
+        "zoo.ReleaseCheck",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="drift_batch",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["version_id", "created_at", "id"]
+        verbose_name_plural = "drift batches"
+        indexes = [models.Index(fields=["version", "created_at"], name="driftbatch_by_version")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(n_rows__gte=1), name="driftbatch_has_rows"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Drift batch #{self.pk} of version {self.version_id} ({self.n_rows} rows)"

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from jobs.engine import may_cancel
 from jobs.models import (
+    DriftBatch,
     FineTuneRun,
     Job,
     PeriodicTaskRun,
@@ -121,6 +122,7 @@ def studies_visible_to(user) -> QuerySet[Study]:
         "probe__dataset_version__dataset",
         "requested_by",
         "chosen_by",
+        "closed_by",
         "chosen_run__output_version__model",
         "final_job",
     ).filter(probe__in=probe_runs_visible_to(user).values("pk"))
@@ -160,6 +162,32 @@ def study_rows(study: Study) -> list[dict]:
             }
         )
     return rows
+
+
+def study_selection(study: Study) -> dict:
+    """What the winner's model card records of its study (``jobs.ml.card``'s ``selection``)."""
+    candidates = []
+    for row in study_rows(study):
+        result = row["result"]
+        version = result.version if result is not None else row["run"].base_version
+        candidates.append(
+            {
+                "repo_id": version.model.repo_id,
+                "label": version.label,
+                "rank": result.rank if result is not None else None,
+                "knn": result.knn_accuracy if result is not None else None,
+                "linear": result.linear_probe_accuracy if result is not None else None,
+                "val_accuracy": row["validation"].get("accuracy"),
+                "val_macro_f1": row["validation"].get("macro_f1"),
+                "chosen": row["chosen"],
+            }
+        )
+    return {
+        "study": study.pk,
+        "reason": study.reason,
+        "choice_reason": study.choice_reason,
+        "candidates": candidates,
+    }
 
 
 def studies_of_probe(user, probe: ProbeRun) -> QuerySet[Study]:
@@ -286,3 +314,18 @@ def queue_warning(job: Job) -> str:
             )
     cache.set(key, warning, timeout=5)
     return warning
+
+
+def drift_batches_of(user, version_id: int) -> list[DriftBatch]:
+    """The drift batches of a version the user can see, oldest first (the chart's order).
+
+    Their results are aggregates (shares, PSI, MMD), shown to everyone who sees the
+    version; the uploaded texts stay in storage and are never shown.
+    """
+    if not versions_visible_to(user).filter(pk=version_id).exists():
+        raise NotFound("No such model version.")
+    return list(
+        DriftBatch.objects.filter(version_id=version_id)
+        .select_related("release_check", "uploaded_by")
+        .order_by("created_at", "id")
+    )

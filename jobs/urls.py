@@ -1,6 +1,15 @@
 from django.urls import path
 
-from jobs.views import finetunes, imports, jobs, operations, probes, release_checks, studies
+from jobs.views import (
+    drift,
+    finetunes,
+    imports,
+    jobs,
+    operations,
+    probes,
+    release_checks,
+    studies,
+)
 
 app_name = "jobs"
 urlpatterns = [
@@ -15,6 +24,8 @@ urlpatterns = [
         release_checks.release_check_new,
         name="release_check_new",
     ),
+    path("drift/version/<int:pk>/", drift.drift_section, name="drift_section"),
+    path("drift/version/<int:pk>/upload/", drift.drift_upload, name="drift_upload"),
 ]
 
 # Probes live at /probes/ under their own namespace ("probes:…").
@@ -40,6 +51,7 @@ finetune_patterns = (
         path("studies/<int:pk>/", studies.study_detail, name="study"),
         path("studies/<int:pk>/choose/", studies.study_choose_view, name="study_choose"),
         path("studies/<int:pk>/retry/", studies.study_retry_view, name="study_retry"),
+        path("studies/<int:pk>/close/", studies.study_close_view, name="study_close"),
     ],
     "finetunes",
 )

@@ -11,6 +11,7 @@ from governance.api import ApiTokenView, IncidentViewSet, ReuseRequestViewSet
 from governance.views import core as governance_views
 from governance.views import sso as sso_views
 from jobs import urls as jobs_urls
+from jobs.api.drift import VersionDriftView
 from jobs.api.finetunes import FineTuneViewSet
 from jobs.api.imports import ImportViewSet
 from jobs.api.jobs import JobViewSet
@@ -63,6 +64,7 @@ urlpatterns = [
     path("finetunes/", include(jobs_urls.finetune_patterns)),
     path("governance/", include("governance.urls")),
     path("admin/", admin.site.urls),
+    path("api/versions/<str:pk>/drift/", VersionDriftView.as_view(), name="api-version-drift"),
     path("api/", include(router.urls)),
     path("api/auth/token/", ApiTokenView.as_view(), name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

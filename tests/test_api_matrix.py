@@ -14,7 +14,7 @@ from governance.services import reuse as gov_reuse
 from jobs.models import FineTuneRun, Job, ProbeResult, Study
 from jobs.services.finetunes import finetune_launch
 from jobs.services.probes import probe_launch
-from jobs.services.studies import study_launch
+from jobs.services.studies import study_choose, study_launch
 from tests.api import ANONYMOUS, Mutation, assert_mutation, mutating_routes
 from tests.builders.catalogue import base_model
 from tests.builders.datasets import csv_bytes, spam_rows, text_dataset, ticket_dataset, upload
@@ -96,6 +96,21 @@ def _study(people, tmp_path) -> dict:
         Job.objects.filter(pk=run.job_id).update(status=Job.Status.SUCCEEDED)
     study.runs.update(kept_weights={"name": "checkpoints/none.zip"})
     return {**objects, "study": study, "run": study.runs.order_by("pk").first()}
+
+
+def _failed_scoring(people, tmp_path) -> dict:
+    """That study with a winner chosen whose scoring job then failed."""
+    objects = _study(people, tmp_path)
+    study = study_choose(
+        actor=people["alice"], study=objects["study"], run=objects["run"], reason="best"
+    )
+    Job.objects.filter(pk=study.final_job_id).update(status=Job.Status.FAILED)
+    return {**objects, "study": study}
+
+
+def _final_job(objects: dict):
+    objects["study"].refresh_from_db()
+    return objects["study"].final_job_id
 
 
 def _request(people, tmp_path, *, changes: bool = False, approved: bool = False) -> dict:
@@ -406,6 +421,28 @@ MUTATIONS += [
         verb="study.choose",
         setup=_study,
         state=_status("study"),
+    ),
+    Mutation(
+        route="study.close",
+        method="post",
+        path=lambda o: f"/api/studies/{o['study'].pk}/close/",
+        body=lambda o: {"reason": "no candidate beats the baseline"},
+        allowed="alice",
+        refused=(ANONYMOUS, "bob", "sam"),
+        verb="study.close",
+        setup=_study,
+        state=_status("study"),
+    ),
+    Mutation(
+        route="study.retry",
+        method="post",
+        path=lambda o: f"/api/studies/{o['study'].pk}/retry/",
+        body=lambda o: {},
+        allowed="alice",
+        refused=(ANONYMOUS, "bob", "sam"),
+        verb="study.retry_scoring",
+        setup=_failed_scoring,
+        state=_final_job,
     ),
 ]
 

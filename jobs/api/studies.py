@@ -10,7 +10,13 @@ from rest_framework.response import Response
 
 from jobs.models import FineTuneRun, Study
 from jobs.selectors import get_probe_for_user, get_study_for_user, studies_visible_to
-from jobs.services.studies import MAX_REASON, study_choose, study_launch
+from jobs.services.studies import (
+    MAX_REASON,
+    study_choose,
+    study_close,
+    study_launch,
+    study_retry_scoring,
+)
 from portal.api import object_id
 from portal.errors import NotFound
 
@@ -43,6 +49,7 @@ class StudyRunSerializer(serializers.ModelSerializer):
 class StudySerializer(serializers.ModelSerializer):
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     chosen_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    closed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     runs = StudyRunSerializer(many=True, read_only=True)
     output_version = serializers.IntegerField(
         source="chosen_run.output_version_id", read_only=True, allow_null=True, default=None
@@ -67,6 +74,9 @@ class StudySerializer(serializers.ModelSerializer):
             "chosen_at",
             "final_job",
             "output_version",
+            "closed_by",
+            "close_reason",
+            "closed_at",
             "created_at",
         ]
         read_only_fields = fields
@@ -84,6 +94,10 @@ class StudyInput(serializers.Serializer):
 class StudyChoiceInput(serializers.Serializer):
     run = serializers.IntegerField(help_text="Id of one of the study's fine-tunes.")
     reason = serializers.CharField(max_length=MAX_REASON, help_text="Why this one.")
+
+
+class StudyCloseInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=MAX_REASON, help_text="Why no candidate is chosen.")
 
 
 class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -129,4 +143,21 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         study = study_choose(
             actor=request.user, study=study, run=run, reason=data.validated_data["reason"]
         )
+        return self._fresh(study)
+
+    @extend_schema(request=None, responses=StudySerializer)
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str) -> Response:
+        """Queue the chosen fine-tune's test scoring again after its job failed or was cancelled."""
+        study = study_retry_scoring(actor=request.user, study=self.get_object())
+        return self._fresh(study)
+
+    @extend_schema(request=StudyCloseInput, responses=StudySerializer)
+    @action(detail=True, methods=["post"])
+    def close(self, request: Request, pk: str) -> Response:
+        """Close an open study without choosing; candidates still training are cancelled."""
+        study = self.get_object()
+        data = StudyCloseInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        study = study_close(actor=request.user, study=study, reason=data.validated_data["reason"])
         return self._fresh(study)

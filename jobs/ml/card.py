@@ -309,6 +309,7 @@ def build_model_card(
     provenance: dict,
     library_name: str | None = None,
     baseline_name: str | None = None,
+    selection: dict | None = None,
 ) -> str:
     """The README.md of a fine-tuned model: YAML metadata, then a Markdown body.
 
@@ -320,12 +321,14 @@ def build_model_card(
     ``ModelCard(text).data.eval_results`` gives them back.
     ``library_name`` defaults to "peft" for adapters, else "transformers";
     ``baseline_name`` describes the baseline (default from ``pipeline_tag``).
+    ``selection`` records the study the model won (``study_selection``), so the
+    next team reads what was compared and why next to the model itself.
     """
     facts = _CardFacts(**locals())  # first, while the arguments are all the locals there are
     from huggingface_hub import ModelCard
 
     data = _card_data(facts)
-    body = _card_intro(facts) + _card_outro(facts)
+    body = _card_intro(facts) + _selection_section(facts.selection) + _card_outro(facts)
     for key, value in provenance.items():
         body += f"- {_cell(key)}: {_cell(_hp(value))}\n"
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
@@ -355,6 +358,7 @@ class _CardFacts:
     provenance: dict
     library_name: str | None = None
     baseline_name: str | None = None
+    selection: dict | None = None
 
     def __post_init__(self) -> None:
         if self.relation not in ("finetune", "adapter"):
@@ -500,6 +504,54 @@ validation epoch are the ones published.
 ### Training run
 
 {_table(["", ""], train_rows)}
+
+"""
+
+
+def _selection_section(selection: Mapping | None) -> str:
+    """ "How the base model was chosen": the study's candidates, probe and validation side by side.
+
+    ``selection`` holds ``study`` (its id), ``reason`` (why it ran), ``choice_reason``
+    and ``candidates``: per candidate in the probe's rank order ``repo_id``,
+    ``label``, ``rank``, ``knn``, ``linear``, ``val_accuracy``, ``val_macro_f1``,
+    ``chosen``.
+    """
+    if not selection:
+        return ""
+    rows = [
+        [
+            _cell(c.get("rank") if c.get("rank") is not None else "-"),
+            _cell(f"{c['repo_id']} {c['label']}") + (" (this model's base)" if c["chosen"] else ""),
+            _num(c.get("knn"), 3),
+            _num(c.get("linear"), 3),
+            _num(c.get("val_accuracy"), 3),
+            _num(c.get("val_macro_f1"), 3),
+        ]
+        for c in selection["candidates"]
+    ]
+    table = _table(
+        [
+            "probe rank",
+            "candidate base model",
+            "probe kNN accuracy",
+            "probe linear-probe accuracy",
+            "validation accuracy",
+            "validation macro-F1",
+        ],
+        rows,
+    )
+    return f"""## How the base model was chosen
+
+Study #{selection["study"]} fine-tuned the probe's top {len(selection["candidates"])} candidates
+with the same recipe, split and seed and compared them on the validation split only.
+Why it ran: {_text(selection.get("reason", ""), "no reason given.")}
+
+{table}
+
+Chosen because: {_text(selection.get("choice_reason", ""), "no reason given.")}
+
+Only this model was scored on the test split, once; the other candidates never were,
+and their weights were removed.
 
 """
 

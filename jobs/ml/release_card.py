@@ -104,3 +104,35 @@ def forgetting_markdown(result: dict) -> str:
             f"{result['knn_agreement']:.3f} of each reference sentence's neighbours are kept.",
         ]
     )
+
+
+def drift_markdown(result: dict) -> str:
+    """The newest batch's PSI and MMD against the fine-tune's own data, with the bands."""
+    mmd = result["mmd"]
+    lines = [
+        f"Batch #{result['batch']} of production inputs ({result['n_batch']} compared of "
+        f"{result['n_batch_rows']} uploaded) against {result['n_reference']} of the fine-tune's "
+        f"{result['n_pool']} {result['reference_rows']}.",
+        "",
+        "| | value | band |",
+        "|---|---|---|",
+        f"| PSI, predicted classes | {result['psi_class']:.4f} | {result['band']} |",
+        f"| PSI, top-class confidence ({result['confidence_bins']} bins) | "
+        f"{result['psi_confidence']:.4f} | {result['band_confidence']} |",
+        f"| MMD² of the encoder's embeddings (RBF, width {mmd['sigma']:.3g}) | "
+        f"{mmd['mmd2']:.5f} | p = {mmd['p_value']:.3f} ({mmd['permutations']} permutations) |",
+        "",
+        "PSI bands: below 0.1 stable, 0.1 to 0.25 watch, 0.25 and above retrain.",
+        "",
+        "| class | reference rows | batch |",
+        "|---|---|---|",
+    ]
+    for name, ref, cur in zip(
+        result["classes"],
+        result["class_shares"]["reference"],
+        result["class_shares"]["batch"],
+        strict=True,
+    ):
+        shown = str(name).replace("|", "\\|")
+        lines.append(f"| {shown} | {ref:.1%} | {cur:.1%} |")
+    return "\n".join(lines)

@@ -11,9 +11,10 @@ from typing import Any
 
 from django.db import transaction
 
+from governance.access import can_use_version
 from governance.roles import is_steward
 from jobs.engine import JobContext, job_create, owned_by
-from jobs.models import FineTuneRun, Job
+from jobs.models import DriftBatch, FineTuneRun, Job
 from portal.errors import Conflict, Forbidden, NotFound, PortalError
 from zoo.models import ModelVersion, ReleaseCheck, ReleaseCheckRule
 from zoo.selectors.catalogue import versions_visible_to
@@ -28,6 +29,22 @@ def may_launch_release_check(actor, version: ModelVersion) -> bool:
         return True
     run = FineTuneRun.objects.filter(output_version=version).only("requested_by_id").first()
     return bool(run and run.requested_by_id == actor.pk)
+
+
+def _drift_params(params: dict, run: FineTuneRun) -> dict[str, Any]:
+    batch = params.get("batch")
+    if isinstance(batch, bool) or not isinstance(batch, int):
+        raise PortalError(
+            "A drift check compares one uploaded batch of production inputs: upload the batch in "
+            "the version's Drift section, and its check runs by itself.",
+            field="batch",
+        )
+    found = DriftBatch.objects.filter(pk=batch, version_id=run.output_version_id).first()
+    if found is None:
+        raise PortalError(f"This version has no drift batch #{batch}.", field="batch")
+    if found.release_check_id is not None:
+        raise Conflict(f"Drift batch #{batch} has its check already (#{found.release_check_id}).")
+    return {"batch": batch}
 
 
 def _number(params: dict, name: str, default: float, *, low: float, high: float) -> float:
@@ -80,11 +97,13 @@ PARAMS = {
     "calibration": _calibration_params,
     "leakage": _leakage_params,
     "forgetting": _forgetting_params,
+    "drift": _drift_params,
 }
 ALLOWED = {
     "calibration": {"target", "target_value", "positive_class", "threshold"},
     "leakage": {"cosine_threshold", "threshold"},
     "forgetting": {"k", "threshold"},
+    "drift": {"batch", "threshold"},
 }
 # The kinds that can be launched: every kind with its settings reader above.
 KINDS = [kind for kind in ReleaseCheck.Kind.values if kind in PARAMS]
@@ -108,7 +127,9 @@ def release_check_launch(
     params = dict(params or {})
     if not versions_visible_to(actor).filter(pk=version.pk).exists():
         raise NotFound("No such model version.")
-    if not may_launch_release_check(actor, version):
+    if not may_launch_release_check(actor, version) and not (
+        kind == ReleaseCheck.Kind.DRIFT and can_use_version(actor, version)
+    ):
         raise Forbidden(
             "Only stewards, the person who made this fine-tune, and staff may run its release "
             "checks."
@@ -135,7 +156,11 @@ def release_check_launch(
     with transaction.atomic():
         open_checks = list(
             ReleaseCheck.objects.select_for_update().filter(
-                version=version, kind=kind, status__in=("queued", "running")
+                version=version,
+                kind=kind,
+                status__in=("queued", "running"),
+                # Each drift batch has its own check: batches uploaded together do not wait.
+                **({"params__batch": cleaned["batch"]} if kind == ReleaseCheck.Kind.DRIFT else {}),
             )
         )
         live = set(

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from governance.access import finetune_refusal, may_launch_finetunes
 from governance.audit import audit_record
-from jobs.engine import JobContext, job_create, owned_by
+from jobs.engine import JobContext, job_cancel, job_create, owned_by
 from jobs.ml.config import FineTuneConfig
 from jobs.models import FineTuneRun, Job, ProbeResult, ProbeRun, Study
 from jobs.services.finetunes import finetune_check, finetune_record
@@ -125,11 +125,12 @@ def _check_k(k, scored: int) -> int:
     return k
 
 
-def _clean_reason(reason: str, *, field: str, required: bool) -> str:
+def _clean_reason(reason: str, *, field: str, required: bool, missing: str = "") -> str:
     reason = (reason or "").strip()
     if required and not reason:
         raise PortalError(
-            "Say why you chose this one: the study keeps it for the next team.", field=field
+            missing or "Say why you chose this one: the study keeps it for the next team.",
+            field=field,
         )
     if len(reason) > MAX_REASON:
         raise PortalError(f"Keep the reason under {MAX_REASON:,} characters.", field=field)
@@ -241,6 +242,58 @@ def study_retry_scoring(*, actor, study: Study) -> Study:
             target=locked,
             payload={"run": locked.chosen_run_id, "job": job.pk, "failed_job": final.pk},
         )
+    locked.refresh_from_db()
+    return locked
+
+
+def study_close(*, actor, study: Study, reason: str) -> Study:
+    """Close an open study without choosing: when no candidate is worth registering.
+
+    Only the study's requester (or staff), only while it is open. Candidates
+    still training are cancelled; every kept weight is removed after commit;
+    nothing is scored on test or registered, and the study with its reason
+    stays on record.
+    """
+    if study.requested_by_id != getattr(actor, "pk", None) and not _is_staff(actor):
+        raise Forbidden("Only the person who launched the study (or staff) may close it.")
+    reason = _clean_reason(
+        reason,
+        field="reason",
+        required=True,
+        missing="Say why you close it without a choice: the study keeps it for the next team.",
+    )
+    with transaction.atomic():
+        locked = Study.objects.select_for_update().get(pk=study.pk)
+        if locked.status != Study.Status.OPEN:
+            raise Conflict(
+                f"Study #{locked.pk} is {locked.get_status_display().lower()}: only an open "
+                "study can be closed without a choice."
+            )
+        runs = list(locked.runs.select_related("job"))
+        cancelled = []
+        for run in runs:
+            if run.job.is_active:
+                job_cancel(job=run.job, actor=actor)
+                cancelled.append(run.pk)
+        kept = [run.kept_weights for run in runs if run.kept_weights]
+        locked.runs.update(kept_weights={})
+        Study.objects.filter(pk=locked.pk).update(
+            status=Study.Status.CLOSED,
+            closed_by=actor,
+            close_reason=reason,
+            closed_at=timezone.now(),
+        )
+        audit_record(
+            actor=actor,
+            verb="study.close",
+            target=locked,
+            payload={
+                "reason": reason,
+                "cancelled": cancelled,
+                "validation": {str(run.pk): (run.training or {}).get("validation") for run in runs},
+            },
+        )
+        transaction.on_commit(lambda: _drop_weights(kept))
     locked.refresh_from_db()
     return locked
 

@@ -15,8 +15,8 @@ by what it belongs to, not only by its age:
   archives whose job is over.
 * objects left under ``incoming/`` by a write killed between upload and check
   (object storage writes there first), after the grace.
-* content-addressed blobs that no artifact, dataset version or feature set
-  names, once they are older than the grace (and than a day: a blob is stored
+* content-addressed blobs that no artifact, dataset version, feature set or drift
+  batch names, once they are older than the grace (and than a day: a blob is stored
   before the row that names it commits).
 
 What it removed is returned, logged and written to the audit log.
@@ -39,7 +39,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from governance.audit import audit_record
-from jobs.models import FeatureSet, FineTuneRun, Job, Study
+from jobs.models import DriftBatch, FeatureSet, FineTuneRun, Job, Study
 from zoo.models import Artifact, DatasetVersion
 from zoo.storage import INCOMING, STAGED_UPLOADS, remove_tree
 
@@ -253,6 +253,7 @@ def _sweep_blobs(report: SweepReport, now, grace, dry_run: bool) -> None:
     named = set(Artifact.objects.values_list("blob_name", flat=True))
     named |= set(DatasetVersion.objects.values_list("blob_name", flat=True))
     named |= set(FeatureSet.objects.values_list("blob_name", flat=True))
+    named |= set(DriftBatch.objects.values_list("blob_name", flat=True))
     for name in names:
         if name in named:
             continue

@@ -8,10 +8,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
-from jobs.forms import StudyChoiceForm, StudyForm
+from jobs.forms import StudyChoiceForm, StudyCloseForm, StudyForm
 from jobs.models import Study
 from jobs.selectors import get_probe_for_user, get_study_for_user, study_rows
-from jobs.services.studies import study_choose, study_launch, study_retry_scoring
+from jobs.services.studies import study_choose, study_close, study_launch, study_retry_scoring
 from jobs.views.jobs import live_page
 from portal.errors import NotFound
 from portal.http import shown_to
@@ -123,4 +123,21 @@ def study_retry_view(request: HttpRequest, pk: int) -> HttpResponse:
         study = study_retry_scoring(actor=request.user, study=study)
     if attempt.succeeded:
         messages.success(request, f"Scoring queued again as job #{study.final_job_id}.")
+    return redirect(study.get_absolute_url())
+
+
+@login_required
+@require_POST
+def study_close_view(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_study_for_user(request.user, pk)
+    form = StudyCloseForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _first_error(form))
+        return redirect(study.get_absolute_url())
+    with shown_to(request) as attempt:
+        study = study_close(actor=request.user, study=study, reason=form.cleaned_data["reason"])
+    if attempt.succeeded:
+        messages.success(
+            request, f"Study #{study.pk} closed without a choice; its kept weights are removed."
+        )
     return redirect(study.get_absolute_url())

@@ -31,6 +31,7 @@ from jobs.ml import splits
 from jobs.ml.config import FineTuneConfig
 from jobs.ml.verdict import FROZEN_HEAD_METHOD, frozen_verdict, transfer_verdict
 from jobs.models import FineTuneRun, Job, Study
+from jobs.selectors import study_selection
 from jobs.services import finetunes as services
 from jobs.services import studies as study_services
 from jobs.workers.data import Rows, read_rows
@@ -562,7 +563,14 @@ def _model_card(ctx, run, data: _Split, config, result, evaluation, training) ->
         limitations=base.limitations,
         bias_notes=base.bias_notes,
         provenance=_provenance(ctx, run),
+        selection=_selection(run),
     )
+
+
+def _selection(run) -> dict | None:
+    """The study this run won, for its card; None for a run launched on its own."""
+    study = Study.objects.filter(chosen_run_id=run.pk).first() if run.study_id else None
+    return study_selection(study) if study is not None else None
 
 
 def _trained_settings(config, result) -> dict:

@@ -17,8 +17,14 @@ from django.conf import settings
 
 from jobs.engine import JobCancelled, JobContext, register
 from jobs.ml import finetune as ft
-from jobs.ml.release_card import calibration_markdown, forgetting_markdown, leakage_markdown
-from jobs.models import FineTuneRun, Job
+from jobs.ml.release_card import (
+    calibration_markdown,
+    drift_markdown,
+    forgetting_markdown,
+    leakage_markdown,
+)
+from jobs.models import DriftBatch, FineTuneRun, Job
+from jobs.services import drift as drift_services
 from jobs.services import release_checks as services
 from jobs.workers.finetunes import split_of
 from portal.errors import PortalError
@@ -66,7 +72,13 @@ def release_check(ctx: JobContext) -> dict:
         raise
     seconds = time.perf_counter() - began
     result["seconds"] = seconds
-    stored = services.release_check_done(
+    # A drift verdict may also tell the owners (once per crossing of the retrain band).
+    done = (
+        drift_services.drift_check_done
+        if check.kind == ReleaseCheck.Kind.DRIFT
+        else services.release_check_done
+    )
+    stored = done(
         ctx=ctx, check_id=check_id, measure=measure, summary=summary, result=result, seconds=seconds
     )
     ctx.log(f"{check.get_kind_display()}: {stored.status} ({summary[:300]})")
@@ -324,8 +336,124 @@ def _forgetting(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Pat
     return result["min_cka"], summary, result
 
 
+# --- drift of production inputs ------------------------------------------------------------
+
+# Rows predicted on each side, and rows of each side in the MMD test (its kernel is square).
+DRIFT_ROWS = 2000
+MMD_ROWS = 1000
+PERMUTATIONS = 500
+MIN_HELD_OUT = 20  # fewer held-out rows than this: compare with the training rows
+DRIFT_SEED = 0
+
+
+def _sample(items: list, cap: int, seed: int) -> list:
+    if len(items) <= cap:
+        return list(items)
+    keep = np.sort(np.random.default_rng(seed).choice(len(items), size=cap, replace=False))
+    return [items[i] for i in keep]
+
+
+def _drift(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
+    from jobs.ml import drift
+    from zoo.storage import copy_blob_to
+
+    batch = DriftBatch.objects.filter(pk=int(check.params["batch"])).first()
+    if batch is None:
+        raise PortalError(f"Drift batch #{check.params['batch']} no longer exists.")
+    path = copy_blob_to(batch.blob_name, tmp / f"batch.{batch.format}")
+    texts = drift_services.read_batch_texts(path, fmt=batch.format, text_column=batch.text_column)
+    data = _split(ctx, run, tmp)
+    # The reference is the fine-tune's held-out rows (validation and test): the model is
+    # over-confident on the rows it was fitted to, so against those even inputs of the
+    # same kind read as drifted confidences. Too few held-out rows: the training rows.
+    held_out = [str(t) for t in data.val[0]] + [str(t) for t in data.test[0]]
+    if len(held_out) >= MIN_HELD_OUT:
+        pool, pool_words = held_out, "held-out (validation and test) rows"
+    else:
+        pool, pool_words = [str(t) for t in data.train[0]], "training rows"
+    reference = _sample(pool, DRIFT_ROWS, DRIFT_SEED)
+    current = _sample(texts, DRIFT_ROWS, DRIFT_SEED)
+    if len(reference) < 2 or len(current) < 2:
+        raise PortalError("A drift check needs two or more reference rows and batch rows.")
+    output_dir = materialize_version(check.version, settings.MODEL_CACHE_DIR)
+    base_dir = (
+        materialize_version(run.base_version, settings.MODEL_CACHE_DIR) if run.is_adapter else None
+    )
+    options = {
+        "device": _device(ctx),
+        "max_length": int((run.config or {}).get("max_length", 128)),
+        "base_model_dir": base_dir,
+    }
+    ctx.progress(0.3, stage=f"Predicting {len(reference)} {pool_words}")
+    ref_p, ref_e = drift.predict_and_embed(output_dir, reference, **options)
+    ctx.progress(0.55, stage=f"Predicting {len(current)} production inputs")
+    cur_p, cur_e = drift.predict_and_embed(output_dir, current, **options)
+    ctx.progress(0.8, stage="Comparing the distributions")
+    n_classes = ref_p.shape[1]
+    psi_class, ref_share, cur_share = drift.class_psi(
+        ref_p.argmax(axis=1), cur_p.argmax(axis=1), n_classes
+    )
+    psi_conf, edges, ref_conf, cur_conf = drift.confidence_psi(ref_p.max(axis=1), cur_p.max(axis=1))
+    rng = np.random.default_rng(DRIFT_SEED)
+    pick_ref = np.sort(rng.permutation(len(reference))[:MMD_ROWS])
+    pick_cur = np.sort(rng.permutation(len(current))[:MMD_ROWS])
+    mmd = drift.mmd_permutation_test(
+        ref_e[pick_ref], cur_e[pick_cur], permutations=PERMUTATIONS, seed=DRIFT_SEED
+    )
+    classes = list(run.training.get("classes") or data.class_names)
+    # PSI's chance level for two samples of one distribution: about (bins - 1)(1/n + 1/m).
+    sizes = 1 / len(reference) + 1 / len(current)
+    noise_class, noise_conf = (n_classes - 1) * sizes, len(edges) * sizes
+    result = {
+        "batch": batch.pk,
+        "psi_chance": {"class": noise_class, "confidence": noise_conf},
+        "n_batch_rows": len(texts),
+        "n_batch": len(current),
+        "n_pool": len(pool),
+        "reference_rows": pool_words,
+        "n_reference": len(reference),
+        "classes": classes,
+        "class_shares": {"reference": ref_share, "batch": cur_share},
+        "psi_class": psi_class,
+        "band": drift.band(psi_class),
+        "psi_confidence": psi_conf,
+        "band_confidence": drift.band(psi_conf),
+        "confidence_bins": len(edges) + 1,
+        "confidence_edges": edges,
+        "confidence_shares": {"reference": ref_conf, "batch": cur_conf},
+        "mmd": mmd,
+        "caps": {"predicted": DRIFT_ROWS, "mmd": MMD_ROWS, "seed": DRIFT_SEED},
+    }
+    result["card_markdown"] = drift_markdown(result)
+    summary = (
+        f"Predicted {len(current)} of the {len(texts)} production inputs in batch #{batch.pk} and "
+        f"{len(reference)} of the fine-tune's {len(pool)} {pool_words} (at most {DRIFT_ROWS} "
+        f"each, drawn with seed {DRIFT_SEED}). PSI of the predicted classes {psi_class:.3f} "
+        f"({result['band']}; threshold {check.threshold:g}), of the top-class confidence "
+        f"{psi_conf:.3f} ({result['band_confidence']}; {len(edges) + 1} quantile bins of the "
+        "reference rows). MMD² between the encoder's mean-pooled embeddings "
+        f"{mmd['mmd2']:.5f}, permutation p-value {mmd['p_value']:.3f} ({mmd['permutations']} "
+        f"permutations, {mmd['m']} and {mmd['n']} rows). Two samples of one distribution this "
+        f"size give a PSI of about {noise_class:.2f} (classes) and {noise_conf:.2f} (confidence) "
+        "by chance alone. Bands: below 0.1 stable, 0.1 to 0.25 "
+        "watch, 0.25 and above retrain. "
+        + (
+            "The reference rows come from the fine-tune's own data but were not trained on. "
+            if pool is held_out
+            else f"Fewer than {MIN_HELD_OUT} rows were held out, so the reference is the rows "
+            "the model was fitted to, on which it is more confident than on new rows of the "
+            "same kind: the confidence PSI reads high sooner than the class PSI. "
+        )
+        + "Not measured: whether the predictions on these inputs "
+        "are right (they have no labels), shifts that neither the answers nor the last layer's "
+        "mean embedding show, and drift within a batch over time."
+    )
+    return psi_class, summary, result
+
+
 HANDLERS = {
     ReleaseCheck.Kind.CALIBRATION: _calibration,
     ReleaseCheck.Kind.LEAKAGE: _leakage,
     ReleaseCheck.Kind.FORGETTING: _forgetting,
+    ReleaseCheck.Kind.DRIFT: _drift,
 }

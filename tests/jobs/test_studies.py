@@ -12,13 +12,14 @@ import pytest
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.test import Client
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from governance.models import AuditEvent
 from jobs.engine import job_execute
 from jobs.models import FineTuneRun, Job, ProbeRun, Study
 from jobs.services.probes import probe_launch
-from jobs.services.studies import study_choose, study_launch, study_retry_scoring
+from jobs.services.studies import study_choose, study_close, study_launch, study_retry_scoring
 from portal.errors import Conflict, Forbidden, NotFound, PortalError
 from tests.builders.catalogue import base_model
 from tests.builders.datasets import ticket_dataset
@@ -183,6 +184,18 @@ def test_choosing_scores_the_one_on_test_once_and_registers_it(
     assert first.metrics == {}
     assert AuditEvent.objects.filter(verb="finetune.register", target_id=str(version.pk)).exists()
     assert AuditEvent.objects.filter(verb="study.decide").count() == 1
+    # The card says what was compared and why, for whoever reads the model later.
+    card = version.card_markdown
+    section = card.split("## How the base model was chosen", 1)[1].split("\n## ", 1)[0]
+    assert f"Study #{study.pk} fine-tuned the probe's top 2 candidates" in section
+    assert "Chosen because: Better macro-F1 on val." in section
+    for run in (first, second):
+        base = run.base_version
+        row = next(
+            line for line in section.splitlines() if f"{base.model.repo_id} {base.label}" in line
+        )
+        assert f"{run.training['validation']['macro_f1']:.3f}" in row
+        assert ("(this model's base)" in row) is (run == second)
 
     # A study chooses once.
     jobs_before = Job.objects.count()
@@ -263,15 +276,99 @@ def test_a_failed_scoring_job_can_be_queued_again_for_the_same_choice(alice, bob
         study_retry_scoring(actor=bob, study=study)
     page = _client(alice).get(study.get_absolute_url()).content.decode()
     assert 'data-testid="retry-scoring"' in page
-    cancelled = study.final_job_id
-    study = study_retry_scoring(actor=alice, study=study)
+    stranger = APIClient()
+    stranger.force_authenticate(bob)
+    assert stranger.post(f"/api/studies/{study.pk}/retry/").status_code == 404
+    failed_job = study.final_job_id
+    api = APIClient()
+    api.force_authenticate(alice)
+    retried = api.post(f"/api/studies/{study.pk}/retry/")
+    assert retried.status_code == 200, retried.content
+    study.refresh_from_db()
+    assert study.final_job_id != failed_job
+    assert study.final_job.params["retry_of"] == failed_job
+    assert retried.json()["status"] == "scoring"
+    assert api.post(f"/api/studies/{study.pk}/retry/").status_code == 409  # queued, not failed
 
-    assert study.final_job_id != cancelled
     assert study.chosen_run == chosen
     assert _execute(study.final_job_id).status == Job.Status.SUCCEEDED
     study.refresh_from_db()
     assert study.status == Study.Status.DECIDED
     assert AuditEvent.objects.filter(verb="study.retry_scoring").count() == 1
+
+
+def test_a_study_closes_without_a_choice_and_keeps_its_record(
+    alice, bob, probe, django_capture_on_commit_callbacks
+):
+    study = _trained_study(alice, probe)
+    kept = [run.kept_weights["name"] for run in study.runs.all()]
+    assert all(_stored(name) for name in kept)
+
+    with pytest.raises(Forbidden, match="Only the person who launched the study"):
+        study_close(actor=bob, study=study, reason="not mine")
+    with pytest.raises(PortalError, match="Say why you close it"):
+        study_close(actor=alice, study=study, reason="  ")
+    assert Study.objects.get(pk=study.pk).status == Study.Status.OPEN
+    assert not AuditEvent.objects.filter(verb="study.close").exists()
+
+    page = _client(alice).post(
+        reverse("finetunes:study_close", args=[study.pk]), {"reason": ""}, follow=True
+    )
+    assert "Say why you close it without a choice" in page.content.decode()
+    assert Study.objects.get(pk=study.pk).status == Study.Status.OPEN
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _client(alice).post(
+            reverse("finetunes:study_close", args=[study.pk]),
+            {"reason": "Neither beats the TF-IDF baseline on validation."},
+        )
+    assert response.status_code == 302
+
+    study.refresh_from_db()
+    assert study.status == Study.Status.CLOSED
+    assert study.closed_by == alice
+    assert study.close_reason == "Neither beats the TF-IDF baseline on validation."
+    assert study.chosen_run is None
+    assert study.final_job is None
+    assert not any(_stored(name) for name in kept)
+    assert not study.runs.exclude(kept_weights={}).exists()
+    assert not study.runs.exclude(output_version=None).exists()
+    event = AuditEvent.objects.get(verb="study.close")
+    assert event.payload["cancelled"] == []
+    runs = {str(pk) for pk in study.runs.values_list("pk", flat=True)}
+    assert set(event.payload["validation"]) == runs
+    body = _client(alice).get(study.get_absolute_url()).content.decode()
+    assert 'data-testid="study-closed"' in body
+    assert "Neither beats the TF-IDF baseline" in body
+    assert 'data-testid="choose-run"' not in body
+    assert 'data-testid="close-study"' not in body
+
+    jobs_before = Job.objects.count()
+    with pytest.raises(Conflict, match="only an open study"):
+        study_close(actor=alice, study=study, reason="again")
+    with pytest.raises(Conflict):
+        study_choose(actor=alice, study=study, run=study.runs.first(), reason="after all")
+    assert Job.objects.count() == jobs_before
+
+
+def test_closing_a_study_cancels_the_candidates_still_training(alice, probe):
+    study = study_launch(actor=alice, probe=probe, k=2, reason="near tie", config=QUICK)
+    api = APIClient()
+    api.force_authenticate(alice)
+    assert api.post(f"/api/studies/{study.pk}/close/", {}, format="json").status_code == 400
+
+    closed = api.post(
+        f"/api/studies/{study.pk}/close/", {"reason": "Wrong dataset version."}, format="json"
+    )
+
+    assert closed.status_code == 200, closed.content
+    assert closed.json()["status"] == "closed"
+    assert closed.json()["closed_by"] == alice.username
+    statuses = set(Job.objects.filter(finetune__study=study).values_list("status", flat=True))
+    assert statuses == {Job.Status.CANCELLED}
+    event = AuditEvent.objects.get(verb="study.close")
+    assert sorted(event.payload["cancelled"]) == sorted(study.runs.values_list("pk", flat=True))
+    again = api.post(f"/api/studies/{study.pk}/close/", {"reason": "x"}, format="json")
+    assert again.status_code == 409
 
 
 def test_the_sweep_keeps_the_weights_a_study_waits_for(alice, probe):

@@ -1,0 +1,265 @@
+"""Drift monitoring: batches of production inputs uploaded for a fine-tuned version, each
+compared with the fine-tune's training data by a ``drift`` release check.
+
+Who may upload: whoever may use the version's files — the rule the hub endpoint
+and the fine-tune form ask (``governance.access.can_use_version``): stewards and
+staff, the version's maker, and holders of a live approved reuse request. Only
+versions a fine-tune in the portal made: their training data is known.
+
+The file goes through the dataset reader's limits (size, encoding, rows, cell
+sizes; text only, nothing is ever unpickled) before anything is kept. A refused
+file leaves nothing behind: no row, no stored file, no job.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+
+from governance.access import can_use_version
+from governance.audit import audit_record
+from governance.models import NotificationKind
+from governance.services.notify import absolute, notify, stewards
+from jobs.engine import JobContext, owned_by
+from jobs.models import DriftBatch, FineTuneRun
+from jobs.services import release_checks as launcher
+from portal.errors import Forbidden, NotFound, PortalError
+from zoo import datasets, storage
+from zoo.models import ModelVersion, ReleaseCheck
+from zoo.selectors.catalogue import versions_visible_to
+from zoo.services import release_checks as checks
+from zoo.services.datasets import dataset_limits
+
+# Fewer rows than this say little about a distribution of ten confidence bins.
+MIN_ROWS = 20
+TABLE_FORMATS = ("csv", "tsv", "jsonl")
+# Column names read as "the text" when the training data's own text column is absent.
+TEXT_NAMES = ("text", "message", "sentence", "input", "content", "body")
+
+
+def may_upload_drift(actor, version: ModelVersion) -> bool:
+    """Anyone who may use the version's files (``governance.access.can_use_version``)."""
+    return bool(getattr(actor, "is_authenticated", False)) and can_use_version(actor, version)
+
+
+def _run_of(version: ModelVersion) -> FineTuneRun:
+    run = (
+        FineTuneRun.objects.select_related("dataset_version__dataset", "base_version__model")
+        .filter(output_version=version)
+        .first()
+    )
+    if run is None:
+        raise PortalError(
+            f"{version.model.repo_id} {version.label} was not made by a fine-tune in the portal, "
+            "so its training data is not known and production inputs cannot be compared with it."
+        )
+    if run.dataset_version.dataset.modality != "text":
+        raise PortalError(
+            "Drift monitoring compares text inputs; it is not built for image models yet."
+        )
+    return run
+
+
+def _refuse_early(actor, version: ModelVersion) -> FineTuneRun:
+    if not versions_visible_to(actor).filter(pk=version.pk).exists():
+        raise NotFound("No such model version.")
+    if not may_upload_drift(actor, version):
+        raise Forbidden(
+            "Only people who may use this version (an approved reuse request, the person who "
+            "made it, stewards and staff) may upload its production samples."
+        )
+    run = _run_of(version)
+    if version.is_blocked:
+        raise PortalError(
+            f"{version.model.repo_id} {version.label} is blocked, so it cannot be run on new "
+            "inputs: " + "; ".join(version.block_reasons)
+        )
+    return run
+
+
+def _text_column(columns: list[str], wanted: str, run: FineTuneRun) -> str:
+    if wanted:
+        if wanted not in columns:
+            raise PortalError(
+                f"The file has no column {wanted!r}; its columns are {', '.join(columns)}.",
+                field="text_column",
+            )
+        return wanted
+    trained = run.dataset_version.text_column
+    if trained and trained in columns:
+        return trained
+    if len(columns) == 1:
+        return columns[0]
+    named = [c for c in columns if c.strip().lower() in TEXT_NAMES]
+    if len(named) == 1:
+        return named[0]
+    raise PortalError(
+        f"Name the column that holds the texts: one of {', '.join(columns)}.", field="text_column"
+    )
+
+
+def read_batch_texts(path: Path, *, fmt: str, text_column: str) -> list[str]:
+    """The non-blank texts of a stored batch, in file order (the worker reads it the same way)."""
+    try:
+        frame, _, _ = datasets.read_table(path, fmt=fmt, limits=dataset_limits())
+    except datasets.DatasetError as exc:
+        raise PortalError(" ".join(exc.messages), field="file") from exc
+    if text_column not in frame.columns:
+        raise PortalError(f"The file has no column {text_column!r}.", field="text_column")
+    return [t for t in (str(v).strip() for v in frame[text_column]) if t]
+
+
+def _checked_texts(path: Path, *, fmt: str, wanted: str, run: FineTuneRun) -> tuple[str, int]:
+    """(text column, rows) of an uploaded file that passes every limit; refuses otherwise."""
+    limits = dataset_limits()
+    try:
+        frame, _, _ = datasets.read_table(path, fmt=fmt, limits=limits)
+    except datasets.DatasetError as exc:
+        raise PortalError(" ".join(exc.messages), field="file") from exc
+    column = _text_column([str(c) for c in frame.columns], wanted, run)
+    texts = [str(v).strip() for v in frame[column]]
+    limit = limits.max_text_chars
+    too_long = [row for row, t in zip(frame.index, texts, strict=True) if len(t) > limit]
+    if too_long:
+        rows = ", ".join(str(r) for r in too_long[:5])
+        raise PortalError(
+            f"Texts are limited to {limit:,} characters; longer in row "
+            f"{rows}{' and more' if len(too_long) > 5 else ''}.",
+            field="file",
+        )
+    n = sum(1 for t in texts if t)
+    if n < MIN_ROWS:
+        raise PortalError(
+            f"The file holds {n} non-blank text{'s' if n != 1 else ''} in {column!r}; a batch "
+            f"needs at least {MIN_ROWS} to compare distributions.",
+            field="file",
+        )
+    return column, n
+
+
+def drift_batch_upload(
+    *, actor, version: ModelVersion, upload, text_column: str = ""
+) -> DriftBatch:
+    """Keep one batch of production inputs and queue its drift check; nothing kept when refused."""
+    run = _refuse_early(actor, version)
+    original = (getattr(upload, "name", "") or "")[:255]
+    head = upload.read(4096)
+    upload.seek(0)
+    try:
+        fmt = datasets.detect_format(original, head)
+    except datasets.DatasetError as exc:
+        raise PortalError(" ".join(exc.messages), field="file") from exc
+    if fmt not in TABLE_FORMATS:
+        raise PortalError(
+            "Upload production inputs as a CSV, TSV or JSONL file with a text column; "
+            "image batches are not supported yet.",
+            field="file",
+        )
+    staged, sha256, size = storage.stage_upload(upload, max_bytes=settings.DATASET_MAX_BYTES)
+    try:
+        with tempfile.TemporaryDirectory(prefix="drift-") as tmp:
+            path = storage.copy_blob_to(staged, Path(tmp) / f"batch.{fmt}")
+            column, n_rows = _checked_texts(path, fmt=fmt, wanted=text_column.strip(), run=run)
+            # Kept under its hash before the row that names it commits (the sweep allows for it).
+            blob = storage.store_blob(path, sha256)
+    finally:
+        storage.discard(staged)
+    with transaction.atomic():
+        batch = DriftBatch.objects.create(
+            version=version,
+            uploaded_by=actor,
+            n_rows=n_rows,
+            text_column=column,
+            original_name=original,
+            format=fmt,
+            sha256=sha256,
+            size=size,
+            blob_name=blob,
+        )
+        audit_record(
+            actor=actor,
+            verb="drift_batch.upload",
+            target=version,
+            payload={"batch": batch.pk, "rows": n_rows, "sha256": sha256, "column": column},
+        )
+        check = launcher.release_check_launch(
+            actor=actor, version=version, kind=ReleaseCheck.Kind.DRIFT, params={"batch": batch.pk}
+        )
+        DriftBatch.objects.filter(pk=batch.pk).update(release_check=check)
+        batch.release_check = check
+    return batch
+
+
+# --- what the drift job writes: the verdict, and the owners told once per crossing ------------
+
+
+def drift_check_done(
+    *, ctx: JobContext, check_id: int, measure: float, summary: str, result: dict, seconds: float
+) -> ReleaseCheck:
+    """Store the batch's verdict; if it newly crosses the retrain band, tell the owners."""
+    with owned_by(ctx.job_id, ctx.attempt):
+        check = checks.release_check_finish(
+            check_id=check_id, measure=measure, summary=summary, result=result, seconds=seconds
+        )
+        if result.get("band") == "retrain" and not _previous_was_retrain(check):
+            _tell_owners(check)
+    return check
+
+
+def _previous_was_retrain(check: ReleaseCheck) -> bool:
+    """Whether the batch uploaded before this one (with a verdict) was already in the band."""
+    batch = DriftBatch.objects.filter(release_check=check).first()
+    if batch is None:
+        return False
+    earlier = (
+        DriftBatch.objects.filter(
+            version_id=check.version_id,
+            release_check__status__in=(ReleaseCheck.Status.PASSED, ReleaseCheck.Status.FAILED),
+        )
+        .filter(created_at__lte=batch.created_at)
+        .exclude(pk=batch.pk)
+        .exclude(created_at=batch.created_at, pk__gt=batch.pk)
+        .select_related("release_check")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    return bool(earlier and (earlier.release_check.result or {}).get("band") == "retrain")
+
+
+def finetune_form_link(run: FineTuneRun) -> str:
+    """The fine-tune form with this version's base and strategy chosen (the data is left open)."""
+    return f"{reverse('finetunes:new')}?version={run.base_version_id}&strategy={run.strategy}"
+
+
+def _tell_owners(check: ReleaseCheck) -> None:
+    version = check.version
+    run = FineTuneRun.objects.select_related("base_version__model").get(output_version=version)
+    people = {p for p in (run.requested_by_id, version.model.owner_id) if p}
+    users = list(people) or list(stewards())
+    r = check.result
+    batch = r.get("batch")
+    link = finetune_form_link(run)
+    notify(
+        kind=NotificationKind.INCIDENT,
+        users=users,
+        title=f"Production inputs of {version.model.repo_id} {version.label} drifted into the "
+        "retrain band",
+        body=(
+            f"Batch #{batch} ({r.get('n_batch')} inputs) against {r.get('n_reference')} training "
+            f"rows: PSI of the predicted classes {r['psi_class']:.3f} and of the confidence "
+            f"{r['psi_confidence']:.3f} (retrain band from 0.25); MMD permutation p-value "
+            f"{r['mmd']['p_value']:.3f}. The model may no longer fit what it is used on. "
+            f"Consider a new fine-tune of {run.base_version.model.repo_id} "
+            f"{run.base_version.label} with newer, labelled data: upload it as a dataset, then "
+            f"launch from {absolute(link)} (the form has the base and the {run.strategy} strategy "
+            f"chosen; pick the new dataset there). The batches and their chart are on "
+            f"{absolute(version.get_absolute_url() + '#drift')}."
+        ),
+        url=link,
+        event_key=f"drift:{version.pk}:{batch}",
+        data={"version": version.pk, "batch": batch, "psi_class": r["psi_class"]},
+    )
