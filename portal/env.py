@@ -158,6 +158,55 @@ def parse_email_url(url: str) -> dict:
     )
 
 
+def parse_storage_url(url: str) -> dict:
+    """``s3://bucket/prefix?endpoint_url=…&region=…`` as the OPTIONS of django-storages' S3Storage.
+
+    Credentials are not part of the URL: boto3 reads the standard
+    AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or an instance role), so they
+    never show up in a settings dump or an error message.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "s3":
+        raise ImproperlyConfigured(
+            f"STORAGE_URL scheme {parts.scheme!r} is not supported (use s3://bucket/prefix)."
+        )
+    if parts.username or parts.password:
+        raise ImproperlyConfigured(
+            "STORAGE_URL must not hold credentials; set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY instead."
+        )
+    if not parts.hostname:
+        raise ImproperlyConfigured(f"STORAGE_URL {url!r} names no bucket.")
+    known = {"endpoint_url", "region", "addressing_style"}
+    query = dict(parse_qsl(parts.query))
+    unknown = sorted(set(query) - known)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"STORAGE_URL: unknown option {', '.join(unknown)} (use {', '.join(sorted(known))})."
+        )
+    endpoint = query.get("endpoint_url")
+    if endpoint and urlsplit(endpoint).scheme not in {"http", "https"}:
+        raise ImproperlyConfigured(f"STORAGE_URL endpoint_url {endpoint!r} is not an http(s) URL.")
+    options = {
+        "bucket_name": parts.hostname,
+        "location": unquote(parts.path).strip("/"),
+        "endpoint_url": endpoint or None,
+        "region_name": query.get("region") or None,
+        # Blobs are named by their content and checkpoints per attempt: a name is never
+        # reused for other bytes, and the portal, not the storage, decides what overwrites.
+        "file_overwrite": True,
+        "default_acl": None,
+        "querystring_auth": True,
+        # Presigned URLs in the form every current S3-compatible server accepts.
+        "signature_version": "s3v4",
+    }
+    if query.get("addressing_style"):
+        if query["addressing_style"] not in {"path", "virtual", "auto"}:
+            raise ImproperlyConfigured("STORAGE_URL addressing_style is path, virtual or auto.")
+        options["addressing_style"] = query["addressing_style"]
+    return options
+
+
 def redact_url(url: str) -> str:
     """Hide a password before a URL goes into an error message or a health answer."""
     parts = urlsplit(url)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -36,17 +39,41 @@ def check_broker(timeout: float = 2.0) -> str | None:
     return None
 
 
+def check_storage() -> str | None:
+    """None when the object storage bucket answers (or there is none: the local folder)."""
+    from django.core.files.storage import default_storage
+
+    ping = getattr(default_storage, "ping", None)
+    if ping is None:
+        return None
+    try:
+        return ping()
+    except Exception as exc:
+        return _reason(exc)
+
+
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """JSON for load balancers and operators: 200 when the database and broker answer."""
+    """JSON for load balancers and operators: 200 when the database, broker and bucket answer.
+
+    Each node answers for itself (``node`` names it), so a load balancer takes
+    out only the replica that has lost its way to a shared service.
+    """
     db_error = check_database()
     broker_error = check_broker()
-    ok = db_error is None and broker_error is None
+    storage_error = check_storage()
+    ok = db_error is None and broker_error is None and storage_error is None
     body = {
         "status": "ok" if ok else "unavailable",
+        "node": socket.gethostname(),
         "database": "ok" if db_error is None else db_error,
         "broker": "ok" if broker_error is None else broker_error,
+        "storage": (
+            ("bucket" if settings.STORAGE_URL else "local")
+            if storage_error is None
+            else storage_error
+        ),
     }
     return JsonResponse(body, status=200 if ok else 503)
 

@@ -11,7 +11,9 @@ process answers them whole:
 * ``portal_job_requeues_total`` / ``portal_job_resends_total`` (counters): jobs given
   back after a dead worker, messages sent again after the broker lost them;
 * ``portal_job_duration_seconds`` (histogram): run time of every finished job;
-* ``portal_workers_alive`` (gauge): workers with a fresh heartbeat, by queue.
+* ``portal_workers_alive`` (gauge): workers with a fresh heartbeat, by queue;
+* ``portal_worker_heartbeat_age_seconds`` / ``portal_worker_running_jobs`` (gauges): per
+  worker node (Celery hostname), so several hosts can be told apart.
 """
 
 from __future__ import annotations
@@ -124,6 +126,33 @@ class JobsCollector:
         for queue in QUEUES:
             alive.add_metric([queue], fresh.filter(queues__contains=[queue]).count())
         yield alive
+        yield from self._per_worker(now)
+
+    def _per_worker(self, now):
+        """One series per worker node (its Celery hostname), so a scraper sees which of
+        several hosts has gone quiet or holds the work, not only how many are alive."""
+        seen = GaugeMetricFamily(
+            "portal_worker_heartbeat_age_seconds",
+            "Seconds since a worker last said it was alive, by worker hostname.",
+            labels=["hostname", "device"],
+        )
+        running = GaugeMetricFamily(
+            "portal_worker_running_jobs",
+            "Jobs running on a worker, by hostname.",
+            labels=["hostname"],
+        )
+        busy = {
+            row["worker"]: row["n"]
+            for row in Job.objects.filter(status=Job.Status.RUNNING)
+            .values("worker")
+            .annotate(n=Count("pk"))
+            .order_by()
+        }
+        for beat in WorkerHeartbeat.objects.all():
+            seen.add_metric([beat.hostname, beat.device], (now - beat.last_seen).total_seconds())
+            running.add_metric([beat.hostname], busy.get(beat.hostname, 0))
+        yield seen
+        yield running
 
     def _jobs(self):
         gauge = GaugeMetricFamily(

@@ -23,6 +23,7 @@ from portal.env import (
     parse_database_url,
     parse_email_url,
     parse_role_map,
+    parse_storage_url,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -148,8 +149,29 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 # Signed checkpoints of the audit chain's head, appended to this file (keep it off the
 # database host, ideally on append-only storage); written every AUDIT_ANCHOR_EVERY_S.
 AUDIT_ANCHOR_FILE = Path(env_str("AUDIT_ANCHOR_FILE", str(VAR_DIR / "audit" / "anchors.jsonl")))
+# Object storage: with STORAGE_URL=s3://bucket/prefix?endpoint_url=…&region=… every
+# artifact, dataset, feature set and checkpoint goes to that bucket (credentials from
+# AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); unset, MEDIA_ROOT holds them.
+STORAGE_URL = env_str("STORAGE_URL", "")
+# Files at least this large go up in parts of STORAGE_MULTIPART_CHUNK bytes (S3's minimum
+# part is 5 MiB), so a large upload neither sits whole in memory nor restarts from zero.
+STORAGE_MULTIPART_THRESHOLD = env_int("STORAGE_MULTIPART_THRESHOLD", 64 * 2**20, minimum=5 * 2**20)
+STORAGE_MULTIPART_CHUNK = env_int("STORAGE_MULTIPART_CHUNK", 16 * 2**20, minimum=5 * 2**20)
+# /hf/ downloads: stream the bytes through the portal (the default, which every client
+# version handles), or answer 302 to a presigned bucket URL valid this many seconds.
+HUB_REDIRECT_DOWNLOADS = env_bool("HUB_REDIRECT_DOWNLOADS", False)
+HUB_REDIRECT_EXPIRY_S = env_int("HUB_REDIRECT_EXPIRY_S", 300, minimum=10)
+if HUB_REDIRECT_DOWNLOADS and not STORAGE_URL:
+    raise ImproperlyConfigured("HUB_REDIRECT_DOWNLOADS needs object storage (set STORAGE_URL).")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": (
+        {
+            "BACKEND": "zoo.bucket.BucketStorage",
+            "OPTIONS": parse_storage_url(STORAGE_URL),
+        }
+        if STORAGE_URL
+        else {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    ),
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"

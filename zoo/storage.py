@@ -61,7 +61,7 @@ def blob_is_intact(name: str, *, sha256: str, size: int) -> bool:
         if default_storage.size(name) != size:
             return False
         digest = hashlib.sha256()
-        with default_storage.open(name, "rb") as handle:
+        with contextlib.closing(open_stream(name)) as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     except FileNotFoundError:
@@ -94,16 +94,69 @@ def _publish_local(path: Path, name: str, *, sha256: str, size: int) -> None:
         temporary.unlink(missing_ok=True)
 
 
+# Remote writes land here first, each under a name of its own, until they are verified.
+INCOMING = "incoming"
+
+
 def _publish_remote(path: Path, name: str, *, sha256: str, size: int) -> None:
-    """Object storage writes an object whole or not at all; check it after writing."""
-    with path.open("rb") as handle:
-        saved = default_storage.save(name, File(handle))
-    if saved != name:
-        # Another process stored the same content in between; keep the canonical one.
-        default_storage.delete(saved)
-    if not blob_is_intact(name, sha256=sha256, size=size):
-        default_storage.delete(name)
-        raise PortalError(f"Storing {path.name} did not leave the bytes it read; try again.")
+    """Write under a temporary name, read it back, and only then give it the final name.
+
+    The bucket copies the checked object server-side, so the final name only
+    ever holds verified bytes; the temporary object goes whatever happens.
+    """
+    temporary = f"{INCOMING}/{uuid.uuid4().hex}"
+    try:
+        with path.open("rb") as handle:
+            temporary = default_storage.save(temporary, File(handle))
+        if not blob_is_intact(temporary, sha256=sha256, size=size):
+            raise PortalError(f"Storing {path.name} did not leave the bytes it read; try again.")
+        _copy_within(temporary, name)
+        if default_storage.size(name) != size:
+            default_storage.delete(name)
+            raise PortalError(f"Storing {path.name} did not leave the bytes it read; try again.")
+    finally:
+        discard(temporary)
+
+
+def _copy_within(source: str, dest: str) -> None:
+    """Server-side where the storage can; otherwise the bytes go through this process."""
+    copy = getattr(default_storage, "copy_within", None)
+    if copy is not None:
+        copy(source, dest)
+        return
+    with default_storage.open(source, "rb") as handle:
+        saved = default_storage.save(dest, handle)
+    if saved != dest:
+        default_storage.delete(saved)  # stored by another process in between; keep theirs
+
+
+def save_verified(path: Path, name: str) -> dict:
+    """Store the local file under ``name`` (a checkpoint, say), verified before it is visible.
+
+    Returns its name, sha256 and size for the row that will point at it. The
+    same rule as blobs: the bytes are checked under a temporary name first.
+    """
+    local = digest_file(path)
+    if _local_folder() is not None:
+        _publish_local(path, name, sha256=local.sha256, size=local.size)
+    else:
+        _publish_remote(path, name, sha256=local.sha256, size=local.size)
+    return {"name": name, "sha256": local.sha256, "size": local.size}
+
+
+def open_stream(name: str, *, start: int = 0, length: int | None = None):
+    """The stored bytes from ``start`` (``length`` of them, or to the end) as a readable stream.
+
+    From a bucket this is one ranged GET read as it is consumed; locally, the
+    file itself, positioned (the caller stops after ``length``).
+    """
+    ranged = getattr(default_storage, "open_range", None)
+    if ranged is not None:
+        return ranged(name, start=start, length=length)
+    handle = default_storage.open(name, "rb")
+    if start:
+        handle.seek(start)
+    return handle
 
 
 # Uploads wait here, each under a name of its own, until they are confirmed (or swept).
@@ -148,7 +201,7 @@ def discard(name: str) -> None:
 def copy_blob_to(name: str, dest: Path) -> Path:
     """Copy a stored blob to a local path (storage may be remote; ML code wants a file)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with default_storage.open(name, "rb") as src, dest.open("wb") as out:
+    with contextlib.closing(open_stream(name)) as src, dest.open("wb") as out:
         shutil.copyfileobj(src, out, 1 << 20)
     return dest
 

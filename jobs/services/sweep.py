@@ -13,6 +13,8 @@ by what it belongs to, not only by its age:
   study run kept once its study no longer waits for them.
 * staged dataset uploads nobody confirmed within a day, and uploaded import
   archives whose job is over.
+* objects left under ``incoming/`` by a write killed between upload and check
+  (object storage writes there first), after the grace.
 * content-addressed blobs that no artifact, dataset version, feature set or drift
   batch names, once they are older than the grace (and than a day: a blob is stored
   before the row that names it commits).
@@ -39,7 +41,7 @@ from django.utils import timezone
 from governance.audit import audit_record
 from jobs.models import DriftBatch, FeatureSet, FineTuneRun, Job, Study
 from zoo.models import Artifact, DatasetVersion
-from zoo.storage import STAGED_UPLOADS, remove_tree
+from zoo.storage import INCOMING, STAGED_UPLOADS, remove_tree
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,7 @@ def storage_sweep(*, now=None, dry_run: bool = False) -> dict:
     _sweep_half_built_models(report, now, grace, dry_run)
     _sweep_checkpoints(report, dry_run)
     _sweep_uploads(report, now, grace, dry_run)
+    _sweep_incoming(report, now, grace, dry_run)
     _sweep_blobs(report, now, max(grace, UPLOAD_LIFE), dry_run)
     summary = report.as_dict()
     if report.counts and not dry_run:
@@ -230,6 +233,16 @@ def _sweep_uploads(report: SweepReport, now, grace, dry_run: bool) -> None:
         # An archive is uploaded just before its job row commits: give it a minute.
         if now - modified > timedelta(minutes=10):
             _delete_stored(report, "import_uploads", name, dry_run)
+
+
+def _sweep_incoming(report: SweepReport, now, grace, dry_run: bool) -> None:
+    """A write is checked and copied within one job's life; what is older was abandoned."""
+    for name in _walk(INCOMING):
+        modified = _modified(name)
+        if modified is not None and now - modified > grace:
+            _delete_stored(report, "incoming_temporaries", name, dry_run)
+        else:
+            report.kept_for_grace += 1
 
 
 def _sweep_blobs(report: SweepReport, now, grace, dry_run: bool) -> None:

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.core.files import File
 from django.core.files.storage import default_storage
 
 from jobs.engine import JobCancelled, JobContext, register
@@ -38,7 +37,7 @@ from jobs.services import studies as study_services
 from jobs.workers.data import Rows, read_rows
 from portal.errors import PortalError
 from zoo.safety import digest_file
-from zoo.storage import copy_blob_to, materialize_version
+from zoo.storage import copy_blob_to, materialize_version, save_verified
 
 logger = logging.getLogger(__name__)
 
@@ -676,13 +675,11 @@ def _store_checkpoint(
             for path in sorted(folder.rglob("*")):
                 if path.is_file():
                     zf.write(path, path.relative_to(folder).as_posix())
-        sha256 = digest_file(archive).sha256
-        with archive.open("rb") as handle:
-            name = default_storage.save(
-                f"{_checkpoint_prefix(run_id)}/{stem or f'attempt{attempt}-epoch{epoch}'}.zip",
-                File(handle),
-            )
-        return {"name": name, "sha256": sha256, "size": archive.stat().st_size}
+        # Verified under a temporary name before the checkpoint's own name shows it, so a
+        # resume never finds a truncated archive (the bucket may be another host's only link).
+        return save_verified(
+            archive, f"{_checkpoint_prefix(run_id)}/{stem or f'attempt{attempt}-epoch{epoch}'}.zip"
+        )
 
 
 def _fetch_checkpoint(checkpoint: dict, dest: Path) -> Path:

@@ -120,6 +120,28 @@ def test_metrics_need_the_token_and_count_jobs_queues_and_requests(client, setti
     assert 'portal_http_request_duration_seconds_count{method="GET",route="accounts/login/"' in text
 
 
+def test_metrics_tell_worker_nodes_apart(client, settings):
+    settings.METRICS_TOKEN = "s3cret-metrics-token"
+    _beat("cpu@node-a", ["default"], seen_s_ago=5)
+    _beat("gpu@node-b", ["gpu"], seen_s_ago=400)
+    JobFactory(status=Job.Status.RUNNING, worker="gpu@node-b")
+    JobFactory(status=Job.Status.RUNNING, worker="gpu@node-b")
+
+    response = client.get("/metrics", headers={"Authorization": "Bearer s3cret-metrics-token"})
+
+    text = response.content.decode()
+    ages = {
+        line.split('hostname="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("portal_worker_heartbeat_age_seconds{")
+    }
+    assert set(ages) == {"cpu@node-a", "gpu@node-b"}
+    assert 4 < ages["cpu@node-a"] < 60
+    assert 399 < ages["gpu@node-b"] < 460
+    assert 'portal_worker_running_jobs{hostname="gpu@node-b"} 2.0' in text
+    assert 'portal_worker_running_jobs{hostname="cpu@node-a"} 0.0' in text
+
+
 def test_without_a_token_set_there_are_no_metrics(client, settings):
     settings.METRICS_TOKEN = ""
     assert client.get("/metrics", headers={"Authorization": "Bearer "}).status_code == 404

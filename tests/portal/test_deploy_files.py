@@ -44,10 +44,46 @@ def test_compose_file_is_valid_and_has_the_production_shape():
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
     for name in ("web", "worker", "worker-gpu"):
-        mounts = [v["target"] for v in services[name]["volumes"]]
-        assert "/data/media" in mounts, f"{name} lacks the shared media volume"
         assert services[name]["environment"]["CELERY_BROKER_URL"].startswith("redis://")
     assert (ROOT / services["web"]["build"]["dockerfile"]).name == "Dockerfile"
+
+
+def test_compose_scales_out_over_a_bucket_with_no_shared_disk():
+    result = _compose("config", "--format", "json", env={"SECRET_KEY": "s" * 50})
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert {"proxy", "minio", "minio-init"} <= set(services)
+    assert services["web"]["deploy"]["replicas"] == 2
+    assert "ports" not in services["web"]  # replicas are reached through the proxy
+    assert services["proxy"]["ports"][0]["target"] == 8000
+    assert services["beat"]["deploy"]["replicas"] == 1
+    for name in ("web", "worker", "worker-gpu", "beat"):
+        env = services[name]["environment"]
+        assert env["STORAGE_URL"].startswith("s3://portal/"), name
+        assert "endpoint_url=http://minio:9000" in env["STORAGE_URL"]
+        assert env["AWS_ACCESS_KEY_ID"]
+        assert env["AWS_SECRET_ACCESS_KEY"]
+        assert "migrate" in services[name]["depends_on"], name
+    # The bucket exists before anything runs: migrate waits for it, the rest for migrate.
+    assert services["migrate"]["depends_on"]["minio-init"]["condition"] == (
+        "service_completed_successfully"
+    )
+    # Nodes share no folder: each keeps its own model cache, the GPU node nothing else.
+    gpu_mounts = [(v["type"], v["target"]) for v in services["worker-gpu"]["volumes"]]
+    assert gpu_mounts == [("volume", "/data/cache")]
+    assert (
+        services["worker-gpu"]["volumes"][0]["source"]
+        != (services["worker"]["volumes"][-1]["source"])
+    )
+    assert "media" not in json.loads(result.stdout).get("volumes", {})
+    scaled = _compose(
+        "config", "--format", "json",
+        env={"SECRET_KEY": "s" * 50, "WEB_REPLICAS": "4", "GPU_WORKERS": "3"},
+    )  # fmt: skip
+    scaled_services = json.loads(scaled.stdout)["services"]
+    assert scaled_services["web"]["deploy"]["replicas"] == 4
+    assert scaled_services["worker-gpu"]["deploy"]["replicas"] == 3
+    assert scaled_services["beat"]["deploy"]["replicas"] == 1
 
 
 def test_compose_refuses_to_start_without_a_secret_key():
@@ -64,7 +100,9 @@ def test_compose_migrates_as_the_owner_and_runs_as_the_app_role():
     for name in ("web", "worker", "worker-gpu", "beat"):
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgres://portal_app:"), name
-    for name in ("web", "worker", "worker-gpu"):
+    # The anchors are written by the default-queue workers (beat's task); the GPU nodes,
+    # possibly on other hosts, never touch them.
+    for name in ("web", "worker"):
         mounts = [v["target"] for v in services[name]["volumes"]]
         assert "/data/audit" in mounts, f"{name} cannot reach the audit anchors"
     init = {v["target"] for v in services["postgres"]["volumes"]}

@@ -49,10 +49,18 @@ def test_staff_see_admin_in_the_bar(client, admin_user):
     assert client.get("/admin/").status_code == 200
 
 
-def test_healthz_reports_database_and_broker(client):
+def test_healthz_reports_database_broker_and_storage_for_this_node(client):
+    import socket
+
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "node": socket.gethostname(),
+        "database": "ok",
+        "broker": "ok",
+        "storage": "local",
+    }
 
 
 def test_healthz_answers_probes_that_use_an_internal_host_name(client):

@@ -30,6 +30,7 @@ import mimetypes
 import re
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -592,6 +593,8 @@ def _serve(request: HttpRequest, user, model: CatalogModel, version: ModelVersio
         "Content-Security-Policy": "sandbox; default-src 'none'",
     }
     content_type = _content_type(f.path)
+    if settings.HUB_REDIRECT_DOWNLOADS and hasattr(default_storage, "presigned_url"):
+        return _redirect(request, user, version, f, model, headers)
     if request.method == "HEAD":
         response = HttpResponse(status=200, content_type=content_type)
         # Set here: CommonMiddleware would write the empty body's length (0).
@@ -603,7 +606,7 @@ def _serve(request: HttpRequest, user, model: CatalogModel, version: ModelVersio
         response = _error_response(exc)
         response["Content-Range"] = f"bytes */{f.size}"
         return _with_headers(response, headers)
-    handle = _open_blob(f, model)
+    handle, exact = _open_blob(f, model, window)
     try:
         with transaction.atomic():
             audit_record(
@@ -619,7 +622,37 @@ def _serve(request: HttpRequest, user, model: CatalogModel, version: ModelVersio
     except BaseException:
         handle.close()
         raise
+    if exact:
+        return _with_headers(_stream_response(handle, f, window, content_type), headers)
     return _with_headers(_file_response(handle, f, window, content_type), headers)
+
+
+def _redirect(request: HttpRequest, user, version, f: HubFile, model, headers: dict[str, str]):
+    """302 to a short-lived presigned bucket URL, the Hub's own shape for LFS files.
+
+    The client reads the commit, etag and size from this first answer (it never
+    sends a HEAD to the bucket) and drops its token before following a
+    redirect to another host, so the headers stay here and the URL is the
+    only key. Handing out that key is the download, so every redirect is
+    recorded, HEAD too: the client fetches from the Location its HEAD got and
+    never sends the portal a GET.
+    """
+    if _stored_size(f, model) != f.size:
+        raise _damaged(f, model)
+    response = HttpResponse(status=302)
+    response["Location"] = default_storage.presigned_url(
+        f.blob_name, expire=settings.HUB_REDIRECT_EXPIRY_S, filename=f.path.rsplit("/", 1)[-1]
+    )
+    response["Content-Length"] = "0"
+    headers = {k: v for k, v in headers.items() if k not in {"Accept-Ranges"}}
+    with transaction.atomic():
+        audit_record(
+            actor=user,
+            verb="hub.download",
+            target=version,
+            payload={"path": f.path, "sha256": f.sha256, "range": None, "redirect": True},
+        )
+    return _with_headers(response, headers)
 
 
 def _with_headers(response: HttpResponse, headers: dict[str, str]) -> HttpResponse:
@@ -628,29 +661,61 @@ def _with_headers(response: HttpResponse, headers: dict[str, str]) -> HttpRespon
     return response
 
 
-def _open_blob(f: HubFile, model: CatalogModel):
+def _open_blob(f: HubFile, model: CatalogModel, window):
     """The stored file, if it is there and of its recorded size: a damaged copy is never sent.
 
+    Returns the handle and whether it already holds exactly the bytes to send: a
+    bucket is asked for just the window (one ranged GET, streamed), a local file
+    is opened whole and positioned by the response.
     (The size is checked on every download; the full hash is checked when the
     blob is written, and whenever a worker copies it out.)
     """
+    if _stored_size(f, model) != f.size:
+        raise _damaged(f, model)
+    ranged = getattr(default_storage, "open_range", None)
     try:
-        size = default_storage.size(f.blob_name)
-        handle = default_storage.open(f.blob_name, "rb")
+        if ranged is not None:
+            if window is None:
+                return ranged(f.blob_name), True
+            return ranged(f.blob_name, start=window[0], length=window[1] - window[0] + 1), True
+        return default_storage.open(f.blob_name, "rb"), False
     except FileNotFoundError:
-        logger.error("Blob %s of %s %s is missing from storage", f.blob_name, model, f.path)
-        raise HubError(
-            500, None, f"The stored copy of {f.path} is missing; a steward has to re-import it."
-        ) from None
-    if size != f.size:
-        handle.close()
-        logger.error(
-            "Blob %s of %s %s has %s bytes, not %s", f.blob_name, model, f.path, size, f.size
-        )
-        raise HubError(
-            500, None, f"The stored copy of {f.path} is damaged; a steward has to re-import it."
-        )
-    return handle
+        raise _missing(f, model) from None
+
+
+def _stored_size(f: HubFile, model: CatalogModel) -> int:
+    try:
+        return default_storage.size(f.blob_name)
+    except FileNotFoundError:
+        raise _missing(f, model) from None
+
+
+def _missing(f: HubFile, model: CatalogModel) -> HubError:
+    logger.error("Blob %s of %s %s is missing from storage", f.blob_name, model, f.path)
+    return HubError(
+        500, None, f"The stored copy of {f.path} is missing; a steward has to re-import it."
+    )
+
+
+def _damaged(f: HubFile, model: CatalogModel) -> HubError:
+    logger.error("Blob %s of %s %s does not have %s bytes", f.blob_name, model, f.path, f.size)
+    return HubError(
+        500, None, f"The stored copy of {f.path} is damaged; a steward has to re-import it."
+    )
+
+
+def _stream_response(stream, f: HubFile, window, content_type: str) -> FileResponse:
+    """Bytes read from the bucket exactly as asked; the length is known from the window."""
+    filename = f.path.rsplit("/", 1)[-1]
+    status = 200 if window is None else 206
+    response = FileResponse(stream, status=status, content_type=content_type, filename=filename)
+    response.block_size = STREAM_BLOCK
+    if window is None:
+        response["Content-Length"] = str(f.size)
+    else:
+        response["Content-Length"] = str(window[1] - window[0] + 1)
+        response["Content-Range"] = f"bytes {window[0]}-{window[1]}/{f.size}"
+    return response
 
 
 def _file_response(handle, f: HubFile, window, content_type: str) -> FileResponse:
