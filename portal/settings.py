@@ -357,6 +357,8 @@ SPECTACULAR_SETTINGS = {
         "DatasetModalityEnum": "zoo.models.Dataset.Modality",
         "ProbeResultStatusEnum": "jobs.models.ProbeResult.Status",
         "IncidentCategoryEnum": "governance.models.IncidentCategory",
+        "ReleaseCheckKindEnum": "zoo.models.ReleaseCheck.Kind",
+        "ReleaseCheckStatusEnum": "zoo.models.ReleaseCheck.Status",
     },
 }
 

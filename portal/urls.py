@@ -16,6 +16,7 @@ from jobs.api.finetunes import FineTuneViewSet
 from jobs.api.imports import ImportViewSet
 from jobs.api.jobs import JobViewSet
 from jobs.api.probes import ProbeViewSet
+from jobs.api.release_checks import VersionReleaseChecksView
 from jobs.api.studies import StudyViewSet
 from portal import health, metrics, views
 from zoo import urls as zoo_urls
@@ -65,6 +66,11 @@ urlpatterns = [
     path("governance/", include("governance.urls")),
     path("admin/", admin.site.urls),
     path("api/versions/<str:pk>/drift/", VersionDriftView.as_view(), name="api-version-drift"),
+    path(
+        "api/versions/<str:pk>/release-checks/",
+        VersionReleaseChecksView.as_view(),
+        name="api-version-release-checks",
+    ),
     path("api/", include(router.urls)),
     path("api/auth/token/", ApiTokenView.as_view(), name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
