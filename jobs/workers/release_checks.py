@@ -430,30 +430,38 @@ def _drift(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
         "caps": {"predicted": DRIFT_ROWS, "mmd": MMD_ROWS, "seed": DRIFT_SEED},
     }
     result["card_markdown"] = drift_markdown(result)
-    summary = (
-        f"Predicted {len(current)} of the {len(texts)} production inputs in batch #{batch.pk} and "
-        f"{len(reference)} of the fine-tune's {len(pool)} {pool_words} (at most {DRIFT_ROWS} "
-        f"each, drawn with seed {DRIFT_SEED}). PSI of the predicted classes {psi_class:.3f} "
-        f"({result['band']}; threshold {check.threshold:g}), of the top-class confidence "
-        f"{psi_conf:.3f} ({result['band_confidence']}; {len(edges) + 1} quantile bins of the "
-        "reference rows). MMD² between the encoder's mean-pooled embeddings "
-        f"{mmd['mmd2']:.5f}, permutation p-value {mmd['p_value']:.3f} ({mmd['permutations']} "
-        f"permutations, {mmd['m']} and {mmd['n']} rows). Two samples of one distribution this "
-        f"size give a PSI of about {noise_class:.2f} (classes) and {noise_conf:.2f} (confidence) "
-        "by chance alone. Bands: below 0.1 stable, 0.1 to 0.25 "
-        "watch, 0.25 and above retrain. "
-        + (
-            "The reference rows come from the fine-tune's own data but were not trained on. "
-            if pool is held_out
-            else f"Fewer than {MIN_HELD_OUT} rows were held out, so the reference is the rows "
-            "the model was fitted to, on which it is more confident than on new rows of the "
-            "same kind: the confidence PSI reads high sooner than the class PSI. "
-        )
-        + "Not measured: whether the predictions on these inputs "
-        "are right (they have no labels), shifts that neither the answers nor the last layer's "
-        "mean embedding show, and drift within a batch over time."
-    )
+    summary = _drift_summary(check, result, held_out_used=pool is held_out)
     return psi_class, summary, result
+
+
+def _drift_summary(check: ReleaseCheck, result: dict, *, held_out_used: bool) -> str:
+    """The drift check's verdict in words, from its stored result."""
+    mmd, chance = result["mmd"], result["psi_chance"]
+    reference = (
+        "The reference rows come from the fine-tune's own data but were not trained on. "
+        if held_out_used
+        else f"Fewer than {MIN_HELD_OUT} rows were held out, so the reference is the rows "
+        "the model was fitted to, on which it is more confident than on new rows of the "
+        "same kind: the confidence PSI reads high sooner than the class PSI. "
+    )
+    return (
+        f"Predicted {result['n_batch']} of the {result['n_batch_rows']} production inputs in "
+        f"batch #{result['batch']} and {result['n_reference']} of the fine-tune's "
+        f"{result['n_pool']} {result['reference_rows']} (at most {DRIFT_ROWS} each, drawn with "
+        f"seed {DRIFT_SEED}). PSI of the predicted classes {result['psi_class']:.3f} "
+        f"({result['band']}; threshold {check.threshold:g}), of the top-class confidence "
+        f"{result['psi_confidence']:.3f} ({result['band_confidence']}; "
+        f"{result['confidence_bins']} quantile bins of the reference rows). MMD² between the "
+        f"encoder's mean-pooled embeddings {mmd['mmd2']:.5f}, permutation p-value "
+        f"{mmd['p_value']:.3f} ({mmd['permutations']} permutations, {mmd['m']} and {mmd['n']} "
+        "rows). Two samples of one distribution this size give a PSI of about "
+        f"{chance['class']:.2f} (classes) and {chance['confidence']:.2f} (confidence) by chance "
+        "alone. Bands: below 0.1 stable, 0.1 to 0.25 watch, 0.25 and above retrain. "
+        + reference
+        + "Not measured: whether the predictions on these inputs are right (they have no "
+        "labels), shifts that neither the answers nor the last layer's mean embedding show, "
+        "and drift within a batch over time."
+    )
 
 
 # --- bias: word-association tests ----------------------------------------------------------
@@ -486,29 +494,8 @@ def _association(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun | None, 
     permutations, alpha = int(check.params["permutations"]), float(check.params["alpha"])
     tests = []
     for i, name in enumerate(names):
-        test_set = found_sets[name]
         ctx.progress(0.1 + 0.8 * i / len(names), stage=f"Association test {name}")
-        words = test_set.word_sets()
-        pieces = weat.word_pieces(model_dir, [w for group in words.values() for w in group])
-        row = {
-            "name": name,
-            "title": test_set.title,
-            "source": test_set.source,
-            "names": {
-                "x": test_set.target_x_name,
-                "y": test_set.target_y_name,
-                "a": test_set.attribute_a_name,
-                "b": test_set.attribute_b_name,
-            },
-            "words": words,
-            "split_words": sorted(w for w, p in pieces.items() if p["split"]),
-            "unknown_words": sorted(w for w, p in pieces.items() if p["unknown"]),
-        }
-        for variant in ("weat", "seat"):
-            row[variant] = weat.run_test_set(
-                embed, words, variant=variant, permutations=permutations, seed=0
-            )
-        tests.append(row)
+        tests.append(_association_row(found_sets[name], model_dir, embed, permutations))
     findings = [
         (abs(t[v]["effect_size"]), t["name"], v)
         for t in tests
@@ -547,6 +534,33 @@ def _association(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun | None, 
         "are American, from the studies named per test."
     )
     return measure, summary, result
+
+
+def _association_row(test_set: AssociationTestSet, model_dir: Path, embed, permutations: int):
+    """One word-association test, WEAT and SEAT, with the words the tokenizer splits."""
+    from jobs.ml import weat
+
+    words = test_set.word_sets()
+    pieces = weat.word_pieces(model_dir, [w for group in words.values() for w in group])
+    row = {
+        "name": test_set.name,
+        "title": test_set.title,
+        "source": test_set.source,
+        "names": {
+            "x": test_set.target_x_name,
+            "y": test_set.target_y_name,
+            "a": test_set.attribute_a_name,
+            "b": test_set.attribute_b_name,
+        },
+        "words": words,
+        "split_words": sorted(w for w, p in pieces.items() if p["split"]),
+        "unknown_words": sorted(w for w, p in pieces.items() if p["unknown"]),
+    }
+    for variant in ("weat", "seat"):
+        row[variant] = weat.run_test_set(
+            embed, words, variant=variant, permutations=permutations, seed=0
+        )
+    return row
 
 
 # --- bias: gaps between slices -------------------------------------------------------------

@@ -103,7 +103,13 @@ def test_embedded_portal_serves_runs_a_job_and_stops_on_ctrl_c(embedded_env, tmp
                     health = json.load(r)
             except OSError:
                 time.sleep(0.5)
-        assert health == {"status": "ok", "database": "ok", "broker": "ok"}
+        assert health == {
+            "status": "ok",
+            "node": socket.gethostname(),
+            "database": "ok",
+            "broker": "ok",
+            "storage": "local",
+        }
 
         checked = _manage(embedded_env, "check_workers", "--timeout", "90")
         assert checked.returncode == 0, checked.stdout + checked.stderr
