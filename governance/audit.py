@@ -213,13 +213,14 @@ def _snapshot(obj) -> dict:
     return {k: v for k, v in model_to_dict(obj).items() if k != "id"}
 
 
-def policy_row_save(*, actor, obj, verb: str, fields: dict | None = None):
+def policy_row_save(*, actor, obj, verb: str, fields: dict | None = None, authorize=_require_staff):
     """Apply ``fields`` to ``obj``, validate, save and audit before/after; staff only.
 
     Every policy table (licenses, reuse rules, re-review intervals, required card
-    sections) changes through here, whichever app keeps it.
+    sections, word-association tests) changes through here, whichever app keeps it.
+    ``authorize(actor)`` raises when the actor may not (default: staff only).
     """
-    _require_staff(actor)
+    authorize(actor)
     creating = obj.pk is None
     before = {} if creating else _snapshot(type(obj).objects.get(pk=obj.pk))
     for name, value in (fields or {}).items():
@@ -245,9 +246,9 @@ def policy_row_save(*, actor, obj, verb: str, fields: dict | None = None):
     return obj
 
 
-def policy_row_delete(*, actor, obj, verb: str) -> None:
-    """Delete a policy row, audited with what it was; staff only."""
-    _require_staff(actor)
+def policy_row_delete(*, actor, obj, verb: str, authorize=_require_staff) -> None:
+    """Delete a policy row, audited with what it was; staff only (see ``policy_row_save``)."""
+    authorize(actor)
     with transaction.atomic():
         audit_record(
             actor=actor, verb=f"{verb}.delete", target=obj, payload={"before": _snapshot(obj)}

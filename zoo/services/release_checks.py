@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import re
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from governance.audit import audit_record, policy_row_delete, policy_row_save
@@ -181,14 +179,9 @@ def release_check_rule_delete(*, actor, rule: ReleaseCheckRule) -> None:
 # --- the association tests' word sets, kept by stewards ---------------------------------------
 
 
-def _may_keep_word_sets(actor) -> bool:
-    return bool(
-        actor is not None and actor.is_authenticated and (actor.is_staff or is_steward(actor))
-    )
-
-
-def _word_set_snapshot(test_set: AssociationTestSet) -> dict:
-    return {k: v for k, v in model_to_dict(test_set).items() if k != "id"}
+def _require_word_set_keeper(actor) -> None:
+    if not (actor is not None and actor.is_authenticated and (actor.is_staff or is_steward(actor))):
+        raise Forbidden("Only stewards and staff change the association tests' word sets.")
 
 
 def association_test_set_save(
@@ -199,42 +192,17 @@ def association_test_set_save(
     The association check reads these rows when it runs, so a change applies to the
     next check, never to a stored result (which keeps the words it used).
     """
-    if not _may_keep_word_sets(actor):
-        raise Forbidden("Only stewards and staff change the association tests' word sets.")
-    creating = test_set.pk is None
-    before = {} if creating else _word_set_snapshot(AssociationTestSet.objects.get(pk=test_set.pk))
-    for name, value in (fields or {}).items():
-        setattr(test_set, name, value)
-    try:
-        test_set.full_clean()
-    except ValidationError as exc:
-        name, errors = next(iter(exc.message_dict.items()))
-        raise PortalError(" ".join(errors), field=name) from exc
-    with transaction.atomic():
-        test_set.save()
-        after = _word_set_snapshot(test_set)
-        audit_record(
-            actor=actor,
-            verb=f"association_test_set.{'create' if creating else 'update'}",
-            target=test_set,
-            payload={
-                "before": before,
-                "after": after,
-                "changed": sorted(k for k in after if before.get(k) != after[k]),
-            },
-        )
-    return test_set
+    return policy_row_save(
+        actor=actor,
+        obj=test_set,
+        verb="association_test_set",
+        fields=fields,
+        authorize=_require_word_set_keeper,
+    )
 
 
 def association_test_set_delete(*, actor, test_set: AssociationTestSet) -> None:
     """Remove a word-association test; audited with what it was. Stored results keep theirs."""
-    if not _may_keep_word_sets(actor):
-        raise Forbidden("Only stewards and staff change the association tests' word sets.")
-    with transaction.atomic():
-        audit_record(
-            actor=actor,
-            verb="association_test_set.delete",
-            target=test_set,
-            payload={"before": _word_set_snapshot(test_set)},
-        )
-        test_set.delete()
+    policy_row_delete(
+        actor=actor, obj=test_set, verb="association_test_set", authorize=_require_word_set_keeper
+    )
