@@ -23,6 +23,7 @@ from portal.errors import Forbidden, NotFound, PortalError
 from tests.builders.catalogue import base_model
 from tests.builders.datasets import csv_bytes, spam_rows, text_dataset, ticket_rows, upload
 from tests.builders.governance import approve_reuse
+from tests.builders.release_checks import wait_for_check as _wait
 from zoo.models import AssociationTestSet, ReleaseCheck
 from zoo.services import datasets as dataset_services
 from zoo.services.release_checks import association_test_set_save
@@ -38,17 +39,6 @@ def _seeded_sets() -> dict[str, AssociationTestSet]:
             name=row["name"], defaults={k: v for k, v in row.items() if k != "name"}
         )
     return {s.name: s for s in AssociationTestSet.objects.all()}
-
-
-def _wait(check: ReleaseCheck, timeout: float = 240.0) -> ReleaseCheck:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        check.refresh_from_db()
-        job = Job.objects.get(pk=check.job_id)
-        if not job.is_active:
-            return check
-        time.sleep(0.1)
-    raise AssertionError(f"check {check.pk} still {check.status}; job log:\n{job.log[-2000:]}")
 
 
 @pytest.mark.integration

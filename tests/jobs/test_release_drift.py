@@ -28,6 +28,7 @@ from portal.errors import Forbidden, NotFound, PortalError
 from tests.builders.catalogue import base_model
 from tests.builders.datasets import csv_bytes, jsonl_bytes, spam_rows, text_dataset, upload
 from tests.builders.governance import approve_reuse
+from tests.builders.release_checks import wait_for_check as _wait
 from tests.builders.weights import HAM, SPAM
 from tests.factories import UserFactory
 from zoo.models import ReleaseCheck, ReleaseCheckRule
@@ -67,17 +68,6 @@ def _finetune(alice, base, data) -> FineTuneRun:
     )
     assert job_execute(job_id=run.job_id) == "succeeded", Job.objects.get(pk=run.job_id).error
     return FineTuneRun.objects.select_related("output_version__model").get(pk=run.pk)
-
-
-def _wait(check: ReleaseCheck, timeout: float = 240.0) -> ReleaseCheck:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        check.refresh_from_db()
-        job = Job.objects.get(pk=check.job_id)
-        if not job.is_active:
-            return check
-        time.sleep(0.1)
-    raise AssertionError(f"check {check.pk} still {check.status}; job log:\n{job.log[-2000:]}")
 
 
 @pytest.fixture

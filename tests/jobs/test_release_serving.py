@@ -26,7 +26,8 @@ from portal.errors import Forbidden, PortalError
 from tests.builders.catalogue import base_model
 from tests.builders.datasets import spam_rows, text_dataset, ticket_dataset
 from tests.builders.governance import approve_reuse
-from tests.jobs.test_release_checks import ONE_EPOCH, _finetune, _wait
+from tests.builders.release_checks import wait_for_check as _wait
+from tests.jobs.test_release_checks import ONE_EPOCH, _finetune
 from zoo.models import Artifact, ModelVersion, ReleaseCheck
 from zoo.storage import materialize_version
 
