@@ -389,6 +389,7 @@ class NotificationKind(models.TextChoices):
     AWAITING_PUBLICATION = "awaiting_publication", "A model waits to be published"
     REREVIEW_DUE = "rereview_due", "A re-review is due"
     INCIDENT = "incident", "An incident touches a model you use or made"
+    DRIFT = "drift", "Production inputs of a model you made or own drifted"
 
 
 class Notification(models.Model):

@@ -527,8 +527,12 @@ class DriftBatch(models.Model):
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
-    n_rows = models.PositiveIntegerField(help_text="Non-blank texts in the file.")
-    text_column = models.CharField(max_length=200)
+    n_rows = models.PositiveIntegerField(help_text="Non-blank texts, or images, in the file.")
+    text_column = models.CharField(max_length=200, blank=True, help_text="Empty for images.")
+    # Where the batch carries labels the model was trained on, if it does: the training
+    # data's label column of a table, or LABEL_FOLDERS for images in class folders. Empty:
+    # unlabelled production inputs, which can be compared but not trained on.
+    label_column = models.CharField(max_length=200, blank=True)
     original_name = models.CharField(max_length=255, blank=True)
     format = models.CharField(max_length=8)
     sha256 = models.CharField(max_length=64)
@@ -542,6 +546,8 @@ class DriftBatch(models.Model):
         related_name="drift_batch",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    LABEL_FOLDERS = "(class folders)"
 
     class Meta:
         ordering = ["version_id", "created_at", "id"]

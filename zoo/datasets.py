@@ -1276,6 +1276,55 @@ def extract_image_archive(path: Path, dest: Path, *, limits: DatasetLimits) -> l
     return [Path(dest) / member for member in dataset.members]
 
 
+@dataclass
+class ImageBatch:
+    """A zip of production images: sorted members, and their classes where it has them."""
+
+    members: list[str]
+    labels: list[str] | None  # the class folder of each, when every one is a known class
+    n_rows: int
+    warnings: list[str]
+
+
+def load_image_batch(
+    path: Path, *, limits: DatasetLimits, classes: Sequence[str] = ()
+) -> ImageBatch:
+    """Check a zip of production images without extracting it, as a dataset archive is
+    checked (the safety rules, the counts, every image decoded in memory).
+
+    Unlike a training archive the images need no class folders: production
+    inputs usually have no labels. Where every image sits in a folder named
+    after one of ``classes`` (after one wrapping folder), those are its labels.
+    """
+    path = Path(path)
+    images, notes = _listed_images(path, limits)
+    errors: list[str] = []
+    _verify_images(path, images, errors, limits)
+    if errors:
+        raise DatasetError(errors)
+    loose: list[str] = []
+    members, labels = _class_folders(images, loose)
+    known = set(classes)
+    labelled = bool(known) and not loose and bool(labels) and set(labels) <= known
+    return ImageBatch(
+        members=members if labelled else images,
+        labels=labels if labelled else None,
+        n_rows=len(images),
+        warnings=notes,
+    )
+
+
+def extract_image_batch(path: Path, dest: Path, *, limits: DatasetLimits) -> list[Path]:
+    """Validate as load_image_batch does, then unpack through zoo.safety into ``dest``
+    (an existing empty folder). The image paths, sorted by their archive names."""
+    batch = load_image_batch(path, limits=limits)
+    try:
+        safety.extract_archive(Path(path), Path(dest), limits=limits.archive_limits())
+    except safety.UnsafeContent as exc:
+        raise DatasetError(f"The archive was refused: {exc.message}.") from None
+    return [Path(dest) / member for member in batch.members]
+
+
 THUMBNAIL_PX = 96
 
 

@@ -2,7 +2,8 @@
 
 ``GET /api/versions/<id>/drift/`` lists the batches with their results;
 ``POST`` (multipart: ``file``, optional ``text_column``) uploads one and queues
-its drift check, as the version page's form does.
+its drift check, as the version page's form does: a CSV, TSV or JSONL table for a
+text model, a zip of images for an image model.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class DriftBatchSerializer(serializers.ModelSerializer):
             "uploaded_by",
             "n_rows",
             "text_column",
+            "label_column",
             "original_name",
             "format",
             "sha256",
@@ -86,13 +88,17 @@ class DriftBatchSerializer(serializers.ModelSerializer):
 
 
 class DriftUploadInput(serializers.Serializer):
-    file = serializers.FileField(help_text="CSV, TSV or JSONL of production inputs.")
+    file = serializers.FileField(
+        help_text="Production inputs: CSV, TSV or JSONL (text models) or a zip of images "
+        "(image models)."
+    )
     text_column = serializers.CharField(
         required=False,
         allow_blank=True,
         default="",
         max_length=200,
-        help_text="Empty: the training data's text column, or the file's only column.",
+        help_text="Empty: the training data's text column, or the file's only column. Not for "
+        "image batches.",
     )
 
 

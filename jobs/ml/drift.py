@@ -15,6 +15,10 @@ the training rows (the "reference"):
   and a permutation test: the share of random relabellings of the pooled
   sample whose MMD² is at least the observed one (with the usual +1).
 
+For a text classifier the embedding is the last layer's mean-pooled hidden
+state; for an image classifier it is what its classification head reads (the
+pooled features of a CNN, the class token of a ViT), taken by a hook on the head.
+
 PSI can miss a shift the classifier maps onto the same answers; MMD can flag
 a shift in the inputs that does not change any answer. Neither says the model
 is now wrong: no labels of the production inputs are known.
@@ -35,6 +39,7 @@ __all__ = [
     "confidence_psi",
     "mmd_permutation_test",
     "predict_and_embed",
+    "predict_and_embed_images",
     "psi",
 ]
 
@@ -216,4 +221,71 @@ def predict_and_embed(
     return (
         np.concatenate(probs).astype(np.float64)[inverse],
         np.concatenate(embeddings).astype(np.float64)[inverse],
+    )
+
+
+def _head_inputs(model, classes: int):
+    """Hooks on every Linear giving ``classes`` outputs; ``seen[-1]`` is the input of the one
+    called last in a forward pass: the classification head (plain, or wrapped by a LoRA)."""
+    from torch import nn
+
+    seen: list = []
+
+    def keep(_module, inputs, _output) -> None:
+        seen.append(inputs[0].detach().flatten(1))
+
+    handles = [
+        m.register_forward_hook(keep)
+        for m in model.modules()
+        if isinstance(m, nn.Linear) and m.out_features == classes
+    ]
+    if not handles:
+        raise ValueError("the model has no classification head to read embeddings from")
+    return seen, handles
+
+
+def predict_and_embed_images(
+    output_dir: Path,
+    paths: Sequence[Path | str],
+    *,
+    device: str = "cpu",
+    batch_size: int = 32,
+    base_model_dir: Path | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (N, C), head-input embeddings (N, H)) of a fine-tuned image classifier,
+    from one forward pass per batch, images preprocessed as in training (no augmentation).
+
+    ``output_dir`` is what ``jobs.ml.finetune.finetune`` wrote (a LoRA adapter needs
+    ``base_model_dir``). An image that cannot be decoded raises ``ValueError``.
+    """
+    import torch
+
+    from jobs.ml import finetune as ft
+
+    model, loaded, classes = ft._load_for_inference(Path(output_dir), "vision", base_model_dir)
+    if loaded.image is None:
+        raise ValueError("drift of images is measured for image classifiers only")
+    model.to(torch.device(device))
+    model.eval()
+    make = ft._ImageBatches(list(paths), loaded.image, cache=False)
+    seen, handles = _head_inputs(model, classes)
+    probs, embeddings = [], []
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(make.paths), batch_size):
+                index = np.arange(start, min(start + batch_size, len(make.paths)))
+                batch = {k: v.to(device) for k, v in make(index).items()}
+                seen.clear()
+                logits = ft._logits(model, loaded.kind, batch)
+                probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+                embeddings.append(seen[-1].float().cpu().numpy())
+    finally:
+        for handle in handles:
+            handle.remove()
+        make.close()
+    if not probs:
+        return np.zeros((0, classes)), np.zeros((0, 0))
+    return (
+        np.concatenate(probs).astype(np.float64),
+        np.concatenate(embeddings).astype(np.float64),
     )

@@ -119,7 +119,8 @@ def drift_markdown(result: dict) -> str:
         f"| PSI, predicted classes | {result['psi_class']:.4f} | {result['band']} |",
         f"| PSI, top-class confidence ({result['confidence_bins']} bins) | "
         f"{result['psi_confidence']:.4f} | {result['band_confidence']} |",
-        f"| MMD² of the encoder's embeddings (RBF, width {mmd['sigma']:.3g}) | "
+        f"| MMD² of {result.get('embedding', 'the encoder embeddings')} "
+        f"(RBF, width {mmd['sigma']:.3g}) | "
         f"{mmd['mmd2']:.5f} | p = {mmd['p_value']:.3f} ({mmd['permutations']} permutations) |",
         "",
         "PSI bands: below 0.1 stable, 0.1 to 0.25 watch, 0.25 and above retrain.",

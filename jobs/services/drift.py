@@ -6,14 +6,17 @@ and the fine-tune form ask (``governance.access.can_use_version``): stewards and
 staff, the version's maker, and holders of a live approved reuse request. Only
 versions a fine-tune in the portal made: their training data is known.
 
-The file goes through the dataset reader's limits (size, encoding, rows, cell
-sizes; text only, nothing is ever unpickled) before anything is kept. A refused
-file leaves nothing behind: no row, no stored file, no job.
+A text model's batch is a CSV, TSV or JSONL file; an image model's a zip of
+images (in class folders or not). Either goes through the dataset reader's
+limits (size, encoding, rows, cell sizes; for a zip the archive safety rules and
+every image decoded in memory; nothing is ever unpickled) before anything is
+kept. A refused file leaves nothing behind: no row, no stored file, no job.
 """
 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -29,7 +32,7 @@ from jobs.models import DriftBatch, FineTuneRun
 from jobs.services import release_checks as launcher
 from portal.errors import Forbidden, NotFound, PortalError
 from zoo import datasets, storage
-from zoo.models import ModelVersion, ReleaseCheck
+from zoo.models import Dataset, DatasetVersion, ModelVersion, ReleaseCheck
 from zoo.selectors.catalogue import versions_visible_to
 from zoo.services import release_checks as checks
 from zoo.services.datasets import dataset_limits
@@ -37,6 +40,7 @@ from zoo.services.datasets import dataset_limits
 # Fewer rows than this say little about a distribution of ten confidence bins.
 MIN_ROWS = 20
 TABLE_FORMATS = ("csv", "tsv", "jsonl")
+IMAGE_FORMATS = ("zip",)
 # Column names read as "the text" when the training data's own text column is absent.
 TEXT_NAMES = ("text", "message", "sentence", "input", "content", "body")
 
@@ -56,10 +60,6 @@ def _run_of(version: ModelVersion) -> FineTuneRun:
         raise PortalError(
             f"{version.model.repo_id} {version.label} was not made by a fine-tune in the portal, "
             "so its training data is not known and production inputs cannot be compared with it."
-        )
-    if run.dataset_version.dataset.modality != "text":
-        raise PortalError(
-            "Drift monitoring compares text inputs; it is not built for image models yet."
         )
     return run
 
@@ -113,8 +113,29 @@ def read_batch_texts(path: Path, *, fmt: str, text_column: str) -> list[str]:
     return [t for t in (str(v).strip() for v in frame[text_column]) if t]
 
 
-def _checked_texts(path: Path, *, fmt: str, wanted: str, run: FineTuneRun) -> tuple[str, int]:
-    """(text column, rows) of an uploaded file that passes every limit; refuses otherwise."""
+@dataclass(frozen=True)
+class _Checked:
+    """What an accepted file holds: its text column (tables), inputs and labels if any."""
+
+    text_column: str
+    n_rows: int
+    label_column: str
+
+
+def _labels_of(frame, column: str, run: FineTuneRun) -> str:
+    """The training data's label column if every text row of the file carries a trained
+    class there (then the batch could be trained on), else empty."""
+    wanted = run.dataset_version.label_column
+    classes = {str(c) for c in run.training.get("classes") or []}
+    if not wanted or wanted not in frame.columns or not classes:
+        return ""
+    texts = [str(v).strip() for v in frame[column]]
+    labels = [str(v).strip() for v, t in zip(frame[wanted], texts, strict=True) if t]
+    return wanted if labels and all(label in classes for label in labels) else ""
+
+
+def _checked_texts(path: Path, *, fmt: str, wanted: str, run: FineTuneRun) -> _Checked:
+    """The text column, rows and labels of an uploaded table that passes every limit."""
     limits = dataset_limits()
     try:
         frame, _, _ = datasets.read_table(path, fmt=fmt, limits=limits)
@@ -138,7 +159,47 @@ def _checked_texts(path: Path, *, fmt: str, wanted: str, run: FineTuneRun) -> tu
             f"needs at least {MIN_ROWS} to compare distributions.",
             field="file",
         )
-    return column, n
+    return _Checked(column, n, _labels_of(frame, column, run))
+
+
+def _checked_images(path: Path, *, run: FineTuneRun) -> _Checked:
+    """The images of an uploaded zip that passes the archive and image limits."""
+    try:
+        batch = datasets.load_image_batch(
+            path, limits=dataset_limits(), classes=run.training.get("classes") or ()
+        )
+    except datasets.DatasetError as exc:
+        raise PortalError(" ".join(exc.messages), field="file") from exc
+    if batch.n_rows < MIN_ROWS:
+        raise PortalError(
+            f"The archive holds {batch.n_rows} image{'s' if batch.n_rows != 1 else ''}; a batch "
+            f"needs at least {MIN_ROWS} to compare distributions.",
+            field="file",
+        )
+    labels = DriftBatch.LABEL_FOLDERS if batch.labels is not None else ""
+    return _Checked("", batch.n_rows, labels)
+
+
+def _check_format(fmt: str, modality: str, text_column: str) -> None:
+    """Refuse a file of the other modality's kind, saying what this model reads."""
+    if modality == Dataset.Modality.VISION:
+        if fmt not in IMAGE_FORMATS:
+            raise PortalError(
+                "This is an image model: upload its production inputs as a zip of images "
+                "(loose or in folders; folders named after its classes count as labels).",
+                field="file",
+            )
+        if text_column:
+            raise PortalError(
+                "A text column names the texts of a table; an image batch has none.",
+                field="text_column",
+            )
+    elif fmt not in TABLE_FORMATS:
+        raise PortalError(
+            "This is a text model: upload its production inputs as a CSV, TSV or JSONL file "
+            "with a text column.",
+            field="file",
+        )
 
 
 def drift_batch_upload(
@@ -146,6 +207,7 @@ def drift_batch_upload(
 ) -> DriftBatch:
     """Keep one batch of production inputs and queue its drift check; nothing kept when refused."""
     run = _refuse_early(actor, version)
+    modality = run.dataset_version.dataset.modality
     original = (getattr(upload, "name", "") or "")[:255]
     head = upload.read(4096)
     upload.seek(0)
@@ -153,38 +215,54 @@ def drift_batch_upload(
         fmt = datasets.detect_format(original, head)
     except datasets.DatasetError as exc:
         raise PortalError(" ".join(exc.messages), field="file") from exc
-    if fmt not in TABLE_FORMATS:
-        raise PortalError(
-            "Upload production inputs as a CSV, TSV or JSONL file with a text column; "
-            "image batches are not supported yet.",
-            field="file",
-        )
+    _check_format(fmt, modality, text_column.strip())
     staged, sha256, size = storage.stage_upload(upload, max_bytes=settings.DATASET_MAX_BYTES)
     try:
         with tempfile.TemporaryDirectory(prefix="drift-") as tmp:
             path = storage.copy_blob_to(staged, Path(tmp) / f"batch.{fmt}")
-            column, n_rows = _checked_texts(path, fmt=fmt, wanted=text_column.strip(), run=run)
+            if modality == Dataset.Modality.VISION:
+                found = _checked_images(path, run=run)
+            else:
+                found = _checked_texts(path, fmt=fmt, wanted=text_column.strip(), run=run)
             # Kept under its hash before the row that names it commits (the sweep allows for it).
             blob = storage.store_blob(path, sha256)
     finally:
         storage.discard(staged)
+    return _record_batch(
+        actor=actor,
+        version=version,
+        found=found,
+        fields={
+            "original_name": original,
+            "format": fmt,
+            "sha256": sha256,
+            "size": size,
+            "blob_name": blob,
+        },
+    )
+
+
+def _record_batch(*, actor, version: ModelVersion, found: _Checked, fields: dict) -> DriftBatch:
     with transaction.atomic():
         batch = DriftBatch.objects.create(
             version=version,
             uploaded_by=actor,
-            n_rows=n_rows,
-            text_column=column,
-            original_name=original,
-            format=fmt,
-            sha256=sha256,
-            size=size,
-            blob_name=blob,
+            n_rows=found.n_rows,
+            text_column=found.text_column,
+            label_column=found.label_column,
+            **fields,
         )
         audit_record(
             actor=actor,
             verb="drift_batch.upload",
             target=version,
-            payload={"batch": batch.pk, "rows": n_rows, "sha256": sha256, "column": column},
+            payload={
+                "batch": batch.pk,
+                "rows": found.n_rows,
+                "sha256": fields["sha256"],
+                "column": found.text_column,
+                "labels": found.label_column,
+            },
         )
         check = launcher.release_check_launch(
             actor=actor, version=version, kind=ReleaseCheck.Kind.DRIFT, params={"batch": batch.pk}
@@ -230,36 +308,127 @@ def _previous_was_retrain(check: ReleaseCheck) -> bool:
     return bool(earlier and (earlier.release_check.result or {}).get("band") == "retrain")
 
 
-def finetune_form_link(run: FineTuneRun) -> str:
-    """The fine-tune form with this version's base and strategy chosen (the data is left open)."""
-    return f"{reverse('finetunes:new')}?version={run.base_version_id}&strategy={run.strategy}"
+@dataclass(frozen=True)
+class RetrainSuggestion:
+    """What a retrain after drift would start from: the fine-tune form filled in (``link``),
+    where newer data is added (``upload_link``), and what is still needed, in words."""
+
+    link: str
+    upload_link: str
+    newer: DatasetVersion | None
+    words: str
+
+
+def newer_dataset_version(run: FineTuneRun) -> DatasetVersion | None:
+    """The newest version of the fine-tune's dataset uploaded after the one it trained on."""
+    trained = run.dataset_version
+    return (
+        DatasetVersion.objects.filter(dataset_id=trained.dataset_id)
+        .filter(created_at__gt=trained.created_at)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def finetune_form_link(run: FineTuneRun, newer: DatasetVersion | None = None) -> str:
+    """The fine-tune form with this version's base and strategy chosen, and the newer version
+    of its dataset when there is one (the form shows it only to those who may use it)."""
+    link = f"{reverse('finetunes:new')}?version={run.base_version_id}&strategy={run.strategy}"
+    return f"{link}&dataset_version={newer.pk}" if newer is not None else link
+
+
+def _batch_words(batch: DriftBatch | None, dataset: Dataset) -> str:
+    if batch is None:
+        return ""
+    if not batch.label_column:
+        return (
+            f"Batch #{batch.pk} has no labels, so it cannot be trained on as it is: a retrain "
+            "needs labelled data, such as a labelled sample of these production inputs."
+        )
+    where = (
+        "its images sit in folders named after the classes"
+        if batch.label_column == DriftBatch.LABEL_FOLDERS
+        else f"its column {batch.label_column!r} holds the trained classes"
+    )
+    return (
+        f"Batch #{batch.pk} carries labels ({where}): uploaded as a new version of "
+        f"{dataset.name!r}, it can be trained on."
+    )
+
+
+def retrain_suggestion(run: FineTuneRun, batch: DriftBatch | None) -> RetrainSuggestion:
+    """A new fine-tune of the same base with newer labelled data: the form's link, and
+    what is still needed for it (the batch itself is data only when it carries labels)."""
+    newer = newer_dataset_version(run)
+    dataset = run.dataset_version.dataset
+    base = f"{run.base_version.model.repo_id} {run.base_version.label}"
+    if newer is not None:
+        data = (
+            f"The dataset {dataset.name!r} has a newer version than the "
+            f"{run.dataset_version.label} this model was trained on: {newer.label} "
+            f"({newer.n_rows:,} rows, uploaded {newer.created_at:%Y-%m-%d}); the fine-tune form "
+            f"has the base, the {run.strategy} strategy and {newer.label} chosen."
+        )
+    else:
+        data = (
+            f"Upload the newer data as a new version of the dataset {dataset.name!r}, then "
+            f"launch from the fine-tune form (it has the base and the {run.strategy} strategy "
+            "chosen; pick the new version there)."
+        )
+    words = " ".join(
+        w
+        for w in (
+            f"Consider a new fine-tune of {base} with newer, labelled data.",
+            data,
+            _batch_words(batch, dataset),
+        )
+        if w
+    )
+    return RetrainSuggestion(
+        link=finetune_form_link(run, newer),
+        upload_link=f"{reverse('datasets:upload')}?dataset={dataset.pk}",
+        newer=newer,
+        words=words,
+    )
 
 
 def _tell_owners(check: ReleaseCheck) -> None:
     version = check.version
-    run = FineTuneRun.objects.select_related("base_version__model").get(output_version=version)
+    run = FineTuneRun.objects.select_related("base_version__model", "dataset_version__dataset").get(
+        output_version=version
+    )
     people = {p for p in (run.requested_by_id, version.model.owner_id) if p}
     users = list(people) or list(stewards())
     r = check.result
     batch = r.get("batch")
-    link = finetune_form_link(run)
+    suggestion = retrain_suggestion(run, DriftBatch.objects.filter(pk=batch).first())
+    drift_page = version.get_absolute_url() + "#drift"
     notify(
-        kind=NotificationKind.INCIDENT,
+        kind=NotificationKind.DRIFT,
         users=users,
         title=f"Production inputs of {version.model.repo_id} {version.label} drifted into the "
         "retrain band",
         body=(
-            f"Batch #{batch} ({r.get('n_batch')} inputs) against {r.get('n_reference')} training "
-            f"rows: PSI of the predicted classes {r['psi_class']:.3f} and of the confidence "
-            f"{r['psi_confidence']:.3f} (retrain band from 0.25); MMD permutation p-value "
-            f"{r['mmd']['p_value']:.3f}. The model may no longer fit what it is used on. "
-            f"Consider a new fine-tune of {run.base_version.model.repo_id} "
-            f"{run.base_version.label} with newer, labelled data: upload it as a dataset, then "
-            f"launch from {absolute(link)} (the form has the base and the {run.strategy} strategy "
-            f"chosen; pick the new dataset there). The batches and their chart are on "
-            f"{absolute(version.get_absolute_url() + '#drift')}."
+            f"Batch #{batch} ({r.get('n_batch')} inputs) against {r.get('n_reference')} "
+            f"{r.get('reference_rows', 'reference rows')}: PSI of the predicted classes "
+            f"{r['psi_class']:.3f} and of the confidence {r['psi_confidence']:.3f} (retrain band "
+            f"from 0.25); MMD permutation p-value {r['mmd']['p_value']:.3f}. The model may no "
+            f"longer fit what it is used on. The batches and their chart: "
+            f"{absolute(drift_page)}\n\n{suggestion.words}\n\nThe fine-tune form: "
+            f"{absolute(suggestion.link)}"
+            + (
+                ""
+                if suggestion.newer is not None
+                else f"\nA new version of the dataset: {absolute(suggestion.upload_link)}"
+            )
         ),
-        url=link,
+        url=drift_page,
         event_key=f"drift:{version.pk}:{batch}",
-        data={"version": version.pk, "batch": batch, "psi_class": r["psi_class"]},
+        data={
+            "version": version.pk,
+            "batch": batch,
+            "psi_class": r["psi_class"],
+            "band": r.get("band"),
+            "finetune_form": absolute(suggestion.link),
+        },
     )

@@ -12,8 +12,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from governance.access import may_launch_finetunes
+from jobs.models import FineTuneRun
 from jobs.selectors import drift_batches_of
-from jobs.services.drift import MIN_ROWS, drift_batch_upload, may_upload_drift
+from jobs.services.drift import MIN_ROWS, drift_batch_upload, may_upload_drift, retrain_suggestion
 from jobs.views.drift_chart import drift_chart
 from portal.errors import NotFound
 from portal.http import shown_to
@@ -32,6 +34,11 @@ def _version(request: HttpRequest, pk: int):
 def drift_section(request: HttpRequest, pk: int) -> HttpResponse:
     version = _version(request, pk)
     batches = drift_batches_of(request.user, version.pk)
+    run = (
+        FineTuneRun.objects.select_related("base_version__model", "dataset_version__dataset")
+        .filter(output_version=version)
+        .first()
+    )
     return render(
         request,
         "jobs/_drift.html",
@@ -41,8 +48,21 @@ def drift_section(request: HttpRequest, pk: int) -> HttpResponse:
             "chart": drift_chart(batches),
             "may_upload": may_upload_drift(request.user, version),
             "min_rows": MIN_ROWS,
+            "images": run is not None and run.dataset_version.dataset.modality == "vision",
+            "retrain": _retrain(request, run, batches),
         },
     )
+
+
+def _retrain(request: HttpRequest, run: FineTuneRun | None, batches: list):
+    """The retrain suggestion, for those who may launch fine-tunes, once the newest judged
+    batch is in the retrain band."""
+    judged = [b for b in batches if b.release_check and (b.release_check.result or {}).get("band")]
+    if run is None or not judged or judged[-1].release_check.result["band"] != "retrain":
+        return None
+    if not may_launch_finetunes(request.user):
+        return None
+    return retrain_suggestion(run, judged[-1])
 
 
 @login_required
@@ -52,7 +72,11 @@ def drift_upload(request: HttpRequest, pk: int) -> HttpResponse:
     back = f"{version.get_absolute_url()}#drift"
     upload = request.FILES.get("file")
     if upload is None:
-        messages.error(request, "Choose a CSV, TSV or JSONL file of production inputs.")
+        messages.error(
+            request,
+            "Choose a file of production inputs: a CSV, TSV or JSONL table for a text model, "
+            "a zip of images for an image model.",
+        )
         return redirect(back)
     with shown_to(request) as attempt:
         batch = drift_batch_upload(

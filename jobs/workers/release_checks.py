@@ -358,41 +358,70 @@ def _sample(items: list, cap: int, seed: int) -> list:
     return [items[i] for i in keep]
 
 
-def _drift(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
-    from jobs.ml import drift
+def _batch_inputs(batch: DriftBatch, tmp: Path, *, images: bool) -> list:
+    """The batch's texts (non-blank, in file order) or image paths (by archive name)."""
+    from zoo import datasets
+    from zoo.services.datasets import dataset_limits
     from zoo.storage import copy_blob_to
 
-    batch = DriftBatch.objects.filter(pk=int(check.params["batch"])).first()
-    if batch is None:
-        raise PortalError(f"Drift batch #{check.params['batch']} no longer exists.")
-    path = copy_blob_to(batch.blob_name, tmp / f"batch.{batch.format}")
-    texts = drift_services.read_batch_texts(path, fmt=batch.format, text_column=batch.text_column)
-    data = _split(ctx, run, tmp)
-    # The reference is the fine-tune's held-out rows (validation and test): the model is
-    # over-confident on the rows it was fitted to, so against those even inputs of the
-    # same kind read as drifted confidences. Too few held-out rows: the training rows.
-    held_out = [str(t) for t in data.val[0]] + [str(t) for t in data.test[0]]
-    if len(held_out) >= MIN_HELD_OUT:
-        pool, pool_words = held_out, "held-out (validation and test) rows"
-    else:
-        pool, pool_words = [str(t) for t in data.train[0]], "training rows"
-    reference = _sample(pool, DRIFT_ROWS, DRIFT_SEED)
-    current = _sample(texts, DRIFT_ROWS, DRIFT_SEED)
-    if len(reference) < 2 or len(current) < 2:
-        raise PortalError("A drift check needs two or more reference rows and batch rows.")
+    path = copy_blob_to(batch.blob_name, tmp / f"drift-batch.{batch.format}")
+    if not images:
+        return drift_services.read_batch_texts(
+            path, fmt=batch.format, text_column=batch.text_column
+        )
+    dest = tmp / "drift-batch"
+    dest.mkdir()
+    try:
+        return datasets.extract_image_batch(path, dest, limits=dataset_limits())
+    except datasets.DatasetError as exc:
+        raise PortalError(" ".join(exc.messages)) from exc
+
+
+def _embedder(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, *, images: bool):
+    """inputs -> (probabilities, embeddings) of the checked version, as it was trained."""
+    from jobs.ml import drift
+
     output_dir = materialize_version(check.version, settings.MODEL_CACHE_DIR)
     base_dir = (
         materialize_version(run.base_version, settings.MODEL_CACHE_DIR) if run.is_adapter else None
     )
-    options = {
-        "device": _device(ctx),
-        "max_length": int((run.config or {}).get("max_length", 128)),
-        "base_model_dir": base_dir,
-    }
+    if images:
+        return lambda inputs: drift.predict_and_embed_images(
+            output_dir, inputs, device=_device(ctx), base_model_dir=base_dir
+        )
+    max_length = int((run.config or {}).get("max_length", 128))
+    return lambda inputs: drift.predict_and_embed(
+        output_dir, inputs, device=_device(ctx), max_length=max_length, base_model_dir=base_dir
+    )
+
+
+def _drift(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
+    from jobs.ml import drift
+
+    batch = DriftBatch.objects.filter(pk=int(check.params["batch"])).first()
+    if batch is None:
+        raise PortalError(f"Drift batch #{check.params['batch']} no longer exists.")
+    images = run.dataset_version.dataset.modality == "vision"
+    inputs = _batch_inputs(batch, tmp, images=images)
+    data = _split(ctx, run, tmp)
+    # The reference is the fine-tune's held-out rows (validation and test): the model is
+    # over-confident on the rows it was fitted to, so against those even inputs of the
+    # same kind read as drifted confidences. Too few held-out rows: the training rows.
+    kind = "images" if images else "rows"
+    held_out = [_drift_input(t, images) for t in [*data.val[0], *data.test[0]]]
+    if len(held_out) >= MIN_HELD_OUT:
+        pool, pool_words = held_out, f"held-out (validation and test) {kind}"
+    else:
+        pool, pool_words = [_drift_input(t, images) for t in data.train[0]], f"training {kind}"
+    reference = _sample(pool, DRIFT_ROWS, DRIFT_SEED)
+    current = _sample(inputs, DRIFT_ROWS, DRIFT_SEED)
+    if len(reference) < 2 or len(current) < 2:
+        raise PortalError("A drift check needs two or more reference rows and batch rows.")
+    embed = _embedder(ctx, check, run, images=images)
     ctx.progress(0.3, stage=f"Predicting {len(reference)} {pool_words}")
-    ref_p, ref_e = drift.predict_and_embed(output_dir, reference, **options)
+    ref_p, ref_e = embed(reference)
     ctx.progress(0.55, stage=f"Predicting {len(current)} production inputs")
-    cur_p, cur_e = drift.predict_and_embed(output_dir, current, **options)
+    cur_p, cur_e = embed(current)
     ctx.progress(0.8, stage="Comparing the distributions")
     n_classes = ref_p.shape[1]
     psi_class, ref_share, cur_share = drift.class_psi(
@@ -405,19 +434,19 @@ def _drift(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
     mmd = drift.mmd_permutation_test(
         ref_e[pick_ref], cur_e[pick_cur], permutations=PERMUTATIONS, seed=DRIFT_SEED
     )
-    classes = list(run.training.get("classes") or data.class_names)
     # PSI's chance level for two samples of one distribution: about (bins - 1)(1/n + 1/m).
     sizes = 1 / len(reference) + 1 / len(current)
-    noise_class, noise_conf = (n_classes - 1) * sizes, len(edges) * sizes
     result = {
         "batch": batch.pk,
-        "psi_chance": {"class": noise_class, "confidence": noise_conf},
-        "n_batch_rows": len(texts),
+        "modality": "vision" if images else "text",
+        "embedding": IMAGE_EMBEDDING if images else TEXT_EMBEDDING,
+        "psi_chance": {"class": (n_classes - 1) * sizes, "confidence": len(edges) * sizes},
+        "n_batch_rows": len(inputs),
         "n_batch": len(current),
         "n_pool": len(pool),
         "reference_rows": pool_words,
         "n_reference": len(reference),
-        "classes": classes,
+        "classes": list(run.training.get("classes") or data.class_names),
         "class_shares": {"reference": ref_share, "batch": cur_share},
         "psi_class": psi_class,
         "band": drift.band(psi_class),
@@ -432,6 +461,14 @@ def _drift(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
     result["card_markdown"] = drift_markdown(result)
     summary = _drift_summary(check, result, held_out_used=pool is held_out)
     return psi_class, summary, result
+
+
+TEXT_EMBEDDING = "the encoder's mean-pooled last-layer embeddings"
+IMAGE_EMBEDDING = "the embeddings the classification head reads"
+
+
+def _drift_input(item, images: bool):
+    return Path(item) if images else str(item)
 
 
 def _drift_summary(check: ReleaseCheck, result: dict, *, held_out_used: bool) -> str:
@@ -451,16 +488,16 @@ def _drift_summary(check: ReleaseCheck, result: dict, *, held_out_used: bool) ->
         f"seed {DRIFT_SEED}). PSI of the predicted classes {result['psi_class']:.3f} "
         f"({result['band']}; threshold {check.threshold:g}), of the top-class confidence "
         f"{result['psi_confidence']:.3f} ({result['band_confidence']}; "
-        f"{result['confidence_bins']} quantile bins of the reference rows). MMD² between the "
-        f"encoder's mean-pooled embeddings {mmd['mmd2']:.5f}, permutation p-value "
+        f"{result['confidence_bins']} quantile bins of the reference rows). MMD² between "
+        f"{result.get('embedding', TEXT_EMBEDDING)} {mmd['mmd2']:.5f}, permutation p-value "
         f"{mmd['p_value']:.3f} ({mmd['permutations']} permutations, {mmd['m']} and {mmd['n']} "
         "rows). Two samples of one distribution this size give a PSI of about "
         f"{chance['class']:.2f} (classes) and {chance['confidence']:.2f} (confidence) by chance "
         "alone. Bands: below 0.1 stable, 0.1 to 0.25 watch, 0.25 and above retrain. "
         + reference
-        + "Not measured: whether the predictions on these inputs are right (they have no "
-        "labels), shifts that neither the answers nor the last layer's mean embedding show, "
-        "and drift within a batch over time."
+        + "Not measured: whether the predictions on these inputs are right (the check uses "
+        "no labels), shifts that neither the answers nor those embeddings show, and drift "
+        "within a batch over time."
     )
 
 

@@ -19,6 +19,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from governance.models import AuditEvent, Notification
+from governance.services.notify import email_text, notification_preferences_save
 from jobs.engine import job_execute
 from jobs.models import DriftBatch, FineTuneRun, Job
 from jobs.services.drift import drift_batch_upload
@@ -33,6 +34,7 @@ from tests.builders.weights import HAM, SPAM
 from tests.factories import UserFactory
 from zoo.models import ReleaseCheck, ReleaseCheckRule
 from zoo.services import catalogue as catalogue_services
+from zoo.services import datasets as dataset_services
 from zoo.services.release_checks import release_check_rule_save
 
 # Enough epochs at a brisk rate that the tiny BERT tells spam from ham (mixed predictions on
@@ -60,6 +62,12 @@ def _unlike_training(n: int = 40) -> list[dict[str, str]]:
         {"message": " ".join(f"{(i * 7919 + j * 104729) % 99991:05d}" for j in range(12))}
         for i in range(n)
     ]
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 def _finetune(alice, base, data) -> FineTuneRun:
@@ -125,6 +133,23 @@ def test_batches_through_the_page_and_the_api_are_judged_charted_and_notify_once
     assert "Not measured" in check.summary
     assert Notification.objects.filter(event_key__startswith="drift:").count() == 0
 
+    # alice hears nothing of incidents, and wants drift in her inbox but not by e-mail; a
+    # newer version of her dataset has come in since the fine-tune.
+    notification_preferences_save(
+        user=alice, actor=alice, choices={"incident": (False, False), "drift": (True, False)}
+    )
+    staged = dataset_services.dataset_stage_upload(
+        actor=alice, upload=upload("sms2.csv", csv_bytes(spam_rows(9)))
+    )
+    newer, _ = dataset_services.dataset_create(
+        actor=alice,
+        staged=staged,
+        dataset=tuned.dataset_version.dataset,
+        sensitivity="internal",
+        text_column="message",
+        label_column="label",
+    )
+
     # When bob, who holds an approved reuse request, posts very different texts to the API...
     approve_reuse(bob, version)
     api = APIClient()
@@ -148,16 +173,34 @@ def test_batches_through_the_page_and_the_api_are_judged_charted_and_notify_once
     assert check.result["band"] == "retrain"
     assert check.measure >= 0.25
     assert check.result["mmd"]["p_value"] < 0.01
-    # The owners are told once, with the fine-tune form for this base one click away.
+    # The owners are told once, as a drift (not an incident) and as each chose: the link is the
+    # drift page, and the text suggests a fine-tune of the same base on the newer data.
     told = Notification.objects.filter(event_key=f"drift:{version.pk}:{shifted.pk}")
     assert set(told.values_list("user__username", flat=True)) >= {"alice"}
     note = told.get(user=alice)
-    assert note.url == f"/finetunes/new/?version={tuned.base_version_id}&strategy=full"
-    assert "new fine-tune" in note.body
+    assert note.kind == "drift"
+    assert (note.in_inbox, note.email_wanted) == (True, False)
+    assert note.url == f"{version.get_absolute_url()}#drift"
     assert "retrain band" in note.title
-    form = page.get(note.url)
-    assert form.status_code == 200
-    assert f'<option value="{tuned.base_version_id}" selected' in form.content.decode()
+    assert "new fine-tune of acme/tiny-bert" in note.body
+    assert f"has a newer version than the {tuned.dataset_version.label}" in note.body
+    assert f"Batch #{shifted.pk} has no labels" in note.body
+    assert "a retrain needs labelled data" in note.body
+    link = (
+        f"/finetunes/new/?version={tuned.base_version_id}&strategy=full"
+        f"&dataset_version={newer.pk}"
+    )
+    mail = email_text(note)
+    assert f"{settings.PORTAL_URL}{note.url}" in mail
+    assert f"{settings.PORTAL_URL}{link}" in mail
+    inbox = page.get("/notifications/").content.decode()
+    assert "Production inputs of a model you made or own drifted" in inbox
+    assert "Production inputs of a model you made or own drifted" in (
+        page.get("/notifications/settings/").content.decode()
+    )
+    form = page.get(link).content.decode()
+    assert f'<option value="{tuned.base_version_id}" selected' in form
+    assert f'<option value="{newer.pk}" selected' in form
 
     # A second batch while it stays above the band tells nobody again.
     again = api.post(
@@ -181,6 +224,11 @@ def test_batches_through_the_page_and_the_api_are_judged_charted_and_notify_once
     assert section.count("<circle") == 9
     assert 'data-testid="drift-upload"' in section
     assert "00011" not in section  # the uploaded texts are never shown
+    # The newest batch is in the retrain band: the section offers the same filled-in form.
+    assert 'data-testid="drift-retrain"' in section
+    assert link.replace("&", "&amp;") in section
+    bob_section = signed_in(bob).get(f"/jobs/drift/version/{version.pk}/").content.decode()
+    assert 'data-testid="drift-retrain"' not in bob_section  # bob may not launch fine-tunes
     detail = page.get(version.get_absolute_url()).content.decode()
     assert f'hx-get="/jobs/drift/version/{version.pk}/"' in detail
     assert 'data-testid="release-check-drift"' in detail
@@ -259,7 +307,7 @@ def test_refusals_write_nothing_and_leave_no_file(
 
     # Bad files, from the maker herself: a clear message each, nothing kept.
     cases = [
-        (upload("a.zip", b"PK\x03\x04rest"), "not supported yet"),
+        (upload("a.zip", b"PK\x03\x04rest"), "This is a text model"),
         (upload("a.csv", b""), "empty"),
         (upload("a.csv", b"message\n" + "caf\xe9\n".encode("latin-1")), "UTF-8"),
         (upload("a.csv", csv_bytes(_like_training(1))), "at least 20"),
