@@ -119,7 +119,10 @@ def test_batches_through_the_page_and_the_api_are_judged_charted_and_notify_once
     assert check.status == ReleaseCheck.Status.PASSED, check.error
     assert check.params == {"batch": stable.pk}
     r = check.result
-    print(f"\nlike training: {check.summary}\n({stable_seconds:.1f} s end to end)")
+    print(
+        f"\nlike training: {check.summary}\n({stable_seconds:.1f} s end to end, "
+        f"{check.seconds:.2f} s in the job)"
+    )
     held_out = tuned.training["n_val"] + tuned.training["n_test"]
     assert r["n_reference"] == min(held_out, 2000)
     assert r["reference_rows"].startswith("held-out")
@@ -167,7 +170,10 @@ def test_batches_through_the_page_and_the_api_are_judged_charted_and_notify_once
     shifted = DriftBatch.objects.get(pk=body["id"])
     check = _wait(shifted.release_check)
     shifted_seconds = time.perf_counter() - began
-    print(f"unlike training: {check.summary}\n({shifted_seconds:.1f} s end to end)")
+    print(
+        f"unlike training: {check.summary}\n({shifted_seconds:.1f} s end to end, "
+        f"{check.seconds:.2f} s in the job)"
+    )
     # ...the predicted classes move into the retrain band, and the check fails.
     assert check.status == ReleaseCheck.Status.FAILED, check.error
     assert check.result["band"] == "retrain"
@@ -187,8 +193,7 @@ def test_batches_through_the_page_and_the_api_are_judged_charted_and_notify_once
     assert f"Batch #{shifted.pk} has no labels" in note.body
     assert "a retrain needs labelled data" in note.body
     link = (
-        f"/finetunes/new/?version={tuned.base_version_id}&strategy=full"
-        f"&dataset_version={newer.pk}"
+        f"/finetunes/new/?version={tuned.base_version_id}&strategy=full&dataset_version={newer.pk}"
     )
     mail = email_text(note)
     assert f"{settings.PORTAL_URL}{note.url}" in mail
@@ -366,6 +371,20 @@ def test_refusals_write_nothing_and_leave_no_file(
     assert Job.objects.get(pk=batch.release_check.job_id).params["check_id"] == (
         batch.release_check.pk
     )
+    assert batch.label_column == ""  # production texts without labels
+    # A batch with the training data's label column, holding the trained classes, carries
+    # labels; one whose column holds other values does not.
+    labelled = drift_batch_upload(
+        actor=alice, version=version, upload=upload("l.csv", csv_bytes(spam_rows(4)))
+    )
+    assert labelled.label_column == "label"
+    odd = [{**row, "label": "maybe"} for row in spam_rows(4)]
+    assert (
+        drift_batch_upload(
+            actor=alice, version=version, upload=upload("o.csv", csv_bytes(odd))
+        ).label_column
+        == ""
+    )
     # Two batches in a row each get their own check (the first need not finish first).
     second = drift_batch_upload(
         actor=alice, version=version, upload=upload("c.csv", csv_bytes(_like_training(3)))
@@ -374,5 +393,7 @@ def test_refusals_write_nothing_and_leave_no_file(
     # The list and the page section cost the same few queries however many batches there are.
     with django_assert_max_num_queries(6):
         listed = bad_api.get(f"/api/versions/{version.pk}/drift/").json()
-    assert [row["id"] for row in listed] == [batch.pk, second.pk]
+    ids = [row["id"] for row in listed]
+    assert (ids[0], ids[-1]) == (batch.pk, second.pk)
+    assert [row["label_column"] for row in listed] == ["", "label", "", ""]
     assert all(row["status"] == "queued" for row in listed)
