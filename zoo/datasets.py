@@ -1303,26 +1303,29 @@ def load_image_batch(
     if errors:
         raise DatasetError(errors)
     loose: list[str] = []
-    members, labels = _class_folders(images, loose)
+    _, labels = _class_folders(images, loose)
     known = set(classes)
     labelled = bool(known) and not loose and bool(labels) and set(labels) <= known
     return ImageBatch(
-        members=members if labelled else images,
+        members=images,
         labels=labels if labelled else None,
         n_rows=len(images),
         warnings=notes,
     )
 
 
-def extract_image_batch(path: Path, dest: Path, *, limits: DatasetLimits) -> list[Path]:
+def extract_image_batch(
+    path: Path, dest: Path, *, limits: DatasetLimits, classes: Sequence[str] = ()
+) -> tuple[list[Path], list[str] | None]:
     """Validate as load_image_batch does, then unpack through zoo.safety into ``dest``
-    (an existing empty folder). The image paths, sorted by their archive names."""
-    batch = load_image_batch(path, limits=limits)
+    (an existing empty folder). The image paths, sorted by their archive names, and their
+    classes where the batch has them."""
+    batch = load_image_batch(path, limits=limits, classes=classes)
     try:
         safety.extract_archive(Path(path), Path(dest), limits=limits.archive_limits())
     except safety.UnsafeContent as exc:
         raise DatasetError(f"The archive was refused: {exc.message}.") from None
-    return [Path(dest) / member for member in batch.members]
+    return [Path(dest) / member for member in batch.members], batch.labels
 
 
 THUMBNAIL_PX = 96

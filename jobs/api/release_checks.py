@@ -71,7 +71,9 @@ class ReleaseCheckInput(serializers.Serializer):
         required=False,
         default=dict,
         help_text="The kind's settings, as the version page's form names them "
-        "(e.g. target, target_value for calibration; other_version for inconsistency).",
+        "(e.g. target, target_value for calibration; other_version, and batch to run both "
+        "versions on a drift batch's production inputs instead of the test split, for "
+        "inconsistency).",
     )
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 
 def label_changes(
-    labels: np.ndarray,
+    labels: np.ndarray | None,
     old: np.ndarray,
     new: np.ndarray,
     class_names: Sequence[str],
@@ -27,19 +27,22 @@ def label_changes(
     (rows: old label, columns: new label), how many changes fixed or broke a
     row against ``labels``, each model's accuracy, and up to ``limit`` changed
     rows, the most confident new prediction first: those are the flips a user
-    trusts and acts on.
+    trusts and acts on. Without ``labels`` (production inputs nobody labelled)
+    the fixed, broken and accuracy figures are None: only the churn is known.
     """
-    y = np.asarray(labels, dtype=np.int64)
     old, new = np.asarray(old, dtype=np.float64), np.asarray(new, dtype=np.float64)
+    y = None if labels is None else np.asarray(labels, dtype=np.int64)
+    n = old.shape[0] if old.ndim == 2 else -1
     classes = len(class_names)
-    if old.shape != new.shape or old.ndim != 2 or old.shape[0] != y.size:
+    if old.shape != new.shape or old.ndim != 2 or (y is not None and n != y.size):
+        rows = y.size if y is not None else n
         raise ValueError(
-            f"both models need (rows, classes) scores for the {y.size} rows; got "
+            f"both models need (rows, classes) scores for the {rows} rows; got "
             f"{old.shape} and {new.shape}"
         )
     if old.shape[1] != classes:
         raise ValueError(f"{old.shape[1]} scores per row for {classes} classes")
-    if y.size == 0:
+    if n == 0:
         raise ValueError("there are no rows to compare on")
     a, b = old.argmax(axis=1), new.argmax(axis=1)
     changed = np.flatnonzero(a != b)
@@ -50,7 +53,7 @@ def label_changes(
         {
             "index": int(i),
             "text": str(texts[i]) if texts is not None else "",
-            "label": str(class_names[y[i]]),
+            "label": str(class_names[y[i]]) if y is not None else None,
             "old": str(class_names[a[i]]),
             "new": str(class_names[b[i]]),
             "old_confidence": float(old[i, a[i]]),
@@ -59,14 +62,23 @@ def label_changes(
         for i in order[:limit]
     ]
     return {
-        "n": int(y.size),
+        "n": int(n),
         "n_changed": int(changed.size),
-        "share": float(changed.size / y.size),
+        "share": float(changed.size / n),
+        "labelled": y is not None,
+        **_against_labels(y, a, b),
+        "classes": [str(c) for c in class_names],
+        "confusion": confusion.tolist(),
+        "examples": examples,
+    }
+
+
+def _against_labels(y: np.ndarray | None, a: np.ndarray, b: np.ndarray) -> dict:
+    if y is None:
+        return {"fixed": None, "broken": None, "accuracy_old": None, "accuracy_new": None}
+    return {
         "fixed": int(np.sum((a != y) & (b == y))),
         "broken": int(np.sum((a == y) & (b != y))),
         "accuracy_old": float(np.mean(a == y)),
         "accuracy_new": float(np.mean(b == y)),
-        "classes": [str(c) for c in class_names],
-        "confusion": confusion.tolist(),
-        "examples": examples,
     }

@@ -268,14 +268,25 @@ def serving_markdown(result: dict) -> str:
 
 
 def inconsistency_markdown(result: dict) -> str:
-    """How many test rows change label against the other version, and between which labels."""
+    """How many rows change label against the other version, on which inputs, and between
+    which labels."""
     other = f"{result['other']['repo_id']} {result['other']['label']}"
     classes = result["classes"]
+    inputs = result.get("inputs") or {"source": "test"}
+    on = (
+        f"{result['n']} test rows"
+        if inputs["source"] == "test"
+        else f"{result['n']} production inputs of drift batch #{inputs['batch']}"
+    )
+    labelled = (
+        f"; {result['fixed']} now right, {result['broken']} now wrong. Accuracy "
+        f"{result['accuracy_new']:.3f} (this version) and {result['accuracy_old']:.3f} ({other})."
+        if result.get("labelled", True)
+        else "; the inputs have no labels, so right and wrong are not known."
+    )
     lines = [
-        f"Compared with {other} on {result['n']} test rows: {result['n_changed']} change "
-        f"label ({result['share']:.1%}); {result['fixed']} now right, {result['broken']} now "
-        f"wrong. Test accuracy {result['accuracy_new']:.3f} (this version) and "
-        f"{result['accuracy_old']:.3f} ({other}).",
+        f"Compared with {other} on {on}: {result['n_changed']} change label "
+        f"({result['share']:.1%}){labelled}",
         "",
         f"| {other} ↓ / this version → | " + " | ".join(classes) + " |",
         "|---|" + "---|" * len(classes),

@@ -104,13 +104,26 @@ def _text_column(columns: list[str], wanted: str, run: FineTuneRun) -> str:
 
 def read_batch_texts(path: Path, *, fmt: str, text_column: str) -> list[str]:
     """The non-blank texts of a stored batch, in file order (the worker reads it the same way)."""
+    return read_batch_rows(path, fmt=fmt, text_column=text_column)[0]
+
+
+def read_batch_rows(
+    path: Path, *, fmt: str, text_column: str, label_column: str = ""
+) -> tuple[list[str], list[str] | None]:
+    """(non-blank texts in file order, their labels when ``label_column`` is given)."""
     try:
         frame, _, _ = datasets.read_table(path, fmt=fmt, limits=dataset_limits())
     except datasets.DatasetError as exc:
         raise PortalError(" ".join(exc.messages), field="file") from exc
-    if text_column not in frame.columns:
-        raise PortalError(f"The file has no column {text_column!r}.", field="text_column")
-    return [t for t in (str(v).strip() for v in frame[text_column]) if t]
+    for column in (text_column, label_column):
+        if column and column not in frame.columns:
+            raise PortalError(f"The file has no column {column!r}.", field="text_column")
+    texts = [str(v).strip() for v in frame[text_column]]
+    keep = [i for i, t in enumerate(texts) if t]
+    if not label_column:
+        return [texts[i] for i in keep], None
+    labels = [str(v).strip() for v in frame[label_column]]
+    return [texts[i] for i in keep], [labels[i] for i in keep]
 
 
 @dataclass(frozen=True)

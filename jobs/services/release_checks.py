@@ -198,7 +198,42 @@ def _inconsistency_params(params: dict, run: FineTuneRun) -> dict[str, Any]:
             "Choose the other version to compare with (its id, or its label such as v2).",
             field="other_version",
         )
-    return {"other_version": str(raw).strip()}
+    out: dict[str, Any] = {"other_version": str(raw).strip()}
+    batch = params.get("batch")
+    if batch not in (None, ""):
+        if isinstance(batch, bool) or not (
+            isinstance(batch, int) or (isinstance(batch, str) and batch.strip().isdigit())
+        ):
+            raise PortalError(
+                "batch must be the number of a drift batch (as #12 in the Drift section), or "
+                "empty for the test split.",
+                field="batch",
+            )
+        out["batch"] = int(batch)
+    return out
+
+
+def inconsistency_batch(
+    *, actor, version: ModelVersion, other: ModelVersion, batch_id: int
+) -> DriftBatch:
+    """The uploaded drift batch whose production inputs both versions are run on, or a clear
+    refusal: it must be a batch of one of the two versions' models that the actor can see."""
+    found = (
+        DriftBatch.objects.select_related("version__model", "release_check")
+        .filter(pk=batch_id, version__in=versions_visible_to(actor))
+        .first()
+    )
+    if found is None:
+        raise PortalError(f"There is no drift batch #{batch_id} that you can see.", field="batch")
+    models = {version.model_id, other.model_id}
+    if found.version.model_id not in models:
+        names = " or ".join(sorted({version.model.repo_id, other.model.repo_id}))
+        raise PortalError(
+            f"Drift batch #{batch_id} holds production inputs of {found.version.model.repo_id}, "
+            f"not of {names}; choose a batch uploaded for one of the two versions' models.",
+            field="batch",
+        )
+    return found
 
 
 def inconsistency_other(*, actor, version: ModelVersion, run: FineTuneRun, raw: str):
@@ -298,7 +333,7 @@ ALLOWED = {
     "association": {"sets", "permutations", "alpha", "threshold"},
     "slices": {"min_count", "positive_class", "threshold"},
     "serving": {"register", "calls", "threshold"},
-    "inconsistency": {"other_version", "threshold"},
+    "inconsistency": {"other_version", "batch", "threshold"},
 }
 # The kinds that can be launched: every kind with its settings reader above.
 KINDS = [kind for kind in ReleaseCheck.Kind.values if kind in PARAMS]
@@ -365,7 +400,11 @@ def release_check_launch(
         other = inconsistency_other(
             actor=actor, version=version, run=run, raw=cleaned["other_version"]
         )
+        batch = cleaned.get("batch")
         cleaned = {"other_version": other.pk, "other_label": f"{other.model.repo_id} {other.label}"}
+        if batch is not None:
+            inconsistency_batch(actor=actor, version=version, other=other, batch_id=batch)
+            cleaned["batch"] = batch
     threshold = (
         _number(params, "threshold", 0.0, low=0.0, high=THRESHOLD_HIGH.get(kind, 1.0))
         if "threshold" in params

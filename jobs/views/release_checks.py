@@ -24,7 +24,7 @@ NUMBERS = (
     "min_count",
     "calls",
 )
-WORDS = ("target", "positive_class", "sets", "other_version", "register")
+WORDS = ("target", "positive_class", "sets", "other_version", "register", "batch")
 
 
 def _params(post) -> dict:

@@ -358,23 +358,31 @@ def _sample(items: list, cap: int, seed: int) -> list:
     return [items[i] for i in keep]
 
 
-def _batch_inputs(batch: DriftBatch, tmp: Path, *, images: bool) -> list:
-    """The batch's texts (non-blank, in file order) or image paths (by archive name)."""
+def _batch_inputs(batch: DriftBatch, tmp: Path, *, images: bool, classes=()):
+    """(the batch's texts (non-blank, in file order) or image paths (by archive name), their
+    labels when the batch carries them and ``classes`` are given, else None)."""
     from zoo import datasets
     from zoo.services.datasets import dataset_limits
     from zoo.storage import copy_blob_to
 
     path = copy_blob_to(batch.blob_name, tmp / f"drift-batch.{batch.format}")
+    labelled = bool(batch.label_column and classes)
     if not images:
-        return drift_services.read_batch_texts(
-            path, fmt=batch.format, text_column=batch.text_column
+        return drift_services.read_batch_rows(
+            path,
+            fmt=batch.format,
+            text_column=batch.text_column,
+            label_column=batch.label_column if labelled else "",
         )
     dest = tmp / "drift-batch"
     dest.mkdir()
     try:
-        return datasets.extract_image_batch(path, dest, limits=dataset_limits())
+        paths, labels = datasets.extract_image_batch(
+            path, dest, limits=dataset_limits(), classes=classes if labelled else ()
+        )
     except datasets.DatasetError as exc:
         raise PortalError(" ".join(exc.messages)) from exc
+    return paths, labels
 
 
 def _embedder(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, *, images: bool):
@@ -402,7 +410,7 @@ def _drift(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
     if batch is None:
         raise PortalError(f"Drift batch #{check.params['batch']} no longer exists.")
     images = run.dataset_version.dataset.modality == "vision"
-    inputs = _batch_inputs(batch, tmp, images=images)
+    inputs, _ = _batch_inputs(batch, tmp, images=images)
     data = _split(ctx, run, tmp)
     # The reference is the fine-tune's held-out rows (validation and test): the model is
     # over-confident on the rows it was fitted to, so against those even inputs of the
@@ -831,6 +839,43 @@ def _register_onnx(ctx: JobContext, check: ReleaseCheck, tmp: Path, onnx: Path, 
 # --- inconsistency between versions --------------------------------------------------------
 
 
+# Production inputs both versions are run on, at most (drawn with DRIFT_SEED).
+INCONSISTENCY_ROWS = 5000
+
+
+def _inconsistency_inputs(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
+    """(inputs, label indices or None, class names, what the inputs were, each input's position
+    in the batch or None) for the check: the fine-tune's test split, or a drift batch of
+    production inputs when one is named."""
+    batch_id = check.params.get("batch")
+    if batch_id is None:
+        data = _split(ctx, run, tmp)
+        inputs = {"source": "test", "n": len(data.test[1])}
+        return list(data.test[0]), data.test[1], data.class_names, inputs, None
+    batch = DriftBatch.objects.select_related("version__model").filter(pk=batch_id).first()
+    if batch is None:
+        raise PortalError(f"Drift batch #{batch_id} no longer exists.")
+    classes = list(run.training.get("classes") or [])
+    images = run.dataset_version.dataset.modality == "vision"
+    ctx.progress(0.05, stage=f"Reading drift batch #{batch.pk}")
+    rows, labels = _batch_inputs(batch, tmp, images=images, classes=classes)
+    keep = _sample(list(range(len(rows))), INCONSISTENCY_ROWS, DRIFT_SEED)
+    index = {name: i for i, name in enumerate(classes)}
+    known = labels is not None and all(labels[i] in index for i in keep)
+    y = np.array([index[labels[i]] for i in keep], dtype=np.int64) if known else None
+    inputs = {
+        "source": "batch",
+        "batch": batch.pk,
+        "batch_of": f"{batch.version.model.repo_id} {batch.version.label}",
+        "n_batch_rows": len(rows),
+        "n": len(keep),
+        "labelled": y is not None,
+        "cap": INCONSISTENCY_ROWS,
+        "seed": DRIFT_SEED,
+    }
+    return [rows[i] for i in keep], y, classes, inputs, keep
+
+
 def _inconsistency(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
     from jobs.ml.inconsistency import label_changes
 
@@ -844,39 +889,62 @@ def _inconsistency(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: 
     other_run = services.finetune_behind(other)
     if other_run is None:
         raise PortalError(f"{other.model.repo_id} {other.label} was not made by a fine-tune.")
-    data = _split(ctx, run, tmp)
-    texts = list(data.test[0])
-    ctx.progress(0.3, stage=f"Scoring the test split with {other.model.repo_id} {other.label}")
+    texts, y, class_names, inputs, positions = _inconsistency_inputs(ctx, check, run, tmp)
+    where = "the test split" if inputs["source"] == "test" else f"batch #{inputs['batch']}"
+    ctx.progress(0.3, stage=f"Scoring {where} with {other.model.repo_id} {other.label}")
     theirs = _predictor(ctx, other_run, other)(texts)
-    ctx.progress(0.6, stage=f"Scoring the test split with {check.version.label}")
+    ctx.progress(0.6, stage=f"Scoring {where} with {check.version.label}")
     mine = _predictor(ctx, run, check.version)(texts)
-    modality = run.dataset_version.dataset.modality
-    found = label_changes(
-        data.test[1],
-        theirs,
-        mine,
-        data.class_names,
-        texts=texts if modality == "text" else None,
-    )
+    shown = run.dataset_version.dataset.modality == "text" and inputs["source"] == "test"
+    found = label_changes(y, theirs, mine, class_names, texts=texts if shown else None)
     changes = found.pop("examples")
+    for change in changes if positions is not None else ():
+        change["position"] = positions[change["index"]] + 1  # 1-based, in the batch's order
     result = {
         **found,
+        "inputs": inputs,
         "changes": changes,
         "other": {"version_id": other.pk, "repo_id": other.model.repo_id, "label": other.label},
         "this": {"repo_id": check.version.model.repo_id, "label": check.version.label},
     }
     result["card_markdown"] = inconsistency_markdown(result)
-    name = f"{other.model.repo_id} {other.label}"
-    summary = (
-        f"Ran this version and {name} on the fine-tune's {found['n']} test rows: "
-        f"{found['n_changed']} rows ({found['share']:.1%}) get another label from this version "
-        f"than from {name} (threshold {check.threshold:g}); {found['fixed']} of the changes "
-        f"are now right and {found['broken']} now wrong. Test accuracy {found['accuracy_new']:.3f} "
-        f"here, {found['accuracy_old']:.3f} for {name}. Not measured: production inputs (the "
-        "portal holds no production sample for this version, so only the test split is "
-        "used), changes in confidence that keep the label, and inputs unlike the test split."
+    return found["share"], _inconsistency_summary(check, result), result
+
+
+def _inconsistency_summary(check: ReleaseCheck, result: dict) -> str:
+    """The inconsistency verdict in words, naming the inputs it was measured on."""
+    name = f"{result['other']['repo_id']} {result['other']['label']}"
+    inputs = result["inputs"]
+    if inputs["source"] == "test":
+        on = f"the fine-tune's {result['n']} test rows"
+    else:
+        on = (
+            f"{result['n']} of the {inputs['n_batch_rows']} production inputs of drift batch "
+            f"#{inputs['batch']} (uploaded for {inputs['batch_of']}; at most {inputs['cap']:,}, "
+            f"drawn with seed {inputs['seed']})"
+        )
+    text = (
+        f"Ran this version and {name} on {on}: {result['n_changed']} rows "
+        f"({result['share']:.1%}) get another label from this version than from {name} "
+        f"(threshold {check.threshold:g}). "
     )
-    return found["share"], summary, result
+    if result["labelled"]:
+        text += (
+            f"{result['fixed']} of the changes are now right and {result['broken']} now wrong. "
+            f"Accuracy {result['accuracy_new']:.3f} here, {result['accuracy_old']:.3f} for "
+            f"{name}. "
+        )
+    else:
+        text += "The batch has no labels, so whether a change fixed or broke a row is not known. "
+    if inputs["source"] == "test":
+        return text + (
+            "Not measured: production inputs (upload a drift batch and name it to use "
+            "them), changes in confidence that keep the label, and inputs unlike the test split."
+        )
+    return text + (
+        "The production inputs themselves are not shown: the changed rows are named by their "
+        "position in the batch. Not measured: changes in confidence that keep the label."
+    )
 
 
 HANDLERS = {

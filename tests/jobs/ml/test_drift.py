@@ -147,3 +147,35 @@ def test_predictions_and_embeddings_come_from_the_fine_tuned_model(tmp_path):
     AutoTokenizer.from_pretrained(base).save_pretrained(tmp_path / "enc")
     expected = extract_text_features(tmp_path / "enc", texts, max_length=128)
     assert emb == pytest.approx(np.asarray(expected, dtype=np.float64), abs=1e-4)
+
+
+def test_image_embeddings_are_what_the_classification_head_reads(tmp_path):
+    """For a ViT and an EfficientNet-Lite, the head applied to the embeddings gives the
+    probabilities, which are the classifier's own (as predict_proba computes them)."""
+    import torch
+    from transformers import AutoModelForImageClassification
+
+    from jobs.ml import finetune as ft
+    from tests.builders.weights import colour_images, tiny_effnet, tiny_vit
+
+    paths, _ = colour_images(tmp_path / "img", 5)
+    torch.manual_seed(0)
+    vit = tmp_path / "vit-clf"
+    AutoModelForImageClassification.from_pretrained(
+        tiny_vit(tmp_path / "vit"),
+        num_labels=2,
+        id2label={0: "a", 1: "b"},
+        label2id={"a": 0, "b": 1},
+    ).save_pretrained(vit, safe_serialization=True)
+    effnet = tiny_effnet(tmp_path / "effnet")
+    for folder, head in ((vit, "classifier"), (effnet, "_fc")):
+        proba, emb = drift.predict_and_embed_images(folder, paths, batch_size=4)
+        assert proba.shape == (10, 2 if folder == vit else 1000)
+        assert emb.shape[0] == 10
+        modality = "vision"
+        assert proba == pytest.approx(ft.predict_proba(folder, modality, paths), abs=1e-5)
+        model, _, _ = ft._load_for_inference(folder, modality, None)
+        layer = model.get_submodule(head)
+        with torch.no_grad():
+            logits = layer(torch.from_numpy(emb).float()).double()
+        assert torch.softmax(logits, dim=-1).numpy() == pytest.approx(proba, abs=1e-5)

@@ -66,3 +66,27 @@ def test_mismatched_inputs_are_refused():
         label_changes(y, _proba(rng, 10, 2), _proba(rng, 10, 2), ["x", "y", "z"])
     with pytest.raises(ValueError, match="no rows"):
         label_changes(np.zeros(0), np.zeros((0, 2)), np.zeros((0, 2)), ["x", "y"])
+
+
+def test_without_labels_only_the_churn_is_counted():
+    rng = np.random.default_rng(5)
+    old, new = _proba(rng, 50, 3), _proba(rng, 50, 3)
+    found = label_changes(None, old, new, ["a", "b", "c"])
+    a, b = old.argmax(1), new.argmax(1)
+    assert found["labelled"] is False
+    assert found["n"] == 50
+    assert found["n_changed"] == int(np.sum(a != b))
+    assert (found["fixed"], found["broken"], found["accuracy_old"], found["accuracy_new"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert all(ex["label"] is None for ex in found["examples"])
+    assert all(ex["text"] == "" for ex in found["examples"])
+    # Labelled, the same rows give the same churn.
+    assert label_changes(a, old, new, ["a", "b", "c"])["n_changed"] == found["n_changed"]
+    with pytest.raises(ValueError, match="no rows"):
+        label_changes(None, np.zeros((0, 3)), np.zeros((0, 3)), ["a", "b", "c"])
+    with pytest.raises(ValueError, match="50 rows"):
+        label_changes(None, old, new[:49], ["a", "b", "c"])
