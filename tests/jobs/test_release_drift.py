@@ -18,8 +18,9 @@ from django.db import transaction
 from django.test import Client
 from rest_framework.test import APIClient
 
-from governance.models import AuditEvent, Notification
+from governance.models import AuditEvent, Notification, WebhookDelivery
 from governance.services.notify import email_text, notification_preferences_save
+from governance.services.webhooks import webhook_endpoint_create, webhook_secret_new
 from jobs.engine import job_execute
 from jobs.models import DriftBatch, FineTuneRun, Job
 from jobs.services.drift import drift_batch_upload
@@ -30,6 +31,7 @@ from tests.builders.catalogue import base_model
 from tests.builders.datasets import csv_bytes, jsonl_bytes, spam_rows, text_dataset, upload
 from tests.builders.governance import approve_reuse
 from tests.builders.release_checks import wait_for_check as _wait
+from tests.builders.webhooks import webhook_receiver
 from tests.builders.weights import HAM, SPAM
 from tests.factories import UserFactory
 from zoo.models import ReleaseCheck, ReleaseCheckRule
@@ -93,8 +95,9 @@ def tuned(transactional_db, alice, sam, tmp_path):
 
 @pytest.mark.integration
 def test_batches_through_the_page_and_the_api_are_judged_charted_and_notify_once(
-    celery_worker, alice, bob, sam, admin_user, tuned
+    tuned, celery_worker, alice, bob, sam, admin_user
 ):
+    # (tuned first: its fine-tune runs here before the suite's worker starts and could take it)
     version = tuned.output_version
     release_check_rule_save(
         actor=admin_user, rule=ReleaseCheckRule(kind="drift", reason="Watch production inputs.")
@@ -157,18 +160,33 @@ def test_batches_through_the_page_and_the_api_are_judged_charted_and_notify_once
     approve_reuse(bob, version)
     api = APIClient()
     api.force_authenticate(bob)
-    began = time.perf_counter()
-    posted = api.post(
-        f"/api/versions/{version.pk}/drift/",
-        {"file": upload("odd.jsonl", jsonl_bytes(_unlike_training()))},
-        format="multipart",
-    )
-    assert posted.status_code == 201, posted.content
-    body = posted.json()
-    assert body["n_rows"] == 40
-    assert body["status"] == "queued"
-    shifted = DriftBatch.objects.get(pk=body["id"])
-    check = _wait(shifted.release_check)
+    secret = webhook_secret_new()
+    with webhook_receiver(secret) as receiver:
+        # (one endpoint takes drift events, another only incidents)
+        for kinds in (["drift"], ["incident"]):
+            endpoint, _ = webhook_endpoint_create(
+                actor=admin_user, name=kinds[0], url=receiver.url, kinds=kinds
+            )
+            endpoint.secret = secret
+            endpoint.save(update_fields=["secret"])
+        began = time.perf_counter()
+        posted = api.post(
+            f"/api/versions/{version.pk}/drift/",
+            {"file": upload("odd.jsonl", jsonl_bytes(_unlike_training()))},
+            format="multipart",
+        )
+        assert posted.status_code == 201, posted.content
+        body = posted.json()
+        assert body["n_rows"] == 40
+        assert body["status"] == "queued"
+        shifted = DriftBatch.objects.get(pk=body["id"])
+        check = _wait(shifted.release_check)
+        (hook,) = receiver.wait_for(1)
+    assert hook.verified
+    assert hook.payload["type"] == "zoo.drift"
+    assert hook.payload["data"]["batch"] == shifted.pk
+    assert hook.payload["data"]["band"] == "retrain"
+    assert WebhookDelivery.objects.filter(kind="drift").count() == 1
     shifted_seconds = time.perf_counter() - began
     print(
         f"unlike training: {check.summary}\n({shifted_seconds:.1f} s end to end, "

@@ -85,8 +85,9 @@ def tuned(transactional_db, alice, sam, tmp_path):
 
 @pytest.mark.integration
 def test_image_batches_are_compared_with_held_out_images_and_notify_once(
-    celery_worker, alice, bob, tuned
+    tuned, celery_worker, alice, bob
 ):
+    # (tuned first: its fine-tune runs here before the suite's worker starts and could take it)
     version = tuned.output_version
     page = Client()
     page.force_login(alice)
