@@ -316,6 +316,15 @@ def queue_warning(job: Job) -> str:
     return warning
 
 
+def drift_run_of(version_id: int) -> FineTuneRun | None:
+    """The fine-tune that made a version (its drift is judged against that run's data)."""
+    return (
+        FineTuneRun.objects.select_related("base_version__model", "dataset_version__dataset")
+        .filter(output_version_id=version_id)
+        .first()
+    )
+
+
 def drift_batches_of(user, version_id: int) -> list[DriftBatch]:
     """The drift batches of a version the user can see, oldest first (the chart's order).
 

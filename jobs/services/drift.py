@@ -34,6 +34,7 @@ from portal.errors import Forbidden, NotFound, PortalError
 from zoo import datasets, storage
 from zoo.models import Dataset, DatasetVersion, ModelVersion, ReleaseCheck
 from zoo.selectors.catalogue import versions_visible_to
+from zoo.selectors.datasets import dataset_versions_visible_to
 from zoo.services import release_checks as checks
 from zoo.services.datasets import dataset_limits
 
@@ -332,11 +333,13 @@ class RetrainSuggestion:
     words: str
 
 
-def newer_dataset_version(run: FineTuneRun) -> DatasetVersion | None:
-    """The newest version of the fine-tune's dataset uploaded after the one it trained on."""
+def newer_dataset_version(run: FineTuneRun, viewer=None) -> DatasetVersion | None:
+    """The newest version of the fine-tune's dataset uploaded after the one it trained on
+    (of those ``viewer`` may use, when given)."""
     trained = run.dataset_version
+    versions = dataset_versions_visible_to(viewer) if viewer is not None else DatasetVersion.objects
     return (
-        DatasetVersion.objects.filter(dataset_id=trained.dataset_id)
+        versions.filter(dataset_id=trained.dataset_id)
         .filter(created_at__gt=trained.created_at)
         .order_by("-created_at", "-id")
         .first()
@@ -369,10 +372,17 @@ def _batch_words(batch: DriftBatch | None, dataset: Dataset) -> str:
     )
 
 
-def retrain_suggestion(run: FineTuneRun, batch: DriftBatch | None) -> RetrainSuggestion:
+def retrain_suggestion(
+    run: FineTuneRun, batch: DriftBatch | None, *, viewer=None
+) -> RetrainSuggestion:
     """A new fine-tune of the same base with newer labelled data: the form's link, and
-    what is still needed for it (the batch itself is data only when it carries labels)."""
-    newer = newer_dataset_version(run)
+    what is still needed for it (the batch itself is data only when it carries labels).
+
+    With ``viewer`` (the drift section), only a newer dataset version that person may use
+    is named. The notification names it without one: it goes only to the fine-tune's
+    maker and the model's owner, and the form itself offers only what its user may use.
+    """
+    newer = newer_dataset_version(run, viewer)
     dataset = run.dataset_version.dataset
     base = f"{run.base_version.model.repo_id} {run.base_version.label}"
     if newer is not None:

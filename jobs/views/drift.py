@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from governance.access import may_launch_finetunes
 from jobs.models import FineTuneRun
-from jobs.selectors import drift_batches_of
+from jobs.selectors import drift_batches_of, drift_run_of
 from jobs.services.drift import MIN_ROWS, drift_batch_upload, may_upload_drift, retrain_suggestion
 from jobs.views.drift_chart import drift_chart
 from portal.errors import NotFound
@@ -34,11 +34,7 @@ def _version(request: HttpRequest, pk: int):
 def drift_section(request: HttpRequest, pk: int) -> HttpResponse:
     version = _version(request, pk)
     batches = drift_batches_of(request.user, version.pk)
-    run = (
-        FineTuneRun.objects.select_related("base_version__model", "dataset_version__dataset")
-        .filter(output_version=version)
-        .first()
-    )
+    run = drift_run_of(version.pk)
     return render(
         request,
         "jobs/_drift.html",
@@ -62,7 +58,7 @@ def _retrain(request: HttpRequest, run: FineTuneRun | None, batches: list):
         return None
     if not may_launch_finetunes(request.user):
         return None
-    return retrain_suggestion(run, judged[-1])
+    return retrain_suggestion(run, judged[-1], viewer=request.user)
 
 
 @login_required

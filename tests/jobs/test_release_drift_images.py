@@ -24,6 +24,7 @@ from jobs.engine import job_execute
 from jobs.models import DriftBatch, FineTuneRun, Job
 from jobs.services.drift import drift_batch_upload
 from jobs.services.finetunes import finetune_launch
+from jobs.services.release_checks import release_check_launch
 from portal.errors import PortalError
 from tests.builders.catalogue import import_model
 from tests.builders.corpus import zip_bytes
@@ -167,7 +168,9 @@ def _traversal() -> bytes:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_image_batches_that_break_the_rules_are_refused_and_leave_nothing(alice, tuned):
+def test_image_batches_that_break_the_rules_are_refused_and_a_labelled_one_serves_inconsistency(
+    alice, tuned
+):
     version = tuned.output_version
     before = (_stored_files(), Job.objects.count(), AuditEvent.objects.count())
     pets = image_zip_bytes({"cat": 12, "dog": 12})
@@ -210,3 +213,30 @@ def test_image_batches_that_break_the_rules_are_refused_and_leave_nothing(alice,
     )
     assert (batch.n_rows, batch.label_column) == (24, "")
     assert batch.release_check.kind == "drift"
+
+    # A labelled image batch is an input set for the inconsistency check against a retrain.
+    pets_batch = drift_batch_upload(actor=alice, version=version, upload=upload("p.zip", pets))
+    assert pets_batch.label_column == DriftBatch.LABEL_FOLDERS
+    retrain = finetune_launch(
+        actor=alice,
+        base_version=tuned.base_version,
+        dataset_version=tuned.dataset_version,
+        strategy="head",
+        config={**TRAINING, "epochs": 1},
+    )
+    assert job_execute(job_id=retrain.job_id) == "succeeded"
+    other = FineTuneRun.objects.get(pk=retrain.pk).output_version
+    check = release_check_launch(
+        actor=alice,
+        version=version,
+        kind="inconsistency",
+        params={"other_version": other.pk, "batch": pets_batch.pk},
+    )
+    assert job_execute(job_id=check.job_id) == "succeeded", Job.objects.get(pk=check.job_id).error
+    check.refresh_from_db()
+    r = check.result
+    assert (r["inputs"]["source"], r["inputs"]["batch"], r["n"]) == ("batch", pets_batch.pk, 24)
+    assert r["labelled"] is True
+    # The fine-tune tells red cats from green dogs: right on every one of these.
+    assert r["accuracy_new"] == 1.0
+    assert f"drift batch #{pets_batch.pk}" in check.summary
