@@ -226,7 +226,8 @@ def predict_and_embed(
 
 def _head_inputs(model, classes: int):
     """Hooks on every Linear giving ``classes`` outputs; ``seen[-1]`` is the input of the one
-    called last in a forward pass: the classification head (plain, or wrapped by a LoRA)."""
+    called last in a forward pass: the classification head (plain, or kept whole beside a
+    LoRA). A LoRA's own low-rank layers are skipped: their input is not the embedding."""
     from torch import nn
 
     seen: list = []
@@ -236,8 +237,8 @@ def _head_inputs(model, classes: int):
 
     handles = [
         m.register_forward_hook(keep)
-        for m in model.modules()
-        if isinstance(m, nn.Linear) and m.out_features == classes
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Linear) and m.out_features == classes and "lora_" not in name
     ]
     if not handles:
         raise ValueError("the model has no classification head to read embeddings from")
