@@ -91,19 +91,34 @@ def _pair(ex: dict) -> str:
 
 
 def forgetting_markdown(result: dict) -> str:
-    """Linear CKA with the base per layer, and the neighbours kept."""
+    """Linear CKA with the base per layer, the neighbours kept and, for an image backbone,
+    the kNN labels of the labelled digits before and after."""
     rows = ["| layer | linear CKA with the base |", "|---|---|"]
     for row in result["layers"]:
-        name = "embeddings" if row["layer"] == 0 else f"layer {row['layer']}"
+        name = row.get("name") or ("embeddings" if row["layer"] == 0 else f"layer {row['layer']}")
         rows.append(f"| {name} | {row['cka']:.4f} |")
-    return "\n".join(
-        [
-            *rows,
+    what = "image" if result.get("modality") == "vision" else "sentence"
+    lines = [
+        *rows,
+        "",
+        f"Nearest-neighbour agreement (last layer, k = {result['k']}): "
+        f"{result['knn_agreement']:.3f} of each reference {what}'s neighbours are kept.",
+    ]
+    knn = result.get("labelled")
+    if knn:
+        lines += [
             "",
-            f"Nearest-neighbour agreement (last layer, k = {result['k']}): "
-            f"{result['knn_agreement']:.3f} of each reference sentence's neighbours are kept.",
+            f"kNN labels (k = {knn['k']}, leave-one-out, cosine) of {knn['n']} handwritten "
+            "digits (scikit-learn's load_digits, upscaled):",
+            "",
+            "| | base | fine-tune |",
+            "|---|---|---|",
+            f"| kNN accuracy | {knn['accuracy_before']:.3f} | {knn['accuracy_after']:.3f} |",
+            f"| same kNN label as the base | 1.000 | {knn['label_agreement']:.3f} |",
+            "",
+            result.get("verdict", ""),
         ]
-    )
+    return "\n".join(lines).rstrip()
 
 
 def drift_markdown(result: dict) -> str:

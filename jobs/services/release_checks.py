@@ -90,11 +90,8 @@ def _leakage_params(params: dict, run: FineTuneRun) -> dict[str, Any]:
 
 
 def _forgetting_params(params: dict, run: FineTuneRun) -> dict[str, Any]:
-    if run.dataset_version.dataset.modality != "text":
-        raise PortalError(
-            "The forgetting check compares text encoders on the probes' reference sentences; "
-            "it is not built for image models yet."
-        )
+    # Text encoders are compared on the reference sentences, image backbones on the
+    # reference crops and the labelled digits (jobs.workers.release_checks).
     return {"k": int(_number(params, "k", 10, low=1, high=50))}
 
 

@@ -314,6 +314,8 @@ def _forgetting(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Pat
     from jobs.ml.forgetting import representation_change
     from jobs.ml.reference import reference_texts
 
+    if run.dataset_version.dataset.modality == "vision":
+        return _forgetting_images(ctx, check, run)
     texts = reference_texts()  # the probes' general sample: "ordinary" text, not the task's
     ctx.progress(0.2, stage=f"Embedding {len(texts)} reference sentences before and after")
     base_dir = materialize_version(run.base_version, settings.MODEL_CACHE_DIR)
@@ -339,6 +341,88 @@ def _forgetting(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Pat
         "of data unlike the reference sentences."
     )
     return result["min_cka"], summary, result
+
+
+# Reference crops compared layer by layer (the probes' 64 come first) and labelled digits.
+FORGETTING_IMAGES = 256
+FORGETTING_DIGITS = 500
+
+
+def _forgetting_images(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun):
+    from jobs.ml.features import image_settings
+    from jobs.ml.forgetting import image_representation_change
+    from jobs.ml.reference import reference_digits, reference_images
+
+    base_dir = materialize_version(run.base_version, settings.MODEL_CACHE_DIR)
+    output_dir = materialize_version(check.version, settings.MODEL_CACHE_DIR)
+    size = image_settings(base_dir).size
+    ctx.progress(
+        0.2,
+        stage=f"Running {FORGETTING_IMAGES} reference crops and {FORGETTING_DIGITS} digits "
+        "through both backbones",
+    )
+    result = image_representation_change(
+        base_dir,
+        output_dir,
+        reference_images(FORGETTING_IMAGES, size=size),
+        reference_digits(FORGETTING_DIGITS, size=size),
+        base_model_dir=base_dir if run.is_adapter else None,
+        device=_device(ctx),
+        k=int(check.params.get("k", 10)),
+    )
+    result["modality"] = "vision"
+    result["verdict"] = _forgetting_verdict(result, check.threshold)
+    result["card_markdown"] = forgetting_markdown(result)
+    knn = result["labelled"]
+    summary = (
+        f"Compared the base's and the fine-tune's backbones (classification head left out) on "
+        f"{result['n']} crops of scikit-learn's two sample photos (the probes' reference "
+        f"images, {FORGETTING_IMAGES - 64} more crops of the same photos after their 64), "
+        f"layer by layer with linear CKA of the pooled features (1 = the same geometry): "
+        f"lowest {result['min_cka']:.3f} at {_layer_words(result['min_layer_name'])} (threshold "
+        f"{check.threshold:g}); {result['knn_agreement']:.1%} of each crop's {result['k']} "
+        "nearest neighbours in the final features are kept. The base's own ability was asked "
+        f"on {knn['n']} labelled images of scikit-learn's handwritten digits (8 x 8 grey, "
+        f"upscaled to {size} px): each gets the majority label of its {knn['k']} nearest "
+        f"other digits in the frozen features; {knn['label_agreement']:.1%} keep the same "
+        f"label after the fine-tune, and that kNN accuracy goes from "
+        f"{knn['accuracy_before']:.3f} to {knn['accuracy_after']:.3f}. "
+        f"{result['verdict']} Not measured: the base's own pretraining task (no task of the "
+        "base is scored), colour, texture and natural scenes in the labelled set (digits are "
+        "coarse grey shapes), and data unlike the reference photos."
+    )
+    return result["min_cka"], summary, result
+
+
+def _layer_words(name: str) -> str:
+    return f"the {name}" if name in ("embeddings", "stem", "head") else name
+
+
+# A fall in the kNN accuracy on the digits larger than this is worth saying in words.
+KNN_ACCURACY_DROP = 0.02
+
+
+def _forgetting_verdict(result: dict, threshold: float) -> str:
+    """The outcome in plain words: the judged CKA first, then what the digits say."""
+    knn = result["labelled"]
+    drop = knn["accuracy_before"] - knn["accuracy_after"]
+    geometry = (
+        f"Passed: every layer keeps a CKA of at least {threshold:g}."
+        if result["min_cka"] >= threshold
+        else f"Failed: {_layer_words(result['min_layer_name'])} moved further than the threshold "
+        f"{threshold:g} allows."
+    )
+    if drop > KNN_ACCURACY_DROP:
+        ability = (
+            f"The frozen features also sort the digits worse (kNN accuracy down {drop:.3f}): "
+            "the fine-tune lost some of what the base could tell apart."
+        )
+    else:
+        ability = (
+            "The frozen features sort the digits about as well as before, or better (kNN "
+            f"accuracy down by no more than {KNN_ACCURACY_DROP:g})."
+        )
+    return f"{geometry} {ability}"
 
 
 # --- drift of production inputs ------------------------------------------------------------
