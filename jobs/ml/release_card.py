@@ -232,9 +232,38 @@ def _ms(latency: dict) -> str:
     return f"{latency['p50_ms']:.1f} / {latency['p95_ms']:.1f}"
 
 
+def _serving_image_base_markdown(result: dict) -> str:
+    """A base image backbone: pooled-feature parity, size and latency per runtime."""
+    lat = result["latency"]
+    lines = [
+        "| runtime | max feature diff | lowest cosine | size MiB | batch 1 p50 / p95 ms | "
+        "batch 32 p50 / p95 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, name in _RUNTIMES:
+        if key not in lat:
+            continue
+        c = result["compared"][key]
+        size = result["sizes"].get(key)
+        lines.append(
+            f"| {name} | {c['max_abs_diff']:.2e} | {c['min_cosine']:.6f} | "
+            f"{'n/a' if size is None else f'{size / 2**20:.2f}'} | "
+            f"{_ms(lat[key]['batch_1'])} | {_ms(lat[key]['batch_32'])} |"
+        )
+    lines += [
+        "",
+        f"Pooled features ({result['dim']}) of the base backbone, no head, on {result['n']} "
+        f"reference crops of scikit-learn's sample photos ({result['threads']} CPU threads, "
+        f"opset {result['opset']}, dynamic batch axis).",
+    ]
+    return "\n".join(lines)
+
+
 def serving_markdown(result: dict) -> str:
     """Parity and CPU latency per runtime; for a fine-tune also accuracy and file size."""
     lat = result["latency"]
+    if result.get("base") and result.get("modality") == "vision":
+        return _serving_image_base_markdown(result)
     if result.get("base"):
         lines = [
             "| runtime | batch 1 p50 / p95 ms | batch 32 p50 / p95 ms |",

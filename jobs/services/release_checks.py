@@ -180,11 +180,11 @@ def _base_serving_refusal(version: ModelVersion) -> None:
             f"{version.model.repo_id} {version.label} is neither a base model nor made by a "
             "fine-tune in the portal, so there is no test split to run a serving check on."
         )
-    if version.model.modality != "text":
+    if version.model.modality not in ("text", "vision"):
         raise PortalError(
-            "The serving check of a base model exports a text encoder and compares it on the "
-            "probes' reference sentences; it is not built for "
-            f"{version.model.get_modality_display().lower()} base models yet."
+            "The serving check of a base model exports a text encoder or an image backbone and "
+            "compares it on the probes' reference sentences or photos; it is not built for "
+            f"{version.model.get_modality_display().lower()} base models."
         )
 
 

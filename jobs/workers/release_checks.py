@@ -788,9 +788,11 @@ def _serving_base(ctx: JobContext, check: ReleaseCheck, tmp: Path):
     from jobs.ml import serving
     from jobs.ml.reference import reference_texts
 
+    base_dir = materialize_version(check.version, settings.MODEL_CACHE_DIR)
+    if check.version.model.modality == "vision":
+        return _serving_base_images(ctx, check, base_dir, tmp)
     texts = reference_texts()
     ctx.progress(0.2, stage="Exporting the encoder to ONNX")
-    base_dir = materialize_version(check.version, settings.MODEL_CACHE_DIR)
     exported = serving.export_encoder(base_dir, texts, tmp / "onnx" / "model.onnx")
     ctx.progress(0.5, stage=f"Comparing hidden states on {len(texts)} reference sentences")
     result = serving.check_encoder(exported, calls=int(check.params.get("calls", 50)))
@@ -811,6 +813,49 @@ def _serving_base(ctx: JobContext, check: ReleaseCheck, tmp: Path):
         f"{lat['onnxruntime']['batch_32']['p50_ms']:.1f} ms. Not measured: a fine-tune's "
         "head, accuracy and int8 quantisation (those are checked on each fine-tune), GPU "
         "serving, and latency under load."
+    )
+    return result["max_abs_hidden_diff"], summary, result
+
+
+# Reference crops the base image backbone is compared on (the probes' own 64).
+SERVING_IMAGES = 64
+
+
+def _serving_base_images(ctx: JobContext, check: ReleaseCheck, base_dir: Path, tmp: Path):
+    from jobs.ml import serving
+    from jobs.ml.features import image_settings
+    from jobs.ml.reference import reference_images
+
+    size = image_settings(base_dir).size
+    images = reference_images(SERVING_IMAGES, size=size)
+    ctx.progress(0.2, stage="Exporting the image backbone to ONNX")
+    exported = serving.export_image_encoder(base_dir, images, tmp / "onnx" / "model.onnx")
+    ctx.progress(0.5, stage=f"Comparing pooled features on {len(images)} reference crops")
+    result = serving.check_image_encoder(exported, calls=int(check.params.get("calls", 50)))
+    result.update(base=True, modality="vision", registered=None)
+    result["card_markdown"] = serving_markdown(result)
+    lat, sizes, int8 = result["latency"], result["sizes"], result["compared"]["onnxruntime_int8"]
+    summary = (
+        f"Exported the base image backbone {check.version.label} (no classification head) to "
+        f"ONNX (opset {result['opset']}, dynamic batch axis), to the {result['dim']} pooled "
+        "features the probes take from it, and compared ONNX Runtime with PyTorch on the "
+        f"{result['n']} reference crops of scikit-learn's sample photos the probes use "
+        f"({size} px, preprocessed as the probes do): the largest difference is "
+        f"{result['max_abs_hidden_diff']:.2e} (threshold {check.threshold:g}; "
+        f"{result['compared']['onnxruntime']['max_rel_diff']:.1e} of the largest feature), the "
+        f"lowest cosine {result['min_pooled_cosine']:.6f}. On {result['threads']} CPU threads, "
+        f"batch 1 takes {lat['pytorch']['batch_1']['p50_ms']:.1f} ms in PyTorch and "
+        f"{lat['onnxruntime']['batch_1']['p50_ms']:.1f} ms in ONNX Runtime (p50), batch 32 "
+        f"{lat['pytorch']['batch_32']['p50_ms']:.1f} and "
+        f"{lat['onnxruntime']['batch_32']['p50_ms']:.1f} ms. The int8 dynamic quantisation is "
+        f"{sizes['onnxruntime_int8'] / 2**20:.2f} MiB instead of "
+        f"{sizes['onnxruntime'] / 2**20:.2f} MiB, takes "
+        f"{lat['onnxruntime_int8']['batch_1']['p50_ms']:.1f} ms at batch 1 and "
+        f"{lat['onnxruntime_int8']['batch_32']['p50_ms']:.1f} ms at batch 32, and its features "
+        f"differ by up to {int8['max_abs_diff']:.2e} (lowest cosine {int8['min_cosine']:.4f}). "
+        "Not measured: a fine-tune's head and accuracy (checked on each fine-tune), images "
+        "unlike the two sample photos, GPU serving, and latency under load; the timings are "
+        "this worker's."
     )
     return result["max_abs_hidden_diff"], summary, result
 
