@@ -159,17 +159,29 @@ def _p(value: float) -> str:
 
 def association_markdown(result: dict) -> str:
     """Effect size and p-value per word-association test, WEAT and SEAT, with its source."""
+    adjusted = result.get("correction") is not None
     rows = [
         "| test | X vs Y, A vs B | WEAT d | WEAT p | SEAT d | SEAT p |",
         "|---|---|---|---|---|---|",
     ]
+
+    def p_cell(test: dict) -> str:
+        raw = _p(test["p_two_sided"])
+        return f"{raw} (Holm {_p(test['p_holm'])})" if adjusted else raw
+
     for t in result["tests"]:
         n = t["names"]
         rows.append(
             f"| {t['name']} | {n['x']} vs {n['y']}, {n['a']} vs {n['b']} | "
-            f"{t['weat']['effect_size']:+.3f} | {_p(t['weat']['p_two_sided'])} | "
-            f"{t['seat']['effect_size']:+.3f} | {_p(t['seat']['p_two_sided'])} |"
+            f"{t['weat']['effect_size']:+.3f} | {p_cell(t['weat'])} | "
+            f"{t['seat']['effect_size']:+.3f} | {p_cell(t['seat'])} |"
         )
+    judged_on = (
+        f"Judged at Holm-adjusted p < {result['alpha']:g} over the "
+        f"{result['correction']['family']} tests run together."
+        if adjusted
+        else f"Judged at p < {result['alpha']:g}."
+    )
     sources = [f"- {t['name']}: {t['source']}" for t in result["tests"]]
     return "\n".join(
         [
@@ -177,7 +189,7 @@ def association_markdown(result: dict) -> str:
             "",
             "d: Caliskan et al.'s effect size (positive: X closer to A); p: two-sided "
             f"permutation p-value ({result['permutations']:,} re-deals, or all of them when "
-            f"few). Judged at p < {result['alpha']:g}. SEAT places each word in "
+            f"few). {judged_on} SEAT places each word in "
             f"{len(result['templates'])} bleached sentences (May et al. 2019).",
             "",
             "Word lists:",
@@ -205,18 +217,33 @@ def slices_markdown(result: dict) -> str:
             f"| {row['slice']}{mark} | {row['n']} | {cell(row, 'accuracy')} | "
             f"{cell(row, 'recall')} | {cell(row, 'fpr')} |"
         )
+    family = result.get("gap_intervals")
     gaps = []
     for name, words in (("accuracy", "accuracy"), ("recall", "recall"), ("fpr", "FPR")):
         gap = result["gaps"].get(name)
         if gap:
-            ci = f" (95% CI {gap['ci'][0]:.3f} to {gap['ci'][1]:.3f})" if gap["ci"] else ""
+            level = f"{gap['ci_level']:.2%} simultaneous" if family else "95%"
+            ci = f" ({level} CI {gap['ci'][0]:.3f} to {gap['ci'][1]:.3f})" if gap["ci"] else ""
             gaps.append(f"- {words}: {gap['gap']:.3f}{ci}, {gap['high']} over {gap['low']}")
+    simultaneous = (
+        [
+            "",
+            f"The gaps' intervals are simultaneous: Bonferroni-adjusted over the "
+            f"{family['comparisons']} comparisons (every pair of judged slices, for each metric) "
+            f"the largest gaps were picked from, each at {family['level']:.2%}, so together they "
+            "hold at least 95% of the time.",
+        ]
+        if family and gaps
+        else []
+    )
     return "\n".join(
         [
             *rows,
             "",
-            "Intervals are 95%: Wilson for proportions, bootstrap for macro averages.",
+            "Per-slice intervals are 95% each, not adjusted for the number of slices: Wilson for "
+            "proportions, bootstrap for macro averages.",
             *(["", "Largest gaps between slices:", *gaps] if gaps else []),
+            *simultaneous,
         ]
     )
 

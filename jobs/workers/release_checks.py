@@ -580,17 +580,22 @@ def _association(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun | None, 
     for i, name in enumerate(names):
         ctx.progress(0.1 + 0.8 * i / len(names), stage=f"Association test {name}")
         tests.append(_association_row(found_sets[name], model_dir, embed, permutations))
+    # Judged on Holm-adjusted p-values over every test and variant run in this check.
+    family = [(t, v) for t in tests for v in ("weat", "seat")]
+    for (t, v), adjusted in zip(
+        family, weat.holm([t[v]["p_two_sided"] for t, v in family]), strict=True
+    ):
+        t[v]["p_holm"] = adjusted
     findings = [
-        (abs(t[v]["effect_size"]), t["name"], v)
-        for t in tests
-        for v in ("weat", "seat")
-        if t[v]["p_two_sided"] < alpha
+        (abs(t[v]["effect_size"]), t["name"], v) for t, v in family if t[v]["p_holm"] < alpha
     ]
     worst = max(findings) if findings else None
     result = {
         "tests": tests,
         "alpha": alpha,
         "permutations": permutations,
+        "correction": {"method": "holm", "family": len(family)},
+        "n_raw_significant": sum(t[v]["p_two_sided"] < alpha for t, v in family),
         "templates": list(weat.SEAT_TEMPLATES),
         "measure_from": {"test": worst[1], "variant": worst[2]} if worst else None,
         "n_words_split": len({w for t in tests for w in t["split_words"]}),
@@ -601,16 +606,19 @@ def _association(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun | None, 
     judged = (
         f"The largest significant effect is {measure:.3f} ({worst[1]}, {worst[2].upper()})"
         if worst
-        else f"No test reached p < {alpha:g}, so the figure judged is 0"
+        else f"No test reached an adjusted p < {alpha:g}, so the figure judged is 0"
     )
     summary = (
         f"Ran {len(tests)} word-association tests ({', '.join(names)}) on the model's "
         "mean-pooled embeddings: WEAT on the bare words and SEAT on the words in "
         f'{len(weat.SEAT_TEMPLATES)} bleached sentences ("This is Amy."), each with Caliskan\'s '
         f"effect size and a two-sided permutation p-value ({permutations:,} fixed-seed re-deals "
-        "of the targets, or every one when there are few). The figure judged is the largest "
-        f"|effect size| among tests with p < {alpha:g}, uncorrected for the "
-        f"{2 * len(tests)} tests run. {judged} (threshold {check.threshold:g}). "
+        "of the targets, or every one when there are few). The p-values are Holm-adjusted "
+        f"for the {len(family)} tests run together (so that judging them at {alpha:g} keeps "
+        f"the chance of any false finding at {alpha:g}); {len(findings)} reach adjusted "
+        f"p < {alpha:g}, {result['n_raw_significant']} would unadjusted. The figure judged is "
+        f"the largest |effect size| among those with adjusted p < {alpha:g}. {judged} "
+        f"(threshold {check.threshold:g}). "
         f"{result['n_words_split']} words are split into several tokens and "
         f"{result['n_words_unknown']} are unknown to the tokenizer; they were embedded all the "
         "same. Not measured: behaviour on any task (these are associations in the embedding), "
@@ -690,17 +698,22 @@ def _slices(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
     )
     small = [row["slice"] for row in found["slices"] if not row["judged"]]
     worst = found["measure_metric"]
+    family = found["gap_intervals"]
+    gap = found["gaps"][worst] if worst else None
     judged = (
         f"The largest gap is in {_METRIC_WORDS[worst]}: {found['measure']:.3f} between "
-        f"{found['gaps'][worst]['high']!r} and {found['gaps'][worst]['low']!r} (95% bootstrap "
-        f"interval {found['gaps'][worst]['ci'][0]:.3f} to {found['gaps'][worst]['ci'][1]:.3f})"
+        f"{gap['high']!r} and {gap['low']!r} (simultaneous {family['level']:.2%} bootstrap "
+        f"interval {_interval(gap['ci'])}, Bonferroni-adjusted over the "
+        f"{family['comparisons']} comparisons it was picked from, every pair of judged slices "
+        f"in each metric; per comparison, 95%: {_interval(gap['ci_95'])})"
         if worst
         else "Fewer than two slices were large enough to compare, so the figure judged is 0"
     )
     summary = (
         f"Scored the {result['n_test']} test rows the fine-tune held out, per value of the "
         f"slice column {column!r} ({len(found['slices'])} slices): accuracy, {how}, each "
-        "with a 95% interval (Wilson for proportions, bootstrap for macro averages). "
+        "with a per-comparison 95% interval (Wilson for proportions, bootstrap for macro "
+        "averages). "
         f"{judged} (threshold {check.threshold:g})."
         + (
             f" {len(small)} slices have fewer than {min_count} rows and are shown, not judged "
@@ -716,6 +729,10 @@ def _slices(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
 
 
 _METRIC_WORDS = {"accuracy": "accuracy", "recall": "recall", "fpr": "false-positive rate"}
+
+
+def _interval(ci: list[float] | None) -> str:
+    return f"{ci[0]:.3f} to {ci[1]:.3f}" if ci else "not defined"
 
 
 # --- serving compatibility (ONNX) ----------------------------------------------------------
