@@ -274,6 +274,19 @@ def _image_backbone(model_dir: Path, *, tuned: bool, base_model_dir: Path | None
     return model, "transformers"
 
 
+def _layer_cka(before: np.ndarray, after: np.ndarray) -> dict:
+    """CKA of one layer, where a layer that is constant over the examples on one side only
+    (a ReLU layer gone dead, say) counts as 0: it no longer tells any example apart."""
+    flat = [not np.any(x != x[:1]) for x in (before, after)]
+    if flat == [False, False]:
+        return {"cka": linear_cka(before, after)}
+    # Both constant: the base had nothing there to lose.
+    return {
+        "cka": 1.0 if all(flat) else 0.0,
+        "constant": "both" if all(flat) else ("base" if flat[0] else "fine-tune"),
+    }
+
+
 def image_representation_change(
     base_dir: Path,
     output_dir: Path,
@@ -324,7 +337,7 @@ def image_representation_change(
             "they are not the same architecture"
         )
     rows = [
-        {"layer": i, "name": name, "cka": linear_cka(a, b)}
+        {"layer": i, "name": name, **_layer_cka(a, b)}
         for i, (name, a, b) in enumerate(zip(names, before, after, strict=True))
     ]
     worst = min(rows, key=lambda row: row["cka"])

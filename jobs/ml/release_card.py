@@ -96,7 +96,8 @@ def forgetting_markdown(result: dict) -> str:
     rows = ["| layer | linear CKA with the base |", "|---|---|"]
     for row in result["layers"]:
         name = row.get("name") or ("embeddings" if row["layer"] == 0 else f"layer {row['layer']}")
-        rows.append(f"| {name} | {row['cka']:.4f} |")
+        flat = {"fine-tune": " (constant after the fine-tune)", "base": " (constant in the base)"}
+        rows.append(f"| {name}{flat.get(row.get('constant'), '')} | {row['cka']:.4f} |")
     what = "image" if result.get("modality") == "vision" else "sentence"
     lines = [
         *rows,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from jobs.ml.forgetting import (
+    _layer_cka,
     image_representation_change,
     knn_agreement,
     knn_label_change,
@@ -152,3 +153,13 @@ def test_a_re_initialised_backbone_moves_the_deep_layers_and_changes_knn_labels(
     found = image_representation_change(vit, stranger, images, digits)
     assert found["labelled"]["label_agreement"] < 0.8
     assert found["knn_agreement"] < 0.9
+
+
+def test_a_layer_gone_constant_counts_as_cka_zero_not_as_an_error():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(50, 6))
+    dead = np.zeros((50, 6))  # a ReLU layer whose every unit is off for every image
+    assert _layer_cka(x, dead) == {"cka": 0.0, "constant": "fine-tune"}
+    assert _layer_cka(dead, x) == {"cka": 0.0, "constant": "base"}
+    assert _layer_cka(dead, dead + 1.0) == {"cka": 1.0, "constant": "both"}
+    assert _layer_cka(x, 2.0 * x) == {"cka": pytest.approx(1.0)}
