@@ -183,8 +183,9 @@ def knn_labels(x: np.ndarray, labels: np.ndarray, *, k: int = 10) -> np.ndarray:
     weight = np.zeros_like(votes)
     rows = np.arange(a.shape[0])[:, None]
     np.add.at(votes, (rows, codes[near]), 1.0)
-    np.add.at(weight, (rows, codes[near]), sims[rows, near])
-    # Votes first; the summed similarity (below 1 per vote) only breaks ties.
+    # Similarities mapped to [0, 1], so a class's summed weight never exceeds its votes...
+    np.add.at(weight, (rows, codes[near]), (sims[rows, near] + 1.0) / 2.0)
+    # ...and, divided by k + 1, stays below one vote: votes first, the weight breaks ties.
     score = votes + weight / (k + 1)
     return classes[score.argmax(axis=1)]
 

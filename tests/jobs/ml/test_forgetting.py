@@ -63,6 +63,10 @@ def test_knn_labels_by_hand_with_the_tie_going_to_the_more_similar_neighbours():
     # more similar class 0 wins.
     assert knn_labels(x, y, k=2).tolist() == [0, 0, 0, 1, 1, 1, 0]
     # Labels may be any values, and a point's own label never votes (leave one out).
+    # Negative similarities do not outweigh a vote: two opposite neighbours of class 1
+    # beat one aligned neighbour of class 0 at k = 3.
+    z = np.array([[1.0, 0.0], [0.9, 0.1], [-1.0, 0.05], [-1.0, -0.05], [0.0, 1.0]])
+    assert knn_labels(z, np.array([0, 0, 1, 1, 1]), k=3)[0] == 1
     names = np.array(["a", "a", "a", "b", "b", "b", "b"])
     assert knn_labels(x, names, k=2).tolist() == ["a", "a", "a", "b", "b", "b", "a"]
 
