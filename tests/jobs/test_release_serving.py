@@ -354,3 +354,11 @@ def test_a_base_image_backbone_is_checked_on_a_worker_with_int8_beside_fp32(
     # bob may not fine-tune the base, so he may not check it either.
     with pytest.raises(Forbidden):
         release_check_launch(actor=bob, version=vit, kind="serving")
+
+
+def test_an_int8_copy_whose_features_turn_away_is_called_unfit_to_serve():
+    from jobs.workers.release_checks import _int8_words
+
+    # EfficientNet-Lite0's int8 copy measured 0.49 (bench/release_checks_vision.py).
+    assert "too far to serve as it is" in _int8_words(0.49)
+    assert _int8_words(0.9997) == ""
