@@ -291,8 +291,8 @@ class FineTuneForm(FineTuneSettingsForm):
         required=False,
         label="Check the base exports to ONNX first",
         help_text="Also queues the base model's serving check: it exports the base encoder to "
-        "ONNX and compares ONNX Runtime with PyTorch on reference sentences. The fine-tune does "
-        "not wait for it; the result shows on the base model's page (text models only).",
+        "ONNX and compares ONNX Runtime with PyTorch on reference sentences or photos. The "
+        "fine-tune does not wait for it; the result shows on the base model's page.",
     )
 
     def __init__(self, *args, user, strategy: str = "full", lora_targets=None, **kwargs) -> None:

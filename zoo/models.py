@@ -611,7 +611,8 @@ class ReleaseCheck(models.Model):
             "max",
         ),
         Kind.ASSOCIATION: (
-            "largest absolute WEAT/SEAT effect size among the tests significant at alpha",
+            "largest absolute WEAT/SEAT effect size among the tests significant at alpha "
+            "(Holm-adjusted p-values)",
             "max",
         ),
         Kind.SLICES: (

@@ -9,6 +9,13 @@ and isotropic scaling, so it reads "the same geometry" rather than "the same
 numbers". Nearest-neighbour agreement asks the same more locally: of each
 example's k nearest neighbours (cosine) before the fine-tune, how many are
 still among its k nearest after.
+
+For image backbones the base's own abilities are also asked about, on a
+labelled reference set: each image gets the majority label of its k nearest
+neighbours among the others (leave-one-out kNN on the frozen pooled
+features), before and after the fine-tune. The share of images whose kNN label
+is unchanged says whether the features still sort that set the same way, and
+the kNN accuracy before and after whether they got worse at it.
 """
 
 from __future__ import annotations
@@ -18,7 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["hidden_states", "knn_agreement", "linear_cka", "representation_change"]
+__all__ = [
+    "hidden_states",
+    "image_layers",
+    "image_representation_change",
+    "knn_agreement",
+    "knn_label_change",
+    "knn_labels",
+    "linear_cka",
+    "representation_change",
+]
 
 
 def _features(x: np.ndarray, name: str) -> np.ndarray:
@@ -142,4 +158,197 @@ def representation_change(
         "knn_agreement": knn_agreement(before[-1], after[-1], k=k),
         "k": k,
         "n": len(texts),
+    }
+
+
+# --- image backbones ---------------------------------------------------------------------
+
+
+def knn_labels(x: np.ndarray, labels: np.ndarray, *, k: int = 10) -> np.ndarray:
+    """Leave-one-out kNN label of every row: the most common label among its k nearest others
+    (cosine); a tie goes to the tied label whose neighbours are the more similar in sum."""
+    a = _features(x, "x")
+    y = np.asarray(labels)
+    if y.shape != (a.shape[0],):
+        raise ValueError(f"{y.size} labels for {a.shape[0]} examples")
+    if not 1 <= k < a.shape[0]:
+        raise ValueError(f"k must be from 1 to {a.shape[0] - 1}, got {k}")
+    norms = np.linalg.norm(a, axis=1, keepdims=True)
+    unit = a / np.where(norms == 0, 1.0, norms)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    near = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    classes, codes = np.unique(y, return_inverse=True)
+    votes = np.zeros((a.shape[0], classes.size))
+    weight = np.zeros_like(votes)
+    rows = np.arange(a.shape[0])[:, None]
+    np.add.at(votes, (rows, codes[near]), 1.0)
+    # Similarities mapped to [0, 1], so a class's summed weight never exceeds its votes...
+    np.add.at(weight, (rows, codes[near]), (sims[rows, near] + 1.0) / 2.0)
+    # ...and, divided by k + 1, stays below one vote: votes first, the weight breaks ties.
+    score = votes + weight / (k + 1)
+    return classes[score.argmax(axis=1)]
+
+
+def knn_label_change(
+    before: np.ndarray, after: np.ndarray, labels: np.ndarray, *, k: int = 10
+) -> dict:
+    """kNN labels of the same labelled examples from two representations: the share whose
+    label is unchanged, and the kNN accuracy of each against the true labels."""
+    y = np.asarray(labels)
+    old, new = knn_labels(before, y, k=k), knn_labels(after, y, k=k)
+    return {
+        "label_agreement": float(np.mean(old == new)),
+        "accuracy_before": float(np.mean(old == y)),
+        "accuracy_after": float(np.mean(new == y)),
+        "k": k,
+        "n": int(y.size),
+    }
+
+
+def _pool(hidden):
+    # (B, C, H, W) from a convolutional stage, (B, tokens, D) from a transformer layer.
+    return hidden.mean(dim=(2, 3)) if hidden.ndim == 4 else hidden.mean(dim=1)
+
+
+def _image_forward(model, kind: str, pixels):
+    """(pooled output of every layer, the pooled features the probes use, convolutional?)"""
+    if kind == "efficientnet":
+        stages = model.stage_features(pixels)
+        return stages, stages[-1], True
+    out = model(pixel_values=pixels, output_hidden_states=True)
+    layers = [_pool(h) for h in out.hidden_states]
+    return layers, _pool(out.last_hidden_state), out.hidden_states[0].ndim == 4
+
+
+def _layer_names(count: int, kind: str, convolutional: bool) -> list[str]:
+    if kind == "efficientnet":
+        return ["stem", *(f"stage {i}" for i in range(1, count - 1)), "head"]
+    first, step = ("stem", "stage") if convolutional else ("embeddings", "layer")
+    return [first, *(f"{step} {i}" for i in range(1, count))]
+
+
+def image_layers(model, kind: str, pixels: np.ndarray, *, device: str = "cpu", batch: int = 32):
+    """Pooled features of every layer of an image backbone on preprocessed ``pixels``
+    (N, 3, S, S): (names, list of (N, C) arrays, (N, D) final pooled features).
+
+    ``kind`` is "efficientnet" (the plain-torch EfficientNet-Lite: stem, its
+    seven stages, head) or "transformers" (a transformers backbone: every
+    hidden state, tokens or positions averaged).
+    """
+    import torch
+
+    model.to(torch.device(device)).eval()
+    layers: list[list[np.ndarray]] = []
+    final: list[np.ndarray] = []
+    convolutional = False
+    with torch.inference_mode():
+        for start in range(0, len(pixels), batch):
+            x = torch.from_numpy(np.ascontiguousarray(pixels[start : start + batch])).to(device)
+            per_layer, pooled, convolutional = _image_forward(model, kind, x)
+            for i, values in enumerate(per_layer):
+                if len(layers) <= i:
+                    layers.append([])
+                layers[i].append(values.float().cpu().numpy())
+            final.append(pooled.float().cpu().numpy())
+    arrays = [np.concatenate(parts) for parts in layers]
+    return _layer_names(len(arrays), kind, convolutional), arrays, np.concatenate(final)
+
+
+def _image_backbone(model_dir: Path, *, tuned: bool, base_model_dir: Path | None):
+    """(backbone module, kind): the fine-tune's without its head (a LoRA adapter merged in),
+    or the base's as the probes load it."""
+    from jobs.ml import finetune as ft
+    from jobs.ml.features import EFFICIENTNET_LITE, _read_config
+
+    if tuned or _read_config(model_dir).get("model_type") == EFFICIENTNET_LITE:
+        model, loaded, _ = ft._load_for_inference(model_dir, "vision", base_model_dir)
+        if hasattr(model, "merge_and_unload"):  # a peft model: compare the merged weights
+            model = model.merge_and_unload()
+        if loaded.kind == "efficientnet":
+            return model, "efficientnet"
+        return model.base_model, "transformers"
+    from transformers import AutoModel
+
+    with ft._quiet_transformers():
+        model = AutoModel.from_pretrained(model_dir, local_files_only=True)
+    return model, "transformers"
+
+
+def _layer_cka(before: np.ndarray, after: np.ndarray) -> dict:
+    """CKA of one layer, where a layer that is constant over the examples on one side only
+    (a ReLU layer gone dead, say) counts as 0: it no longer tells any example apart."""
+    flat = [not np.any(x != x[:1]) for x in (before, after)]
+    if flat == [False, False]:
+        return {"cka": linear_cka(before, after)}
+    # Both constant: the base had nothing there to lose.
+    return {
+        "cka": 1.0 if all(flat) else 0.0,
+        "constant": "both" if all(flat) else ("base" if flat[0] else "fine-tune"),
+    }
+
+
+def image_representation_change(
+    base_dir: Path,
+    output_dir: Path,
+    images: Sequence,
+    labelled: tuple[Sequence, np.ndarray],
+    *,
+    base_model_dir: Path | None = None,
+    device: str = "cpu",
+    k: int = 10,
+) -> dict:
+    """Per-layer linear CKA between the base and the fine-tuned image backbone on ``images``,
+    neighbour agreement of the final pooled features, and the kNN labels of ``labelled``
+    (images, labels) before and after.
+
+    Both models see the same pixels, preprocessed as the base wants them (the
+    fine-tune was trained on that preprocessing). Returns {layers: [{layer,
+    name, cka}], min_cka, min_layer, min_layer_name, knn_agreement, k, n,
+    labelled: {label_agreement, accuracy_before, accuracy_after, k, n}}.
+    """
+    from jobs.ml.features import _open_image, image_settings, preprocess_image
+
+    if len(images) <= k:
+        raise ValueError(f"{len(images)} reference images are too few for k = {k} neighbours")
+    settings = image_settings(Path(base_dir))
+
+    def pixels(items: Sequence) -> np.ndarray:
+        return np.stack([preprocess_image(_open_image(item), settings) for item in items])
+
+    general, (digits, labels) = pixels(images), labelled
+    digit_pixels = pixels(digits)
+    found = {}
+    for side, tuned in (("before", False), ("after", True)):
+        folder = Path(output_dir) if tuned else Path(base_dir)
+        model, kind = _image_backbone(folder, tuned=tuned, base_model_dir=base_model_dir)
+        names, layers, final = image_layers(model, kind, general, device=device)
+        found[side] = (
+            names,
+            layers,
+            final,
+            image_layers(model, kind, digit_pixels, device=device)[2],
+        )
+        del model
+    names, before, before_final, before_digits = found["before"]
+    after_names, after, after_final, after_digits = found["after"]
+    if names != after_names:
+        raise ValueError(
+            f"the base has {len(names)} layers and the fine-tune {len(after_names)}: "
+            "they are not the same architecture"
+        )
+    rows = [
+        {"layer": i, "name": name, **_layer_cka(a, b)}
+        for i, (name, a, b) in enumerate(zip(names, before, after, strict=True))
+    ]
+    worst = min(rows, key=lambda row: row["cka"])
+    return {
+        "layers": rows,
+        "min_cka": worst["cka"],
+        "min_layer": worst["layer"],
+        "min_layer_name": worst["name"],
+        "knn_agreement": knn_agreement(before_final, after_final, k=k),
+        "k": k,
+        "n": len(images),
+        "labelled": knn_label_change(before_digits, after_digits, labels, k=k),
     }

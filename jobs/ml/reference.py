@@ -9,6 +9,13 @@ Images: random crops of the two photographs scikit-learn ships
 narrow "generic" domain, but they are real natural images, ship with a
 dependency the portal already has, and crops at several scales and
 positions give textures, edges, sky and foliage. Deterministic for a seed.
+
+Labelled images: scikit-learn's bundled handwritten digits (``load_digits``:
+1,797 8 x 8 grey images of the digits 0 to 9, from the UCI "Optical
+Recognition of Handwritten Digits" set, 43 writers), upscaled to the model's
+input size as grey RGB. A labelled set is needed to ask whether the frozen
+features still tell classes apart; this one ships with a dependency the portal
+already has. It covers coarse shape only: no colour, texture or natural scenes.
 """
 
 from __future__ import annotations
@@ -78,3 +85,38 @@ def reference_images(n: int = 64, size: int = 224, seed: int = 0) -> list[Image.
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         crops.append(crop.resize((size, size), Image.Resampling.BICUBIC))
     return crops
+
+
+@lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    found = load_digits()
+    return found.images, found.target
+
+
+def reference_digits(n: int = 500, size: int = 224) -> tuple[list[Image.Image], np.ndarray]:
+    """``n`` labelled digit images (as many of each digit as can be), RGB ``size`` x ``size``.
+
+    The same ``n`` gives the same images: the first of each digit in file
+    order, in turn, so every class is represented equally when ``n`` allows.
+    The 0-16 ink values become 0-255 grey, drawn dark on white like print,
+    enlarged bilinearly (nearest would give the model 8 x 8 blocks to read).
+    """
+    from PIL import Image
+
+    images, labels = _digits()
+    if not 10 <= n <= len(labels) or size < 8:
+        raise ValueError(f"n must be from 10 to {len(labels)} and size at least 8")
+    per_class = [np.flatnonzero(labels == c).tolist() for c in range(10)]
+    picked: list[int] = []
+    for rank in range(max(len(p) for p in per_class)):
+        picked.extend(p[rank] for p in per_class if rank < len(p))
+    picked = sorted(picked[:n])
+    out = []
+    for i in picked:
+        grey = (255 - images[i] * (255 / 16)).clip(0, 255).astype(np.uint8)
+        out.append(
+            Image.fromarray(grey).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        )
+    return out, labels[picked].astype(np.int64)

@@ -91,19 +91,35 @@ def _pair(ex: dict) -> str:
 
 
 def forgetting_markdown(result: dict) -> str:
-    """Linear CKA with the base per layer, and the neighbours kept."""
+    """Linear CKA with the base per layer, the neighbours kept and, for an image backbone,
+    the kNN labels of the labelled digits before and after."""
     rows = ["| layer | linear CKA with the base |", "|---|---|"]
     for row in result["layers"]:
-        name = "embeddings" if row["layer"] == 0 else f"layer {row['layer']}"
-        rows.append(f"| {name} | {row['cka']:.4f} |")
-    return "\n".join(
-        [
-            *rows,
+        name = row.get("name") or ("embeddings" if row["layer"] == 0 else f"layer {row['layer']}")
+        flat = {"fine-tune": " (constant after the fine-tune)", "base": " (constant in the base)"}
+        rows.append(f"| {name}{flat.get(row.get('constant'), '')} | {row['cka']:.4f} |")
+    what = "image" if result.get("modality") == "vision" else "sentence"
+    lines = [
+        *rows,
+        "",
+        f"Nearest-neighbour agreement (last layer, k = {result['k']}): "
+        f"{result['knn_agreement']:.3f} of each reference {what}'s neighbours are kept.",
+    ]
+    knn = result.get("labelled")
+    if knn:
+        lines += [
             "",
-            f"Nearest-neighbour agreement (last layer, k = {result['k']}): "
-            f"{result['knn_agreement']:.3f} of each reference sentence's neighbours are kept.",
+            f"kNN labels (k = {knn['k']}, leave-one-out, cosine) of {knn['n']} handwritten "
+            "digits (scikit-learn's load_digits, upscaled):",
+            "",
+            "| | base | fine-tune |",
+            "|---|---|---|",
+            f"| kNN accuracy | {knn['accuracy_before']:.3f} | {knn['accuracy_after']:.3f} |",
+            f"| same kNN label as the base | 1.000 | {knn['label_agreement']:.3f} |",
+            "",
+            result.get("verdict", ""),
         ]
-    )
+    return "\n".join(lines).rstrip()
 
 
 def drift_markdown(result: dict) -> str:
@@ -145,17 +161,29 @@ def _p(value: float) -> str:
 
 def association_markdown(result: dict) -> str:
     """Effect size and p-value per word-association test, WEAT and SEAT, with its source."""
+    adjusted = result.get("correction") is not None
     rows = [
         "| test | X vs Y, A vs B | WEAT d | WEAT p | SEAT d | SEAT p |",
         "|---|---|---|---|---|---|",
     ]
+
+    def p_cell(test: dict) -> str:
+        raw = _p(test["p_two_sided"])
+        return f"{raw} (Holm {_p(test['p_holm'])})" if adjusted else raw
+
     for t in result["tests"]:
         n = t["names"]
         rows.append(
             f"| {t['name']} | {n['x']} vs {n['y']}, {n['a']} vs {n['b']} | "
-            f"{t['weat']['effect_size']:+.3f} | {_p(t['weat']['p_two_sided'])} | "
-            f"{t['seat']['effect_size']:+.3f} | {_p(t['seat']['p_two_sided'])} |"
+            f"{t['weat']['effect_size']:+.3f} | {p_cell(t['weat'])} | "
+            f"{t['seat']['effect_size']:+.3f} | {p_cell(t['seat'])} |"
         )
+    judged_on = (
+        f"Judged at Holm-adjusted p < {result['alpha']:g} over the "
+        f"{result['correction']['family']} tests run together."
+        if adjusted
+        else f"Judged at p < {result['alpha']:g}."
+    )
     sources = [f"- {t['name']}: {t['source']}" for t in result["tests"]]
     return "\n".join(
         [
@@ -163,7 +191,7 @@ def association_markdown(result: dict) -> str:
             "",
             "d: Caliskan et al.'s effect size (positive: X closer to A); p: two-sided "
             f"permutation p-value ({result['permutations']:,} re-deals, or all of them when "
-            f"few). Judged at p < {result['alpha']:g}. SEAT places each word in "
+            f"few). {judged_on} SEAT places each word in "
             f"{len(result['templates'])} bleached sentences (May et al. 2019).",
             "",
             "Word lists:",
@@ -191,18 +219,33 @@ def slices_markdown(result: dict) -> str:
             f"| {row['slice']}{mark} | {row['n']} | {cell(row, 'accuracy')} | "
             f"{cell(row, 'recall')} | {cell(row, 'fpr')} |"
         )
+    family = result.get("gap_intervals")
     gaps = []
     for name, words in (("accuracy", "accuracy"), ("recall", "recall"), ("fpr", "FPR")):
         gap = result["gaps"].get(name)
         if gap:
-            ci = f" (95% CI {gap['ci'][0]:.3f} to {gap['ci'][1]:.3f})" if gap["ci"] else ""
+            level = f"{gap['ci_level']:.2%} simultaneous" if family else "95%"
+            ci = f" ({level} CI {gap['ci'][0]:.3f} to {gap['ci'][1]:.3f})" if gap["ci"] else ""
             gaps.append(f"- {words}: {gap['gap']:.3f}{ci}, {gap['high']} over {gap['low']}")
+    simultaneous = (
+        [
+            "",
+            f"The gaps' intervals are simultaneous: Bonferroni-adjusted over the "
+            f"{family['comparisons']} comparisons (every pair of judged slices, for each metric) "
+            f"the largest gaps were picked from, each at {family['level']:.2%}, so together they "
+            "hold at least 95% of the time.",
+        ]
+        if family and gaps
+        else []
+    )
     return "\n".join(
         [
             *rows,
             "",
-            "Intervals are 95%: Wilson for proportions, bootstrap for macro averages.",
+            "Per-slice intervals are 95% each, not adjusted for the number of slices: Wilson for "
+            "proportions, bootstrap for macro averages.",
             *(["", "Largest gaps between slices:", *gaps] if gaps else []),
+            *simultaneous,
         ]
     )
 
@@ -218,9 +261,38 @@ def _ms(latency: dict) -> str:
     return f"{latency['p50_ms']:.1f} / {latency['p95_ms']:.1f}"
 
 
+def _serving_image_base_markdown(result: dict) -> str:
+    """A base image backbone: pooled-feature parity, size and latency per runtime."""
+    lat = result["latency"]
+    lines = [
+        "| runtime | max feature diff | lowest cosine | size MiB | batch 1 p50 / p95 ms | "
+        "batch 32 p50 / p95 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, name in _RUNTIMES:
+        if key not in lat:
+            continue
+        c = result["compared"][key]
+        size = result["sizes"].get(key)
+        lines.append(
+            f"| {name} | {c['max_abs_diff']:.2e} | {c['min_cosine']:.6f} | "
+            f"{'n/a' if size is None else f'{size / 2**20:.2f}'} | "
+            f"{_ms(lat[key]['batch_1'])} | {_ms(lat[key]['batch_32'])} |"
+        )
+    lines += [
+        "",
+        f"Pooled features ({result['dim']}) of the base backbone, no head, on {result['n']} "
+        f"reference crops of scikit-learn's sample photos ({result['threads']} CPU threads, "
+        f"opset {result['opset']}, dynamic batch axis).",
+    ]
+    return "\n".join(lines)
+
+
 def serving_markdown(result: dict) -> str:
     """Parity and CPU latency per runtime; for a fine-tune also accuracy and file size."""
     lat = result["latency"]
+    if result.get("base") and result.get("modality") == "vision":
+        return _serving_image_base_markdown(result)
     if result.get("base"):
         lines = [
             "| runtime | batch 1 p50 / p95 ms | batch 32 p50 / p95 ms |",

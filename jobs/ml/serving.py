@@ -6,8 +6,10 @@ no extra packages), run by ONNX Runtime on CPU on the same padded batches that
 PyTorch sees, and compared logit by logit. The int8 copy comes from
 ``onnxruntime.quantization.quantize_dynamic`` (weights to int8, activations
 quantised on the fly), the usual first step for CPU serving; its accuracy is
-measured on the same rows. A base encoder (no head) is exported to its last
-hidden state and compared on the unpadded token positions.
+measured on the same rows. A base text encoder (no head) is exported to its
+last hidden state and compared on the unpadded token positions; a base image
+backbone to the pooled features the probes take from it, compared on real
+photographs, fp32 and int8.
 
 Latency is wall time per call on this process's CPU threads (the same thread
 count for both runtimes), after warm-up calls that are not counted. No Django.
@@ -58,7 +60,12 @@ def _wrap(model, names: Sequence[str], kind: str):
         def forward(self, *args):
             if kind == "efficientnet":  # plain torch: pixels in, logits out
                 return self.inner(*args)
+            if kind == "efficientnet-features":  # its pooled features, the classifier left out
+                return self.inner.features(*args)
             out = self.inner(**dict(zip(names, args, strict=True)))
+            if kind == "image-encoder":  # pooled as the probes pool it
+                hidden = out.last_hidden_state
+                return hidden.mean(dim=(2, 3)) if hidden.ndim == 4 else hidden.mean(dim=1)
             return out.last_hidden_state if kind == "encoder" else out.logits
 
     return Wrapped().eval()
@@ -190,6 +197,31 @@ def export_encoder(model_dir: Path, texts: Sequence[str], path: Path, *, max_len
     wrapper = _wrap(model, names, "encoder")
     _export(wrapper, names, make(np.arange(min(2, len(texts)))), path, seq=True)
     return Exported(path, wrapper, names, "output", make, len(texts), lengths)
+
+
+def export_image_encoder(model_dir: Path, images: Sequence, path: Path) -> Exported:
+    """Export a base image backbone to its pooled features (batch, features), preprocessed as
+    the probes preprocess (``images``: paths or PIL images; the first two trace)."""
+    from .features import EFFICIENTNET_LITE, _read_config, image_settings
+
+    if not images:
+        raise ValueError("there are no images to export and compare on")
+    model_dir = Path(model_dir)
+    if _read_config(model_dir).get("model_type") == EFFICIENTNET_LITE:
+        model = ft._load_for_inference(model_dir, "vision", None)[0]
+        kind = "efficientnet-features"
+    else:
+        from transformers import AutoModel
+
+        with ft._quiet_transformers():
+            model = AutoModel.from_pretrained(model_dir, local_files_only=True)
+        _eager(model)
+        kind = "image-encoder"
+    model.to("cpu").eval()
+    make, names, _ = _image_feeder(images, image_settings(model_dir))
+    wrapper = _wrap(model, names, kind)
+    _export(wrapper, names, make(np.arange(min(2, len(images)))), path, seq=False)
+    return Exported(path, wrapper, names, "output", make, len(images), None)
 
 
 def session(path: Path, threads: int):
@@ -375,5 +407,47 @@ def check_encoder(exported: Exported, *, calls: int = 50) -> dict:
         "max_abs_hidden_diff": worst,
         "min_pooled_cosine": float(np.min(cosines)),
         "sizes": {"onnxruntime": exported.path.stat().st_size},
+        "latency": _timings(exported, runs, calls=calls),
+    }
+
+
+def _feature_parity(values: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    norms = np.linalg.norm(values, axis=1) * np.linalg.norm(reference, axis=1)
+    dots = (values * reference).sum(axis=1)
+    # No floor on the norms: a random backbone's features can be tiny and still agree.
+    cosine = np.divide(dots, norms, out=np.ones_like(dots), where=norms > 0)
+    scale = float(np.max(np.abs(reference))) or 1.0
+    worst = float(np.max(np.abs(values - reference)))
+    return {"max_abs_diff": worst, "max_rel_diff": worst / scale, "min_cosine": float(cosine.min())}
+
+
+def check_image_encoder(exported: Exported, *, calls: int = 50, quantised: bool = True) -> dict:
+    """Pooled-feature parity of ONNX Runtime (fp32, and int8 when ``quantised``) vs PyTorch on
+    every image, file sizes, and latency at batch 1 and 32."""
+    threads = _threads()
+    runs = {
+        "pytorch": _torch_run(exported.module),
+        "onnxruntime": _ort_run(session(exported.path, threads), exported.input_names),
+    }
+    int8_path = None
+    if quantised:
+        int8_path = quantize(exported.path, exported.path.with_name("model.int8.onnx"))
+        runs["onnxruntime_int8"] = _ort_run(session(int8_path, threads), exported.input_names)
+    features = {name: _stack(outputs(exported, run), exported.n) for name, run in runs.items()}
+    compared = {
+        name: _feature_parity(values, features["pytorch"]) for name, values in features.items()
+    }
+    sizes = {"onnxruntime": exported.path.stat().st_size}
+    if int8_path is not None:
+        sizes["onnxruntime_int8"] = int8_path.stat().st_size
+    return {
+        "n": exported.n,
+        "threads": threads,
+        "opset": OPSET,
+        "dim": int(features["pytorch"].shape[1]),
+        "compared": compared,
+        "max_abs_hidden_diff": compared["onnxruntime"]["max_abs_diff"],
+        "min_pooled_cosine": compared["onnxruntime"]["min_cosine"],
+        "sizes": sizes,
         "latency": _timings(exported, runs, calls=calls),
     }

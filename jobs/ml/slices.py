@@ -10,6 +10,16 @@ average is not a proportion. The gap of a metric is between the two judged
 slices furthest apart; its interval is a bootstrap that resamples the rows of
 those two slices independently (the pair is fixed at the observed one).
 Slices with fewer rows than ``min_count`` are reported and not judged.
+
+The per-slice intervals are per-comparison 95 % intervals: each covers its own
+slice's value 95 % of the time. The gaps' intervals are simultaneous: the
+reported pair is the most extreme of every pair of judged slices, for each of
+up to three metrics, so each gap's interval is Bonferroni-adjusted over all
+those comparisons (metrics x slice pairs, ``M``), at level 1 - 0.05 / M; the
+M intervals then hold together at least 95 % of the time, and so does the one
+of the pair that was picked. Its per-comparison 95 % interval is kept beside
+it. The bootstrap draws enough resamples for the narrower tails (at least ten
+draws beyond each end, up to ``MAX_GAP_DRAWS``).
 """
 
 from __future__ import annotations
@@ -20,10 +30,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["METRICS", "slice_gaps", "wilson"]
+__all__ = ["METRICS", "gap_comparisons", "slice_gaps", "wilson"]
 
 METRICS = ("accuracy", "recall", "fpr")
 Z95 = 1.959963984540054
+ALPHA = 0.05
+MAX_GAP_DRAWS = 20_000
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
@@ -111,8 +123,9 @@ def slice_gaps(
     """Per-slice metrics and the largest gap between judged slices per metric.
 
     ``positive`` is the positive class index for two classes (None: macro averages).
-    Returns {slices: [...], gaps: {metric: {gap, ci, high, low} | None}, measure,
-    measure_metric, n_judged}. ``measure`` is the largest gap of the three (0 when
+    Returns {slices: [...], gaps: {metric: {gap, ci, ci_level, ci_95, high, low} | None},
+    measure, measure_metric, n_judged, gap_intervals: {kind, method, comparisons, level,
+    draws}}. ``measure`` is the largest gap of the three (0 when
     fewer than two slices are judged).
     """
     y, pred = np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64)
@@ -128,29 +141,22 @@ def slice_gaps(
         report.update(slice=name, judged=idx.size >= min_count)
         rows[name] = (report, idx)
     judged = [name for name, (r, _) in rows.items() if r["judged"]]
+    defined = {
+        metric: [name for name in judged if rows[name][0][metric] is not None] for metric in METRICS
+    }
+    comparisons = gap_comparisons({m: len(names) for m, names in defined.items()})
+    level = 1.0 - ALPHA / max(1, comparisons)
+    # Ten draws beyond each end of the interval: 10 / (ALPHA / M / 2) resamples.
+    needed = math.ceil(round(20 * max(1, comparisons) / ALPHA, 6))
+    draws_per_gap = max(n_boot, min(MAX_GAP_DRAWS, needed))
     gaps: dict = {}
     for metric in METRICS:
-        defined = [name for name in judged if rows[name][0][metric] is not None]
-        if len(defined) < 2:
+        if len(defined[metric]) < 2:
             gaps[metric] = None
             continue
-        high = max(defined, key=lambda s: rows[s][0][metric])
-        low = min(defined, key=lambda s: rows[s][0][metric])
-        draws = []
-        for name in (high, low):
-            idx = rows[name][1]
-            pick = idx[rng.integers(0, idx.size, size=(n_boot, idx.size))]
-            draws.append(_metrics(y[pick], pred[pick], positive, n_classes)[metric])
-        diff = draws[0] - draws[1]
-        diff = diff[np.isfinite(diff)]
-        gaps[metric] = {
-            "gap": rows[high][0][metric] - rows[low][0][metric],
-            "ci": [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))]
-            if diff.size
-            else None,
-            "high": high,
-            "low": low,
-        }
+        gaps[metric] = _gap(
+            rows, defined[metric], metric, (y, pred, positive, n_classes), rng, draws_per_gap, level
+        )
     found = {m: g["gap"] for m, g in gaps.items() if g is not None}
     worst = max(found, key=found.get) if found else None
     return {
@@ -161,4 +167,47 @@ def slice_gaps(
         "n_judged": len(judged),
         "min_count": int(min_count),
         "n_boot": int(n_boot),
+        "gap_intervals": {
+            "kind": "simultaneous",
+            "method": "bonferroni",
+            "comparisons": comparisons,
+            "level": level,
+            "draws": draws_per_gap,
+        },
+    }
+
+
+def gap_comparisons(slices_per_metric: dict[str, int]) -> int:
+    """How many gaps the largest one is picked from: every pair of slices, for every metric
+    that two or more slices define (the Bonferroni family of the gaps' intervals)."""
+    return sum(k * (k - 1) // 2 for k in slices_per_metric.values() if k >= 2)
+
+
+def _gap(rows: dict, defined: list[str], metric: str, data: tuple, rng, draws: int, level: float):
+    """The gap between the two slices furthest apart in ``metric``, with its bootstrap
+    intervals: simultaneous at ``level`` and per-comparison at 95 %."""
+    y, pred, positive, n_classes = data
+    high = max(defined, key=lambda s: rows[s][0][metric])
+    low = min(defined, key=lambda s: rows[s][0][metric])
+    sides = []
+    for name in (high, low):
+        idx = rows[name][1]
+        pick = idx[rng.integers(0, idx.size, size=(draws, idx.size))]
+        sides.append(_metrics(y[pick], pred[pick], positive, n_classes)[metric])
+    diff = sides[0] - sides[1]
+    diff = diff[np.isfinite(diff)]
+
+    def interval(confidence: float) -> list[float] | None:
+        tail = 100 * (1 - confidence) / 2
+        if not diff.size:
+            return None
+        return [float(np.percentile(diff, tail)), float(np.percentile(diff, 100 - tail))]
+
+    return {
+        "gap": rows[high][0][metric] - rows[low][0][metric],
+        "ci": interval(level),
+        "ci_level": level,
+        "ci_95": interval(0.95),
+        "high": high,
+        "low": low,
     }

@@ -133,6 +133,8 @@ class EfficientNetLite(nn.Module):
         self._conv_stem = SameConv2d(3, stem, 3, stride=2, bias=False)
         self._bn0 = nn.BatchNorm2d(stem, eps=BN_EPS)
         blocks = []
+        # Index of each stage's last block: where the forgetting check reads the stages.
+        self.stage_ends: list[int] = []
         last = len(LITE_STAGES) - 1
         for i, stage in enumerate(LITE_STAGES):
             in_ch = stem if i == 0 else _round_filters(stage.in_channels, width)
@@ -149,6 +151,7 @@ class EfficientNetLite(nn.Module):
                         expand=stage.expand,
                     )
                 )
+            self.stage_ends.append(len(blocks) - 1)
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = SameConv2d(out_ch, FEATURE_DIM, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(FEATURE_DIM, eps=BN_EPS)
@@ -161,6 +164,19 @@ class EfficientNetLite(nn.Module):
             x = block(x)
         x = F.relu6(self._bn1(self._conv_head(x)))
         return x.mean(dim=(2, 3))
+
+    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Globally pooled (B, C) outputs of the stem, of each of the seven stages, and of the
+        head (the last one is ``features``): the layers the forgetting check compares."""
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        pooled = [x.mean(dim=(2, 3))]
+        for i, block in enumerate(self._blocks):
+            x = block(x)
+            if i in self.stage_ends:
+                pooled.append(x.mean(dim=(2, 3)))
+        x = F.relu6(self._bn1(self._conv_head(x)))
+        pooled.append(x.mean(dim=(2, 3)))
+        return pooled
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fc(self.features(x))

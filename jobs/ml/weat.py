@@ -18,6 +18,11 @@ which a sentence encoder is meant to be used.
 
 What it measures is geometry of the embedding, not behaviour on any task; the
 word lists are English and American.
+
+When several tests run together, the chance that at least one reaches
+p < alpha by luck grows with their number; ``holm`` adjusts the p-values
+(Holm 1979, step-down Bonferroni) so that judging them at alpha keeps that
+family-wise error at alpha, whatever the dependence between the tests.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ __all__ = [
     "SEAT_TEMPLATES",
     "association_test",
     "effect_size",
+    "holm",
     "permutation_p_values",
     "seat_sentences",
     "word_pieces",
@@ -210,3 +216,21 @@ def run_test_set(
     return association_test(
         parts["x"], parts["y"], parts["a"], parts["b"], permutations=permutations, seed=seed
     )
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values, in the order given.
+
+    Sorted ascending, the i-th smallest (from 0) of m is multiplied by m - i,
+    capped at 1, and never left below an adjusted value before it (the
+    step-down is monotone): ``p_holm[(i)] = max over j <= i of min(1, (m - j) p[(j)])``.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1 or np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise ValueError("p-values must be a list of numbers from 0 to 1")
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    adjusted = np.empty(m)
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return adjusted.tolist()

@@ -90,11 +90,8 @@ def _leakage_params(params: dict, run: FineTuneRun) -> dict[str, Any]:
 
 
 def _forgetting_params(params: dict, run: FineTuneRun) -> dict[str, Any]:
-    if run.dataset_version.dataset.modality != "text":
-        raise PortalError(
-            "The forgetting check compares text encoders on the probes' reference sentences; "
-            "it is not built for image models yet."
-        )
+    # Text encoders are compared on the reference sentences, image backbones on the
+    # reference crops and the labelled digits (jobs.workers.release_checks).
     return {"k": int(_number(params, "k", 10, low=1, high=50))}
 
 
@@ -183,11 +180,11 @@ def _base_serving_refusal(version: ModelVersion) -> None:
             f"{version.model.repo_id} {version.label} is neither a base model nor made by a "
             "fine-tune in the portal, so there is no test split to run a serving check on."
         )
-    if version.model.modality != "text":
+    if version.model.modality not in ("text", "vision"):
         raise PortalError(
-            "The serving check of a base model exports a text encoder and compares it on the "
-            "probes' reference sentences; it is not built for "
-            f"{version.model.get_modality_display().lower()} base models yet."
+            "The serving check of a base model exports a text encoder or an image backbone and "
+            "compares it on the probes' reference sentences or photos; it is not built for "
+            f"{version.model.get_modality_display().lower()} base models."
         )
 
 

@@ -314,6 +314,8 @@ def _forgetting(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Pat
     from jobs.ml.forgetting import representation_change
     from jobs.ml.reference import reference_texts
 
+    if run.dataset_version.dataset.modality == "vision":
+        return _forgetting_images(ctx, check, run)
     texts = reference_texts()  # the probes' general sample: "ordinary" text, not the task's
     ctx.progress(0.2, stage=f"Embedding {len(texts)} reference sentences before and after")
     base_dir = materialize_version(run.base_version, settings.MODEL_CACHE_DIR)
@@ -339,6 +341,88 @@ def _forgetting(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Pat
         "of data unlike the reference sentences."
     )
     return result["min_cka"], summary, result
+
+
+# Reference crops compared layer by layer (the probes' 64 come first) and labelled digits.
+FORGETTING_IMAGES = 256
+FORGETTING_DIGITS = 500
+
+
+def _forgetting_images(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun):
+    from jobs.ml.features import image_settings
+    from jobs.ml.forgetting import image_representation_change
+    from jobs.ml.reference import reference_digits, reference_images
+
+    base_dir = materialize_version(run.base_version, settings.MODEL_CACHE_DIR)
+    output_dir = materialize_version(check.version, settings.MODEL_CACHE_DIR)
+    size = image_settings(base_dir).size
+    ctx.progress(
+        0.2,
+        stage=f"Running {FORGETTING_IMAGES} reference crops and {FORGETTING_DIGITS} digits "
+        "through both backbones",
+    )
+    result = image_representation_change(
+        base_dir,
+        output_dir,
+        reference_images(FORGETTING_IMAGES, size=size),
+        reference_digits(FORGETTING_DIGITS, size=size),
+        base_model_dir=base_dir if run.is_adapter else None,
+        device=_device(ctx),
+        k=int(check.params.get("k", 10)),
+    )
+    result["modality"] = "vision"
+    result["verdict"] = _forgetting_verdict(result, check.threshold)
+    result["card_markdown"] = forgetting_markdown(result)
+    knn = result["labelled"]
+    summary = (
+        f"Compared the base's and the fine-tune's backbones (classification head left out) on "
+        f"{result['n']} crops of scikit-learn's two sample photos (the probes' reference "
+        f"images, {FORGETTING_IMAGES - 64} more crops of the same photos after their 64), "
+        f"layer by layer with linear CKA of the pooled features (1 = the same geometry): "
+        f"lowest {result['min_cka']:.3f} at {_layer_words(result['min_layer_name'])} (threshold "
+        f"{check.threshold:g}); {result['knn_agreement']:.1%} of each crop's {result['k']} "
+        "nearest neighbours in the final features are kept. The base's own ability was asked "
+        f"on {knn['n']} labelled images of scikit-learn's handwritten digits (8 x 8 grey, "
+        f"upscaled to {size} px): each gets the majority label of its {knn['k']} nearest "
+        f"other digits in the frozen features; {knn['label_agreement']:.1%} keep the same "
+        f"label after the fine-tune, and that kNN accuracy goes from "
+        f"{knn['accuracy_before']:.3f} to {knn['accuracy_after']:.3f}. "
+        f"{result['verdict']} Not measured: the base's own pretraining task (no task of the "
+        "base is scored), colour, texture and natural scenes in the labelled set (digits are "
+        "coarse grey shapes), and data unlike the reference photos."
+    )
+    return result["min_cka"], summary, result
+
+
+def _layer_words(name: str) -> str:
+    return f"the {name}" if name in ("embeddings", "stem", "head") else name
+
+
+# A fall in the kNN accuracy on the digits larger than this is worth saying in words.
+KNN_ACCURACY_DROP = 0.02
+
+
+def _forgetting_verdict(result: dict, threshold: float) -> str:
+    """The outcome in plain words: the judged CKA first, then what the digits say."""
+    knn = result["labelled"]
+    drop = knn["accuracy_before"] - knn["accuracy_after"]
+    geometry = (
+        f"Passed: every layer keeps a CKA of at least {threshold:g}."
+        if result["min_cka"] >= threshold
+        else f"Failed: {_layer_words(result['min_layer_name'])} moved further than the threshold "
+        f"{threshold:g} allows."
+    )
+    if drop > KNN_ACCURACY_DROP:
+        ability = (
+            f"The frozen features also sort the digits worse (kNN accuracy down {drop:.3f}): "
+            "the fine-tune lost some of what the base could tell apart."
+        )
+    else:
+        ability = (
+            "The frozen features sort the digits about as well as before, or better (kNN "
+            f"accuracy down by no more than {KNN_ACCURACY_DROP:g})."
+        )
+    return f"{geometry} {ability}"
 
 
 # --- drift of production inputs ------------------------------------------------------------
@@ -541,17 +625,22 @@ def _association(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun | None, 
     for i, name in enumerate(names):
         ctx.progress(0.1 + 0.8 * i / len(names), stage=f"Association test {name}")
         tests.append(_association_row(found_sets[name], model_dir, embed, permutations))
+    # Judged on Holm-adjusted p-values over every test and variant run in this check.
+    family = [(t, v) for t in tests for v in ("weat", "seat")]
+    for (t, v), adjusted in zip(
+        family, weat.holm([t[v]["p_two_sided"] for t, v in family]), strict=True
+    ):
+        t[v]["p_holm"] = adjusted
     findings = [
-        (abs(t[v]["effect_size"]), t["name"], v)
-        for t in tests
-        for v in ("weat", "seat")
-        if t[v]["p_two_sided"] < alpha
+        (abs(t[v]["effect_size"]), t["name"], v) for t, v in family if t[v]["p_holm"] < alpha
     ]
     worst = max(findings) if findings else None
     result = {
         "tests": tests,
         "alpha": alpha,
         "permutations": permutations,
+        "correction": {"method": "holm", "family": len(family)},
+        "n_raw_significant": sum(t[v]["p_two_sided"] < alpha for t, v in family),
         "templates": list(weat.SEAT_TEMPLATES),
         "measure_from": {"test": worst[1], "variant": worst[2]} if worst else None,
         "n_words_split": len({w for t in tests for w in t["split_words"]}),
@@ -562,16 +651,19 @@ def _association(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun | None, 
     judged = (
         f"The largest significant effect is {measure:.3f} ({worst[1]}, {worst[2].upper()})"
         if worst
-        else f"No test reached p < {alpha:g}, so the figure judged is 0"
+        else f"No test reached an adjusted p < {alpha:g}, so the figure judged is 0"
     )
     summary = (
         f"Ran {len(tests)} word-association tests ({', '.join(names)}) on the model's "
         "mean-pooled embeddings: WEAT on the bare words and SEAT on the words in "
         f'{len(weat.SEAT_TEMPLATES)} bleached sentences ("This is Amy."), each with Caliskan\'s '
         f"effect size and a two-sided permutation p-value ({permutations:,} fixed-seed re-deals "
-        "of the targets, or every one when there are few). The figure judged is the largest "
-        f"|effect size| among tests with p < {alpha:g}, uncorrected for the "
-        f"{2 * len(tests)} tests run. {judged} (threshold {check.threshold:g}). "
+        "of the targets, or every one when there are few). The p-values are Holm-adjusted "
+        f"for the {len(family)} tests run together (so that judging them at {alpha:g} keeps "
+        f"the chance of any false finding at {alpha:g}); {len(findings)} reach adjusted "
+        f"p < {alpha:g}, {result['n_raw_significant']} would unadjusted. The figure judged is "
+        f"the largest |effect size| among those with adjusted p < {alpha:g}. {judged} "
+        f"(threshold {check.threshold:g}). "
         f"{result['n_words_split']} words are split into several tokens and "
         f"{result['n_words_unknown']} are unknown to the tokenizer; they were embedded all the "
         "same. Not measured: behaviour on any task (these are associations in the embedding), "
@@ -651,17 +743,22 @@ def _slices(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
     )
     small = [row["slice"] for row in found["slices"] if not row["judged"]]
     worst = found["measure_metric"]
+    family = found["gap_intervals"]
+    gap = found["gaps"][worst] if worst else None
     judged = (
         f"The largest gap is in {_METRIC_WORDS[worst]}: {found['measure']:.3f} between "
-        f"{found['gaps'][worst]['high']!r} and {found['gaps'][worst]['low']!r} (95% bootstrap "
-        f"interval {found['gaps'][worst]['ci'][0]:.3f} to {found['gaps'][worst]['ci'][1]:.3f})"
+        f"{gap['high']!r} and {gap['low']!r} (simultaneous {family['level']:.2%} bootstrap "
+        f"interval {_interval(gap['ci'])}, Bonferroni-adjusted over the "
+        f"{family['comparisons']} comparisons it was picked from, every pair of judged slices "
+        f"in each metric; per comparison, 95%: {_interval(gap['ci_95'])})"
         if worst
         else "Fewer than two slices were large enough to compare, so the figure judged is 0"
     )
     summary = (
         f"Scored the {result['n_test']} test rows the fine-tune held out, per value of the "
         f"slice column {column!r} ({len(found['slices'])} slices): accuracy, {how}, each "
-        "with a 95% interval (Wilson for proportions, bootstrap for macro averages). "
+        "with a per-comparison 95% interval (Wilson for proportions, bootstrap for macro "
+        "averages). "
         f"{judged} (threshold {check.threshold:g})."
         + (
             f" {len(small)} slices have fewer than {min_count} rows and are shown, not judged "
@@ -677,6 +774,10 @@ def _slices(ctx: JobContext, check: ReleaseCheck, run: FineTuneRun, tmp: Path):
 
 
 _METRIC_WORDS = {"accuracy": "accuracy", "recall": "recall", "fpr": "false-positive rate"}
+
+
+def _interval(ci: list[float] | None) -> str:
+    return f"{ci[0]:.3f} to {ci[1]:.3f}" if ci else "not defined"
 
 
 # --- serving compatibility (ONNX) ----------------------------------------------------------
@@ -749,9 +850,11 @@ def _serving_base(ctx: JobContext, check: ReleaseCheck, tmp: Path):
     from jobs.ml import serving
     from jobs.ml.reference import reference_texts
 
+    base_dir = materialize_version(check.version, settings.MODEL_CACHE_DIR)
+    if check.version.model.modality == "vision":
+        return _serving_base_images(ctx, check, base_dir, tmp)
     texts = reference_texts()
     ctx.progress(0.2, stage="Exporting the encoder to ONNX")
-    base_dir = materialize_version(check.version, settings.MODEL_CACHE_DIR)
     exported = serving.export_encoder(base_dir, texts, tmp / "onnx" / "model.onnx")
     ctx.progress(0.5, stage=f"Comparing hidden states on {len(texts)} reference sentences")
     result = serving.check_encoder(exported, calls=int(check.params.get("calls", 50)))
@@ -774,6 +877,62 @@ def _serving_base(ctx: JobContext, check: ReleaseCheck, tmp: Path):
         "serving, and latency under load."
     )
     return result["max_abs_hidden_diff"], summary, result
+
+
+# Reference crops the base image backbone is compared on (the probes' own 64).
+SERVING_IMAGES = 64
+
+
+def _serving_base_images(ctx: JobContext, check: ReleaseCheck, base_dir: Path, tmp: Path):
+    from jobs.ml import serving
+    from jobs.ml.features import image_settings
+    from jobs.ml.reference import reference_images
+
+    size = image_settings(base_dir).size
+    images = reference_images(SERVING_IMAGES, size=size)
+    ctx.progress(0.2, stage="Exporting the image backbone to ONNX")
+    exported = serving.export_image_encoder(base_dir, images, tmp / "onnx" / "model.onnx")
+    ctx.progress(0.5, stage=f"Comparing pooled features on {len(images)} reference crops")
+    result = serving.check_image_encoder(exported, calls=int(check.params.get("calls", 50)))
+    result.update(base=True, modality="vision", registered=None)
+    result["card_markdown"] = serving_markdown(result)
+    lat, sizes, int8 = result["latency"], result["sizes"], result["compared"]["onnxruntime_int8"]
+    summary = (
+        f"Exported the base image backbone {check.version.label} (no classification head) to "
+        f"ONNX (opset {result['opset']}, dynamic batch axis), to the {result['dim']} pooled "
+        "features the probes take from it, and compared ONNX Runtime with PyTorch on the "
+        f"{result['n']} reference crops of scikit-learn's sample photos the probes use "
+        f"({size} px, preprocessed as the probes do): the largest difference is "
+        f"{result['max_abs_hidden_diff']:.2e} (threshold {check.threshold:g}; "
+        f"{result['compared']['onnxruntime']['max_rel_diff']:.1e} of the largest feature), the "
+        f"lowest cosine {result['min_pooled_cosine']:.6f}. On {result['threads']} CPU threads, "
+        f"batch 1 takes {lat['pytorch']['batch_1']['p50_ms']:.1f} ms in PyTorch and "
+        f"{lat['onnxruntime']['batch_1']['p50_ms']:.1f} ms in ONNX Runtime (p50), batch 32 "
+        f"{lat['pytorch']['batch_32']['p50_ms']:.1f} and "
+        f"{lat['onnxruntime']['batch_32']['p50_ms']:.1f} ms. The int8 dynamic quantisation is "
+        f"{sizes['onnxruntime_int8'] / 2**20:.2f} MiB instead of "
+        f"{sizes['onnxruntime'] / 2**20:.2f} MiB, takes "
+        f"{lat['onnxruntime_int8']['batch_1']['p50_ms']:.1f} ms at batch 1 and "
+        f"{lat['onnxruntime_int8']['batch_32']['p50_ms']:.1f} ms at batch 32, and its features "
+        f"differ by up to {int8['max_abs_diff']:.2e} (lowest cosine {int8['min_cosine']:.4f})"
+        f"{_int8_words(int8['min_cosine'])}. Not measured: a fine-tune's head and accuracy "
+        "(checked on each fine-tune), images unlike the two sample photos, GPU serving, and "
+        "latency under load; the timings are this worker's."
+    )
+    return result["max_abs_hidden_diff"], summary, result
+
+
+# Below this cosine with PyTorch's features, the int8 copy answers other questions.
+INT8_MIN_COSINE = 0.99
+
+
+def _int8_words(cosine: float) -> str:
+    if cosine >= INT8_MIN_COSINE:
+        return ""
+    return (
+        f": below {INT8_MIN_COSINE:g}, too far to serve as it is (dynamic quantisation of "
+        "convolutions loses much; keep fp32, or quantise statically with calibration images)"
+    )
 
 
 def _registered_words(registered: dict | None) -> str:

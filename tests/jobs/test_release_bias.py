@@ -16,6 +16,7 @@ from django.test import Client
 
 from governance.models import AuditEvent, RiskEntry
 from jobs.engine import job_execute
+from jobs.ml.weat import holm
 from jobs.models import FineTuneRun, Job
 from jobs.services.finetunes import finetune_launch
 from jobs.services.release_checks import release_check_launch
@@ -112,17 +113,19 @@ def test_association_tests_of_a_base_encoder_run_on_a_worker_and_open_one_bias_r
     # The stored result keeps the words it ran (the steward's edit included).
     assert "boardroom" in tests["weat-6"]["words"]["x"]
     assert tests["weat-6"]["weat"]["n_x"] == 9
-    # The measure is the largest |d| among significant tests, and says which it was.
-    significant = [
-        abs(t[v]["effect_size"])
-        for t in tests.values()
-        for v in ("weat", "seat")
-        if t[v]["p_two_sided"] < 0.05
-    ]
+    # The p-values are Holm-adjusted over the six tests run (three sets, WEAT and SEAT)...
+    family = [(t, v) for t in tests.values() for v in ("weat", "seat")]
+    assert [t[v]["p_holm"] for t, v in family] == pytest.approx(
+        holm([t[v]["p_two_sided"] for t, v in family])
+    )
+    assert all(t[v]["p_holm"] >= t[v]["p_two_sided"] for t, v in family)
+    assert check.result["correction"] == {"method": "holm", "family": 6}
+    # ...and the measure is the largest |d| among the adjusted-significant, naming which.
+    significant = [abs(t[v]["effect_size"]) for t, v in family if t[v]["p_holm"] < 0.05]
     assert check.measure == pytest.approx(max(significant))
     assert check.result["measure_from"]["test"] in tests
     assert "Not measured: behaviour on any task" in check.summary
-    assert "uncorrected" in check.summary
+    assert "Holm-adjusted for the 6 tests run together" in check.summary
 
     # The failure opened one bias risk, by the system, linked to the check.
     risk = RiskEntry.objects.get(version=base)

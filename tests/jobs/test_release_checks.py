@@ -434,7 +434,7 @@ def _pets_with_resized_copies() -> bytes:
 
 
 @pytest.mark.django_db
-def test_images_are_checked_by_perceptual_hash_and_forgetting_says_it_is_text_only(
+def test_images_are_checked_by_perceptual_hash_and_a_head_only_fine_tune_forgets_nothing(
     alice, sam, tmp_path
 ):
     from tests.builders.catalogue import import_model
@@ -463,5 +463,89 @@ def test_images_are_checked_by_perceptual_hash_and_forgetting_says_it_is_text_on
     assert job_execute(job_id=calibration.job_id) == "succeeded"
     calibration.refresh_from_db()
     assert calibration.result["temperature"] > 0
-    with pytest.raises(PortalError, match="not built for image models yet"):
-        release_check_launch(actor=alice, version=version, kind="forgetting")
+    # Only the head was trained: every layer of the backbone, and every kNN label, as before.
+    forgetting = release_check_launch(actor=alice, version=version, kind="forgetting")
+    assert job_execute(job_id=forgetting.job_id) == "succeeded"
+    forgetting.refresh_from_db()
+    assert forgetting.status == ReleaseCheck.Status.PASSED, forgetting.error
+    assert [row["name"] for row in forgetting.result["layers"]] == [
+        "embeddings",
+        "layer 1",
+        "layer 2",
+    ]
+    assert forgetting.measure == pytest.approx(1.0, abs=1e-6)
+    assert forgetting.result["labelled"]["label_agreement"] == 1.0
+    assert "Passed: every layer keeps a CKA of at least 0.5" in forgetting.summary
+
+
+def _vision_finetune(alice, sam, tmp_path, **config) -> FineTuneRun:
+    """alice's one-epoch fine-tune of a tiny random ViT on colour-coded cats and dogs."""
+    from tests.builders.catalogue import import_model
+    from tests.builders.datasets import upload
+    from tests.builders.weights import tiny_vit_folder
+    from zoo.services import datasets as dataset_services
+
+    vit = import_model(tiny_vit_folder(tmp_path / "vit"), "acme/vit", actor=sam, modality="vision")
+    approve_reuse(alice, vit)
+    staged = dataset_services.dataset_stage_upload(
+        actor=alice, upload=upload("pets.zip", _pets_with_resized_copies())
+    )
+    pets, _ = dataset_services.dataset_create(
+        actor=alice, staged=staged, name="pets", sensitivity="internal"
+    )
+    run = finetune_launch(
+        actor=alice,
+        base_version=vit,
+        dataset_version=pets,
+        strategy="full",
+        config={**ONE_EPOCH, **config},
+    )
+    assert job_execute(job_id=run.job_id) == "succeeded", Job.objects.get(pk=run.job_id).error
+    return FineTuneRun.objects.select_related("output_version__model").get(pk=run.pk)
+
+
+@pytest.mark.integration
+def test_forgetting_of_an_image_fine_tune_on_a_worker_compares_layers_and_the_digits_knn(
+    celery_worker, alice, sam, tmp_path
+):
+    # Given a full fine-tune of a tiny ViT at a high learning rate (its backbone moves)...
+    run = _vision_finetune(alice, sam, tmp_path, learning_rate=5e-2)
+    version = run.output_version
+
+    # ...when alice runs the forgetting check on a real worker, strict enough to fail...
+    began = time.perf_counter()
+    with transaction.atomic():
+        check = release_check_launch(
+            actor=alice, version=version, kind="forgetting", params={"threshold": 0.999999, "k": 5}
+        )
+    check = _wait(check)
+    print(f"\nimage forgetting {time.perf_counter() - began:.1f} s end to end")
+
+    # ...then each layer of the backbone is compared on the 256 reference crops...
+    assert check.status == ReleaseCheck.Status.FAILED, check.error
+    result = check.result
+    assert [row["name"] for row in result["layers"]] == ["embeddings", "layer 1", "layer 2"]
+    assert result["n"] == 256
+    assert check.measure == pytest.approx(min(row["cka"] for row in result["layers"]))
+    assert check.measure < 0.999999
+    assert result["min_layer_name"] in {"embeddings", "layer 1", "layer 2"}
+    # ...and the digits' kNN labels before and after are counted on 500 balanced digits.
+    knn = result["labelled"]
+    assert (knn["n"], knn["k"]) == (500, 5)
+    assert 0.0 <= knn["label_agreement"] <= 1.0
+    assert 0.0 < knn["accuracy_before"] <= 1.0
+    assert "handwritten digits" in check.summary
+    assert "moved further than the threshold 0.999999 allows" in check.summary
+    assert "Not measured" in check.summary
+    print(check.summary)
+
+    # The card and the page show the per-layer CKA and the kNN labels.
+    version.refresh_from_db()
+    assert "| layer 2 |" in version.card_markdown
+    assert "| same kNN label as the base | 1.000 |" in version.card_markdown
+    client = Client()
+    client.force_login(alice)
+    page = client.get(version.get_absolute_url()).content.decode()
+    assert 'data-testid="cka-chart"' in page
+    assert 'data-testid="knn-labels"' in page
+    assert 'data-testid="run-forgetting"' in page

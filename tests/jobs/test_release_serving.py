@@ -311,3 +311,54 @@ def test_inconsistency_between_a_fine_tune_and_its_retrain_is_counted_on_its_tes
     )
     assert "calls must be a number" in bad.content.decode()
     assert ReleaseCheck.objects.count() == checks_before
+
+
+@pytest.mark.integration
+def test_a_base_image_backbone_is_checked_on_a_worker_with_int8_beside_fp32(
+    celery_worker, alice, bob, sam, tmp_path
+):
+    from tests.builders.catalogue import import_model
+    from tests.builders.weights import tiny_vit_folder
+
+    # Given a tiny ViT base that alice may fine-tune (and so check)...
+    vit = import_model(tiny_vit_folder(tmp_path / "vit"), "acme/vit", actor=sam, modality="vision")
+    approve_reuse(alice, vit)
+    client = Client()
+    client.force_login(alice)
+    assert 'data-testid="run-serving"' in client.get(vit.get_absolute_url()).content.decode()
+
+    # ...when she runs its serving check on a real worker...
+    with transaction.atomic():
+        check = release_check_launch(actor=alice, version=vit, kind="serving", params={"calls": 5})
+    check = _wait(check)
+
+    # ...then the backbone's pooled features agree on the probes' 64 reference crops.
+    assert check.status == ReleaseCheck.Status.PASSED, check.error
+    result = check.result
+    assert result["base"] is True
+    assert result["modality"] == "vision"
+    assert result["n"] == 64
+    assert result["dim"] == 32
+    assert check.measure == result["max_abs_hidden_diff"] < 1e-4
+    assert result["sizes"]["onnxruntime_int8"] < result["sizes"]["onnxruntime"]
+    for runtime in ("pytorch", "onnxruntime", "onnxruntime_int8"):
+        assert result["latency"][runtime]["batch_1"]["calls"] == 5
+        assert result["latency"][runtime]["batch_32"]["batch"] == 32
+    assert "int8 dynamic quantisation" in check.summary
+    assert "reference crops" in check.summary
+    assert "Not measured" in check.summary
+    print(check.summary)
+    vit.refresh_from_db()
+    assert "### Serving compatibility (ONNX): passed" in vit.card_markdown
+    assert "| ONNX Runtime (int8 dynamic) |" in vit.card_markdown
+    # bob may not fine-tune the base, so he may not check it either.
+    with pytest.raises(Forbidden):
+        release_check_launch(actor=bob, version=vit, kind="serving")
+
+
+def test_an_int8_copy_whose_features_turn_away_is_called_unfit_to_serve():
+    from jobs.workers.release_checks import _int8_words
+
+    # EfficientNet-Lite0's int8 copy measured 0.49 (bench/release_checks_vision.py).
+    assert "too far to serve as it is" in _int8_words(0.49)
+    assert _int8_words(0.9997) == ""

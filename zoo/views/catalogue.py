@@ -105,7 +105,7 @@ def _release_check_context(user, version, steward: bool, *, latest) -> dict:
         "may_check_serving": (keeper and from_finetune)
         or (
             version.kind == version.Kind.BASE
-            and version.model.modality == "text"
+            and version.model.modality in ("text", "vision")
             and (
                 steward
                 or user.is_staff

@@ -185,3 +185,39 @@ def test_a_model_that_does_not_export_says_so(tmp_path):
         serving._export(
             Eigen(), ["x"], {"x": np.ones((2, 3, 3), np.float32)}, tmp_path / "m.onnx", seq=False
         )
+
+
+@pytest.mark.parametrize("maker", [tiny_vit, tiny_effnet], ids=["vit", "efficientnet-lite"])
+def test_a_base_image_backbone_exports_to_the_features_the_probes_take(maker, tmp_path):
+    from jobs.ml.features import extract_image_features
+    from jobs.ml.reference import reference_images
+
+    base = maker(tmp_path / "base")
+    images = reference_images(40, size=32)
+    exported = serving.export_image_encoder(base, images, tmp_path / "onnx" / "model.onnx")
+    found = serving.check_image_encoder(exported, calls=5)
+
+    # ONNX Runtime on the exported file gives the probes' own features, row by row.
+    probes = extract_image_features(base, images).astype(np.float64)
+    session = serving.session(exported.path, threads=1)
+    ort = np.zeros_like(probes)
+    for index, values in serving.outputs(exported, lambda b: session.run(None, b)[0]):
+        ort[index] = values
+    scale = np.max(np.abs(probes))
+    assert np.max(np.abs(ort - probes)) <= 1e-5 * scale
+    assert found["dim"] == probes.shape[1]
+    assert found["max_abs_hidden_diff"] == found["compared"]["onnxruntime"]["max_abs_diff"]
+    assert found["compared"]["onnxruntime"]["max_rel_diff"] < 1e-5
+    assert found["min_pooled_cosine"] > 0.99999
+    assert found["compared"]["pytorch"] == {
+        "max_abs_diff": 0.0,
+        "max_rel_diff": 0.0,
+        "min_cosine": pytest.approx(1.0),
+    }
+    # int8: a smaller file whose features still point the same way.
+    assert found["sizes"]["onnxruntime_int8"] < found["sizes"]["onnxruntime"]
+    assert found["compared"]["onnxruntime_int8"]["min_cosine"] > 0.9
+    assert set(found["latency"]) == {"pytorch", "onnxruntime", "onnxruntime_int8"}
+    assert found["latency"]["onnxruntime"]["batch_32"]["calls"] == 3
+    with pytest.raises(ValueError, match="no images"):
+        serving.export_image_encoder(base, [], tmp_path / "empty.onnx")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.ml.slices import slice_gaps, wilson
+from jobs.ml.slices import gap_comparisons, slice_gaps, wilson
 
 
 def test_wilson_matches_the_textbook_interval():
@@ -66,3 +66,38 @@ def test_one_judged_slice_has_no_gap():
     found = slice_gaps([0, 1] * 15, [0, 1] * 15, ["a"] * 30, n_classes=2, positive=1)
     assert found["gaps"] == {"accuracy": None, "recall": None, "fpr": None}
     assert found["measure"] == 0.0
+
+
+def test_the_gaps_intervals_are_bonferroni_simultaneous_over_metrics_and_slice_pairs():
+    # Hand count: three slices define accuracy and recall (3 pairs each), two define the
+    # false-positive rate (1 pair), a metric one slice defines is no comparison.
+    assert gap_comparisons({"accuracy": 3, "recall": 3, "fpr": 2}) == 7
+    assert gap_comparisons({"accuracy": 4, "recall": 1, "fpr": 0}) == 6
+    assert gap_comparisons({"accuracy": 1}) == 0
+
+    rng = np.random.default_rng(1)
+    n = 120
+    slices = ["a"] * n + ["b"] * n + ["c"] * n
+    y = rng.integers(0, 2, size=3 * n)
+    pred = y.copy()
+    pred[n : 2 * n : 5] = 1 - pred[n : 2 * n : 5]  # b: one row in five wrong
+    pred[2 * n :: 3] = 1 - pred[2 * n :: 3]  # c: one in three
+    found = slice_gaps(y, pred, slices, n_classes=2, positive=1, min_count=20, n_boot=500)
+    family = found["gap_intervals"]
+    # Three judged slices, three metrics: 3 x 3 = 9 comparisons, each at 1 - 0.05 / 9.
+    assert family["kind"] == "simultaneous"
+    assert family["method"] == "bonferroni"
+    assert family["comparisons"] == 9
+    assert family["level"] == pytest.approx(0.994444, abs=1e-6)
+    # Ten draws beyond each end: 10 / (0.05 / 9 / 2) = 3,600 resamples, more than n_boot.
+    assert family["draws"] == 3600
+    gap = found["gaps"]["accuracy"]
+    assert (gap["high"], gap["low"]) == ("a", "c")
+    assert gap["ci_level"] == family["level"]
+    # The simultaneous interval holds the per-comparison 95 % one, and is wider.
+    assert gap["ci"][0] < gap["ci_95"][0] <= gap["gap"] <= gap["ci_95"][1] < gap["ci"][1]
+
+    # Two slices and a single metric's worth of comparisons: no wider than needed.
+    two = slice_gaps(y[: 2 * n], pred[: 2 * n], slices[: 2 * n], n_classes=2, positive=1)
+    assert two["gap_intervals"]["comparisons"] == 3
+    assert two["gap_intervals"]["level"] == pytest.approx(1 - 0.05 / 3)

@@ -11,6 +11,7 @@ from jobs.ml.weat import (
     association_test,
     associations,
     effect_size,
+    holm,
     permutation_p_values,
     run_test_set,
     seat_sentences,
@@ -108,3 +109,22 @@ def test_seat_puts_every_word_in_every_template_and_embeds_them_as_members():
     assert found["n_a"] == 8
     with pytest.raises(ValueError, match="two or more words"):
         association_test(np.ones((1, 2)), np.ones((2, 2)), np.ones((1, 2)), np.ones((1, 2)))
+
+
+def test_holm_adjusts_step_down_by_hand():
+    # Sorted: 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04; the last
+    # may not fall below the one before it, so 0.06. Back in the order given:
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # Capped at 1; ties keep their order and share the larger value.
+    assert holm([0.5, 0.5]) == pytest.approx([1.0, 1.0])
+    assert holm([0.3, 0.6, 0.001]) == pytest.approx([0.6, 0.6, 0.003])
+    # One test: nothing to adjust; no tests: nothing to return.
+    assert holm([0.049]) == [0.049]
+    assert holm([]) == []
+    # Unadjusted all four are below 0.05; adjusted, only the two smallest stay below.
+    adjusted = holm([0.01, 0.04, 0.03, 0.005])
+    assert [a < 0.05 for a in adjusted] == [True, False, False, True]
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        holm([0.2, 1.5])
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        holm([float("nan")])
