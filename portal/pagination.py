@@ -133,9 +133,7 @@ def _reversed(order: tuple[str, ...]) -> list[str]:
     return [k[1:] if k.startswith("-") else f"-{k}" for k in order]
 
 
-def _from_candidates(
-    candidates: Candidates, values, backwards: bool, size: int
-) -> list | None:
+def _from_candidates(candidates: Candidates, values, backwards: bool, size: int) -> list | None:
     """Up to ``size + 1`` rows after (before) ``values``, walking the candidates in chunks.
 
     ``None`` when the candidates cannot answer: the cursor names a row they do

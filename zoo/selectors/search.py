@@ -33,6 +33,7 @@ query parameter (hence the ``noqa`` marks on the raw SQL).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import time
@@ -102,10 +103,9 @@ def _generation() -> int:
 
 def catalogue_changed() -> None:
     """Forget every cached search result: a model's name, text or card changed, or one was added."""
-    try:
+    # Without a generation yet, the next search starts one and nothing older is read.
+    with contextlib.suppress(ValueError):
         cache.incr(GENERATION_KEY)
-    except ValueError:
-        pass  # no generation yet: the next search starts one, and nothing of an older is read
 
 
 def _cache_key(kind: str, text: str) -> str:

@@ -23,8 +23,8 @@ from zoo.models import (
     SearchWord,
     VersionHold,
 )
-from zoo.selectors.cards import card_missing_sections
 from zoo.selectors import search
+from zoo.selectors.cards import card_missing_sections
 from zoo.selectors.release_checks import release_checks_missing
 from zoo.services.events import block_change, standing_changed
 
