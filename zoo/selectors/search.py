@@ -149,6 +149,8 @@ def _capped_count(qs: QuerySet) -> int:
 def _count_among(qs: QuerySet, ranked: Ranked) -> int | None:
     """How many of the ranked models ``qs`` holds (capped); ``None`` if the ids cannot tell."""
     pks = ranked.pks
+    if not pks and ranked.complete:
+        return 0  # nothing matches (a misspelling, say): nothing to ask the database
     for ids in (pks[: COUNT_CAP + 1], pks):
         found = _capped_count(_among(qs, ids))
         whole = len(ids) == len(pks)
