@@ -168,7 +168,10 @@ def _from_candidates(candidates: Candidates, values, backwards: bool, size: int)
         if len(found) > size:
             break
         position = taken[-1] + step
-        chunk = min(chunk * 4, CANDIDATE_CHUNK_MAX)
+        # Read enough for the rest of the page at the share of rows this viewer has
+        # seen so far (filters may keep one in five), with room to spare.
+        share = max(len(found), 1) / (abs(position - start) or 1)
+        chunk = min(int((size + 1 - len(found)) / share * 1.5) + 1, CANDIDATE_CHUNK_MAX)
     else:
         if len(found) <= size:
             return None

@@ -14,6 +14,8 @@ from governance.services import incidents as gov_incidents
 from tests.builders.governance import approve
 from tests.factories import ModelVersionFactory, catalogue_entry
 from zoo.models import CatalogModel
+from zoo.selectors.catalogue import CatalogueQuery, search_catalogue
+from zoo.selectors.search import RANKED_ORDER
 from zoo.services import catalogue as services
 from zoo.services.card_revisions import version_card_edit
 
@@ -132,3 +134,34 @@ def test_a_recall_takes_the_model_out_of_approved_for_me(people, client):
     assert "<span>0 models</span>" in html
     # Still listed for everyone, with the latest license, as before the recall.
     assert "acme/kiwi-tagger" in _page(client, bob, q="kiwi")
+
+
+def test_a_filter_that_hides_most_cached_ids_pages_as_the_database_orders(bob):
+    """Pages walked through the cached ids, with a filter that keeps one in five, join up."""
+    for i in range(40):
+        catalogue_entry(
+            f"acme/dingo-{i:02d}",
+            summary="Dingo calls." if i % 3 else "Dingo calls and dingo howls.",
+            modality="vision" if i % 5 == 0 else "text",
+        )
+    expected = [
+        m.repo_id
+        for m in search_catalogue(bob, CatalogueQuery(q="dingo", modality="vision")).qs.order_by(
+            *RANKED_ORDER
+        )
+    ]
+    assert len(expected) == 8
+    api = _api(bob)
+    seen, cursor, bodies = [], None, []
+    while True:
+        params = {"q": "dingo", "modality": "vision", "page_size": 3}
+        body = api.get("/api/models/", {**params, **({"cursor": cursor} if cursor else {})}).json()
+        bodies.append(body)
+        seen += [row["repo_id"] for row in body["results"]]
+        if not body["next"]:
+            break
+        cursor = body["next"].split("cursor=", 1)[1].split("&", 1)[0]
+    assert seen == expected
+    assert [b["count"] for b in bodies] == [8, 8, 8]
+    back = api.get(bodies[-1]["previous"]).json()
+    assert [r["repo_id"] for r in back["results"]] == expected[3:6]

@@ -109,7 +109,8 @@ def catalogue_changed() -> None:
 
 
 def _cache_key(kind: str, text: str) -> str:
-    digest = hashlib.sha256(text.lower().encode()).hexdigest()[:32]
+    # The text as typed: websearch_to_tsquery reads some words as operators.
+    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
     return f"zoo:search:{_generation()}:{kind}:{digest}"
 
 
@@ -148,17 +149,11 @@ def _capped_count(qs: QuerySet) -> int:
 
 def _count_among(qs: QuerySet, ranked: Ranked) -> int | None:
     """How many of the ranked models ``qs`` holds (capped); ``None`` if the ids cannot tell."""
-    pks = ranked.pks
-    if not pks and ranked.complete:
+    if not ranked.pks and ranked.complete:
         return 0  # nothing matches (a misspelling, say): nothing to ask the database
-    for ids in (pks[: COUNT_CAP + 1], pks):
-        found = _capped_count(_among(qs, ids))
-        whole = len(ids) == len(pks)
-        if found > COUNT_CAP or (whole and ranked.complete):
-            return found
-        if whole:
-            break
-    return None
+    # The index scan over the ids stops at the cap, however many ids it was given.
+    found = _capped_count(_among(qs, ranked.pks))
+    return found if found > COUNT_CAP or ranked.complete else None
 
 
 # ``names_first`` holds exactly the rows whose first sort key is at most this.
