@@ -108,15 +108,15 @@ def catalogue_changed() -> None:
         cache.incr(GENERATION_KEY)
 
 
-def _cache_key(kind: str, text: str) -> str:
+def _cache_key(kind: str, text: str, generation: int) -> str:
     # The text as typed: websearch_to_tsquery reads some words as operators.
     digest = hashlib.sha256(text.encode()).hexdigest()[:32]
-    return f"zoo:search:{_generation()}:{kind}:{digest}"
+    return f"zoo:search:{generation}:{kind}:{digest}"
 
 
-def ranked_everywhere(text: str) -> Ranked:
+def ranked_everywhere(text: str, generation: int) -> Ranked:
     """Every model matching ``text`` in ``RANKED_ORDER``, whoever may see it (cached)."""
-    key = _cache_key("ranked", text)
+    key = _cache_key("ranked", text, generation)
     hit = cache.get(key)
     if hit is not None:
         return Ranked(*hit)
@@ -171,18 +171,19 @@ def ranked_search(qs: QuerySet, text: str) -> Matches:
     word in one model means reading every row's text.
     """
     text = normalise(text)
-    found = _matches(qs, text)
+    generation = _generation()  # read once: a search asks the cache for up to three results
+    found = _matches(qs, text, generation)
     if found.count:
         return found
-    corrected = correct_spelling(text)
+    corrected = correct_spelling(text, generation)
     if corrected and corrected != " ".join(_WORD.findall(text.lower())):
-        again = _matches(qs, corrected)
+        again = _matches(qs, corrected, generation)
         if again.count:
             return again._replace(corrected=corrected)
     return found
 
 
-def _matches(qs: QuerySet, text: str) -> Matches:
+def _matches(qs: QuerySet, text: str, generation: int) -> Matches:
     backend = _Postgres(text) if connection.vendor == "postgresql" else _SQLite(text)
     if backend.in_text is None:  # no word at all (punctuation only)
         nothing = qs.none().annotate(
@@ -190,7 +191,7 @@ def _matches(qs: QuerySet, text: str) -> Matches:
         )
         return Matches(nothing, 0, None)
     found = qs.filter(backend.join, backend.in_text)
-    ranked = ranked_everywhere(text)
+    ranked = ranked_everywhere(text, generation)
     count = _count_among(qs, ranked)
     if count is None:
         count = _capped_count(found)
@@ -221,12 +222,12 @@ def _tier(text: str, backend) -> Case:
     )
 
 
-def correct_spelling(text: str) -> str:
+def correct_spelling(text: str, generation: int) -> str:
     """``text`` with each word replaced by the closest word of a model's name, if one is close.
 
     Cached with the search results: the names' words change only with them.
     """
-    key = _cache_key("spelling", text)
+    key = _cache_key("spelling", text, generation)
     hit = cache.get(key)
     if hit is None:
         hit = _closest_words(text)
