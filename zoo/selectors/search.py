@@ -138,8 +138,16 @@ def ranked_everywhere(text: str, generation: int) -> Ranked:
 
 def _among(qs: QuerySet, pks: list[int]) -> QuerySet:
     if connection.vendor == "postgresql":
-        # One array parameter, where ``pk__in`` would send thousands.
-        return qs.filter(_raw('"zoo_catalogmodel"."id" = ANY(%s)', [pks], BooleanField()))
+        # One text parameter, where ``pk__in`` would send thousands (and a list would be
+        # rendered element by element in Python).
+        ids = ",".join(map(str, pks))
+        return qs.filter(
+            _raw(
+                """"zoo_catalogmodel"."id" = ANY(string_to_array(%s, ',')::bigint[])""",
+                [ids],
+                BooleanField(),
+            )
+        )
     return qs.filter(pk__in=pks)
 
 
