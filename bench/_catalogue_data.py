@@ -272,5 +272,8 @@ def seed_portal(n_models: int, per_model: int) -> bool:
         flush()
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
+    from zoo.selectors.search import catalogue_changed
+
+    catalogue_changed()  # written behind the services' back: forget cached search results
     print(f"seeded in {time.perf_counter() - started:.1f}s", flush=True)
     return True

@@ -33,8 +33,8 @@ class KeysetPagination(BasePagination):
     """Cursor pages for the long lists (models, versions): see ``portal.pagination``.
 
     The view names its order with ``keyset_order()``, and may set
-    ``known_count`` when its filtering counted already and ``keyset_prefix``
-    (see ``portal.pagination.keyset_page``). ``count`` stops at
+    ``known_count`` when its filtering counted already, ``keyset_prefix`` and
+    ``keyset_candidates`` (see ``portal.pagination.keyset_page``). ``count`` stops at
     1,000; ``count_capped`` says when there are more.
     """
 
@@ -52,6 +52,7 @@ class KeysetPagination(BasePagination):
             self._size(request),
             count=getattr(view, "known_count", None),
             prefix=getattr(view, "keyset_prefix", None),
+            candidates=getattr(view, "keyset_candidates", None),
         )
         return self.page.items
 

@@ -29,6 +29,30 @@ class BadCursor(PortalError):
     """A page link that was not made by this paginator (or no longer fits its list)."""
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """The sort keys of every row a list may show, in the list's order, found once and cached.
+
+    A superset: ``keys`` may name rows the viewer may not see or the filters
+    leave out, since it is kept for everyone alike; a page takes its rows from
+    ``rows`` (the list itself, unordered) by primary key, so nothing leaks and
+    a row gone since the keys were found is skipped. ``complete`` says whether
+    the keys run to the end of the list; past their end a page reads the list.
+    """
+
+    rows: QuerySet
+    order: tuple[str, ...]  # the list's order, as keyset_page takes it
+    pks: list
+    keys: list[tuple]  # the values of the order's fields, one tuple per pk
+    complete: bool
+
+
+# A walk through candidates that finds too few visible rows hands over to the
+# query: a filter that keeps one row in a thousand is better served by its index.
+CANDIDATE_ROUNDS = 4
+CANDIDATE_CHUNK_MAX = 2000
+
+
 @dataclass
 class KeysetPage:
     items: list
@@ -109,6 +133,60 @@ def _reversed(order: tuple[str, ...]) -> list[str]:
     return [k[1:] if k.startswith("-") else f"-{k}" for k in order]
 
 
+def _from_candidates(candidates: Candidates, values, backwards: bool, size: int) -> list | None:
+    """Up to ``size + 1`` rows after (before) ``values``, walking the candidates in chunks.
+
+    ``None`` when the candidates cannot answer: the cursor names a row they do
+    not hold (they were found again since), they end before the page does, or
+    the rows they name are mostly hidden from this viewer.
+    """
+    keys, pks = candidates.keys, candidates.pks
+    if values is None:
+        start = 0
+    else:
+        try:
+            at = keys.index(tuple(values))
+        except ValueError:
+            return None
+        start = at - 1 if backwards else at + 1
+    step = -1 if backwards else 1
+    found: list = []
+    chunk = size + 1
+    position = start
+    for _ in range(CANDIDATE_ROUNDS):
+        if backwards:
+            taken = list(range(position, max(position - chunk, -1), -1))
+        else:
+            taken = list(range(position, min(position + chunk, len(pks))))
+        if not taken:
+            break
+        rows = candidates.rows.order_by().in_bulk([pks[i] for i in taken])
+        for i in taken:
+            row = rows.get(pks[i])
+            if row is not None:
+                found.append((i, row))
+        if len(found) > size:
+            break
+        position = taken[-1] + step
+        # Read enough for the rest of the page at the share of rows this viewer has
+        # seen so far (filters may keep one in five), with room to spare.
+        share = max(len(found), 1) / (abs(position - start) or 1)
+        chunk = min(int((size + 1 - len(found)) / share * 1.5) + 1, CANDIDATE_CHUNK_MAX)
+    else:
+        if len(found) <= size:
+            return None
+    if len(found) <= size and not backwards and not candidates.complete:
+        return None  # the list goes on past the keys held
+    return [_with_keys(row, candidates, i) for i, row in found[: size + 1]]
+
+
+def _with_keys(row, candidates: Candidates, index: int):
+    """The row with the sort values the candidates hold (what its cursor will name)."""
+    for name, value in zip(candidates.order, candidates.keys[index], strict=True):
+        setattr(row, name.lstrip("-"), value)
+    return row
+
+
 def keyset_page(
     qs: QuerySet,
     order: tuple[str, ...],
@@ -117,6 +195,7 @@ def keyset_page(
     *,
     count: int | None = None,
     prefix: tuple[QuerySet, object] | None = None,
+    candidates: Candidates | None = None,
 ) -> KeysetPage:
     """One page of ``qs`` in ``order`` (field or annotation names, ``-`` for descending).
 
@@ -129,6 +208,9 @@ def keyset_page(
     key is at most ``bound``, which the caller can find cheaply (through an
     index of their own). A page that lies within them is read from them
     alone, without sorting the whole list.
+
+    ``candidates`` (see ``Candidates``), when given, are the list's sort keys
+    in order: a page is then read by primary key from the rows they name.
     """
     if count is None:
         count = qs.order_by().values("pk")[: COUNT_CAP + 1].count()
@@ -136,7 +218,9 @@ def keyset_page(
     if cursor:
         values, backwards = decode_cursor(cursor, len(order))
     items = None
-    if prefix is not None and not order[0].startswith("-"):
+    if candidates is not None and candidates.order == order:
+        items = _from_candidates(candidates, values, backwards, size)
+    if items is None and prefix is not None and not order[0].startswith("-"):
         rows, bound = prefix
         within = values is None or (isinstance(values[0], int | float) and values[0] <= bound)
         if within:

@@ -306,6 +306,9 @@ if CACHE_URL:
             "KEY_PREFIX": "zoo",
         }
     }
+    # Sessions read from Redis and written through to the database: one query less on
+    # every signed-in page. Nothing deletes session rows behind Django's back.
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
     CACHES = {
         "default": {

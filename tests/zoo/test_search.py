@@ -260,12 +260,34 @@ def test_name_matches_page_first_and_the_pages_join_up_with_the_rest(api, bob):
         back = [r["repo_id"] for r in body["results"]] + back
     assert back == full[: len(back)]
     assert back[:3] == full[:3]
-    # The first page came from the name index: the text index was probed (the count) only.
-    with CaptureQueriesContext(connection) as first:
-        api.get("/api/models/", {"q": "encoder", "page_size": 3})
-    sql = [q["sql"] for q in first.captured_queries]
-    assert sum("zoo_search_text" in q for q in sql) == 1
-    assert sum("zoo_search_name" in q for q in sql) == 1
+    # Searched again, the ranked ids come from the cache: no text or name index is read,
+    # only the visible rows by id.
+    with CaptureQueriesContext(connection) as again:
+        assert _ids(api.get("/api/models/", {"q": "encoder", "page_size": 3})) == full[:3]
+    sql = [q["sql"] for q in again.captured_queries]
+    assert not [q for q in sql if "zoo_search_text" in q or "zoo_search_name" in q]
+
+
+def test_pages_past_the_cached_ids_read_the_database(api, bob, monkeypatch):
+    """With more matches than the cache keeps, the pages after them still join up."""
+    from zoo.selectors import search
+
+    monkeypatch.setattr(search, "RANKED_CAP", 4)
+    for i in range(7):
+        catalogue_entry(f"acme/encoder-{i}", summary="Plain.")
+    for i in range(5):
+        catalogue_entry(f"acme/other-{i}", summary="An encoder too.")
+    full = [
+        m.repo_id
+        for m in search_catalogue(bob, CatalogueQuery(q="encoder")).qs.order_by(*RANKED_ORDER)
+    ]
+    assert len(full) == 12
+    seen, pages, _ = _walk(api, "/api/models/", {"q": "encoder", "page_size": 3})
+    assert seen == full
+    assert pages == 4
+    body = api.get("/api/models/", {"q": "encoder", "page_size": 3}).json()
+    assert body["count"] == 12
+    assert body["count_capped"] is False
 
 
 def test_size_sort_puts_unsized_models_last_and_recent_sort_ranks_by_edit(client, bob):

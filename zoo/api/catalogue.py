@@ -116,6 +116,7 @@ class CatalogModelViewSet(
             return queryset
         self.known_count = matches.count
         self.keyset_prefix = selectors.ranked_prefix(self.keyset_order(), matches)
+        self.keyset_candidates = matches.candidates
         return matches.qs
 
     def keyset_order(self) -> tuple[str, ...]:

@@ -177,6 +177,7 @@ def catalogue_page(
         size,
         count=matches and matches.count,
         prefix=ranked_prefix(order, matches),
+        candidates=matches and matches.candidates,
     )
     return page, matches and matches.corrected
 

@@ -20,21 +20,32 @@ model's name (trigram similarity, pg_trgm's measure on both databases:
 the page says so. Looking a word up among the distinct name words is a
 small index probe, where comparing it with every name would not be.
 
+Which models match a text, and in what order, is the same for everyone: it
+is found once per text and kept in the cache (``ranked_everywhere``) until
+the catalogue's search text changes (``catalogue_changed``, called by the
+catalogue services). Who may see each model and the filters are applied to
+the database on every request, to the cached ids only, so a model's status,
+owner or approvals are never read from the cache.
+
 Every SQL string here is a constant: the user's text only ever travels as a
 query parameter (hence the ``noqa`` marks on the raw SQL).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
+import time
 from typing import NamedTuple
 
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import BooleanField, Case, FloatField, IntegerField, Q, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 
-from portal.pagination import COUNT_CAP
-from zoo.models import SearchWord
+from portal.pagination import COUNT_CAP, Candidates
+from zoo.models import CatalogModel, SearchWord
 
 # The order of a ranked search, for the keyset paginator: tier, then score, then repo id.
 RANKED_ORDER = ("search_tier", "-search_score", "repo_id")
@@ -59,6 +70,98 @@ class Matches(NamedTuple):
     # The matches of tiers 0 and 1 alone (every word in the name), found through an
     # index of names: they sort first, so a first page they fill never ranks the rest.
     names_first: QuerySet | None = None
+    # The ranked ids of every model matching, whoever may see them, from the cache:
+    # a page reads its rows by id from the filtered list (``portal.pagination``).
+    candidates: Candidates | None = None
+
+
+# How many ranked ids of one text the cache keeps; a page or a count past them
+# reads the database as if nothing were cached.
+RANKED_CAP = 5000
+RANKED_TIMEOUT_S = 3600
+GENERATION_KEY = "zoo:search:generation"
+
+
+class Ranked(NamedTuple):
+    pks: list[int]
+    keys: list[tuple]  # (search_tier, search_score, repo_id) per pk: RANKED_ORDER's values
+    complete: bool  # False when more than RANKED_CAP models match
+
+
+def _generation() -> int:
+    """The catalogue's search generation: cached results of another are never read.
+
+    Starts from the clock when the cache has none (a new cache, or the key
+    evicted), so a generation is never reused while results of it remain.
+    """
+    value = cache.get(GENERATION_KEY)
+    if value is None:
+        cache.add(GENERATION_KEY, time.time_ns(), timeout=None)
+        value = cache.get(GENERATION_KEY)
+    return value
+
+
+def catalogue_changed() -> None:
+    """Forget every cached search result: a model's name, text or card changed, or one was added."""
+    # Without a generation yet, the next search starts one and nothing older is read.
+    with contextlib.suppress(ValueError):
+        cache.incr(GENERATION_KEY)
+
+
+def _cache_key(kind: str, text: str, generation: int) -> str:
+    # The text as typed: websearch_to_tsquery reads some words as operators.
+    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+    return f"zoo:search:{generation}:{kind}:{digest}"
+
+
+def ranked_everywhere(text: str, generation: int) -> Ranked:
+    """Every model matching ``text`` in ``RANKED_ORDER``, whoever may see it (cached)."""
+    key = _cache_key("ranked", text, generation)
+    hit = cache.get(key)
+    if hit is not None:
+        return Ranked(*hit)
+    backend = _Postgres(text) if connection.vendor == "postgresql" else _SQLite(text)
+    rows = list(
+        CatalogModel.objects.filter(backend.join, backend.in_text)
+        .annotate(search_tier=_tier(text, backend), search_score=backend.score)
+        .order_by(*RANKED_ORDER)
+        .values_list("pk", "search_tier", "search_score", "repo_id")[: RANKED_CAP + 1]
+    )
+    ranked = Ranked(
+        [r[0] for r in rows[:RANKED_CAP]],
+        [tuple(r[1:]) for r in rows[:RANKED_CAP]],
+        len(rows) <= RANKED_CAP,
+    )
+    cache.set(key, tuple(ranked), RANKED_TIMEOUT_S)
+    return ranked
+
+
+def _among(qs: QuerySet, pks: list[int]) -> QuerySet:
+    if connection.vendor == "postgresql":
+        # One text parameter, where ``pk__in`` would send thousands (and a list would be
+        # rendered element by element in Python).
+        ids = ",".join(map(str, pks))
+        return qs.filter(
+            _raw(
+                """"zoo_catalogmodel"."id" = ANY(string_to_array(%s, ',')::bigint[])""",
+                [ids],
+                BooleanField(),
+            )
+        )
+    return qs.filter(pk__in=pks)
+
+
+def _capped_count(qs: QuerySet) -> int:
+    return qs.order_by().values("pk")[: COUNT_CAP + 1].count()
+
+
+def _count_among(qs: QuerySet, ranked: Ranked) -> int | None:
+    """How many of the ranked models ``qs`` holds (capped); ``None`` if the ids cannot tell."""
+    if not ranked.pks and ranked.complete:
+        return 0  # nothing matches (a misspelling, say): nothing to ask the database
+    # The index scan over the ids stops at the cap, however many ids it was given.
+    found = _capped_count(_among(qs, ranked.pks))
+    return found if found > COUNT_CAP or ranked.complete else None
 
 
 # ``names_first`` holds exactly the rows whose first sort key is at most this.
@@ -76,18 +179,19 @@ def ranked_search(qs: QuerySet, text: str) -> Matches:
     word in one model means reading every row's text.
     """
     text = normalise(text)
-    found = _matches(qs, text)
+    generation = _generation()  # read once: a search asks the cache for up to three results
+    found = _matches(qs, text, generation)
     if found.count:
         return found
-    corrected = correct_spelling(text)
+    corrected = correct_spelling(text, generation)
     if corrected and corrected != " ".join(_WORD.findall(text.lower())):
-        again = _matches(qs, corrected)
+        again = _matches(qs, corrected, generation)
         if again.count:
             return again._replace(corrected=corrected)
     return found
 
 
-def _matches(qs: QuerySet, text: str) -> Matches:
+def _matches(qs: QuerySet, text: str, generation: int) -> Matches:
     backend = _Postgres(text) if connection.vendor == "postgresql" else _SQLite(text)
     if backend.in_text is None:  # no word at all (punctuation only)
         nothing = qs.none().annotate(
@@ -95,24 +199,51 @@ def _matches(qs: QuerySet, text: str) -> Matches:
         )
         return Matches(nothing, 0, None)
     found = qs.filter(backend.join, backend.in_text)
-    count = len(found.order_by().values_list("pk", flat=True)[: COUNT_CAP + 1])
-    exact = Q(repo_id__iexact=text) | Q(repo_id__iendswith="/" + text) | Q(title__iexact=text)
-    tier = Case(
-        When(exact, then=Value(0)),
+    ranked = ranked_everywhere(text, generation)
+    count = _count_among(qs, ranked)
+    if count is None:
+        count = _capped_count(found)
+    names = qs.filter(backend.join, backend.name_indexed).annotate(
+        search_tier=Case(When(_exact(text), then=Value(0)), default=Value(1)),
+        search_score=backend.score,
+    )
+    return Matches(
+        found.annotate(search_tier=_tier(text, backend), search_score=backend.score),
+        count,
+        None,
+        names,
+        Candidates(qs, RANKED_ORDER, ranked.pks, ranked.keys, ranked.complete),
+    )
+
+
+def _exact(text: str) -> Q:
+    return Q(repo_id__iexact=text) | Q(repo_id__iendswith="/" + text) | Q(title__iexact=text)
+
+
+def _tier(text: str, backend) -> Case:
+    return Case(
+        When(_exact(text), then=Value(0)),
         When(backend.in_name, then=Value(1)),
         When(backend.in_head, then=Value(2)),
         default=Value(3),
         output_field=IntegerField(),
     )
-    names = qs.filter(backend.join, backend.name_indexed).annotate(
-        search_tier=Case(When(exact, then=Value(0)), default=Value(1)),
-        search_score=backend.score,
-    )
-    return Matches(found.annotate(search_tier=tier, search_score=backend.score), count, None, names)
 
 
-def correct_spelling(text: str) -> str:
-    """``text`` with each word replaced by the closest word of a model's name, if one is close."""
+def correct_spelling(text: str, generation: int) -> str:
+    """``text`` with each word replaced by the closest word of a model's name, if one is close.
+
+    Cached with the search results: the names' words change only with them.
+    """
+    key = _cache_key("spelling", text, generation)
+    hit = cache.get(key)
+    if hit is None:
+        hit = _closest_words(text)
+        cache.set(key, hit, RANKED_TIMEOUT_S)
+    return hit
+
+
+def _closest_words(text: str) -> str:
     words = []
     for word in _WORD.findall(text.lower())[:MAX_WORDS]:
         if len(word) < 3 or word.isdigit():

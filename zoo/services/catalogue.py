@@ -23,6 +23,7 @@ from zoo.models import (
     SearchWord,
     VersionHold,
 )
+from zoo.selectors import search
 from zoo.selectors.cards import card_missing_sections
 from zoo.selectors.release_checks import release_checks_missing
 from zoo.services.events import block_change, standing_changed
@@ -109,7 +110,11 @@ def name_words(model: CatalogModel) -> set[str]:
 
 
 def catalog_model_refresh_search(*, model: CatalogModel) -> None:
-    """Rebuild the text that catalogue search matches against."""
+    """Rebuild the text that catalogue search matches against, and forget cached results.
+
+    Forgotten now and again once the change commits: a search that ran in
+    between read the old text and may have cached it under the new generation.
+    """
     latest = model.versions.order_by("-created_at", "-id").first()
     SearchEntry.objects.update_or_create(
         model=model, defaults=search_fields(model, latest.card_markdown if latest else "")
@@ -117,6 +122,8 @@ def catalog_model_refresh_search(*, model: CatalogModel) -> None:
     SearchWord.objects.bulk_create(
         [SearchWord(word=w) for w in sorted(name_words(model))], ignore_conflicts=True
     )
+    search.catalogue_changed()
+    transaction.on_commit(search.catalogue_changed)
 
 
 def _require_steward(actor) -> None:
