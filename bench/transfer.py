@@ -150,9 +150,9 @@ def family(values: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str
 
 
 def leave_one_out(per_dataset: dict[str, dict[str, tuple[float, float, float]]]) -> None:
-    """Choose a rule of ``family`` on three datasets, score it on the fourth, for each fourth.
+    """Choose a rule of ``family`` on all datasets but one, score it on that one, for each.
 
-    The choice: highest mean tau_w on the three, then lowest regret, then the
+    The choice: highest mean tau_w on the others, then lowest regret, then the
     current rule. The mean over held-out datasets is what a rule picked this
     way can be expected to reach on data it was not picked on; a rule change is
     only worth making when it beats the current rule there.
@@ -166,7 +166,7 @@ def leave_one_out(per_dataset: dict[str, dict[str, tuple[float, float, float]]])
         rows = np.array([per_dataset[d][rule] for d in on])
         return (round(rows[:, 0].mean(), 9), -round(rows[:, 2].mean(), 9), rule == CURRENT)
 
-    print("\nleave one dataset out: the rule chosen on the other three, scored on the one left out")
+    print("\nleave one dataset out: a rule chosen on the others, scored on the one left out")
     print(
         "held out          chosen rule                          tau_w   tau  regret | current tau_w"
     )
