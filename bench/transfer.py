@@ -33,6 +33,7 @@ import argparse
 import hashlib
 import json
 import sys
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -50,18 +51,31 @@ from jobs.ml.reference import reference_texts  # noqa: E402
 
 FEATURE_CACHE = Path.home() / ".cache" / "portal-bench" / "transfer-features"
 SCORES = ("logme", "linear_probe_accuracy", "knn_accuracy", "h_score")
+TRUTH_LRS = (5e-5, 2e-4)
+"""The truth grid's learning rates (``transfer_truth.TRUTH_LRS``)."""
+SHORT = {"logme": "LogME", "linear_probe_accuracy": "LP", "knn_accuracy": "kNN", "h_score": "H"}
 LENGTHS = (256, 128)
+CURRENT = "mean rank (4 scores) @128"
+"""The probe's rule today: ``scores.recommend`` on 128-token features (``TEXT_MAX_LENGTH``)."""
 
 
 def truth() -> dict[str, dict[str, float]]:
-    """{dataset: {model: true accuracy}}: the better learning rate of the truth grid."""
+    """{dataset: {model: true accuracy}}: the better learning rate of the truth grid.
+
+    A cell counts only once both learning rates have run: an interrupted grid
+    leaves one, and the better of one is not the truth.
+    """
     runs = json.loads((DATA_DIR / "truth.json").read_text())["runs"]
-    out: dict[str, dict[str, float]] = {}
+    rates: dict[tuple[str, str], dict[float, float]] = {}
     for run in runs:
-        if run["kind"] != "truth":
-            continue
-        cell = out.setdefault(run["dataset"], {})
-        cell[run["model"]] = max(cell.get(run["model"], 0.0), run["test_accuracy"])
+        if run["kind"] == "truth":
+            rates.setdefault((run["dataset"], run["model"]), {})[run["learning_rate"]] = run[
+                "test_accuracy"
+            ]
+    out: dict[str, dict[str, float]] = {}
+    for (dataset, model), by_rate in rates.items():
+        if set(TRUTH_LRS) <= set(by_rate):
+            out.setdefault(dataset, {})[model] = max(by_rate.values())
     return out
 
 
@@ -113,6 +127,75 @@ def rules(values: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str,
             out[f"{score} @{variant}"] = {m: v[score] for m, v in by_model.items()}
         out[f"mean rank (4 scores) @{variant}"] = _order_score(scores.recommend(by_model))
     return out
+
+
+def family(values: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """{rule: {model: score}}: mean rank over every non-empty subset of the four scores.
+
+    Each subset goes through ``scores.recommend`` itself, with the other scores
+    left out: a score missing for every candidate costs all of them the same
+    rank, so the order is the subset's mean rank with the probe's own
+    tie-breaks (MMD, then name).
+    """
+    out: dict[str, dict[str, float]] = {}
+    for variant in ("128", "128-l2"):
+        by_model = values[variant]
+        for k in range(1, len(SCORES) + 1):
+            for subset in combinations(SCORES, k):
+                keep = (*subset, "mmd")
+                trimmed = {m: {s: v[s] for s in keep} for m, v in by_model.items()}
+                name = f"mean rank ({'+'.join(SHORT[s] for s in subset)}) @{variant}"
+                out[name] = _order_score(scores.recommend(trimmed))
+    return out
+
+
+def leave_one_out(per_dataset: dict[str, dict[str, tuple[float, float, float]]]) -> None:
+    """Choose a rule of ``family`` on all datasets but one, score it on that one, for each.
+
+    The choice: highest mean tau_w on the others, then lowest regret, then the
+    current rule. The mean over held-out datasets is what a rule picked this
+    way can be expected to reach on data it was not picked on; a rule change is
+    only worth making when it beats the current rule there.
+    """
+    datasets = sorted(per_dataset)
+    if len(datasets) < 2:
+        return
+    names = sorted(per_dataset[datasets[0]])
+
+    def fit(rule: str, on: list[str]) -> tuple:
+        rows = np.array([per_dataset[d][rule] for d in on])
+        return (round(rows[:, 0].mean(), 9), -round(rows[:, 2].mean(), 9), rule == CURRENT)
+
+    print("\nleave one dataset out: a rule chosen on the others, scored on the one left out")
+    print(
+        "held out          chosen rule                          tau_w   tau  regret | current tau_w"
+    )
+    chosen, current = [], []
+    for held in datasets:
+        rest = [d for d in datasets if d != held]
+        best = max(names, key=lambda rule: fit(rule, rest))
+        chosen.append(per_dataset[held][best])
+        current.append(per_dataset[held][CURRENT])
+        t_w, t, r = per_dataset[held][best]
+        print(
+            f"{held:17s} {best:36s} {t_w:6.3f} {t:6.3f} {r:6.2f} | {current[-1][0]:6.3f}"
+            f" (regret {current[-1][2]:.2f})"
+        )
+    a, b = np.array(chosen), np.array(current)
+    print(
+        f"left-out mean: chosen rules tau_w {a[:, 0].mean():.3f}, tau {a[:, 1].mean():.3f},"
+        f" regret {a[:, 2].mean():.2f}, worst tau_w {a[:, 0].min():.3f};"
+        f" current rule tau_w {b[:, 0].mean():.3f}, tau {b[:, 1].mean():.3f},"
+        f" regret {b[:, 2].mean():.2f}, worst tau_w {b[:, 0].min():.3f}"
+    )
+    overall = sorted(names, key=lambda rule: fit(rule, datasets), reverse=True)[:5]
+    print(
+        f"in-sample best of the family (all {len(datasets)} datasets;"
+        " optimistic, for reading only):"
+    )
+    for rule in overall:
+        rows = np.array([per_dataset[d][rule] for d in datasets])
+        print(f"  {rule:38s} tau_w {rows[:, 0].mean():.3f}  regret {rows[:, 2].mean():.2f}")
 
 
 def _taus(true: dict[str, float], predicted: dict[str, float]) -> tuple[float, float, float]:
@@ -185,22 +268,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--recipe-only", action="store_true", help="only the recipe table")
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help="candidates to rank (default: every one)"
+    )
     args = parser.parse_args()
     if args.recipe_only:
         recipe_table()
         return
     gold = truth()
     table: dict[str, list[tuple[float, float, float]]] = {}
+    per_dataset: dict[str, dict[str, tuple[float, float, float]]] = {}
+    wanted = args.models.split(",")
     for dataset in args.datasets.split(","):
-        models = [m for m in MODELS if m in gold.get(dataset, {})]
+        models = [m for m in MODELS if m in wanted and m in gold.get(dataset, {})]
         if len(models) < 3:
             print(f"{dataset}: ground truth for {len(models)} models only; skipped")
             continue
-        measured = rules(probe_scores(dataset, models))
-        shown = ", ".join(f"{m} {gold[dataset][m]:.3f}" for m in models)
+        true = {m: gold[dataset][m] for m in models}
+        values = probe_scores(dataset, models)
+        shown = ", ".join(f"{m} {true[m]:.3f}" for m in models)
         print(f"{dataset}: true accuracy {shown}")
-        for rule, predicted in measured.items():
-            table.setdefault(rule, []).append(_taus(gold[dataset], predicted))
+        for rule, predicted in rules(values).items():
+            table.setdefault(rule, []).append(_taus(true, predicted))
+        per_dataset[dataset] = {
+            rule: _taus(true, predicted) for rule, predicted in family(values).items()
+        }
+        per_dataset[dataset][CURRENT] = table[CURRENT][-1]
+        order = sorted(rules(values)[CURRENT].items(), key=lambda item: -item[1])
+        print(
+            f"  current rule: {', '.join(m for m, _ in order)}; tau_w"
+            f" {table[CURRENT][-1][0]:.3f}, regret {table[CURRENT][-1][2]:.2f}"
+        )
     if not table:
         raise SystemExit("no dataset has ground truth yet: run bench/transfer_truth.py")
     n = len(next(iter(table.values())))
@@ -219,6 +317,7 @@ def main() -> None:
             f" = {new[:, 0].mean() / old[:, 0].mean():.2f}x; regret {new[:, 2].mean():.2f}"
             f" vs {old[:, 2].mean():.2f} points"
         )
+    leave_one_out(per_dataset)
     recipe_table()
 
 
