@@ -251,8 +251,9 @@ def celery_worker(transactional_db):
     from celery.contrib.testing.worker import start_worker
 
     from portal.celery import app
+    from tests.builders.processes import empty_broker
 
-    app.control.purge()
+    empty_broker()
     with start_worker(
         app,
         pool="solo",

@@ -24,8 +24,8 @@ from schemathesis.checks import (
 
 from governance.models import AccessToken
 from governance.services.tokens import access_token_create
-from portal.celery import app as celery_app
 from portal.wsgi import application
+from tests.builders.processes import empty_broker
 from tests.factories import ArtifactFactory, catalogue_entry
 
 pytestmark = pytest.mark.django_db
@@ -66,7 +66,7 @@ def catalogue(db):
 def broker_left_clean():
     """Launches send real messages; none may reach a later test's worker."""
     yield
-    celery_app.control.purge()
+    empty_broker()
 
 
 def _token(user) -> dict[str, str]:

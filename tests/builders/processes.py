@@ -26,6 +26,22 @@ from kombu import pools as kombu_pools
 from portal.celery import app as celery_app
 
 
+def empty_broker() -> None:
+    """Drop every message on the broker, including those an earlier worker reserved.
+
+    ``purge()`` empties the queues but not the messages a worker had taken and
+    not acknowledged: kombu keeps them in ``unacked`` and hands them to the next
+    worker. Left over from an earlier run, whose test database numbered its jobs
+    from 1 too, they would run this run's jobs at moments no test chose.
+    """
+    import redis
+
+    celery_app.control.purge()
+    redis.Redis.from_url(celery_app.conf.broker_url).delete(
+        "unacked", "unacked_index", "unacked_mutex"
+    )
+
+
 def database_url() -> str:
     """The test database, as a DATABASE_URL another process can use."""
     db = settings.DATABASES["default"]

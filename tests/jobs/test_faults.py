@@ -23,6 +23,7 @@ from portal.celery import beat_schedule
 from tests.builders.processes import (
     RedisServer,
     broker_at,
+    empty_broker,
     free_port,
     start_beat,
     start_worker,
@@ -48,7 +49,7 @@ def test_a_real_beat_sends_every_periodic_task_and_a_worker_runs_it(tmp_path):
         "REMIND_EVERY_S": "2",
         "NOTIFY_EVERY_S": "2",
     }
-    celery_app.control.purge()
+    empty_broker()
     worker = start_worker("periodic", tmp_path, queues="default", **fast)
     beat = start_beat(tmp_path, **fast)
     names = {entry["task"] for entry in beat_schedule().values()}
@@ -168,7 +169,7 @@ def test_a_send_that_fails_after_commit_is_made_good_by_the_reconciler(monkeypat
     assert job.celery_task_id in broker.pending_task_ids(["default"])
     # Its message is on the broker now: the next round leaves it alone.
     assert job_reconcile(now=later + timedelta(minutes=5)) == []
-    celery_app.control.purge()
+    empty_broker()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -186,7 +187,7 @@ def test_beat_reminds_holders_and_owners_through_a_real_worker(tmp_path, people)
     Rereview.objects.filter(version=owned).update(due_at=held.created_at - timedelta(days=7))
     Notification.objects.all().delete()
     fast = {"REMIND_EVERY_S": "1"}
-    celery_app.control.purge()
+    empty_broker()
     worker = start_worker("reminders", tmp_path, queues="default", **fast)
     beat = start_beat(tmp_path, **fast)
     try:

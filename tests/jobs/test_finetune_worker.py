@@ -23,6 +23,7 @@ from jobs.services.finetunes import finetune_launch
 from tests.builders.catalogue import base_model
 from tests.builders.datasets import ticket_dataset
 from tests.builders.governance import approve_reuse
+from tests.builders.processes import empty_broker
 from zoo.models import ModelVersion
 
 pytestmark = [pytest.mark.integration]
@@ -193,10 +194,8 @@ def _stop(process: subprocess.Popen) -> None:
 def test_a_killed_worker_leaves_the_job_to_another_that_resumes_from_the_checkpoint(
     people, approved_base, tmp_path
 ):
-    from portal.celery import app
-
     alice, _ = people
-    app.control.purge()
+    empty_broker()
     data = ticket_dataset(alice, n_per_class=60)
     with transaction.atomic():
         run = finetune_launch(

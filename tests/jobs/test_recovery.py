@@ -17,8 +17,7 @@ from django.db import transaction
 from jobs.engine import job_cancel
 from jobs.models import Job
 from jobs.services.checks import worker_check_launch
-from portal.celery import app as celery_app
-from tests.builders.processes import start_beat, start_worker
+from tests.builders.processes import empty_broker, start_beat, start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -36,7 +35,7 @@ def _wait(job: Job, predicate, *, timeout: float, processes) -> float:
 
 def test_a_killed_workers_job_runs_again_within_two_minutes(tmp_path):
     assert settings.JOB_LEASE_S == 60  # the defaults are what is measured
-    celery_app.control.purge()
+    empty_broker()
     with transaction.atomic():
         job = worker_check_launch(actor=None, queue="default", hold_s=600)
     first = start_worker("first", tmp_path, queues="default")

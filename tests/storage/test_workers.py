@@ -21,11 +21,10 @@ from transformers import AutoModelForSequenceClassification
 from jobs.models import FeatureSet, FineTuneRun, Job
 from jobs.services.finetunes import finetune_launch
 from jobs.services.probes import probe_launch
-from portal.celery import app as celery_app
 from tests.builders.catalogue import base_model
 from tests.builders.datasets import ticket_dataset
 from tests.builders.governance import approve_reuse
-from tests.builders.processes import start_worker
+from tests.builders.processes import empty_broker, start_worker
 from tests.storage.conftest import files_under
 from zoo.storage import materialize_version
 
@@ -68,7 +67,7 @@ def test_a_probe_and_a_fine_tune_on_two_nodes_meet_only_through_the_bucket(
     other = base_model(tmp_path / "bert1", "acme/tiny-bert-b", steward=sam, seed=1)
     approve_reuse(alice, base)
     data = ticket_dataset(alice, n_per_class=12)
-    celery_app.control.purge()
+    empty_broker()
     nodes = {name: _node(name, tmp_path, bucket) for name in ("node-a", "node-b")}
     workers = [worker for worker, _ in nodes.values()]
     try:
