@@ -1282,8 +1282,11 @@ class ImageBatch:
 
     members: list[str]
     labels: list[str] | None  # the class folder of each, when every one is a known class
-    n_rows: int
     warnings: list[str]
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.members)
 
 
 def load_image_batch(
@@ -1309,7 +1312,6 @@ def load_image_batch(
     return ImageBatch(
         members=images,
         labels=labels if labelled else None,
-        n_rows=len(images),
         warnings=notes,
     )
 

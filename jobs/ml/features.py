@@ -474,12 +474,15 @@ def _load_vision_backbone(
     model = AutoModel.from_pretrained(model_dir, local_files_only=True).to(device).eval()
 
     def pooled(pixels: torch.Tensor) -> torch.Tensor:
-        hidden = model(pixel_values=pixels).last_hidden_state
-        if hidden.ndim == 4:  # convolutional: (B, C, H, W)
-            return hidden.mean(dim=(2, 3))
-        return hidden.mean(dim=1)  # (B, tokens, D)
+        return pool_hidden(model(pixel_values=pixels).last_hidden_state)
 
     return pooled, list(model.parameters())
+
+
+def pool_hidden(hidden: torch.Tensor) -> torch.Tensor:
+    """An image backbone's features as the probes take them: the mean over positions of a
+    convolutional map (B, C, H, W), or over the tokens of a transformer layer (B, tokens, D)."""
+    return hidden.mean(dim=(2, 3)) if hidden.ndim == 4 else hidden.mean(dim=1)
 
 
 def extract_image_features(

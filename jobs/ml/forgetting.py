@@ -206,19 +206,16 @@ def knn_label_change(
     }
 
 
-def _pool(hidden):
-    # (B, C, H, W) from a convolutional stage, (B, tokens, D) from a transformer layer.
-    return hidden.mean(dim=(2, 3)) if hidden.ndim == 4 else hidden.mean(dim=1)
-
-
 def _image_forward(model, kind: str, pixels):
     """(pooled output of every layer, the pooled features the probes use, convolutional?)"""
     if kind == "efficientnet":
         stages = model.stage_features(pixels)
         return stages, stages[-1], True
+    from jobs.ml.features import pool_hidden
+
     out = model(pixel_values=pixels, output_hidden_states=True)
-    layers = [_pool(h) for h in out.hidden_states]
-    return layers, _pool(out.last_hidden_state), out.hidden_states[0].ndim == 4
+    layers = [pool_hidden(h) for h in out.hidden_states]
+    return layers, pool_hidden(out.last_hidden_state), out.hidden_states[0].ndim == 4
 
 
 def _layer_names(count: int, kind: str, convolutional: bool) -> list[str]:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import finetune as ft
+from .features import pool_hidden
 
 OPSET = 17
 WARMUP = 3
@@ -64,8 +65,7 @@ def _wrap(model, names: Sequence[str], kind: str):
                 return self.inner.features(*args)
             out = self.inner(**dict(zip(names, args, strict=True)))
             if kind == "image-encoder":  # pooled as the probes pool it
-                hidden = out.last_hidden_state
-                return hidden.mean(dim=(2, 3)) if hidden.ndim == 4 else hidden.mean(dim=1)
+                return pool_hidden(out.last_hidden_state)
             return out.last_hidden_state if kind == "encoder" else out.logits
 
     return Wrapped().eval()

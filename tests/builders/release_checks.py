@@ -1,10 +1,12 @@
-"""Waiting for a release check a real worker runs."""
+"""Fine-tunes to check, and waiting for a release check a real worker runs."""
 
 from __future__ import annotations
 
 import time
 
-from jobs.models import Job
+from jobs.engine import job_execute
+from jobs.models import FineTuneRun, Job
+from jobs.services.finetunes import finetune_launch
 from zoo.models import ReleaseCheck
 
 
@@ -21,3 +23,12 @@ def wait_for_check(check: ReleaseCheck, timeout: float = 240.0) -> ReleaseCheck:
             return check
         time.sleep(0.1)
     raise AssertionError(f"check {check.pk} still {check.status}; job log:\n{job.log[-2000:]}")
+
+
+def finetune_here(actor, base, data, *, strategy: str, config: dict) -> FineTuneRun:
+    """Launch a fine-tune and run its job in this process (before any worker can take it)."""
+    run = finetune_launch(
+        actor=actor, base_version=base, dataset_version=data, strategy=strategy, config=config
+    )
+    assert job_execute(job_id=run.job_id) == "succeeded", Job.objects.get(pk=run.job_id).error
+    return FineTuneRun.objects.select_related("output_version__model").get(pk=run.pk)

@@ -18,12 +18,12 @@ from governance.models import AuditEvent, RiskEntry
 from jobs.engine import job_execute
 from jobs.ml.weat import holm
 from jobs.models import FineTuneRun, Job
-from jobs.services.finetunes import finetune_launch
 from jobs.services.release_checks import release_check_launch
 from portal.errors import Forbidden, NotFound, PortalError
 from tests.builders.catalogue import base_model
 from tests.builders.datasets import csv_bytes, spam_rows, text_dataset, ticket_rows, upload
 from tests.builders.governance import approve_reuse
+from tests.builders.release_checks import finetune_here
 from tests.builders.release_checks import wait_for_check as _wait
 from zoo.models import AssociationTestSet, ReleaseCheck
 from zoo.services import datasets as dataset_services
@@ -198,11 +198,7 @@ def _dataset_with_slices(owner, rows):
 
 
 def _finetune(alice, base, data) -> FineTuneRun:
-    run = finetune_launch(
-        actor=alice, base_version=base, dataset_version=data, strategy="full", config=TRAINING
-    )
-    assert job_execute(job_id=run.job_id) == "succeeded", Job.objects.get(pk=run.job_id).error
-    return FineTuneRun.objects.select_related("output_version__model").get(pk=run.pk)
+    return finetune_here(alice, base, data, strategy="full", config=TRAINING)
 
 
 @pytest.mark.django_db

@@ -23,6 +23,7 @@ from portal.errors import Forbidden, NotFound, PortalError
 from tests.builders.catalogue import base_model
 from tests.builders.datasets import spam_rows, text_dataset, ticket_dataset
 from tests.builders.governance import approve_reuse
+from tests.builders.release_checks import finetune_here
 from tests.builders.release_checks import wait_for_check as _wait
 from tests.factories import UserFactory
 from zoo.models import CatalogModel, ReleaseCheck, ReleaseCheckRule
@@ -42,11 +43,7 @@ def _planted_rows() -> list[dict[str, str]]:
 
 
 def _finetune(alice, base, data) -> FineTuneRun:
-    run = finetune_launch(
-        actor=alice, base_version=base, dataset_version=data, strategy="head", config=ONE_EPOCH
-    )
-    assert job_execute(job_id=run.job_id) == "succeeded", Job.objects.get(pk=run.job_id).error
-    return FineTuneRun.objects.select_related("output_version__model").get(pk=run.pk)
+    return finetune_here(alice, base, data, strategy="head", config=ONE_EPOCH)
 
 
 @pytest.fixture
@@ -493,15 +490,7 @@ def _vision_finetune(alice, sam, tmp_path, **config) -> FineTuneRun:
     pets, _ = dataset_services.dataset_create(
         actor=alice, staged=staged, name="pets", sensitivity="internal"
     )
-    run = finetune_launch(
-        actor=alice,
-        base_version=vit,
-        dataset_version=pets,
-        strategy="full",
-        config={**ONE_EPOCH, **config},
-    )
-    assert job_execute(job_id=run.job_id) == "succeeded", Job.objects.get(pk=run.job_id).error
-    return FineTuneRun.objects.select_related("output_version__model").get(pk=run.pk)
+    return finetune_here(alice, vit, pets, strategy="full", config={**ONE_EPOCH, **config})
 
 
 @pytest.mark.integration

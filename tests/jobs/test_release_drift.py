@@ -30,6 +30,7 @@ from portal.errors import Forbidden, NotFound, PortalError
 from tests.builders.catalogue import base_model
 from tests.builders.datasets import csv_bytes, jsonl_bytes, spam_rows, text_dataset, upload
 from tests.builders.governance import approve_reuse
+from tests.builders.release_checks import finetune_here
 from tests.builders.release_checks import wait_for_check as _wait
 from tests.builders.webhooks import webhook_receiver
 from tests.builders.weights import HAM, SPAM
@@ -73,11 +74,7 @@ def signed_in(user) -> Client:
 
 
 def _finetune(alice, base, data) -> FineTuneRun:
-    run = finetune_launch(
-        actor=alice, base_version=base, dataset_version=data, strategy="full", config=TRAINING
-    )
-    assert job_execute(job_id=run.job_id) == "succeeded", Job.objects.get(pk=run.job_id).error
-    return FineTuneRun.objects.select_related("output_version__model").get(pk=run.pk)
+    return finetune_here(alice, base, data, strategy="full", config=TRAINING)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from portal.errors import Forbidden, PortalError
 from tests.builders.catalogue import base_model
 from tests.builders.datasets import spam_rows, text_dataset, ticket_dataset
 from tests.builders.governance import approve_reuse
+from tests.builders.release_checks import finetune_here
 from tests.builders.release_checks import wait_for_check as _wait
 from tests.jobs.test_release_checks import ONE_EPOCH, _finetune
 from zoo.models import Artifact, ModelVersion, ReleaseCheck
@@ -33,15 +34,7 @@ from zoo.storage import materialize_version
 
 
 def _retrain(alice, base, data, **config) -> FineTuneRun:
-    run = finetune_launch(
-        actor=alice,
-        base_version=base,
-        dataset_version=data,
-        strategy="full",
-        config={**ONE_EPOCH, **config},
-    )
-    assert job_execute(job_id=run.job_id) == "succeeded", Job.objects.get(pk=run.job_id).error
-    return FineTuneRun.objects.select_related("output_version__model").get(pk=run.pk)
+    return finetune_here(alice, base, data, strategy="full", config={**ONE_EPOCH, **config})
 
 
 @pytest.mark.integration
