@@ -36,7 +36,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import threading
 import time
+from collections import OrderedDict
 from typing import NamedTuple
 
 from django.core.cache import cache
@@ -114,11 +116,57 @@ def _cache_key(kind: str, text: str, generation: int) -> str:
     return f"zoo:search:{generation}:{kind}:{digest}"
 
 
+class _Recent:
+    """The ranked results this process read last, by cache key (its generation included).
+
+    Each search still reads the generation from the shared cache, so a result of
+    an older catalogue is never used; what this saves is fetching and unpickling
+    up to ``RANKED_CAP`` ids and sort keys from Redis on every page of a text.
+    Bounded by the ids it holds, and shared by a worker's threads.
+    """
+
+    def __init__(self, max_ids: int) -> None:
+        self.max_ids = max_ids
+        self.entries: OrderedDict[str, Ranked] = OrderedDict()
+        self.ids = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: str) -> Ranked | None:
+        with self.lock:
+            hit = self.entries.get(key)
+            if hit is not None:
+                self.entries.move_to_end(key)
+            return hit
+
+    def put(self, key: str, ranked: Ranked) -> None:
+        with self.lock:
+            if key in self.entries:
+                return
+            self.entries[key] = ranked
+            self.ids += len(ranked.pks) + 1
+            while self.ids > self.max_ids and len(self.entries) > 1:
+                _, old = self.entries.popitem(last=False)
+                self.ids -= len(old.pks) + 1
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+            self.ids = 0
+
+
+# About 100 common words' worth at the cap: a few MB per worker process.
+recent = _Recent(max_ids=40 * RANKED_CAP)
+
+
 def ranked_everywhere(text: str, generation: int) -> Ranked:
     """Every model matching ``text`` in ``RANKED_ORDER``, whoever may see it (cached)."""
     key = _cache_key("ranked", text, generation)
+    hit = recent.get(key)
+    if hit is not None:
+        return hit
     hit = cache.get(key)
     if hit is not None:
+        recent.put(key, Ranked(*hit))
         return Ranked(*hit)
     backend = _Postgres(text) if connection.vendor == "postgresql" else _SQLite(text)
     rows = list(
@@ -133,6 +181,7 @@ def ranked_everywhere(text: str, generation: int) -> Ranked:
         len(rows) <= RANKED_CAP,
     )
     cache.set(key, tuple(ranked), RANKED_TIMEOUT_S)
+    recent.put(key, ranked)
     return ranked
 
 
