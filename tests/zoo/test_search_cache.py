@@ -201,3 +201,26 @@ def test_the_process_copy_is_bounded_by_the_ids_it_holds():
     recent.get("k3")
     recent.put("k5", search.Ranked([1, 2, 3], [(1, 0.5, "a")] * 3, True))  # k4 is the oldest
     assert list(recent.entries) == ["k3", "k5"]
+
+
+def test_a_text_in_another_case_shares_its_cached_result(bob):
+    catalogue_entry("acme/Quokka-Net", title="Quokka Net", summary="Counts quokkas.")
+    catalogue_entry("acme/other", summary="The quokka's cousin.")
+    api = _api(bob)
+    generation = search._generation()
+    assert _ids(api, q="QUOKKA net") == ["acme/Quokka-Net"]
+    key = search._cache_key("ranked", "quokka net", generation)
+    assert cache.get(key) is not None
+    assert search._cache_key("ranked", "Quokka Net", generation) == key
+    assert _ids(api, q="quokka NET") == ["acme/Quokka-Net"]
+    # An exact repo id in another case still ranks first, from the shared entry.
+    assert _ids(api, q="ACME/QUOKKA-NET")[0] == "acme/Quokka-Net"
+    assert _ids(api, q="acme/quokka-net")[0] == "acme/Quokka-Net"
+    # Operators, quotes and letters beyond ASCII keep a key of their own.
+    for text, lower in [("quokka OR net", "quokka or net"), ('"Quokka"', '"quokka"')]:
+        assert search._cache_key("ranked", text, generation) != search._cache_key(
+            "ranked", lower, generation
+        )
+    assert search._cache_key("ranked", "Äpfel", generation) != search._cache_key(
+        "ranked", "äpfel", generation
+    )

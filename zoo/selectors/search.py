@@ -110,8 +110,27 @@ def catalogue_changed() -> None:
         cache.incr(GENERATION_KEY)
 
 
+# Plain words (letters, digits, ``_ . /`` and inner hyphens): nothing websearch_to_tsquery
+# reads as an operator but "or", which ``_same_in_any_case`` leaves alone.
+_PLAIN_TEXT = re.compile(
+    r"[A-Za-z0-9_./]+(?:-[A-Za-z0-9_./]+)*(?: [A-Za-z0-9_./]+(?:-[A-Za-z0-9_./]+)*)*"
+)
+
+
+def _same_in_any_case(text: str) -> bool:
+    """Whether ``text`` finds what its lower case finds, so both may share one cached result.
+
+    Matching is case-blind (tsquery words are lower-cased, the exact tier compares
+    with iexact), but only ASCII case is folded the same by Python and both
+    databases, and whether "OR" is an operator like "or" is not ours to guess.
+    """
+    return bool(_PLAIN_TEXT.fullmatch(text)) and "or" not in text.lower().split()
+
+
 def _cache_key(kind: str, text: str, generation: int) -> str:
-    # The text as typed: websearch_to_tsquery reads some words as operators.
+    # Otherwise the text as typed: websearch_to_tsquery reads some words as operators.
+    if _same_in_any_case(text):
+        text = text.lower()
     digest = hashlib.sha256(text.encode()).hexdigest()[:32]
     return f"zoo:search:{generation}:{kind}:{digest}"
 
