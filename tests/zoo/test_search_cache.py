@@ -224,3 +224,13 @@ def test_a_text_in_another_case_shares_its_cached_result(bob):
     assert search._cache_key("ranked", "Äpfel", generation) != search._cache_key(
         "ranked", "äpfel", generation
     )
+
+
+def test_a_corrected_spelling_is_kept_per_generation(bob):
+    catalogue_entry("acme/wallaby-net")
+    api = _api(bob)
+    assert _ids(api, q="wallabby") == ["acme/wallaby-net"]
+    generation = cache.get(search.GENERATION_KEY)
+    assert search.recent.get(search._cache_key("spelling", "wallabby", generation)) == "wallaby"
+    catalogue_entry("acme/wallabby-exact")  # now the typed word is a name's word itself
+    assert _ids(api, q="wallabby") == ["acme/wallabby-exact"]

@@ -136,7 +136,7 @@ def _cache_key(kind: str, text: str, generation: int) -> str:
 
 
 class _Recent:
-    """The ranked results this process read last, by cache key (its generation included).
+    """The ranked results (and corrected spellings) this process read last, by cache key.
 
     Each search still reads the generation from the shared cache, so a result of
     an older catalogue is never used; what this saves is fetching and unpickling
@@ -146,35 +146,34 @@ class _Recent:
 
     def __init__(self, max_ids: int) -> None:
         self.max_ids = max_ids
-        self.entries: OrderedDict[str, Ranked] = OrderedDict()
+        self.entries: OrderedDict[str, Ranked | str] = OrderedDict()
         self.ids = 0
         self.lock = threading.Lock()
 
-    def get(self, key: str) -> Ranked | None:
+    def get(self, key: str):
         with self.lock:
             hit = self.entries.get(key)
             if hit is not None:
                 self.entries.move_to_end(key)
             return hit
 
-    def put(self, key: str, ranked: Ranked) -> None:
+    def put(self, key: str, value: Ranked | str) -> None:
         with self.lock:
             if key in self.entries:
                 return
-            self.entries[key] = ranked
-            self.ids += len(ranked.pks) + 1
+            self.entries[key] = value
+            self.ids += self._weight(value)
             while self.ids > self.max_ids and len(self.entries) > 1:
                 _, old = self.entries.popitem(last=False)
-                self.ids -= len(old.pks) + 1
+                self.ids -= self._weight(old)
 
-    def clear(self) -> None:
-        with self.lock:
-            self.entries.clear()
-            self.ids = 0
+    @staticmethod
+    def _weight(value: Ranked | str) -> int:
+        return len(value.pks) + 1 if isinstance(value, Ranked) else 1
 
 
-# About 100 common words' worth at the cap: a few MB per worker process.
-recent = _Recent(max_ids=40 * RANKED_CAP)
+# Twenty texts at the cap (about 1 MB each), or a hundred that match 2,000 models each.
+recent = _Recent(max_ids=20 * RANKED_CAP)
 
 
 def ranked_everywhere(text: str, generation: int) -> Ranked:
@@ -304,10 +303,13 @@ def correct_spelling(text: str, generation: int) -> str:
     Cached with the search results: the names' words change only with them.
     """
     key = _cache_key("spelling", text, generation)
-    hit = cache.get(key)
+    hit = recent.get(key)
     if hit is None:
-        hit = _closest_words(text)
-        cache.set(key, hit, RANKED_TIMEOUT_S)
+        hit = cache.get(key)
+        if hit is None:
+            hit = _closest_words(text)
+            cache.set(key, hit, RANKED_TIMEOUT_S)
+        recent.put(key, hit)
     return hit
 
 
