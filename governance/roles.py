@@ -39,6 +39,11 @@ def has_role(user, role: str) -> bool:
     return role in user_roles(user)
 
 
+def roles_read(user) -> bool:
+    """Whether ``user_roles`` has read this user's roles already (this request's user object)."""
+    return getattr(user, "_portal_roles", None) is not None
+
+
 def holds_role_in_sql(user, role: str):
     """``has_role`` as an SQL condition (``Exists``), for a filter that depends on a role.
 
