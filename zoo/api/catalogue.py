@@ -18,12 +18,16 @@ from zoo.services import catalogue as services
 
 
 class LicenseSerializer(PlainRows, serializers.ModelSerializer):
+    """A license as the catalogue cites it (SPDX id, category, what it allows)."""
+
     class Meta:
         model = License
         fields = ["spdx_id", "name", "category", "commercial_use", "attribution_required", "url"]
 
 
 class CatalogModelSerializer(PlainRows, serializers.ModelSerializer):
+    """A catalogue entry, with its latest version's label and license."""
+
     license = serializers.CharField(source="license_spdx", read_only=True, allow_null=True)
     license_category = serializers.CharField(read_only=True, allow_null=True)
     latest_version = serializers.CharField(source="latest_label", read_only=True, allow_null=True)
@@ -144,6 +148,8 @@ class CatalogModelViewSet(
 
 
 class ModelVersionSerializer(PlainRows, serializers.ModelSerializer):
+    """A pinned version: revision, lineage, license, provenance and status."""
+
     repo_id = serializers.CharField(source="model.repo_id", read_only=True)
     license = LicenseSerializer(read_only=True)
     parent = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
