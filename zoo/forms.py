@@ -55,12 +55,17 @@ class CatalogueFilterForm(forms.Form):
         cost more than the page's search.
         """
         bound = self.is_bound
-        return {
-            name: _filter_widget(name, self.data.get(name) if bound else None, bound)
-            for name in FILTER_WIDGETS
-        }
+        drawn = {}
+        for name in FILTER_WIDGETS:
+            raw = self.data.get(name) if bound else None
+            # A value no choice has this long is typed by hand: drawn, not remembered.
+            remember = raw is None or len(raw) <= MAX_REMEMBERED_VALUE
+            draw = _filter_widget if remember else _filter_widget.__wrapped__
+            drawn[name] = draw(name, raw, bound)
+        return drawn
 
 
+MAX_REMEMBERED_VALUE = 40
 FILTER_WIDGETS = ("modality", "license_category", "commercial", "status", "approved", "sort")
 
 

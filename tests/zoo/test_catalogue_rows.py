@@ -93,6 +93,7 @@ def test_the_catalogue_page_shows_rows_and_says_when_nothing_matches(client, bob
         {"q": "bert", "modality": "vision", "sort": "recent", "approved": "on"},
         {"modality": "no-such", "commercial": "maybe", "status": "draft", "approved": "false"},
         {"license_category": "copyleft", "sort": "<b>x</b>"},
+        {"status": "x" * 500},
     ],
 )
 def test_remembered_filter_widgets_are_what_the_form_draws(data):
@@ -107,3 +108,13 @@ def test_remembered_filter_widgets_are_what_the_form_draws(data):
         assert "checked" in drawn["approved"]
     if data and data.get("modality") == "no-such":
         assert 'aria-invalid="true"' in drawn["modality"]
+
+
+def test_a_long_hand_typed_value_is_drawn_but_not_remembered():
+    from zoo.forms import _filter_widget
+
+    CatalogueFilterForm({"status": "x" * 41}).widgets_html()  # the short ones remembered now
+    before = _filter_widget.cache_info().currsize
+    drawn = CatalogueFilterForm({"status": "y" * 41}).widgets_html()
+    assert 'aria-invalid="true"' in drawn["status"]
+    assert _filter_widget.cache_info().currsize == before
