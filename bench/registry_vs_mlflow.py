@@ -67,6 +67,7 @@ import importlib.util
 import json
 import os
 import random
+import runpy
 import shutil
 import signal
 import socket
@@ -87,6 +88,8 @@ sys.path.insert(0, str(ROOT))
 from bench._catalogue_data import ModelRecord, production_environment, queries, records  # noqa: E402
 
 BIN = Path(sys.executable).parent
+# The deployed server's settings (read as a file: importing ``portal`` would start Django's apps).
+DEPLOYED = runpy.run_path(str(ROOT / "portal" / "gunicorn.py"))
 WORKERS = 2
 MLFLOW_PAGE = "/api/2.0/mlflow/registered-models/search"
 MLFLOW_VERSIONS = "/api/2.0/mlflow/model-versions/search"
@@ -635,7 +638,10 @@ def main() -> None:
     parser.add_argument("--detail-clients", type=int, default=16)
     parser.add_argument("--paths", type=int, default=100, help="query strings rotated per kind")
     parser.add_argument(
-        "--portal-threads", type=int, default=8, help="threads per gunicorn worker; 1: sync"
+        "--portal-threads",
+        type=int,
+        default=DEPLOYED["threads"],
+        help="threads per gunicorn worker (portal/gunicorn.py's by default); 1: sync",
     )
     parser.add_argument(
         "--connection-close",
@@ -676,14 +682,18 @@ def main() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     gunicorn = [
         str(BIN / "gunicorn"),
+        "--config=python:portal.gunicorn",  # as docker-compose.yml runs it
         "portal.wsgi:application",
         f"--workers={WORKERS}",
         f"--bind=127.0.0.1:{portal_port}",
-        "--timeout=120",
         "--log-level=warning",
     ]
-    if args.portal_threads > 1:
-        gunicorn += ["--worker-class=gthread", f"--threads={args.portal_threads}"]
+    if args.portal_threads != DEPLOYED["threads"]:
+        gunicorn += (
+            [f"--threads={args.portal_threads}"]
+            if args.portal_threads > 1
+            else ["--worker-class=sync"]
+        )
     mlflow = [
         str(BIN / "mlflow"),
         "server",

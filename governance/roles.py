@@ -39,6 +39,23 @@ def has_role(user, role: str) -> bool:
     return role in user_roles(user)
 
 
+def roles_read(user) -> bool:
+    """Whether ``user_roles`` has read this user's roles already (this request's user object)."""
+    return getattr(user, "_portal_roles", None) is not None
+
+
+def holds_role_in_sql(user, role: str):
+    """``has_role`` as an SQL condition (``Exists``), for a filter that depends on a role.
+
+    The database then decides in the query it runs anyway, where asking first
+    costs a query of its own on every request that had no other use for the roles.
+    """
+    from django.contrib.auth.models import Group
+    from django.db.models import Exists
+
+    return Exists(Group.objects.filter(name=role, user=user.pk))
+
+
 def is_steward(user) -> bool:
     """Stewards (and superusers) keep the catalogue: import, publish, edit, see drafts."""
     if not getattr(user, "is_authenticated", False):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import functools
+
 from django import forms
 
 from governance.models import License, Sensitivity
@@ -44,6 +46,34 @@ class CatalogueFilterForm(forms.Form):
         # The filters sit in one row without visible labels; screen readers still get them.
         for name, field in self.fields.items():
             field.widget.attrs.setdefault("aria-label", field.label or name.title())
+
+    def widgets_html(self) -> dict[str, str]:
+        """The drop-downs and the checkbox as HTML, by field name, for the catalogue page.
+
+        Each is a pure function of its field's raw value (its choices are fixed), so
+        it is drawn once per value and process: through the template engine the six
+        cost more than the page's search.
+        """
+        bound = self.is_bound
+        drawn = {}
+        for name in FILTER_WIDGETS:
+            raw = self.data.get(name) if bound else None
+            # A value no choice has this long is typed by hand: drawn, not remembered.
+            remember = raw is None or len(raw) <= MAX_REMEMBERED_VALUE
+            draw = _filter_widget if remember else _filter_widget.__wrapped__
+            drawn[name] = draw(name, raw, bound)
+        return drawn
+
+
+MAX_REMEMBERED_VALUE = 40
+FILTER_WIDGETS = ("modality", "license_category", "commercial", "status", "approved", "sort")
+
+
+@functools.lru_cache(maxsize=1024)
+def _filter_widget(name: str, raw: str | None, bound: bool) -> str:
+    """One field's widget as a form holding only that value draws it (errors included)."""
+    form = CatalogueFilterForm({name: raw} if raw is not None else {}) if bound else None
+    return str((form or CatalogueFilterForm())[name])
 
 
 class ModelEditForm(forms.ModelForm):

@@ -134,3 +134,24 @@ def test_compose_passes_single_sign_on_to_the_web_service_off_by_default():
     endpoints = ("AUTHORIZATION", "TOKEN", "JWKS")
     for name in [f"OIDC_OP_{e}_ENDPOINT" for e in endpoints] + ["OIDC_RP_CLIENT_SECRET"]:
         assert name in web
+
+
+def test_web_and_the_http_benchmark_run_one_gunicorn_config():
+    import runpy
+
+    from gunicorn.config import Config
+
+    result = _compose("config", "--format", "json", env={"SECRET_KEY": "s" * 50})
+    assert result.returncode == 0, result.stderr
+    command = json.loads(result.stdout)["services"]["web"]["command"]
+    assert "--config=python:portal.gunicorn" in command
+    bench = (ROOT / "bench" / "registry_vs_mlflow.py").read_text()
+    assert '"--config=python:portal.gunicorn"' in bench
+    settings = {
+        k: v for k, v in runpy.run_path(str(ROOT / "portal" / "gunicorn.py")).items() if k[0] != "_"
+    }
+    config = Config()
+    for name, value in settings.items():
+        config.set(name, value)  # an unknown setting raises
+    assert config.worker_class_str == "gthread"
+    assert config.threads >= 8  # the Hugging Face client's parallel downloads

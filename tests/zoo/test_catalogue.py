@@ -208,8 +208,12 @@ def test_api_list_query_count_is_flat(api, bob, django_assert_max_num_queries):
         ArtifactFactory(version=catalogue_entry(f"bulk/m-{i}"))
     api.force_authenticate(bob)
     for url in ["/api/models/", "/api/versions/", "/api/artifacts/"]:
-        with django_assert_max_num_queries(4):
+        # Capped count and page; whether bob is a steward is asked inside them.
+        with django_assert_max_num_queries(2):
             assert api.get(url).status_code == 200
+    model = CatalogModel.objects.get(repo_id="bulk/m-0")
+    with django_assert_max_num_queries(1):
+        assert api.get(f"/api/models/{model.pk}/").status_code == 200
 
 
 def test_a_colleagues_draft_fine_tune_is_not_listed_under_its_base(client, alice, bob, sam):
@@ -264,3 +268,28 @@ def test_lineage_is_drawn_from_the_base_to_every_descendant_the_viewer_may_see(c
     assert "alice/router-ft-salaries" not in page
     client.force_login(alice)
     assert "alice/router-ft-salaries" in client.get(base.model.get_absolute_url()).content.decode()
+
+
+def test_a_draft_is_seen_by_its_owner_stewards_and_superusers_only(
+    api, alice, bob, sam, admin_user
+):
+    draft = catalogue_entry("acme/alices-draft", status="draft", owner=alice).model
+    catalogue_entry("acme/unowned-draft", status="draft", owner=None)
+    catalogue_entry("acme/live")
+    seen = {}
+    for user in (alice, bob, sam, admin_user):
+        api.force_authenticate(user)
+        seen[user.username] = sorted(_ids(api.get("/api/models/")))
+        found = api.get(f"/api/models/{draft.pk}/").status_code
+        assert found == (404 if user is bob else 200)
+    everything = ["acme/alices-draft", "acme/live", "acme/unowned-draft"]
+    assert seen == {
+        "alice": ["acme/alices-draft", "acme/live"],
+        "bob": ["acme/live"],
+        "sam": everything,
+        admin_user.username: everything,
+    }
+    # A steward no more: the next request already hides the drafts.
+    sam.groups.clear()
+    api.force_authenticate(sam)
+    assert _ids(api.get("/api/models/")) == ["acme/live"]

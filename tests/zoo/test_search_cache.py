@@ -7,6 +7,7 @@ through the services a user's action goes through, and searches again.
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 from django.test import TestCase
 from rest_framework.test import APIClient
 
@@ -14,6 +15,7 @@ from governance.services import incidents as gov_incidents
 from tests.builders.governance import approve
 from tests.factories import ModelVersionFactory, catalogue_entry
 from zoo.models import CatalogModel
+from zoo.selectors import search
 from zoo.selectors.catalogue import CatalogueQuery, search_catalogue
 from zoo.selectors.search import RANKED_ORDER
 from zoo.services import catalogue as services
@@ -165,3 +167,70 @@ def test_a_filter_that_hides_most_cached_ids_pages_as_the_database_orders(bob):
     assert [b["count"] for b in bodies] == [8, 8, 8]
     back = api.get(bodies[-1]["previous"]).json()
     assert [r["repo_id"] for r in back["results"]] == expected[3:6]
+
+
+def test_a_worker_keeps_ranked_ids_only_for_the_generation_it_read(bob, sam):
+    """The process's own copy spares the Redis read, and a change anywhere makes it unused."""
+    draft = catalogue_entry("acme/bilby-draft", summary="A bilby counter.").model
+    CatalogModel.objects.filter(pk=draft.pk).update(status=CatalogModel.Status.DRAFT, owner=sam)
+    catalogue_entry("acme/bilby-live", summary="A bilby counter.")
+    api = _api(bob)
+    assert _ids(_api(sam), q="bilby") == ["acme/bilby-draft", "acme/bilby-live"]
+    generation = cache.get(search.GENERATION_KEY)
+    key = search._cache_key("ranked", "bilby", generation)
+    assert len(search.recent.get(key).pks) == 2  # kept for everyone, the draft included
+    cache.delete(key)
+    # Served from the process's copy, and still filtered for the viewer: no draft for bob.
+    assert _ids(api, q="bilby") == ["acme/bilby-live"]
+    assert cache.get(key) is None
+    # Another process's change moves the shared generation; this one reads the database again.
+    CatalogModel.objects.create(
+        repo_id="acme/bilby-new", title="Bilby", status=CatalogModel.Status.AVAILABLE
+    )
+    services.catalog_model_refresh_search(model=CatalogModel.objects.get(repo_id="acme/bilby-new"))
+    assert cache.get(search.GENERATION_KEY) == generation + 1
+    assert _ids(api, q="bilby")[0] == "acme/bilby-new"
+
+
+def test_the_process_copy_is_bounded_by_the_ids_it_holds():
+    recent = search._Recent(max_ids=10)
+    for i in range(5):
+        recent.put(f"k{i}", search.Ranked(list(range(3)), [(1, 0.5, "a")] * 3, True))
+    assert list(recent.entries) == ["k3", "k4"]
+    assert recent.ids <= 10
+    recent.get("k3")
+    recent.put("k5", search.Ranked([1, 2, 3], [(1, 0.5, "a")] * 3, True))  # k4 is the oldest
+    assert list(recent.entries) == ["k3", "k5"]
+
+
+def test_a_text_in_another_case_shares_its_cached_result(bob):
+    catalogue_entry("acme/Quokka-Net", title="Quokka Net", summary="Counts quokkas.")
+    catalogue_entry("acme/other", summary="The quokka's cousin.")
+    api = _api(bob)
+    generation = search._generation()
+    assert _ids(api, q="QUOKKA net") == ["acme/Quokka-Net"]
+    key = search._cache_key("ranked", "quokka net", generation)
+    assert cache.get(key) is not None
+    assert search._cache_key("ranked", "Quokka Net", generation) == key
+    assert _ids(api, q="quokka NET") == ["acme/Quokka-Net"]
+    # An exact repo id in another case still ranks first, from the shared entry.
+    assert _ids(api, q="ACME/QUOKKA-NET")[0] == "acme/Quokka-Net"
+    assert _ids(api, q="acme/quokka-net")[0] == "acme/Quokka-Net"
+    # Operators, quotes and letters beyond ASCII keep a key of their own.
+    for text, lower in [("quokka OR net", "quokka or net"), ('"Quokka"', '"quokka"')]:
+        assert search._cache_key("ranked", text, generation) != search._cache_key(
+            "ranked", lower, generation
+        )
+    assert search._cache_key("ranked", "Äpfel", generation) != search._cache_key(
+        "ranked", "äpfel", generation
+    )
+
+
+def test_a_corrected_spelling_is_kept_per_generation(bob):
+    catalogue_entry("acme/wallaby-net")
+    api = _api(bob)
+    assert _ids(api, q="wallabby") == ["acme/wallaby-net"]
+    generation = cache.get(search.GENERATION_KEY)
+    assert search.recent.get(search._cache_key("spelling", "wallabby", generation)) == "wallaby"
+    catalogue_entry("acme/wallabby-exact")  # now the typed word is a name's word itself
+    assert _ids(api, q="wallabby") == ["acme/wallabby-exact"]

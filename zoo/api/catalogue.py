@@ -10,20 +10,24 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from governance.models import License
-from portal.api import KeysetPagination
+from portal.api import KeysetPagination, PlainRows
 from zoo.models import Artifact, CatalogModel, ModelVersion
 from zoo.selectors import catalogue as selectors
 from zoo.selectors import search
 from zoo.services import catalogue as services
 
 
-class LicenseSerializer(serializers.ModelSerializer):
+class LicenseSerializer(PlainRows, serializers.ModelSerializer):
+    """A license as the catalogue cites it (SPDX id, category, what it allows)."""
+
     class Meta:
         model = License
         fields = ["spdx_id", "name", "category", "commercial_use", "attribution_required", "url"]
 
 
-class CatalogModelSerializer(serializers.ModelSerializer):
+class CatalogModelSerializer(PlainRows, serializers.ModelSerializer):
+    """A catalogue entry, with its latest version's label and license."""
+
     license = serializers.CharField(source="license_spdx", read_only=True, allow_null=True)
     license_category = serializers.CharField(read_only=True, allow_null=True)
     latest_version = serializers.CharField(source="latest_label", read_only=True, allow_null=True)
@@ -108,9 +112,11 @@ class CatalogModelViewSet(
         ).order_by("repo_id")
 
     def filter_queryset(self, queryset):
-        queryset = super().filter_queryset(queryset)
         if self.action != "list":
+            # One model by id: the list's query-string filters have nothing to narrow, and
+            # building their FilterSet costs what the lookup does.
             return queryset
+        queryset = super().filter_queryset(queryset)
         matches = selectors.filter_text(queryset, self.request.query_params.get("q", ""))
         if matches is None:
             return queryset
@@ -141,7 +147,9 @@ class CatalogModelViewSet(
         return Response(self.get_serializer(self.get_queryset().get(pk=model.pk)).data)
 
 
-class ModelVersionSerializer(serializers.ModelSerializer):
+class ModelVersionSerializer(PlainRows, serializers.ModelSerializer):
+    """A pinned version: revision, lineage, license, provenance and status."""
+
     repo_id = serializers.CharField(source="model.repo_id", read_only=True)
     license = LicenseSerializer(read_only=True)
     parent = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
@@ -187,6 +195,14 @@ class ModelVersionFilter(django_filters.FilterSet):
         fields = ["kind", "status", "revision", "parent"]
 
 
+# What a version row reads: its own columns but the card, and its model's repo id.
+VERSION_ROW_COLUMNS = (
+    *(f for f in ModelVersionSerializer.Meta.fields if f != "repo_id"),
+    "model__repo_id",
+    *(f"license__{f}" for f in LicenseSerializer.Meta.fields),
+)
+
+
 class ModelVersionViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
@@ -201,11 +217,15 @@ class ModelVersionViewSet(
         return ("-created_at", "-id")
 
     def get_queryset(self):
-        return (
+        qs = (
             selectors.versions_visible_to(self.request.user)
             .select_related("model", "license")
             .order_by("-created_at", "-id")
         )
+        if self.action in ("list", "retrieve"):
+            # A row shows its model's repo id only: no card or search text is read for it.
+            qs = qs.only(*VERSION_ROW_COLUMNS)
+        return qs
 
     @extend_schema(request=LicenseInput, responses=ModelVersionSerializer)
     @action(detail=True, methods=["post"])

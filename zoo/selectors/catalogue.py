@@ -14,7 +14,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from governance.roles import is_steward
+from governance.roles import STEWARDS, holds_role_in_sql, is_steward, roles_read
 from portal.errors import NotFound
 from portal.pagination import KeysetPage, keyset_page
 from zoo.models import Artifact, CatalogModel, ModelVersion
@@ -30,9 +30,14 @@ def models_visible_to(user) -> QuerySet[CatalogModel]:
     if not user.is_authenticated:
         return CatalogModel.objects.none()
     qs = CatalogModel.objects.all()
-    if is_steward(user):
+    if user.is_superuser:
         return qs
-    return qs.exclude(~Q(owner=user), status=CatalogModel.Status.DRAFT)
+    hidden = Q(status=CatalogModel.Status.DRAFT) & ~Q(owner=user)
+    if roles_read(user):  # a page that asked already: no subquery in each of its queries
+        return qs if is_steward(user) else qs.exclude(hidden)
+    # Otherwise whether the user is a steward is asked in the same query (``is_steward``
+    # minus the superuser, above): one query less for every API read.
+    return qs.filter(~hidden | holds_role_in_sql(user, STEWARDS))
 
 
 def versions_visible_to(user) -> QuerySet[ModelVersion]:

@@ -36,7 +36,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import threading
 import time
+from collections import OrderedDict
 from typing import NamedTuple
 
 from django.core.cache import cache
@@ -108,17 +110,81 @@ def catalogue_changed() -> None:
         cache.incr(GENERATION_KEY)
 
 
+# Plain words (letters, digits, ``_ . /`` and inner hyphens): nothing websearch_to_tsquery
+# reads as an operator but "or", which ``_same_in_any_case`` leaves alone.
+_PLAIN_TEXT = re.compile(
+    r"[A-Za-z0-9_./]+(?:-[A-Za-z0-9_./]+)*(?: [A-Za-z0-9_./]+(?:-[A-Za-z0-9_./]+)*)*"
+)
+
+
+def _same_in_any_case(text: str) -> bool:
+    """Whether ``text`` finds what its lower case finds, so both may share one cached result.
+
+    Matching is case-blind (tsquery words are lower-cased, the exact tier compares
+    with iexact), but only ASCII case is folded the same by Python and both
+    databases, and whether "OR" is an operator like "or" is not ours to guess.
+    """
+    return bool(_PLAIN_TEXT.fullmatch(text)) and "or" not in text.lower().split()
+
+
 def _cache_key(kind: str, text: str, generation: int) -> str:
-    # The text as typed: websearch_to_tsquery reads some words as operators.
+    # Otherwise the text as typed: websearch_to_tsquery reads some words as operators.
+    if _same_in_any_case(text):
+        text = text.lower()
     digest = hashlib.sha256(text.encode()).hexdigest()[:32]
     return f"zoo:search:{generation}:{kind}:{digest}"
+
+
+class _Recent:
+    """The ranked results (and corrected spellings) this process read last, by cache key.
+
+    Each search still reads the generation from the shared cache, so a result of
+    an older catalogue is never used; what this saves is fetching and unpickling
+    up to ``RANKED_CAP`` ids and sort keys from Redis on every page of a text.
+    Bounded by the ids it holds, and shared by a worker's threads.
+    """
+
+    def __init__(self, max_ids: int) -> None:
+        self.max_ids = max_ids
+        self.entries: OrderedDict[str, Ranked | str] = OrderedDict()
+        self.ids = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: str):
+        with self.lock:
+            hit = self.entries.get(key)
+            if hit is not None:
+                self.entries.move_to_end(key)
+            return hit
+
+    def put(self, key: str, value: Ranked | str) -> None:
+        with self.lock:
+            if key in self.entries:
+                return
+            self.entries[key] = value
+            self.ids += self._weight(value)
+            while self.ids > self.max_ids and len(self.entries) > 1:
+                _, old = self.entries.popitem(last=False)
+                self.ids -= self._weight(old)
+
+    @staticmethod
+    def _weight(value: Ranked | str) -> int:
+        return len(value.pks) + 1 if isinstance(value, Ranked) else 1
+
+
+# Twenty texts at the cap (about 1 MB each), or a hundred that match 2,000 models each.
+recent = _Recent(max_ids=20 * RANKED_CAP)
 
 
 def ranked_everywhere(text: str, generation: int) -> Ranked:
     """Every model matching ``text`` in ``RANKED_ORDER``, whoever may see it (cached)."""
     key = _cache_key("ranked", text, generation)
+    hit = recent.get(key)
+    if hit is not None:
+        return hit
     hit = cache.get(key)
     if hit is not None:
+        recent.put(key, Ranked(*hit))
         return Ranked(*hit)
     backend = _Postgres(text) if connection.vendor == "postgresql" else _SQLite(text)
     rows = list(
@@ -133,6 +199,7 @@ def ranked_everywhere(text: str, generation: int) -> Ranked:
         len(rows) <= RANKED_CAP,
     )
     cache.set(key, tuple(ranked), RANKED_TIMEOUT_S)
+    recent.put(key, ranked)
     return ranked
 
 
@@ -236,10 +303,13 @@ def correct_spelling(text: str, generation: int) -> str:
     Cached with the search results: the names' words change only with them.
     """
     key = _cache_key("spelling", text, generation)
-    hit = cache.get(key)
+    hit = recent.get(key)
     if hit is None:
-        hit = _closest_words(text)
-        cache.set(key, hit, RANKED_TIMEOUT_S)
+        hit = cache.get(key)
+        if hit is None:
+            hit = _closest_words(text)
+            cache.set(key, hit, RANKED_TIMEOUT_S)
+        recent.put(key, hit)
     return hit
 
 

@@ -55,11 +55,13 @@ def catalogue(request: HttpRequest) -> HttpResponse:
     overdue = overdue_model_ids([m.pk for m in page.items])
     for m in page.items:
         m.rereview_overdue = m.pk in overdue
+    form = form if form.is_bound else CatalogueFilterForm()
     return render(
         request,
         "zoo/catalogue.html",
         {
-            "form": form if form.is_bound else CatalogueFilterForm(),
+            "form": form,
+            "filter_widgets": form.widgets_html(),
             "page": page,
             "ranked": page.order == selectors.search.RANKED_ORDER,
             "corrected": corrected,
