@@ -150,7 +150,10 @@ def _ranked_by(results: dict[str, BriefResult]) -> dict[str, float]:
     return {m: r.val_accuracy + 1e-3 * r.val_macro_f1 for m, r in results.items()}
 
 
-def rankings(stage1: list[str], results, halving_all, halving_top) -> dict[str, dict]:
+HALVINGS = {"all": "halving, all", "top4": "halving, stage-1 top 4"}
+
+
+def rankings(stage1: list[str], results, halvings: dict) -> dict[str, dict]:
     """{rule: {model: score}}: every rule the bench compares, as scores for the taus."""
     n = len(stage1)
     base = {m: float(n - i) for i, m in enumerate(stage1)}
@@ -160,13 +163,13 @@ def rankings(stage1: list[str], results, halving_all, halving_top) -> dict[str, 
         out[f"stage 1 top {k} + brief"] = {
             m: (10 + top[m] if m in top else base[m] - n) for m in base
         }
-    for name, result in (("halving, all", halving_all), ("halving, stage-1 top 4", halving_top)):
+    for name, result in halvings.items():
         rank = {m: float(n - i) for i, m in enumerate(result.order)}
         out[name] = {m: (100 + rank[m] if m in rank else base[m] - n) for m in base}
     return out
 
 
-def costs(stage1: list[str], results, halving_all, halving_top, dataset) -> dict[str, float]:
+def costs(stage1: list[str], results, halvings: dict) -> dict[str, float]:
     """CPU seconds of the second stage of each rule (stage 1's own cost not included)."""
     out = {
         "stage 1 alone (recommend @128)": 0.0,
@@ -174,40 +177,55 @@ def costs(stage1: list[str], results, halving_all, halving_top, dataset) -> dict
     }
     for k in TOP_K:
         out[f"stage 1 top {k} + brief"] = sum(results[m].cpu_seconds for m in stage1[:k])
-    out["halving, all"] = halving_all.cpu_seconds
-    out["halving, stage-1 top 4"] = halving_top.cpu_seconds
+    out.update({name: result.cpu_seconds for name, result in halvings.items()})
     return out
 
 
-def report(datasets, gold, settings: BriefSettings, models_wanted) -> None:
+def _dataset_rows(dataset, models, gold, settings, options):
+    """(taus per rule, (cost / stage 1, cost / full fine-tune) per rule) of one dataset."""
+    true = {m: gold[dataset][m] for m in models}
+    values = probe_scores(dataset, models)["128"]
+    order = sorted(_order_score(scores.recommend(values)).items(), key=lambda kv: -kv[1])
+    stage1 = [m for m, _ in order]
+    results = {m: brief(m, dataset, settings) for m in models}
+    score = lambda m, s, d=dataset: brief(m, d, s)  # noqa: E731
+    pools = {"all": stage1, "top4": stage1[:4]}
+    halvings = {HALVINGS[h]: halving(pools[h], score, settings) for h in options.halving}
+    one_stage1 = (
+        sum(stage1_cost(m, dataset) for m in models)
+        if dataset in options.stage1_cost
+        else float("nan")
+    )
+    one_full = float(np.mean([full_cost(dataset, m) for m in models]))
+    print(f"\n{dataset}: true " + ", ".join(f"{m} {true[m]:.3f}" for m in models))
+    print("  stage 1: " + ", ".join(stage1))
+    print("  brief:   " + ", ".join(f"{m} {results[m].val_accuracy:.3f}" for m in stage1))
+    for name, result in halvings.items():
+        print(
+            f"  {name}: {', '.join(result.order)}; rounds "
+            + "; ".join(f"{e} ep x {len(r)}" for e, r in result.rounds)
+        )
+    print(f"  CPU s: stage 1 {one_stage1:.0f}, one full fine-tune {one_full:.0f} (mean)")
+    cost = costs(stage1, results, halvings)
+    taus, spent = {}, {}
+    for rule, predicted in rankings(stage1, results, halvings).items():
+        taus[rule] = _taus(true, predicted)
+        spent[rule] = (cost[rule] / one_stage1, cost[rule] / one_full)
+    return taus, spent
+
+
+def report(datasets, gold, settings: BriefSettings, options) -> None:
     table: dict[str, list] = {}
     spent: dict[str, list] = {}
     for dataset in datasets:
-        models = [m for m in MODELS if m in gold.get(dataset, {}) and m in models_wanted]
+        models = [m for m in MODELS if m in gold.get(dataset, {}) and m in options.models]
         if len(models) < 3:
             print(f"{dataset}: ground truth for {len(models)} models only; skipped")
             continue
-        true = {m: gold[dataset][m] for m in models}
-        values = probe_scores(dataset, models)["128"]
-        order = sorted(_order_score(scores.recommend(values)).items(), key=lambda kv: -kv[1])
-        stage1 = [m for m, _ in order]
-        results = {m: brief(m, dataset, settings) for m in models}
-        score = lambda m, s, d=dataset: brief(m, d, s)  # noqa: E731
-        h_all = halving(stage1, score, settings)
-        h_top = halving(stage1[:4], score, settings)
-        one_stage1 = sum(stage1_cost(m, dataset) for m in models)
-        one_full = float(np.mean([full_cost(dataset, m) for m in models]))
-        print(f"\n{dataset}: true " + ", ".join(f"{m} {true[m]:.3f}" for m in models))
-        print("  stage 1: " + ", ".join(stage1))
-        print("  brief:   " + ", ".join(f"{m} {results[m].val_accuracy:.3f}" for m in stage1))
-        print(
-            f"  halving (all): {', '.join(h_all.order)}; rounds "
-            + "; ".join(f"{e} ep x {len(r)}" for e, r in h_all.rounds)
-        )
-        cost = costs(stage1, results, h_all, h_top, dataset)
-        for rule, predicted in rankings(stage1, results, h_all, h_top).items():
-            table.setdefault(rule, []).append(_taus(true, predicted))
-            spent.setdefault(rule, []).append((cost[rule] / one_stage1, cost[rule] / one_full))
+        taus, cost = _dataset_rows(dataset, models, gold, settings, options)
+        for rule in taus:
+            table.setdefault(rule, []).append(taus[rule])
+            spent.setdefault(rule, []).append(cost[rule])
     if not table:
         raise SystemExit("no dataset with ground truth")
     n = len(next(iter(table.values())))
@@ -221,9 +239,14 @@ def report(datasets, gold, settings: BriefSettings, models_wanted) -> None:
         a, c = np.array(rows), np.array(spent[rule])
         print(
             f"{rule:34s} {a[:, 0].mean():6.3f} {a[:, 1].mean():6.3f} {a[:, 2].mean():6.2f}"
-            f" {a[:, 0].min():10.3f} {c[:, 0].mean():10.1f}x {c[:, 1].mean():9.2f}x"
+            f" {a[:, 0].min():10.3f} {np.nanmean(c[:, 0]):10.1f}x {c[:, 1].mean():9.2f}x"
             f"   tau_w {a[:, 0].mean() / base[:, 0].mean():.2f}x baseline"
         )
+    print(
+        "cost/stage1: second-stage CPU seconds over stage 1's for the same candidates, on the"
+        f" datasets where stage 1 was timed ({', '.join(options.stage1_cost) or 'none'});"
+        " cost/full FT: over one full fine-tune of the truth grid (mean of the cell's runs)."
+    )
 
 
 def main() -> None:
@@ -235,6 +258,14 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=BriefSettings.learning_rate)
     parser.add_argument("--batch", type=int, default=BriefSettings.batch_size)
     parser.add_argument("--phase", choices=("brief", "report"), default="report")
+    parser.add_argument(
+        "--halving", default="all,top4", help="which successive halvings to run: all, top4"
+    )
+    parser.add_argument(
+        "--stage1-cost",
+        default="debian_sections",
+        help="datasets on which stage 1 is timed (features extracted again)",
+    )
     args = parser.parse_args()
     settings = BriefSettings(
         rows=args.rows, epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch
@@ -243,12 +274,17 @@ def main() -> None:
     gold = truth()
     datasets = [d for d in args.datasets.split(",") if d in DATASETS]
     wanted = args.models.split(",")
+    args.models = wanted
+    args.halving = [h for h in args.halving.split(",") if h]
+    if set(args.halving) - set(HALVINGS):
+        parser.error(f"--halving takes {', '.join(HALVINGS)}, got {','.join(args.halving)}")
+    args.stage1_cost = [d for d in args.stage1_cost.split(",") if d]
     if args.phase == "brief":
         for dataset in datasets:
             for model in [m for m in ORDER if m in gold.get(dataset, {}) and m in wanted]:
                 brief(model, dataset, settings)
         return
-    report(datasets, gold, settings, wanted)
+    report(datasets, gold, settings, args)
 
 
 if __name__ == "__main__":

@@ -100,7 +100,10 @@ def shortlist_stage(ctx: JobContext, run, order: list[str], reasons: dict, names
 
 def _split(run, tmp: Path) -> _Data:
     """Training and validation rows of a default fine-tune of the run's dataset version."""
-    rows = read_rows(run.dataset_version, tmp)
+    # A folder of its own: the scores' sample already unpacked the same files into ``tmp``.
+    folder = tmp / "shortlist"
+    folder.mkdir(exist_ok=True)
+    rows = read_rows(run.dataset_version, folder)
     named = np.asarray(rows.labels)
     class_names = sorted(set(rows.labels))
     index = {label: i for i, label in enumerate(class_names)}

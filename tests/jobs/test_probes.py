@@ -528,3 +528,34 @@ def test_the_form_puts_a_bad_shortlist_on_its_field_and_creates_nothing(alice, e
         .startswith("The number of top candidates to check")
     )
     assert not Job.objects.exists()
+
+
+def test_an_image_probe_checks_its_shortlist_with_a_brief_fine_tune(alice, sam, tmp_path):
+    vits = [
+        import_model(
+            tiny_vit_folder(tmp_path / f"vit{seed}", seed=seed),
+            f"acme/vit{seed}",
+            actor=sam,
+            modality="vision",
+        )
+        for seed in (0, 1)
+    ]
+    staged = dataset_services.dataset_stage_upload(
+        actor=alice, upload=upload("pets.zip", image_zip_bytes({"cat": 10, "dog": 10}))
+    )
+    images, _ = dataset_services.dataset_create(
+        actor=alice, staged=staged, name="pets", sensitivity="internal"
+    )
+
+    run = _run(
+        probe_launch(
+            actor=alice, dataset_version=images, versions=vits, max_examples=20, shortlist_k=2
+        )
+    )
+
+    assert run.job.status == Job.Status.SUCCEEDED, run.job.error
+    for result in run.results.all():
+        assert result.brief_error == ""
+        assert result.brief_accuracy is not None
+        assert result.brief_rows == 14  # 20 rows less 4 for test and 2 for validation
+    assert run.shortlist_note.startswith("The top 2 by scores")
