@@ -22,6 +22,13 @@ included) against the probe's stage 1 for the same candidates (feature
 extraction of train + validation + reference texts and the scores) and
 against one full fine-tune of the truth grid (the mean of its two runs).
 
+Settings tried (rows 256, one seed; all on debian_sections, the others
+were then run with the chosen one only): lr 2e-4 batch 16 1 epoch (every
+model but the full encoder stayed at the majority class), lr 5e-4 batch 8
+1 epoch (chosen), lr 1e-3 batch 8 1 epoch (worse on the full encoder),
+lr 5e-4 batch 8 2 epochs (better in the middle, twice the cost; it is also
+successive halving's second round).
+
 Each brief run is cached under ~/.cache/portal-bench/shortlist, keyed by
 model, dataset file and settings; stage-1 features come from
 ``bench/transfer.py``'s cache. ``--phase brief`` runs the fine-tunes only.

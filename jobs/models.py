@@ -168,8 +168,9 @@ class ProbeRun(models.Model):
         max_length=10, choices=Confidence.choices, blank=True, help_text="Set once ranked."
     )
     confidence_note = models.TextField(blank=True)
-    # Each checked candidate costs a brief fine-tune; beyond five it is a bake-off (a study).
-    SHORTLIST_MAX_K = 5
+    # Each checked candidate costs a brief fine-tune; at most every candidate a probe may have
+    # (PROBE_MAX_CANDIDATES' default): on the benchmark checking all of them is what helps.
+    SHORTLIST_MAX_K = 10
 
     shortlist_k = models.PositiveSmallIntegerField(
         default=0,
@@ -184,7 +185,7 @@ class ProbeRun(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(shortlist_k__lte=5), name="proberun_shortlist_k_range"
+                condition=models.Q(shortlist_k__lte=10), name="proberun_shortlist_k_range"
             ),
             models.CheckConstraint(
                 condition=models.Q(max_parameters__isnull=True) | models.Q(max_parameters__gt=0),

@@ -136,7 +136,8 @@ class ProbeInput(serializers.Serializer):
         default=0,
         help_text=(
             "Check the top k by scores with a brief fine-tune each and order them by "
-            "validation accuracy: 0 (off, the default) or 2 up to 5 and the number of candidates."
+            "validation accuracy: 0 (off, the default) or 2 up to the number of candidates "
+            "(10 at most)."
         ),
     )
 

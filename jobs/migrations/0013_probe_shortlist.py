@@ -89,7 +89,7 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="proberun",
             constraint=models.CheckConstraint(
-                condition=models.Q(("shortlist_k__lte", 5)), name="proberun_shortlist_k_range"
+                condition=models.Q(("shortlist_k__lte", 10)), name="proberun_shortlist_k_range"
             ),
         ),
     ]
