@@ -169,6 +169,20 @@ class ProbeForm(forms.Form):
         help_text="Optional; measured on the worker's CPU, one example at a time.",
         widget=forms.NumberInput(attrs={"placeholder": "no limit", "step": "any", "min": "0"}),
     )
+    # The range is the launch service's rule (0, or 2 up to the candidates and 10).
+    shortlist_k = forms.IntegerField(
+        required=False,
+        initial=0,
+        label="Check the top k with a short fine-tune",
+        help_text="0 = scores only. With 2 or more (up to the number of candidates), the k "
+        "best-scored candidates are each fine-tuned briefly on training rows and re-ordered "
+        "by validation accuracy; each costs about a minute on a CPU for a small encoder.",
+        widget=forms.NumberInput(attrs={"min": "0", "max": "10"}),
+    )
+
+    def clean_shortlist_k(self) -> int:
+        value = self.cleaned_data.get("shortlist_k")
+        return 0 if value is None else value
 
     def __init__(self, *args, user, modality: str = "", **kwargs) -> None:
         super().__init__(*args, **kwargs)

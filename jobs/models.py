@@ -168,11 +168,25 @@ class ProbeRun(models.Model):
         max_length=10, choices=Confidence.choices, blank=True, help_text="Set once ranked."
     )
     confidence_note = models.TextField(blank=True)
+    # Each checked candidate costs a brief fine-tune; at most every candidate a probe may have
+    # (PROBE_MAX_CANDIDATES' default): on the benchmark checking all of them is what helps.
+    SHORTLIST_MAX_K = 10
+
+    shortlist_k = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="How many of the top candidates a brief fine-tune checks (0: scores only).",
+    )
+    shortlist_note = models.TextField(
+        blank=True, help_text="What the brief fine-tunes did to the order, in words."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
+            models.CheckConstraint(
+                condition=models.Q(shortlist_k__lte=10), name="proberun_shortlist_k_range"
+            ),
             models.CheckConstraint(
                 condition=models.Q(max_parameters__isnull=True) | models.Q(max_parameters__gt=0),
                 name="proberun_max_parameters_positive",
@@ -258,6 +272,29 @@ class ProbeResult(models.Model):
     budget_misses = models.JSONField(
         default=list, blank=True, help_text="The budget limits this candidate breaks, in words."
     )
+    score_rank = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Rank by the transferability scores alone."
+    )
+    brief_accuracy = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Validation accuracy after a brief full fine-tune on a training subsample.",
+    )
+    brief_macro_f1 = models.FloatField(null=True, blank=True)
+    brief_rows = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Training rows the brief fine-tune used."
+    )
+    brief_val_rows = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Validation rows it was scored on."
+    )
+    brief_epochs = models.PositiveSmallIntegerField(null=True, blank=True)
+    brief_cpu_seconds = models.FloatField(
+        null=True, blank=True, help_text="CPU time of the brief fine-tune (all threads)."
+    )
+    brief_seconds = models.FloatField(
+        null=True, blank=True, help_text="Wall time of the brief fine-tune."
+    )
+    brief_error = models.TextField(blank=True, help_text="Why the brief fine-tune did not run.")
 
     SCORES = ("logme", "knn_accuracy", "linear_probe_accuracy", "h_score", "mmd")
 

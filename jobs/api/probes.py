@@ -50,6 +50,15 @@ class ProbeResultSerializer(serializers.ModelSerializer):
             "knn_gap_high",
             "within_noise",
             "budget_misses",
+            "score_rank",
+            "brief_accuracy",
+            "brief_macro_f1",
+            "brief_rows",
+            "brief_val_rows",
+            "brief_epochs",
+            "brief_cpu_seconds",
+            "brief_seconds",
+            "brief_error",
         ]
         read_only_fields = fields
 
@@ -86,6 +95,8 @@ class ProbeRunSerializer(serializers.ModelSerializer):
             "budget_note",
             "confidence",
             "confidence_note",
+            "shortlist_k",
+            "shortlist_note",
             "results",
             "created_at",
         ]
@@ -120,6 +131,15 @@ class ProbeInput(serializers.Serializer):
         default=None,
         help_text="Budget: the slowest acceptable CPU latency per example, in ms. Optional.",
     )
+    shortlist_k = serializers.IntegerField(
+        required=False,
+        default=0,
+        help_text=(
+            "Check the top k by scores with a brief fine-tune each and order them by "
+            "validation accuracy: 0 (off, the default) or 2 up to the number of candidates "
+            "(10 at most)."
+        ),
+    )
 
 
 class ProbeViewSet(RunViewSet):
@@ -150,5 +170,6 @@ class ProbeViewSet(RunViewSet):
             seed=values["seed"],
             max_parameters=values["max_parameters"],
             max_latency_ms=values["max_latency_ms"],
+            shortlist_k=values["shortlist_k"],
         )
         return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)

@@ -25,6 +25,7 @@ def probe_launch(
     seed: int = 0,
     max_parameters: int | None = None,
     max_latency_ms: float | None = None,
+    shortlist_k: int = 0,
 ) -> ProbeRun:
     """Check a probe request and queue it: one job, one row per candidate.
 
@@ -33,7 +34,9 @@ def probe_launch(
     only under an approval that covers it) and of the dataset's modality; otherwise
     nothing is created and the message says which. The optional budget (largest
     model, slowest CPU latency per example) does not change the ranking; the
-    run also names the best-ranked candidate within it.
+    run also names the best-ranked candidate within it. ``shortlist_k`` (0: off)
+    asks the worker to fine-tune the top k by scores briefly and order them by
+    validation accuracy (``jobs.workers.probe_shortlist``).
     """
     if not dataset_versions_visible_to(actor).filter(pk=dataset_version.pk).exists():
         raise NotFound("No such dataset.", field="dataset_version")
@@ -44,6 +47,7 @@ def probe_launch(
             field="max_examples",
         )
     max_parameters, max_latency_ms = _check_budget(max_parameters, max_latency_ms)
+    _check_shortlist(shortlist_k, len(versions))
     with transaction.atomic():
         job = job_create(
             kind=Job.Kind.PROBE,
@@ -55,6 +59,7 @@ def probe_launch(
                 "seed": seed,
                 "max_parameters": max_parameters,
                 "max_latency_ms": max_latency_ms,
+                "shortlist_k": shortlist_k,
             },
         )
         run = ProbeRun.objects.create(
@@ -65,6 +70,7 @@ def probe_launch(
             seed=seed,
             max_parameters=max_parameters,
             max_latency_ms=max_latency_ms,
+            shortlist_k=shortlist_k,
         )
         ProbeResult.objects.bulk_create(
             ProbeResult(run=run, version=v, position=i) for i, v in enumerate(versions)
@@ -132,6 +138,30 @@ def _check_budget(
             )
         max_latency_ms = float(value)
     return max_parameters, max_latency_ms
+
+
+def _check_shortlist(shortlist_k: int, candidates: int) -> None:
+    """0 (off), or 2 up to the number of candidates and ``ProbeRun.SHORTLIST_MAX_K``."""
+    if isinstance(shortlist_k, bool) or not isinstance(shortlist_k, int):
+        raise PortalError(
+            "The number of candidates to check with a brief fine-tune must be a whole number.",
+            field="shortlist_k",
+        )
+    if shortlist_k == 0:
+        return
+    most = min(candidates, ProbeRun.SHORTLIST_MAX_K)
+    if candidates < 2:
+        raise PortalError(
+            "A brief fine-tune re-orders the top candidates: choose at least two candidates, "
+            "or set the number to check to 0.",
+            field="shortlist_k",
+        )
+    if not 2 <= shortlist_k <= most:
+        raise PortalError(
+            f"The number of top candidates to check with a brief fine-tune must be 0 (off) or "
+            f"between 2 and {most} (with {candidates} candidates; each costs a short fine-tune).",
+            field="shortlist_k",
+        )
 
 
 def probe_result_update(*, ctx: JobContext, result_id: int, **fields: Any) -> None:

@@ -60,6 +60,7 @@ def probe_new(request: HttpRequest) -> HttpResponse:
                 seed=data["seed"],
                 max_parameters=data["max_parameters"],
                 max_latency_ms=data["max_latency_ms"],
+                shortlist_k=data["shortlist_k"],
             )
         if attempt.succeeded:
             messages.success(request, f"Probe queued as job #{run.job_id}.")

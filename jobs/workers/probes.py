@@ -25,6 +25,7 @@ from jobs.ml.reference import reference_images, reference_texts
 from jobs.models import Job, ProbeResult, ProbeRun
 from jobs.services.probes import feature_set_record, probe_result_update, probe_run_update
 from jobs.workers.data import read_rows
+from jobs.workers.probe_shortlist import shortlist_stage
 from portal.errors import PortalError
 from zoo.safety import digest_file
 from zoo.storage import copy_blob_to, materialize_version, store_blob
@@ -62,14 +63,15 @@ def probe(ctx: JobContext) -> dict:
     """Score each candidate in turn, then rank those that could be scored."""
     run = ProbeRun.objects.select_related("dataset_version__dataset").get(job_id=ctx.job_id)
     results = list(run.results.select_related("version__model").order_by("position"))
+    # With a shortlist check the scores take the first half of the progress bar.
+    span = 0.5 if run.shortlist_k else 1.0
     with ctx.workspace() as tmp:
         sample = _sample(ctx, run, tmp)
         for index, result in enumerate(results):
             if result.status != ProbeResult.Status.SUCCEEDED:
-                _run_candidate(
-                    ctx, run, result, sample, share=(index / len(results), 1 / len(results))
-                )
-    return _rank_probe(ctx, run, n_examples=len(sample.labels))
+                share = (span * index / len(results), span / len(results))
+                _run_candidate(ctx, run, result, sample, share=share)
+        return _rank_probe(ctx, run, n_examples=len(sample.labels), tmp=tmp)
 
 
 def _sample(ctx: JobContext, run: ProbeRun, tmp: Path) -> _Sample:
@@ -249,8 +251,13 @@ def _cache_features(ctx, X, version, dataset_version, preprocessing, sample, sec
     )
 
 
-def _rank_probe(ctx, run, *, n_examples: int) -> dict:
-    """One recommended ordering, how sure its first place is, and the best within the budget."""
+def _rank_probe(ctx, run, *, n_examples: int, tmp: Path) -> dict:
+    """One recommended ordering, how sure its first place is, and the best within the budget.
+
+    The scores rank first (``score_rank``); with ``shortlist_k`` the top k are
+    then re-ordered by a brief fine-tune (``probe_shortlist``), and that order
+    is the one recorded, explained and checked against noise and the budget.
+    """
     from jobs.ml import scores  # sklearn: workers only
 
     results = list(run.results.select_related("version__model").order_by("position"))
@@ -266,19 +273,24 @@ def _rank_probe(ctx, run, *, n_examples: int) -> dict:
         {name: {s: getattr(r, s) for s in ProbeResult.SCORES} for name, r in names.items()}
     )
     order = [entry.name for entry in ranked]
+    reasons = {entry.name: entry.reason for entry in ranked}
     for entry in ranked:
+        probe_result_update(ctx=ctx, result_id=names[entry.name].pk, score_rank=entry.rank)
+    if run.shortlist_k and len(order) > 1:
+        order, reasons = shortlist_stage(ctx, run, order, reasons, names, tmp)
+    for rank, name in enumerate(order, start=1):
         probe_result_update(
-            ctx=ctx, result_id=names[entry.name].pk, rank=entry.rank, reason=entry.reason[:300]
+            ctx=ctx, result_id=names[name].pk, rank=rank, reason=reasons[name][:300]
         )
-    best = ranked[0]
+    best = order[0]
     confidence = _rank_confidence(ctx, run, order, names, n_examples=n_examples)
     pick = _budget_pick(ctx, run, order, names)
-    probe_run_update(ctx=ctx, run_id=run.pk, recommendation=f"{best.name}: {best.reason}")
+    probe_run_update(ctx=ctx, run_id=run.pk, recommendation=f"{best}: {reasons[best]}")
     ctx.progress(1.0, stage="Ranked")
     return {
-        "recommended": best.name,
+        "recommended": best,
         "ranking": order,
-        "within_noise": confidence.near if confidence is not None else [best.name],
+        "within_noise": confidence.near if confidence is not None else [best],
         "within_budget": pick.name if pick is not None else None,
         "failed": [_name(r) for r in failed],
     }

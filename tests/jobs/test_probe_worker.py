@@ -15,7 +15,7 @@ from jobs.ml import features
 from jobs.models import FeatureSet, Job, ProbeResult, ProbeRun
 from jobs.services.probes import probe_launch
 from tests.builders.catalogue import import_model
-from tests.builders.datasets import text_dataset
+from tests.builders.datasets import keyword_rows, text_dataset
 from tests.builders.weights import tiny_bert_folder
 
 pytestmark = [pytest.mark.integration]
@@ -114,3 +114,44 @@ def test_progress_is_live_and_a_cancelled_probe_stops(
     # The cancelled attempt wrote nothing after the cancel: no scores, no second candidate.
     assert not run.results.filter(status=ProbeResult.Status.SUCCEEDED).exists()
     assert run.results.get(position=1).status == ProbeResult.Status.PENDING
+
+
+def test_a_worker_checks_the_top_candidates_with_a_brief_fine_tune(celery_worker, people, tmp_path):
+    """Given two encoders, one of which cannot tell words apart, and a shortlist of two."""
+    alice, sam = people
+    sharp = import_model(tiny_bert_folder(tmp_path / "sharp", seed=0), "acme/sharp", actor=sam)
+    blind = import_model(
+        tiny_bert_folder(tmp_path / "blind", seed=0, blind=True), "acme/blind", actor=sam
+    )
+    dataset = text_dataset(alice, name="pets", rows=keyword_rows(120, seed=2))
+    with transaction.atomic():
+        run = probe_launch(
+            actor=alice,
+            dataset_version=dataset,
+            versions=[blind, sharp],
+            max_examples=120,
+            shortlist_k=2,
+        )
+
+    job = _wait(run.job, lambda j: not j.is_active, timeout=300)
+
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    results = list(run.results.order_by("rank"))
+    # Both were fine-tuned briefly on the training rows of a default fine-tune's split
+    # (80 % less a tenth for validation) and scored on its validation rows.
+    for result in results:
+        assert result.brief_error == ""
+        assert 0.0 <= result.brief_accuracy <= 1.0
+        assert result.brief_rows == 86
+        assert result.brief_val_rows == 10
+        assert result.brief_epochs == 1
+        assert result.brief_cpu_seconds > 0
+        assert result.reason.startswith("Brief fine-tune: ")
+    # The order among the checked candidates is validation accuracy's, ties to the scores'.
+    keys = [(-r.brief_accuracy, -r.brief_macro_f1, r.score_rank) for r in results]
+    assert keys == sorted(keys)
+    assert sorted(r.score_rank for r in results) == [1, 2]
+    run.refresh_from_db()
+    assert run.shortlist_note.startswith("The top 2 by scores were each fine-tuned briefly")
+    assert run.recommendation.startswith(f"{results[0].version.model.repo_id} ")
+    assert any("brief fine-tune" in line for line in job.log.splitlines())

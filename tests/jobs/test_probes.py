@@ -409,3 +409,153 @@ def test_probe_api_refuses_versions_the_user_cannot_see(alice, sam, encoders):
         assert response.status_code == 404
         assert response.json()["detail"].startswith("No model version")
     assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("k", "candidates", "message"),
+    [
+        (1, 2, "0 \\(off\\) or between 2 and 2"),
+        (3, 2, "between 2 and 2 \\(with 2 candidates"),
+        (2, 1, "choose at least two candidates"),
+        (True, 2, "must be a whole number"),
+    ],
+)
+def test_a_shortlist_the_candidates_cannot_fill_is_refused(k, candidates, message, alice, encoders):
+    dataset = text_dataset(alice)
+
+    with pytest.raises(PortalError, match=message) as refused:
+        probe_launch(
+            actor=alice,
+            dataset_version=dataset,
+            versions=encoders[:candidates],
+            max_examples=40,
+            shortlist_k=k,
+        )
+
+    assert refused.value.field == "shortlist_k"
+    assert not Job.objects.exists()
+    assert not ProbeRun.objects.exists()
+
+
+def test_the_shortlist_is_off_by_default_and_recorded_when_asked(alice, encoders):
+    dataset = text_dataset(alice)
+    plain = probe_launch(actor=alice, dataset_version=dataset, versions=encoders, max_examples=40)
+    asked = probe_launch(
+        actor=alice, dataset_version=dataset, versions=encoders, max_examples=40, shortlist_k=2
+    )
+    assert (plain.shortlist_k, asked.shortlist_k) == (0, 2)
+    assert asked.job.params["shortlist_k"] == 2
+
+    # Scores alone: no brief fine-tune runs and no result carries one.
+    plain = _run(plain)
+    assert plain.job.status == Job.Status.SUCCEEDED, plain.job.error
+    assert plain.shortlist_note == ""
+    assert not plain.results.filter(brief_accuracy__isnull=False).exists()
+    assert sorted(plain.results.values_list("score_rank", flat=True)) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [(7, "between 2 and 2"), (1, "between 2 and 2"), ("many", "A valid integer is required")],
+)
+def test_probe_api_refuses_a_bad_shortlist_with_a_message(value, message, alice, encoders):
+    dataset = text_dataset(alice)
+    api = APIClient()
+    api.force_authenticate(alice)
+
+    response = api.post(
+        "/api/probes/",
+        {
+            "dataset_version": dataset.pk,
+            "versions": [e.pk for e in encoders],
+            "max_examples": 40,
+            "shortlist_k": value,
+        },
+        format="json",
+    )
+
+    assert response.status_code == 400, response.content
+    assert message in json.dumps(response.json())
+    assert not Job.objects.exists()
+    assert not ProbeRun.objects.exists()
+
+
+def test_probe_api_and_page_show_the_brief_fine_tune(alice, encoders):
+    dataset = text_dataset(alice)
+    api = APIClient()
+    api.force_authenticate(alice)
+    created = api.post(
+        "/api/probes/",
+        {
+            "dataset_version": dataset.pk,
+            "versions": [e.pk for e in encoders],
+            "max_examples": 40,
+            "shortlist_k": 2,
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    run = _run(ProbeRun.objects.get(pk=created.json()["id"]))
+    assert run.job.status == Job.Status.SUCCEEDED, run.job.error
+
+    body = api.get(f"/api/probes/{run.pk}/").json()
+    assert body["shortlist_k"] == 2
+    assert body["shortlist_note"].startswith("The top 2 by scores")
+    assert all(r["brief_accuracy"] is not None for r in body["results"])
+    client = Client()
+    client.force_login(alice)
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert 'data-testid="brief-accuracy"' in page
+    assert "Brief fine-tune: each of the top 2 by scores" in page
+
+
+def test_the_form_puts_a_bad_shortlist_on_its_field_and_creates_nothing(alice, encoders):
+    dataset = text_dataset(alice)
+    response = _client(alice).post(
+        "/probes/new/",
+        {
+            "dataset_version": dataset.pk,
+            "versions": [e.pk for e in encoders],
+            "max_examples": 40,
+            "seed": 0,
+            "shortlist_k": 4,
+        },
+    )
+    assert response.status_code == 200
+    assert (
+        response.context["form"]
+        .errors["shortlist_k"][0]
+        .startswith("The number of top candidates to check")
+    )
+    assert not Job.objects.exists()
+
+
+def test_an_image_probe_checks_its_shortlist_with_a_brief_fine_tune(alice, sam, tmp_path):
+    vits = [
+        import_model(
+            tiny_vit_folder(tmp_path / f"vit{seed}", seed=seed),
+            f"acme/vit{seed}",
+            actor=sam,
+            modality="vision",
+        )
+        for seed in (0, 1)
+    ]
+    staged = dataset_services.dataset_stage_upload(
+        actor=alice, upload=upload("pets.zip", image_zip_bytes({"cat": 10, "dog": 10}))
+    )
+    images, _ = dataset_services.dataset_create(
+        actor=alice, staged=staged, name="pets", sensitivity="internal"
+    )
+
+    run = _run(
+        probe_launch(
+            actor=alice, dataset_version=images, versions=vits, max_examples=20, shortlist_k=2
+        )
+    )
+
+    assert run.job.status == Job.Status.SUCCEEDED, run.job.error
+    for result in run.results.all():
+        assert result.brief_error == ""
+        assert result.brief_accuracy is not None
+        assert result.brief_rows == 14  # 20 rows less 4 for test and 2 for validation
+    assert run.shortlist_note.startswith("The top 2 by scores")
