@@ -12,6 +12,8 @@ from jobs.ml.config import (
     MAX_TARGET_MODULES,
     SETTINGS,
     SPLIT_SHARE,
+    TEST_FRACTION,
+    VAL_FRACTION,
     Setting,
     is_module_name,
 )
@@ -284,13 +286,13 @@ class FineTuneForm(FineTuneSettingsForm):
         help_text="How the test set is chosen; validation is always carved from training.",
     )
     test_fraction = forms.FloatField(
-        initial=0.2,
+        initial=TEST_FRACTION,
         validators=_between(*SPLIT_SHARE),
         label="Test share",
         help_text="Share of the rows held out for the final test (random or latest by time).",
     )
     val_fraction = forms.FloatField(
-        initial=0.1,
+        initial=VAL_FRACTION,
         validators=_between(*SPLIT_SHARE),
         label="Validation share",
         help_text="Share of the training rows used to pick the best epoch and stop early.",

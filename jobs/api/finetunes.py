@@ -15,6 +15,8 @@ from jobs.ml.config import (
     MAX_TARGET_MODULES,
     SETTINGS,
     SPLIT_SHARE,
+    TEST_FRACTION,
+    VAL_FRACTION,
     Setting,
     is_module_name,
 )
@@ -118,10 +120,10 @@ class FineTuneInput(FineTuneSettingsInput):
     strategy = serializers.ChoiceField(choices=FineTuneRun.Strategy.choices)
     split = serializers.ChoiceField(choices=FineTuneRun.Split.choices, default="stratified")
     test_fraction = serializers.FloatField(
-        default=0.2, min_value=SPLIT_SHARE[0], max_value=SPLIT_SHARE[1]
+        default=TEST_FRACTION, min_value=SPLIT_SHARE[0], max_value=SPLIT_SHARE[1]
     )
     val_fraction = serializers.FloatField(
-        default=0.1, min_value=SPLIT_SHARE[0], max_value=SPLIT_SHARE[1]
+        default=VAL_FRACTION, min_value=SPLIT_SHARE[0], max_value=SPLIT_SHARE[1]
     )
     test_dataset_version = serializers.IntegerField(
         required=False, allow_null=True, default=None, help_text="For the test_file split."

@@ -53,6 +53,9 @@ LR_SEARCH_FACTORS = (0.5, 1.0, 2.0)
 
 # Bounds of the test and validation shares of a split, for the form, the API and the run.
 SPLIT_SHARE = (0.05, 0.5)
+# The shares a fine-tune gets when nobody sets them (and the probe's brief fine-tunes split by).
+TEST_FRACTION = 0.2
+VAL_FRACTION = 0.1
 LORA_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 MAX_TARGET_MODULES = 32
 

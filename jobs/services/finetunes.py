@@ -22,7 +22,14 @@ from governance.models import Sensitivity
 from governance.services import notify as notices
 from jobs.engine import JobContext, job_create, owned_by
 from jobs.ml import splits
-from jobs.ml.config import SPLIT_SHARE, STRATEGIES, FineTuneConfig, SettingError
+from jobs.ml.config import (
+    SPLIT_SHARE,
+    STRATEGIES,
+    TEST_FRACTION,
+    VAL_FRACTION,
+    FineTuneConfig,
+    SettingError,
+)
 from jobs.ml.finetune import default_lora_targets
 from jobs.models import FineTuneRun, Job
 from portal.errors import NotFound, PortalError
@@ -76,8 +83,8 @@ def finetune_launch(
     strategy: str,
     config: dict[str, Any] | None = None,
     split: str = "stratified",
-    test_fraction: float = 0.2,
-    val_fraction: float = 0.1,
+    test_fraction: float = TEST_FRACTION,
+    val_fraction: float = VAL_FRACTION,
     test_dataset_version=None,
     check_base_serving: bool = False,
 ) -> FineTuneRun:
@@ -129,8 +136,8 @@ def finetune_check(
     strategy: str,
     config: dict[str, Any] | None = None,
     split: str = "stratified",
-    test_fraction: float = 0.2,
-    val_fraction: float = 0.1,
+    test_fraction: float = TEST_FRACTION,
+    val_fraction: float = VAL_FRACTION,
     test_dataset_version=None,
 ) -> FineTunePlan:
     """Every check ``finetune_launch`` makes, writing nothing; a PortalError names the first."""

@@ -15,7 +15,6 @@ after those that ran; the probe still succeeds.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from dataclasses import dataclass
@@ -26,9 +25,8 @@ from django.conf import settings
 
 from jobs.engine import JobCancelled, JobContext
 from jobs.ml import splits
-from jobs.ml.config import FineTuneConfig
+from jobs.ml.config import TEST_FRACTION, VAL_FRACTION, FineTuneConfig
 from jobs.ml.shortlist import BriefResult, BriefSettings, brief_finetune
-from jobs.services.finetunes import finetune_launch
 from jobs.services.probes import probe_result_update, probe_run_update
 from jobs.workers.data import read_rows
 from portal.errors import PortalError
@@ -40,10 +38,7 @@ BRIEF = BriefSettings()
 """The brief fine-tune's settings: ``BriefSettings``' defaults, measured in
 ``bench/transfer_shortlist.py``."""
 
-_LAUNCH = inspect.signature(finetune_launch).parameters
-# The split a fine-tune launched with the form's defaults makes: its fractions and seed.
-TEST_FRACTION = _LAUNCH["test_fraction"].default
-VAL_FRACTION = _LAUNCH["val_fraction"].default
+# The split a fine-tune launched with the form's defaults makes (its shares, its seed).
 SPLIT_SEED = FineTuneConfig().seed
 
 
