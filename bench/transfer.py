@@ -16,8 +16,10 @@ the test accuracy of the better of two full fine-tunes):
 - regret: true accuracy of the best candidate minus that of the one ranked
   first, in points.
 
-The baseline in the same run is the ranking as it was (mean rank of the four
-scores on 256-token features); the ratio lines compare the new rule with it.
+The baseline in the same run is the probe's rule as it was (mean rank of the
+four scores, ``mean_rank`` here, on 128-token features; on 256-token ones as
+it was first shipped); the ratio lines compare today's rule,
+``scores.recommend`` (kNN accuracy, ties broken by linear probe), with it.
 A candidate's truth may tie with others (several controls stay at the
 majority class); ties count as ties in both taus.
 
@@ -55,8 +57,12 @@ TRUTH_LRS = (5e-5, 2e-4)
 """The truth grid's learning rates (``transfer_truth.TRUTH_LRS``)."""
 SHORT = {"logme": "LogME", "linear_probe_accuracy": "LP", "knn_accuracy": "kNN", "h_score": "H"}
 LENGTHS = (256, 128)
-CURRENT = "mean rank (4 scores) @128"
+CURRENT = "kNN, then LP @128"
 """The probe's rule today: ``scores.recommend`` on 128-token features (``TEXT_MAX_LENGTH``)."""
+BASELINE = "mean rank (4 scores) @128"
+"""The probe's rule before: the mean rank of the four scores (``mean_rank``), 128 tokens."""
+EXTRA_K = (1, 20)
+"""kNN neighbourhoods besides the probe's k = 5, for the rule that averages k = 1, 5, 20."""
 
 
 def truth() -> dict[str, dict[str, float]]:
@@ -111,6 +117,8 @@ def probe_scores(dataset: str, models) -> dict[str, dict[str, dict[str, float]]]
             out.setdefault(str(length), {})[model] = score_features(x, labels, ref)
             if length == 128:
                 out.setdefault("128-l2", {})[model] = score_features(_l2(x), labels, _l2(ref))
+                for k in EXTRA_K:
+                    out["128"][model][f"knn_k{k}"] = scores.knn_accuracy(x, labels, k=k)
     return out
 
 
@@ -119,33 +127,78 @@ def _order_score(ranked: list) -> dict[str, float]:
     return {entry.name: -float(entry.rank) for entry in ranked}
 
 
+def _ordered(by_model: dict[str, dict[str, float]], key) -> dict[str, float]:
+    """Models sorted by ``key`` (lower first), ties by MMD then name, as a score for the taus."""
+    order = sorted(by_model, key=lambda m: (key(m), by_model[m]["mmd"], m))
+    return {m: -float(place) for place, m in enumerate(order)}
+
+
+def mean_rank(by_model: dict[str, dict[str, float]], subset=SCORES) -> dict[str, float]:
+    """The probe's rule before ``scores.recommend`` changed: mean rank over ``subset``.
+
+    Each score ranks the candidates (1 = best, ties share the average rank);
+    candidates go by their mean rank over the scores of ``subset``, then MMD,
+    then name. Kept here so the baseline runs in the same script as the rule
+    that replaced it.
+    """
+
+    def ranks(score: str) -> dict[str, float]:
+        v = {m: by_model[m][score] for m in by_model}
+        return {
+            m: sum(o > v[m] for o in v.values()) + (sum(o == v[m] for o in v.values()) + 1) / 2
+            for m in v
+        }
+
+    table = {score: ranks(score) for score in subset}
+    return _ordered(by_model, lambda m: sum(table[s][m] for s in subset) / len(subset))
+
+
 def rules(values: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    """{rule: {model: score}} for every single score and ranking rule measured."""
+    """{rule: {model: score}} for every single score, the old rule and the probe's rule."""
     out: dict[str, dict[str, float]] = {}
     for variant, by_model in values.items():
         for score in SCORES:
             out[f"{score} @{variant}"] = {m: v[score] for m, v in by_model.items()}
-        out[f"mean rank (4 scores) @{variant}"] = _order_score(scores.recommend(by_model))
+        out[f"mean rank (4 scores) @{variant}"] = mean_rank(by_model)
+        out[f"kNN, then LP @{variant}"] = _order_score(scores.recommend(by_model))
     return out
 
 
 def family(values: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    """{rule: {model: score}}: mean rank over every non-empty subset of the four scores.
+    """{rule: {model: score}}: the rules leave-one-dataset-out chooses among.
 
-    Each subset goes through ``scores.recommend`` itself, with the other scores
-    left out: a score missing for every candidate costs all of them the same
-    rank, so the order is the subset's mean rank with the probe's own
-    tie-breaks (MMD, then name).
+    Mean rank over every non-empty subset of the four scores (the old rule's
+    kind; a subset of one is that score alone), on raw and L2-normalised
+    features; and rules led by kNN, the best single score: the probe's rule
+    (kNN, then linear probe), kNN averaged over k = 1, 5, 20 (less hostage to
+    one k), the mean of the two probe accuracies (same unit, so a plain mean),
+    and a mean rank that counts kNN twice beside the other three. kNN on
+    L2-normalised features is kNN itself (it compares rows by cosine), so the
+    kNN-led rules run on raw features only.
     """
     out: dict[str, dict[str, float]] = {}
     for variant in ("128", "128-l2"):
         by_model = values[variant]
         for k in range(1, len(SCORES) + 1):
             for subset in combinations(SCORES, k):
-                keep = (*subset, "mmd")
-                trimmed = {m: {s: v[s] for s in keep} for m, v in by_model.items()}
                 name = f"mean rank ({'+'.join(SHORT[s] for s in subset)}) @{variant}"
-                out[name] = _order_score(scores.recommend(trimmed))
+                out[name] = mean_rank(by_model, subset)
+    by_model = values["128"]
+    out[CURRENT] = _order_score(scores.recommend(by_model))
+    ks = [f"knn_k{k}" for k in EXTRA_K] + ["knn_accuracy"]
+    out["kNN over k=1,5,20, then LP @128"] = _ordered(
+        by_model,
+        lambda m: (
+            -np.mean([by_model[m][k] for k in ks]),
+            -by_model[m]["linear_probe_accuracy"],
+        ),
+    )
+    out["mean of kNN and LP accuracy @128"] = _ordered(
+        by_model,
+        lambda m: -(by_model[m]["knn_accuracy"] + by_model[m]["linear_probe_accuracy"]) / 2,
+    )
+    twice = mean_rank(by_model, ("knn_accuracy", *SCORES))
+    out["mean rank (kNN x2+LP+LogME+H) @128"] = twice
     return out
 
 
@@ -153,9 +206,11 @@ def leave_one_out(per_dataset: dict[str, dict[str, tuple[float, float, float]]])
     """Choose a rule of ``family`` on all datasets but one, score it on that one, for each.
 
     The choice: highest mean tau_w on the others, then lowest regret, then the
-    current rule. The mean over held-out datasets is what a rule picked this
+    probe's rule. The mean over held-out datasets is what a rule picked this
     way can be expected to reach on data it was not picked on; a rule change is
-    only worth making when it beats the current rule there.
+    only worth making when it beats the rule it replaces there. The probe's
+    rule and the old one are fixed rules, so their held-out figures are their
+    in-sample ones, shown beside each fold.
     """
     datasets = sorted(per_dataset)
     if len(datasets) < 2:
@@ -168,34 +223,39 @@ def leave_one_out(per_dataset: dict[str, dict[str, tuple[float, float, float]]])
 
     print("\nleave one dataset out: a rule chosen on the others, scored on the one left out")
     print(
-        "held out          chosen rule                          tau_w   tau  regret | current tau_w"
+        "held out          chosen rule                            tau_w    tau regret"
+        " | today's rule tau_w tau regret | old rule tau_w tau regret"
     )
-    chosen, current = [], []
+    rows: dict[str, list] = {"chosen": [], CURRENT: [], BASELINE: []}
     for held in datasets:
         rest = [d for d in datasets if d != held]
         best = max(names, key=lambda rule: fit(rule, rest))
-        chosen.append(per_dataset[held][best])
-        current.append(per_dataset[held][CURRENT])
-        t_w, t, r = per_dataset[held][best]
+        rows["chosen"].append(per_dataset[held][best])
+        rows[CURRENT].append(per_dataset[held][CURRENT])
+        rows[BASELINE].append(per_dataset[held][BASELINE])
+        cells = [" ".join(f"{v:6.3f}" for v in rows[r][-1]) for r in rows]
+        print(f"{held:17s} {best:38s} {cells[0]} | {cells[1]} | {cells[2]}")
+    for label, rule in (
+        ("chosen rules", "chosen"),
+        ("today's rule", CURRENT),
+        ("old rule", BASELINE),
+    ):
+        a = np.array(rows[rule])
         print(
-            f"{held:17s} {best:36s} {t_w:6.3f} {t:6.3f} {r:6.2f} | {current[-1][0]:6.3f}"
-            f" (regret {current[-1][2]:.2f})"
+            f"left-out mean, {label:12s}: tau_w {a[:, 0].mean():.3f}, tau {a[:, 1].mean():.3f},"
+            f" regret {a[:, 2].mean():.2f}, worst tau_w {a[:, 0].min():.3f}"
         )
-    a, b = np.array(chosen), np.array(current)
-    print(
-        f"left-out mean: chosen rules tau_w {a[:, 0].mean():.3f}, tau {a[:, 1].mean():.3f},"
-        f" regret {a[:, 2].mean():.2f}, worst tau_w {a[:, 0].min():.3f};"
-        f" current rule tau_w {b[:, 0].mean():.3f}, tau {b[:, 1].mean():.3f},"
-        f" regret {b[:, 2].mean():.2f}, worst tau_w {b[:, 0].min():.3f}"
-    )
-    overall = sorted(names, key=lambda rule: fit(rule, datasets), reverse=True)[:5]
+    overall = sorted(names, key=lambda rule: fit(rule, datasets), reverse=True)[:8]
     print(
         f"in-sample best of the family (all {len(datasets)} datasets;"
         " optimistic, for reading only):"
     )
     for rule in overall:
-        rows = np.array([per_dataset[d][rule] for d in datasets])
-        print(f"  {rule:38s} tau_w {rows[:, 0].mean():.3f}  regret {rows[:, 2].mean():.2f}")
+        a = np.array([per_dataset[d][rule] for d in datasets])
+        print(
+            f"  {rule:40s} tau_w {a[:, 0].mean():.3f}  regret {a[:, 2].mean():.2f}"
+            f"  worst {a[:, 0].min():.3f}"
+        )
 
 
 def _taus(true: dict[str, float], predicted: dict[str, float]) -> tuple[float, float, float]:
@@ -293,12 +353,14 @@ def main() -> None:
         per_dataset[dataset] = {
             rule: _taus(true, predicted) for rule, predicted in family(values).items()
         }
-        per_dataset[dataset][CURRENT] = table[CURRENT][-1]
-        order = sorted(rules(values)[CURRENT].items(), key=lambda item: -item[1])
-        print(
-            f"  current rule: {', '.join(m for m, _ in order)}; tau_w"
-            f" {table[CURRENT][-1][0]:.3f}, regret {table[CURRENT][-1][2]:.2f}"
-        )
+        per_dataset[dataset][BASELINE] = table[BASELINE][-1]
+        for label, rule in (("today's rule", CURRENT), ("old rule", BASELINE)):
+            order = sorted(rules(values)[rule].items(), key=lambda item: -item[1])
+            t_w, t, regret = table[rule][-1]
+            print(
+                f"  {label}: {', '.join(m for m, _ in order)};"
+                f" tau_w {t_w:.3f}, tau {t:.3f}, regret {regret:.2f}"
+            )
     if not table:
         raise SystemExit("no dataset has ground truth yet: run bench/transfer_truth.py")
     n = len(next(iter(table.values())))
@@ -309,13 +371,14 @@ def main() -> None:
             f"{rule:38s} {a[:, 0].mean():6.3f} {a[:, 1].mean():6.3f} {a[:, 2].mean():8.2f}"
             f" {a[:, 0].min():10.3f}"
         )
-    old = np.array(table["mean rank (4 scores) @256"])
-    for rule in ("mean rank (4 scores) @128", "mean rank (4 scores) @128-l2"):
-        new = np.array(table[rule])
+    new = np.array(table[CURRENT])
+    for rule in (BASELINE, "mean rank (4 scores) @256"):
+        old = np.array(table[rule])
         print(
-            f"{rule} vs the old ranking: tau_w {new[:, 0].mean():.3f} / {old[:, 0].mean():.3f}"
+            f"{CURRENT} vs {rule}: tau_w {new[:, 0].mean():.3f} / {old[:, 0].mean():.3f}"
             f" = {new[:, 0].mean() / old[:, 0].mean():.2f}x; regret {new[:, 2].mean():.2f}"
-            f" vs {old[:, 2].mean():.2f} points"
+            f" vs {old[:, 2].mean():.2f} points; worst tau_w {new[:, 0].min():.3f}"
+            f" vs {old[:, 0].min():.3f}"
         )
     leave_one_out(per_dataset)
     recipe_table()

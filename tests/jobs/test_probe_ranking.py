@@ -79,6 +79,59 @@ def _client(user) -> Client:
     return client
 
 
+# --------------------------------------------------------------------------- the rule
+
+
+def test_the_worker_ranks_by_knn_where_the_old_mean_rank_would_not(alice, readers):
+    """Scores an earlier attempt stored are ranked by kNN, linear probe breaking its ties.
+
+    Hand-worked: the old rule (mean rank of LogME, linear probe, kNN and
+    H-score) gave acme/blind (1 + 1 + 3 + 1) / 4 = 1.5, acme/reader-b
+    (2 + 3 + 1.5 + 2) / 4 = 2.125 and acme/reader-a (3 + 2 + 1.5 + 3) / 4 =
+    2.375, so blind first. kNN puts the readers first (tied at 0.9, reader-a
+    ahead on linear probe) and blind last.
+    """
+    stored = {
+        "acme/reader-a": {"logme": -0.9, "linear_probe_accuracy": 0.85, "h_score": 1.0},
+        "acme/reader-b": {"logme": -0.5, "linear_probe_accuracy": 0.80, "h_score": 2.0},
+        "acme/blind": {"logme": 0.4, "linear_probe_accuracy": 0.95, "h_score": 3.0},
+    }
+    knn = {"acme/reader-a": 0.9, "acme/reader-b": 0.9, "acme/blind": 0.6}
+    run = probe_launch(
+        actor=alice,
+        dataset_version=text_dataset(alice),
+        versions=list(readers.values()),
+        max_examples=40,
+    )
+    # Given: every candidate finished by an earlier attempt (a retry skips those).
+    for result in run.results.select_related("version__model"):
+        name = result.version.model.repo_id
+        run.results.filter(pk=result.pk).update(
+            status="succeeded", knn_accuracy=knn[name], mmd=0.1, **stored[name]
+        )
+
+    run = _run(run)
+
+    ranked = list(run.results.select_related("version__model").order_by("rank"))
+    assert [(r.version.model.repo_id, r.rank) for r in ranked] == [
+        ("acme/reader-a", 1),
+        ("acme/reader-b", 2),
+        ("acme/blind", 3),
+    ]
+    assert ranked[0].reason == (
+        "Best kNN (0.9), which sets the order; 2nd on linear probe (0.85);"
+        " 3rd on LogME (-0.9) and H-score (1); tie on kNN broken by linear probe"
+    )
+    assert ranked[2].reason.startswith(
+        "3rd on kNN (0.6), which sets the order; best linear probe (0.95), LogME (0.4)"
+    )
+    assert run.recommendation == f"acme/reader-a v1: {ranked[0].reason}"
+    assert run.job.result["ranking"] == ["acme/reader-a v1", "acme/reader-b v1", "acme/blind v1"]
+    page = _client(alice).get(run.get_absolute_url()).content.decode()
+    assert "The ranking orders candidates by kNN accuracy" in page
+    assert "averages each candidate" not in page
+
+
 # --------------------------------------------------------------------------- serving cost
 
 

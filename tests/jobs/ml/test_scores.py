@@ -446,7 +446,10 @@ def _scores(logme_, probe, knn, h, mmd=None):
     }
 
 
-def test_recommend_orders_by_mean_rank_and_says_why():
+def test_recommend_orders_by_knn_where_the_old_mean_rank_would_not_and_says_why():
+    # Given: "winner" leads linear probe, LogME and H-score, "runner-up" leads kNN.
+    # The old rule (mean rank of the four) put "winner" first: its mean rank is
+    # (1 + 1 + 2 + 1) / 4 = 1.25 against runner-up's (2 + 2 + 1 + 2) / 4 = 1.75.
     ranked = recommend(
         {
             "weak": _scores(-0.90, 0.60, 0.50, 1.0),
@@ -455,17 +458,41 @@ def test_recommend_orders_by_mean_rank_and_says_why():
         }
     )
 
-    assert [(r.name, r.rank) for r in ranked] == [("winner", 1), ("runner-up", 2), ("weak", 3)]
+    # Then: kNN decides, so the order is runner-up (0.85), winner (0.80), weak (0.50).
+    assert [(r.name, r.rank) for r in ranked] == [("runner-up", 1), ("winner", 2), ("weak", 3)]
     assert ranked[0] == Ranked(
-        name="winner",
+        name="runner-up",
         rank=1,
-        reason="Best linear probe (0.93), LogME (-0.41) and H-score (5); 2nd on kNN (0.8)",
+        reason=(
+            "Best kNN (0.85), which sets the order; "
+            "2nd on linear probe (0.9), LogME (-0.5) and H-score (4)"
+        ),
     )
-    assert ranked[1].reason.startswith("Best kNN (0.85); 2nd on linear probe (0.9)")
-    assert ranked[2].reason.startswith("3rd on")
+    assert ranked[1].reason == (
+        "2nd on kNN (0.8), which sets the order; "
+        "best linear probe (0.93), LogME (-0.41) and H-score (5)"
+    )
+    assert ranked[2].reason.startswith("3rd on kNN (0.5), which sets the order; 3rd on")
 
 
-def test_recommend_breaks_ties_by_mmd_then_by_name():
+def test_recommend_ignores_logme_and_h_score_however_far_apart():
+    # LogME, H-score and linear probe favour "shallow", and the old rule followed
+    # them (mean rank 1.25 against 1.75); kNN, 0.01 apart, decides alone.
+    ranked = recommend(
+        {
+            "shallow": _scores(0.30, 0.97, 0.94, 0.90, mmd=0.1),
+            "deep": _scores(-0.30, 0.96, 0.95, 0.70, mmd=0.2),
+        }
+    )
+
+    assert [r.name for r in ranked] == ["deep", "shallow"]
+    assert ranked[1].reason == (
+        "2nd on kNN (0.94), which sets the order; "
+        "best linear probe (0.97), LogME (0.3) and H-score (0.9)"
+    )
+
+
+def test_recommend_breaks_a_knn_tie_by_linear_probe_then_mmd_then_name():
     same = _scores(-0.5, 0.8, 0.7, 2.0)
     ranked = recommend(
         {
@@ -473,31 +500,63 @@ def test_recommend_breaks_ties_by_mmd_then_by_name():
             "a": {**same, "mmd": 0.3},
             "d": same,
             "c": same,
+            # Same kNN, better linear probe, worst LogME and H-score: first.
+            "e": {**same, "linear_probe_accuracy": 0.9, "logme": -2.0, "h_score": 0.1},
+            # Best LogME, H-score and linear probe, lower kNN: last.
+            "f": _scores(5.0, 0.99, 0.69, 9.0, mmd=0.0),
         }
     )
 
-    assert [r.name for r in ranked] == ["b", "a", "c", "d"]
-    assert [r.rank for r in ranked] == [1, 2, 3, 4]
-    assert ranked[0].reason.endswith("; tie on mean rank broken by MMD (0.2)")
-    assert ranked[2].reason.endswith("; tie on mean rank broken by MMD (missing), then name")
+    assert [r.name for r in ranked] == ["e", "b", "a", "c", "d", "f"]
+    assert [r.rank for r in ranked] == [1, 2, 3, 4, 5, 6]
+    assert ranked[0].reason.endswith("; tie on kNN broken by linear probe")
+    assert ranked[1].reason.endswith("; tie on kNN broken by linear probe, then MMD (0.2)")
+    assert ranked[3].reason.endswith(
+        "; tie on kNN broken by linear probe, then MMD (missing), then name"
+    )
+    assert ranked[5].reason.startswith("6th on kNN (0.69), which sets the order; best ")
+    assert "tie" not in ranked[5].reason
+    three = recommend({"b": {**same, "mmd": 0.2}, "a": {**same, "mmd": 0.3}, "c": same})
+    assert [r.name for r in three] == ["b", "a", "c"]
+    assert three[0].reason.endswith("; tie on kNN and linear probe broken by MMD (0.2)")
     two_way = recommend({"y": same, "x": same})
     assert [r.name for r in two_way] == ["x", "y"]
-    assert two_way[0].reason.endswith("; tie on mean rank broken by name")
+    assert two_way[0].reason.endswith("; tie on kNN, linear probe and MMD broken by name")
 
 
-def test_recommend_counts_a_missing_score_as_last_place_and_puts_unscored_models_last():
+def test_recommend_never_lets_a_missing_score_help_and_puts_unscored_models_last():
     ranked = recommend(
         {
             "failed": dict.fromkeys(("logme", "knn_accuracy", "h_score")),
-            "partial": _scores(-0.2, None, float("nan"), 9.0),
-            "complete": _scores(-0.3, 0.8, 0.7, 3.0),
+            # The best linear probe, LogME and H-score, but no kNN: after every kNN.
+            "no-knn": _scores(-0.2, 0.99, float("nan"), 9.0),
+            "poor": _scores(-0.9, 0.10, 0.10, 0.1),
+            # Ties "complete" on kNN; a missing linear probe loses the tie.
+            "no-probe": _scores(-0.1, None, 0.70, 8.0, mmd=0.0),
+            "complete": _scores(-0.3, 0.80, 0.70, 3.0, mmd=0.5),
+            "only-mmd": {"mmd": 0.0},
         }
     )
 
-    assert [r.name for r in ranked] == ["complete", "partial", "failed"]
-    assert "no linear probe and kNN" in ranked[1].reason
-    assert ranked[1].reason.startswith("Best LogME (-0.2) and H-score (9)")
-    assert ranked[2].reason.startswith("No transferability score")
+    # Unscored ones last, by MMD (missing last) as any tie.
+    assert [r.name for r in ranked] == [
+        "complete",
+        "no-probe",
+        "poor",
+        "no-knn",
+        "only-mmd",
+        "failed",
+    ]
+    assert ranked[1].reason == (
+        "Best kNN (0.7), which sets the order; best LogME (-0.1); 2nd on H-score (8);"
+        " no linear probe; tie on kNN broken by linear probe"
+    )
+    assert ranked[3].reason == (
+        "No kNN, so ranked after every candidate with one;"
+        " best linear probe (0.99) and H-score (9); 2nd on LogME (-0.2)"
+    )
+    assert ranked[4].reason == "No transferability score available (every probe failed); MMD 0"
+    assert ranked[5].reason == "No transferability score available (every probe failed)"
 
 
 def test_recommend_of_nothing_is_empty():
@@ -694,7 +753,7 @@ def test_a_candidate_ahead_of_the_top_on_accuracy_is_named():
     weak = rng.random(300) > 0.6
     strong = weak | (rng.random(300) > 0.3)
 
-    # The ranking weighs four scores, so the first place can be the weaker probe.
+    # kNN leads the ranking, so the first place can be the weaker linear probe.
     verdict = ranking_confidence(["weak", "strong"], {"weak": weak, "strong": strong})
 
     assert verdict.near == ["weak", "strong"]
