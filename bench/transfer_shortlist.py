@@ -30,12 +30,15 @@ lr 5e-4 batch 8 2 epochs (better in the middle, twice the cost; it is also
 successive halving's second round).
 
 Measured (2026-12-07, 2 shared CPU cores, the chosen settings, the six
-candidates other than mpnet-base on all four datasets): stage 1 alone mean
-tau_w 0.500 (worst 0.309), regret 6.83 points; brief fine-tune of all
-0.754 (worst 0.147, sms_spam, where four candidates are within 0.5 points of
-each other in truth), regret 0.04, at 3.6x stage 1's CPU seconds (timed on
-debian_sections); stage-1 top 2 / 3 / 4 re-ordered 0.490 / 0.494 / 0.641;
-halving over stage 1's top 4 0.501, regret 2.21 (the 2-epoch round was noisier
+candidates other than mpnet-base on all four datasets). With the old
+stage-1 rule (mean rank of four scores): stage 1 alone mean tau_w 0.500
+(worst 0.309), regret 6.83 points; brief fine-tune of all 0.754 (worst
+0.147, sms_spam, where four candidates are within 0.5 points of each other
+in truth), regret 0.04, at 3.6x stage 1's CPU seconds (timed on
+debian_sections). With ``recommend``'s kNN rule: stage 1 alone 0.748
+(worst 0.286), regret 0; brief fine-tune of all 0.754 (tau 0.772 against
+0.617); stage-1 top 2 / 3 / 4 re-ordered 0.748 / 0.699 / 0.681; halving
+over stage 1's top 4 0.544, regret 2.21 (the 2-epoch round was noisier
 than the 1-epoch one on wordnet_nouns).
 
 Each brief run is cached under ~/.cache/portal-bench/shortlist, keyed by
