@@ -136,7 +136,7 @@ def split_of(run, tmp: Path) -> _Split:
     """
     rows = read_rows(run.dataset_version, tmp, with_time=run.split == "time")
     test_rows = read_rows(run.test_dataset_version, tmp) if run.test_dataset_version else None
-    return _split_rows(run, rows, test_rows)
+    return split_rows(rows, split=run.split, params=run.split_params, test_rows=test_rows)
 
 
 def _config_of(run) -> FineTuneConfig:
@@ -146,22 +146,26 @@ def _config_of(run) -> FineTuneConfig:
         raise PortalError(f"The run's settings are not valid: {exc}") from exc
 
 
-def _split_rows(run, rows: Rows, test_rows: Rows | None) -> _Split:
-    """Train, validation and test sets as the run's split says, with every class indexed."""
-    params = run.split_params
+def split_rows(rows: Rows, *, split: str, params: dict, test_rows: Rows | None = None) -> _Split:
+    """Train, validation and test sets as a fine-tune's split says, with every class indexed.
+
+    ``split`` and ``params`` are a run's ``split`` and ``split_params``; the
+    probe's brief fine-tunes pass a default fine-tune's, so they train on the
+    rows such a fine-tune would train on and never see its test rows.
+    """
     seed = int(params.get("seed", 0))
     class_names = sorted(set(rows.labels))
     index = {name: i for i, name in enumerate(class_names)}
     y = np.array([index[label] for label in rows.labels], dtype=np.int64)
     named = np.asarray(rows.labels)  # split on the names, so a refusal names the classes
     try:
-        if run.split == FineTuneRun.Split.STRATIFIED:
+        if split == FineTuneRun.Split.STRATIFIED:
             train_idx, test_idx = splits.stratified_split(
                 named, test_fraction=params["test_fraction"], seed=seed
             )
-        elif run.split == FineTuneRun.Split.TIME:
+        elif split == FineTuneRun.Split.TIME:
             if rows.times is None:
-                raise ValueError(f"{run.dataset_version} has no time column")
+                raise ValueError("the dataset has no time column")
             train_idx, test_idx = splits.time_split(
                 rows.times, named, test_fraction=params["test_fraction"]
             )

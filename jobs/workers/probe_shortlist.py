@@ -24,11 +24,12 @@ import numpy as np
 from django.conf import settings
 
 from jobs.engine import JobCancelled, JobContext
-from jobs.ml import splits
 from jobs.ml.config import TEST_FRACTION, VAL_FRACTION, FineTuneConfig
 from jobs.ml.shortlist import BriefResult, BriefSettings, brief_finetune
+from jobs.models import FineTuneRun
 from jobs.services.probes import probe_result_update, probe_run_update
 from jobs.workers.data import read_rows
+from jobs.workers.finetunes import split_rows
 from portal.errors import PortalError
 from zoo.storage import materialize_version
 
@@ -99,23 +100,12 @@ def _split(run, tmp: Path) -> _Data:
     folder = tmp / "shortlist"
     folder.mkdir(exist_ok=True)
     rows = read_rows(run.dataset_version, folder)
-    named = np.asarray(rows.labels)
-    class_names = sorted(set(rows.labels))
-    index = {label: i for i, label in enumerate(class_names)}
-    y = np.array([index[label] for label in rows.labels], dtype=np.int64)
-    try:
-        train_idx, _test_idx = splits.stratified_split(
-            named, test_fraction=TEST_FRACTION, seed=SPLIT_SEED
-        )
-        train_idx, val_idx = splits.carve_validation(
-            train_idx, named, fraction=VAL_FRACTION, seed=SPLIT_SEED
-        )
-    except ValueError as exc:
-        raise PortalError(f"the data cannot be split for a fine-tune: {exc}.") from exc
+    params = {"test_fraction": TEST_FRACTION, "val_fraction": VAL_FRACTION, "seed": SPLIT_SEED}
+    data = split_rows(rows, split=FineTuneRun.Split.STRATIFIED, params=params)
     return _Data(
-        class_names=class_names,
-        train=([rows.inputs[i] for i in train_idx], y[train_idx]),
-        val=([rows.inputs[i] for i in val_idx], y[val_idx]),
+        class_names=data.class_names,
+        train=data.train,
+        val=data.val,
         modality=run.dataset_version.dataset.modality,
     )
 
