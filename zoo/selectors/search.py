@@ -184,8 +184,9 @@ def ranked_everywhere(text: str, generation: int) -> Ranked:
         return hit
     hit = cache.get(key)
     if hit is not None:
-        recent.put(key, Ranked(*hit))
-        return Ranked(*hit)
+        ranked = Ranked(*hit)
+        recent.put(key, ranked)
+        return ranked
     backend = _Postgres(text) if connection.vendor == "postgresql" else _SQLite(text)
     rows = list(
         CatalogModel.objects.filter(backend.join, backend.in_text)
